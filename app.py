@@ -1,0 +1,85 @@
+"""Side-by-side chat model playground: reads argv and the environment, builds the app, serves it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from models.loading import DTYPES, LoadOptions, WeightsNotFound
+from models.registry import lineup_names
+from playground.server import Settings, create_app, launch
+
+
+def parse_max_memory(text: str | None) -> dict[int | str, str] | None:
+    """'0=20GiB,1=20GiB,cpu=64GiB' -> {0: '20GiB', 1: '20GiB', 'cpu': '64GiB'}."""
+    if not text:
+        return None
+    limits: dict[int | str, str] = {}
+    for part in text.split(","):
+        device, sep, amount = part.partition("=")
+        if not sep or not amount.strip():
+            raise argparse.ArgumentTypeError(f"--max-memory part {part!r} should look like 0=20GiB or cpu=64GiB")
+        device = device.strip()
+        limits[int(device) if device.isdigit() else device] = amount.strip()
+    return limits
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lineup", default=env.get("PLAYGROUND_LINEUP", "demo"),
+                        help=f"named lineup: {', '.join(lineup_names())} (env PLAYGROUND_LINEUP; default demo)")
+    parser.add_argument("--model", action="append", default=[], metavar="REF",
+                        help="ad-hoc contender, repeatable: a Hub id (org/name[@revision]), a local folder "
+                             "or a .gguf file; replaces --lineup")
+    parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to serve on (env GRADIO_SERVER_NAME; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", "7860")),
+                        help="port (env GRADIO_SERVER_PORT; default 7860)")
+    parser.add_argument("--data-dir", type=Path, default=Path(env.get("PLAYGROUND_DATA_DIR", "data")),
+                        help="folder of the SQLite feedback database (env PLAYGROUND_DATA_DIR; default ./data)")
+    parser.add_argument("--db-url", default=env.get("PLAYGROUND_DB_URL"),
+                        help="any SQLAlchemy URL instead of the SQLite file (env PLAYGROUND_DB_URL)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where the embedded model is converted to safetensors (env "
+                             "PLAYGROUND_CACHE_DIR; default ~/.cache/llm-playground)")
+    parser.add_argument("--device-map", default="auto",
+                        help="from_pretrained device_map: auto, cpu, cuda:0, balanced… (default auto)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
+                        help="weights dtype; auto: the checkpoint's on a GPU, bfloat16 on a CPU")
+    parser.add_argument("--max-memory", type=parse_max_memory, default=None,
+                        help="per-device memory limits for sharding, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+    parser.add_argument("--max-concurrent", type=int, default=1,
+                        help="comparisons generated at once across all visitors (default 1)")
+    return parser
+
+
+def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
+    args = build_parser(env).parse_args(argv)
+    cache_dir = args.cache_dir or (Path(env["PLAYGROUND_CACHE_DIR"]) if env.get("PLAYGROUND_CACHE_DIR") else None)
+    return Settings(
+        lineup=args.lineup, models=tuple(args.model), host=args.host, port=args.port,
+        data_dir=args.data_dir, db_url=args.db_url, cache_dir=cache_dir,
+        load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory),
+        max_concurrent=args.max_concurrent,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    settings = settings_from(sys.argv[1:] if argv is None else argv, os.environ)
+    try:
+        demo, _ = create_app(settings)
+    except (WeightsNotFound, KeyError, ValueError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    print(f"serving on http://{settings.host}:{settings.port}")
+    launch(demo, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

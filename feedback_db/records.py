@@ -1,0 +1,285 @@
+"""Plain data the app hands to the store: frozen dataclasses, validated when made.
+
+These are the only types `playground` needs from `feedback_db` to write; they hold no SQLAlchemy state.
+Checks that need the database (does the comparison exist, how many answers does it have) live in
+`store.py`; everything that can be judged from the record alone is judged here, so a bad call fails at
+the line that built the record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+Mode = Literal["named", "arena"]
+FinishReason = Literal["stop", "length", "stopped", "error"]
+RatingKind = Literal["pairwise", "scores"]
+# FastChat's four quick votes; "a" is the answer shown in pane position 0, "b" position 1.
+Choice = Literal["a", "b", "tie", "both_bad"]
+# Llama 2 paper, section 3.2.1; "negligibly_better" also stands for "unsure".
+Strength = Literal["significantly_better", "better", "slightly_better", "negligibly_better"]
+Role = Literal["system", "user", "assistant"]
+
+MODES: tuple[str, ...] = get_args(Mode)
+FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
+RATING_KINDS: tuple[str, ...] = get_args(RatingKind)
+CHOICES: tuple[str, ...] = get_args(Choice)
+STRENGTHS: tuple[str, ...] = get_args(Strength)
+ROLES: tuple[str, ...] = get_args(Role)
+SCORE_MIN, SCORE_MAX = 1, 5
+ID_LENGTH = 32
+MAX_SEED = 2**63 - 1  # BIGINT is signed 64-bit on PostgreSQL
+MAX_COMMENT_CHARS = 10_000  # a public demo must not let one vote store megabytes
+MAX_NAME_CHARS = {"lineup": 100, "session_id": 64, "contender": 200, "weights_id": 500, "weights_revision": 100}
+
+
+def new_id() -> str:
+    """A fresh id: a uuid4 as 32 lowercase hex digits."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class ComparisonRecord:
+    """One prompt sent to every contender of a lineup; `id` is what the server hands the browser."""
+
+    lineup: str
+    session_id: str
+    prompt: str
+    n_responses: int
+    mode: Mode = "named"
+    turn: int = 0
+    parent_id: str | None = None
+    system_prompt: str | None = None
+    id: str = field(default_factory=new_id)
+
+    def __post_init__(self) -> None:
+        _check_id("id", self.id)
+        _check_name("lineup", self.lineup)
+        _check_name("session_id", self.session_id)
+        _check_one_of("mode", self.mode, MODES)
+        _check_int("turn", self.turn)
+        _check_int("n_responses", self.n_responses, minimum=2)
+        _check_text("prompt", self.prompt, allow_blank=False)
+        if self.system_prompt is not None:
+            _check_text("system_prompt", self.system_prompt)
+        if (self.turn == 0) != (self.parent_id is None):
+            raise ValueError(
+                f"turn {self.turn} with parent_id={self.parent_id!r}: the first turn (0) has no parent, "
+                "every later turn names the previous comparison of the same conversation"
+            )
+        if self.parent_id is not None:
+            _check_id("parent_id", self.parent_id)
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """One contender's finished (or stopped, or failed) answer, with everything needed to reproduce it."""
+
+    comparison_id: str
+    position: int
+    contender: str
+    weights_id: str
+    messages: Sequence[Mapping[str, str]]
+    prompt_rendered: str
+    params: Mapping[str, Any]
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    duration_s: float
+    weights_revision: str | None = None
+    seed: int | None = None
+    error: str | None = None
+    time_to_first_token_s: float | None = None
+    tokens_per_s: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_id("comparison_id", self.comparison_id)
+        _check_int("position", self.position)
+        _check_name("contender", self.contender)
+        _check_name("weights_id", self.weights_id)
+        if self.weights_revision is not None:
+            _check_name("weights_revision", self.weights_revision)
+        # Copies, so that the caller mutating its own lists later cannot change a frozen record.
+        object.__setattr__(self, "messages", _checked_messages(self.messages))
+        object.__setattr__(self, "params", _checked_json("params", self.params))
+        _check_text("prompt_rendered", self.prompt_rendered)
+        _check_text("text", self.text)
+        _check_one_of("finish_reason", self.finish_reason, FINISH_REASONS)
+        _check_error(self.finish_reason, self.error)
+        if self.seed is not None:
+            _check_int("seed", self.seed, maximum=MAX_SEED)
+        _check_int("prompt_tokens", self.prompt_tokens)
+        _check_int("completion_tokens", self.completion_tokens)
+        _check_seconds("duration_s", self.duration_s)
+        _check_seconds("time_to_first_token_s", self.time_to_first_token_s, optional=True)
+        _check_seconds("tokens_per_s", self.tokens_per_s, optional=True)
+
+
+@dataclass(frozen=True)
+class RatingRecord:
+    """A person's judgement of one comparison, naming answers by pane position, never by model name.
+
+    kind="pairwise" (exactly two answers): `choice` is required, `strength` optional and only with "a"/"b".
+    kind="scores" (any number of answers): a 1-5 score per answer position in `scores`.
+    `unsafe` maps the positions flagged unsafe to an optional reason (both kinds).
+    """
+
+    comparison_id: str
+    kind: RatingKind
+    choice: Choice | None = None
+    strength: Strength | None = None
+    scores: Mapping[int, int] = field(default_factory=dict)
+    unsafe: Mapping[int, str | None] = field(default_factory=dict)
+    comment: str | None = None
+    blind: bool = False
+
+    def __post_init__(self) -> None:
+        _check_id("comparison_id", self.comparison_id)
+        _check_one_of("kind", self.kind, RATING_KINDS)
+        if not isinstance(self.blind, bool):
+            raise ValueError(f"blind must be True or False, got {self.blind!r}")
+        object.__setattr__(self, "scores", _checked_scores(self.scores))
+        object.__setattr__(self, "unsafe", _checked_unsafe(self.unsafe))
+        object.__setattr__(self, "comment", _cleaned_note("comment", self.comment))
+        if self.kind == "pairwise":
+            self._check_pairwise()
+        else:
+            self._check_scores()
+
+    def _check_pairwise(self) -> None:
+        if self.choice is None:
+            raise ValueError(f"a pairwise rating needs a choice, one of {_listed(CHOICES)}")
+        _check_one_of("choice", self.choice, CHOICES)
+        if self.strength is not None:
+            _check_one_of("strength", self.strength, STRENGTHS)
+            if self.choice not in ("a", "b"):
+                raise ValueError(
+                    f"strength {self.strength!r} given with choice {self.choice!r}: "
+                    "a strength only says how much better A or B is; leave it out for tie and both_bad"
+                )
+        if self.scores:
+            raise ValueError("scores belong to kind='scores'; a pairwise rating takes choice and strength")
+
+    def _check_scores(self) -> None:
+        if self.choice is not None or self.strength is not None:
+            raise ValueError(
+                f"kind='scores' takes a score per answer, not choice={self.choice!r} / strength={self.strength!r}"
+            )
+        if not self.scores:
+            raise ValueError("kind='scores' needs scores: {position: 1-5} for every answer")
+
+
+def _listed(values: Sequence[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def _check_id(name: str, value: object) -> None:
+    if not (isinstance(value, str) and len(value) == ID_LENGTH and all(c in "0123456789abcdef" for c in value)):
+        raise ValueError(f"{name} must be an id made by new_id() (32 lowercase hex digits), got {value!r}")
+
+
+def _check_one_of(name: str, value: object, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {_listed(allowed)}, got {value!r}")
+
+
+def _check_int(name: str, value: object, minimum: int = 0, maximum: int | None = None) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):  # bool is an int, but True is no position
+        if value >= minimum and (maximum is None or value <= maximum):
+            return
+    bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+    raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+
+
+def _check_seconds(name: str, value: object, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf:
+        return  # NaN fails the comparison too
+    raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_text(name: str, value: object, allow_blank: bool = True) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {type(value).__name__}: {value!r:.80}")
+    if not allow_blank and not value.strip():
+        raise ValueError(f"{name} must not be empty")
+
+
+def _check_name(name: str, value: object) -> None:
+    _check_text(name, value, allow_blank=False)
+    limit = MAX_NAME_CHARS[name]
+    if isinstance(value, str) and len(value) > limit:
+        raise ValueError(f"{name} is {len(value)} characters; at most {limit} fit")
+
+
+def _check_error(finish_reason: str, error: str | None) -> None:
+    if finish_reason == "error" and not (isinstance(error, str) and error.strip()):
+        raise ValueError("finish_reason 'error' needs the error message in error=")
+    if finish_reason != "error" and error is not None:
+        raise ValueError(f"error={error!r:.80} given with finish_reason {finish_reason!r}; use finish_reason 'error'")
+
+
+def _checked_messages(messages: object) -> tuple[dict[str, str], ...]:
+    """Role/content dicts, system (if any) first, ending with the user's new message."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+        raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+    cleaned = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+            raise ValueError(f"messages[{i}] must be a dict with 'role' and 'content', got {message!r:.80}")
+        _check_one_of(f"messages[{i}]['role']", message["role"], ROLES)
+        if not isinstance(message["content"], str):
+            # Gradio 6 hands content as a list of {"type": "text", ...} parts: flatten before storing.
+            raise ValueError(f"messages[{i}]['content'] must be a string (flatten Gradio's content parts first)")
+        if message["role"] == "system" and i != 0:
+            raise ValueError(f"messages[{i}] is a system message; only the first message may be one")
+        cleaned.append({"role": message["role"], "content": message["content"]})
+    if cleaned[-1]["role"] != "user":
+        raise ValueError("the last of messages must be the user's new message (role 'user')")
+    return tuple(cleaned)
+
+
+def _checked_json(name: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a dict, got {type(value).__name__}")
+    try:
+        # Round trip: a plain copy, and allow_nan=False because PostgreSQL's JSON refuses NaN.
+        return json.loads(json.dumps(dict(value), allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must hold only JSON values (str, number, bool, None, list, dict; no NaN): {e}") from None
+
+
+def _checked_scores(scores: object) -> dict[int, int]:
+    if not isinstance(scores, Mapping):
+        raise ValueError(f"scores must be a dict of position -> score, got {type(scores).__name__}")
+    for position, score in scores.items():
+        _check_int("a scores position", position)
+        _check_int(f"the score for position {position}", score, minimum=SCORE_MIN, maximum=SCORE_MAX)
+    return dict(scores)
+
+
+def _checked_unsafe(unsafe: object) -> dict[int, str | None]:
+    if not isinstance(unsafe, Mapping):
+        raise ValueError(f"unsafe must be a dict of position -> reason or None, got {type(unsafe).__name__}")
+    cleaned = {}
+    for position, reason in unsafe.items():
+        _check_int("an unsafe position", position)
+        cleaned[position] = _cleaned_note(f"the unsafe reason for position {position}", reason)
+    return cleaned
+
+
+def _cleaned_note(name: str, value: object) -> str | None:
+    """Free text from a person: stripped, empty means none, bounded in size."""
+    if value is None:
+        return None
+    _check_text(name, value)
+    text = str(value).strip()
+    if len(text) > MAX_COMMENT_CHARS:
+        raise ValueError(f"{name} is {len(text)} characters; at most {MAX_COMMENT_CHARS} are kept, shorten it")
+    return text or None

@@ -1,0 +1,195 @@
+"""Writing and reading comparisons, responses and ratings.
+
+Every function takes a Session and never commits: the caller owns the transaction, one per user action
+(`with database.session() as session: add_rating(session, record)`). Writers flush, so a refused or
+conflicting write fails inside the call that caused it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from .records import ComparisonRecord, RatingRecord, ResponseRecord, new_id
+from .schema import AnswerJudgement, Base, Comparison, Rating, Response, utc_now
+
+
+class RatingRefused(ValueError):
+    """A vote the store will not keep; the message is meant for the person who voted."""
+
+
+def add_comparison(session: Session, record: ComparisonRecord) -> None:
+    """Store a new comparison; its parent (the previous turn) must already be stored."""
+    if session.get(Comparison, record.id) is not None:
+        raise ValueError(f"comparison {record.id} is already stored; make a fresh id with new_id()")
+    if record.parent_id is not None:
+        parent = session.get(Comparison, record.parent_id)
+        if parent is None:
+            raise ValueError(f"parent comparison {record.parent_id} is not stored; store the previous turn first")
+        if parent.session_id != record.session_id or parent.turn != record.turn - 1:
+            raise ValueError(
+                f"comparison {record.id} (session {record.session_id!r}, turn {record.turn}) cannot follow "
+                f"{parent.id} (session {parent.session_id!r}, turn {parent.turn}): "
+                "a parent is the previous turn of the same session"
+            )
+    session.add(
+        Comparison(
+            id=record.id,
+            created_at=utc_now(),
+            lineup=record.lineup,
+            mode=record.mode,
+            session_id=record.session_id,
+            turn=record.turn,
+            parent_id=record.parent_id,
+            system_prompt=record.system_prompt,
+            prompt=record.prompt,
+            n_responses=record.n_responses,
+        )
+    )
+    session.flush()
+
+
+def add_response(session: Session, record: ResponseRecord) -> None:
+    """Store one contender's answer; answers of one comparison may arrive in any order."""
+    comparison = session.get(Comparison, record.comparison_id)
+    if comparison is None:
+        raise ValueError(f"comparison {record.comparison_id} is not stored; call add_comparison first")
+    if record.position >= comparison.n_responses:
+        raise ValueError(
+            f"position {record.position} is out of range: comparison {comparison.id} "
+            f"expects {comparison.n_responses} answers, at positions 0-{comparison.n_responses - 1}"
+        )
+    for existing in responses_of(session, comparison.id):
+        if record.position == existing.position or record.contender == existing.contender:
+            raise ValueError(
+                f"comparison {comparison.id} already has an answer from {existing.contender!r} at position "
+                f"{existing.position}; each position and each contender answers once"
+            )
+    session.add(_response_row(record))
+    session.flush()
+
+
+def _response_row(record: ResponseRecord) -> Response:
+    return Response(
+        id=new_id(),
+        comparison_id=record.comparison_id,
+        position=record.position,
+        contender=record.contender,
+        weights_id=record.weights_id,
+        weights_revision=record.weights_revision,
+        messages=list(record.messages),
+        prompt_rendered=record.prompt_rendered,
+        params=dict(record.params),
+        seed=record.seed,
+        text=record.text,
+        finish_reason=record.finish_reason,
+        error=record.error,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        time_to_first_token_s=record.time_to_first_token_s,
+        duration_s=record.duration_s,
+        tokens_per_s=record.tokens_per_s,
+        created_at=utc_now(),
+    )
+
+
+def add_rating(session: Session, record: RatingRecord) -> str:
+    """Store a rating and one judgement per answer; return the rating id, or raise RatingRefused."""
+    comparison = session.get(Comparison, record.comparison_id)
+    if comparison is None:
+        raise RatingRefused(f"comparison {record.comparison_id} is unknown; rate an answer this server showed you")
+    if rating_of(session, comparison.id) is not None:
+        raise RatingRefused("this comparison was already rated; ask a new question to vote again")
+    responses = responses_of(session, comparison.id)
+    _check_rating_fits(record, comparison, responses)
+    rating = _rating_row(record, responses)
+    try:
+        # A SAVEPOINT, so that losing a race rolls back only this rating and the caller's session lives on.
+        with session.begin_nested():
+            session.add(rating)
+    except IntegrityError:
+        # Two votes passed the check above at once (PostgreSQL, READ COMMITTED); the unique
+        # comparison_id let exactly one in. Any other integrity error is a bug: let it through.
+        if rating_of(session, comparison.id) is None:
+            raise
+        raise RatingRefused("this comparison was already rated; ask a new question to vote again") from None
+    return rating.id
+
+
+def _check_rating_fits(record: RatingRecord, comparison: Comparison, responses: list[Response]) -> None:
+    """Refuse a rating that does not fit the stored comparison."""
+    if len(responses) < comparison.n_responses:
+        raise RatingRefused(
+            f"only {len(responses)} of {comparison.n_responses} answers are in; "
+            "wait until every answer has finished, then vote"
+        )
+    if record.kind == "pairwise" and len(responses) != 2:
+        raise RatingRefused(
+            f"a pairwise vote compares exactly 2 answers and this comparison has {len(responses)}; "
+            "give each answer a 1-5 score instead (kind='scores')"
+        )
+    positions = {r.position for r in responses}
+    for name, keys in (("scores", record.scores), ("unsafe", record.unsafe)):
+        strays = sorted(set(keys) - positions)
+        if strays:
+            raise RatingRefused(f"{name} names positions {strays}, but the answers are at positions {sorted(positions)}")
+    # Design choice: a rating of nothing but failures teaches a reward model nothing, so it is refused.
+    if all(r.finish_reason == "error" for r in responses):
+        raise RatingRefused("every answer failed with an error, so there is nothing to rate; ask again")
+    unscored = sorted(r.position for r in responses if r.finish_reason != "error" and r.position not in record.scores)
+    if record.kind == "scores" and unscored:
+        raise RatingRefused(f"give a 1-5 score to every answer; positions {unscored} have none")
+
+
+def _rating_row(record: RatingRecord, responses: list[Response]) -> Rating:
+    rating = Rating(
+        id=new_id(),
+        comparison_id=record.comparison_id,
+        created_at=utc_now(),
+        kind=record.kind,
+        choice=record.choice,
+        strength=record.strength,
+        comment=record.comment,
+        blind=record.blind,
+    )
+    rating.judgements = [
+        AnswerJudgement(
+            response_id=response.id,
+            score=record.scores.get(response.position),
+            unsafe=response.position in record.unsafe,
+            unsafe_reason=record.unsafe.get(response.position),
+        )
+        for response in responses
+    ]
+    return rating
+
+
+def get_comparison(session: Session, comparison_id: str) -> Comparison | None:
+    """The stored comparison with this id, or None."""
+    return session.get(Comparison, comparison_id)
+
+
+def responses_of(session: Session, comparison_id: str) -> list[Response]:
+    """The stored answers of a comparison, by pane position."""
+    query = select(Response).where(Response.comparison_id == comparison_id).order_by(Response.position)
+    return list(session.scalars(query))
+
+
+def rating_of(session: Session, comparison_id: str) -> Rating | None:
+    """The rating of a comparison with its judgements and their responses loaded, or None if unrated."""
+    # Eager, so the result stays readable after its session closes (lazy loads would fail there).
+    query = (
+        select(Rating)
+        .where(Rating.comparison_id == comparison_id)
+        .options(selectinload(Rating.judgements).joinedload(AnswerJudgement.response))
+    )
+    return session.scalar(query)
+
+
+def count_rows(session: Session) -> dict[str, int]:
+    """Rows per table, by table name."""
+    return {
+        table.name: session.scalar(select(func.count()).select_from(table)) or 0
+        for table in Base.metadata.sorted_tables
+    }

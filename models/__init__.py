@@ -1,0 +1,1 @@
+"""Contenders and lineups, prompt formats, placement, loading and streaming generation."""

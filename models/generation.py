@@ -1,0 +1,181 @@
+"""Streaming generation: a plain decode loop that yields text as it is produced.
+
+One loop per contender, run by the caller in its own thread. Writing the loop (instead of
+`generate` + `TextIteratorStreamer` in a second thread) keeps one thread per stream, lets the stop
+button act between two tokens, and decodes text incrementally rather than re-decoding the line.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Protocol, Sequence
+
+import torch
+from transformers import (
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from models.loading import LoadedWeights
+from models.prompt_format import RenderedPrompt, render_prompt
+from models.specs import ContenderSpec, GenerationParams, WeightsSpec
+
+FinishReason = str  # "stop" | "length" | "stopped" | "error"
+
+
+@dataclass(frozen=True)
+class PromptReady:
+    """First event of a stream: the exact prompt the contender receives."""
+
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """Last event of a stream."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    time_to_first_token_s: float | None
+    duration_s: float
+    seed: int
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Decode speed after the first token (the prefill is in time to first token)."""
+        if self.completion_tokens < 2 or self.time_to_first_token_s is None:
+            return None
+        decode_s = self.duration_s - self.time_to_first_token_s
+        return (self.completion_tokens - 1) / decode_s if decode_s > 0 else None
+
+
+StreamEvent = PromptReady | str | GenerationResult
+
+
+class Streamer(Protocol):
+    """The seam the comparison core calls: text deltas between a PromptReady and a GenerationResult."""
+
+    def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
+                 params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]: ...
+
+
+class ContextTooLong(ValueError):
+    """The conversation leaves no room for an answer in the model's context."""
+
+
+def _processors(params: GenerationParams) -> LogitsProcessorList:
+    processors = LogitsProcessorList()
+    if params.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+    if not params.greedy:
+        processors.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_k > 0:
+            processors.append(TopKLogitsWarper(params.top_k))
+        if params.top_p < 1.0:
+            processors.append(TopPLogitsWarper(params.top_p))
+    return processors
+
+
+def _eos_ids(loaded: LoadedWeights) -> set[int]:
+    ids = loaded.model.generation_config.eos_token_id
+    found = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    if loaded.tokenizer.eos_token_id is not None:
+        found.add(loaded.tokenizer.eos_token_id)
+    return found
+
+
+class _TextDecoder:
+    """Incremental detokenizer: emits only complete characters, decoding a short window each step."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer, self.ids, self.prefix, self.read = tokenizer, [], 0, 0
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        # Decode from a little before the unread part so that spacing at the seam is right.
+        before = self.tokenizer.decode(self.ids[self.prefix:self.read], skip_special_tokens=True)
+        after = self.tokenizer.decode(self.ids[self.prefix:], skip_special_tokens=True)
+        if after.endswith("\ufffd") or len(after) <= len(before):
+            return ""  # an unfinished multi-byte character, or nothing printable yet
+        self.prefix, self.read = self.read, len(self.ids)
+        return after[len(before):]
+
+
+@torch.inference_mode()
+def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: GenerationParams, *,
+                  stop: threading.Event, seed: int, context_length: int) -> Iterator[str | GenerationResult]:
+    """Decode token by token from `prompt_ids`; yield text deltas, then a GenerationResult."""
+    started = time.perf_counter()
+    room = context_length - len(prompt_ids)
+    if room <= 0:
+        raise ContextTooLong(f"the conversation is {len(prompt_ids)} tokens, the model's context is "
+                             f"{context_length}; press Clear to start a new conversation")
+    max_new = min(params.max_new_tokens, room)
+    model, device = loaded.model, loaded.input_device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    processors, eos = _processors(params), _eos_ids(loaded)
+    decoder = _TextDecoder(loaded.tokenizer)
+    ids = torch.tensor([list(prompt_ids)], device=device)  # (1, prompt_len)
+    step_input, cache, new_tokens, first_token_s = ids, None, 0, None
+    text, finish = [], "length"
+    while new_tokens < max_new:
+        if stop.is_set():
+            finish = "stopped"
+            break
+        # Prefill on the first step, then one token at a time against the KV cache.
+        # logits_to_keep=1: only the last position's logits are needed, not the prompt's.
+        out = model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
+        cache = out.cache
+        logits = processors(ids, out.logits[:, -1, :].float().to(device))  # (1, vocab)
+        if params.greedy:
+            next_id = logits.argmax(dim=-1, keepdim=True)
+        else:
+            probs = torch.softmax(logits, dim=-1)
+            next_id = torch.multinomial(probs, 1, generator=generator)
+        token = int(next_id)
+        new_tokens += 1
+        if first_token_s is None:
+            first_token_s = time.perf_counter() - started
+        if token in eos:
+            finish = "stop"
+            break
+        ids = torch.cat([ids, next_id], dim=-1)
+        step_input = next_id
+        delta = decoder.push(token)
+        if delta:
+            text.append(delta)
+            yield delta
+    yield GenerationResult(text="".join(text), finish_reason=finish, prompt_tokens=len(prompt_ids),
+                           completion_tokens=new_tokens, time_to_first_token_s=first_token_s,
+                           duration_s=time.perf_counter() - started, seed=seed)
+
+
+class LocalStreamer:
+    """The real Streamer: renders each contender's prompt and decodes on its loaded weights."""
+
+    def __init__(self, loaded: Mapping[WeightsSpec, LoadedWeights], cpu_threads: int | None = None) -> None:
+        self.loaded = dict(loaded)
+        self.cpu_threads = cpu_threads
+
+    def render(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]]) -> RenderedPrompt:
+        return render_prompt(contender.prompt_format, messages, self.loaded[contender.weights].tokenizer)
+
+    def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
+                 params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
+        if self.cpu_threads:
+            # Per-thread on PyTorch's OpenMP backend: concurrent streams share the cores, not oversubscribe.
+            torch.set_num_threads(self.cpu_threads)
+        loaded = self.loaded[contender.weights]
+        prompt = self.render(contender, messages)
+        yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids))
+        context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
+        yield from stream_tokens(loaded, prompt.input_ids, params, stop=stop, seed=seed,
+                                 context_length=min(context, contender.weights.context_length))

@@ -1,0 +1,76 @@
+"""Assembling the app from explicit settings: lineup, weights, database, page."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import gradio as gr
+
+from feedback_db import Database, open_database, sqlite_url
+from models.generation import LocalStreamer, Streamer
+from models.loading import LoadOptions, load_lineup
+from models.registry import adhoc_lineup, get_lineup
+from models.specs import LineupSpec
+from playground.comparison import Playground
+from playground.ui import CSS, build_ui
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app needs; app.py fills it from argv and the environment."""
+
+    lineup: str = "demo"
+    models: tuple[str, ...] = ()  # --model references; when given they replace the lineup
+    host: str = "127.0.0.1"
+    port: int = 7860
+    data_dir: Path = Path("data")
+    db_url: str | None = None  # default: a SQLite file in data_dir
+    cache_dir: Path | None = None
+    load: LoadOptions = field(default_factory=LoadOptions)
+    mode: Literal["named", "arena"] = "named"
+    max_concurrent: int = 1
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or sqlite_url(self.data_dir / "feedback.sqlite3")
+
+
+def resolve_lineup(settings: Settings) -> LineupSpec:
+    """The lineup named by --lineup, or the ad-hoc one built from --model."""
+    return adhoc_lineup(settings.models) if settings.models else get_lineup(settings.lineup)
+
+
+def storage_notice(database: Database) -> str:
+    where = database.url.render_as_string(hide_password=True) if hasattr(database.url, "render_as_string") \
+        else str(database.url)
+    return (f"ℹ️ Prompts, answers and ratings are stored (in `{where}`) to compare and improve "
+            "models. Do not enter personal or confidential information.")
+
+
+def create_app(settings: Settings, streamer: Streamer | None = None,
+               log: Callable[[str], None] = print) -> tuple[gr.Blocks, Playground]:
+    """Load the lineup (unless a streamer is given) and build the page; nothing is served yet."""
+    lineup = resolve_lineup(settings)
+    revisions: dict[str, str | None] = {}
+    if streamer is None:
+        options = settings.load if settings.cache_dir is None else \
+            LoadOptions(**{**settings.load.__dict__, "cache_dir": settings.cache_dir})
+        loaded = load_lineup(lineup, options, log=log)
+        # Concurrent streams on a CPU split its cores instead of oversubscribing them.
+        streamer = LocalStreamer(loaded, cpu_threads=max(1, (os.cpu_count() or 1) // len(lineup.contenders)))
+        revisions = {w.id: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
+    database = open_database(settings.database_url)
+    core = Playground(lineup, streamer, database, mode=settings.mode, revisions=revisions)
+    demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
+                    max_concurrent=settings.max_concurrent)
+    return demo, core
+
+
+def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> None:
+    """Serve the page; `block=False` returns at once (tests)."""
+    demo.queue(default_concurrency_limit=settings.max_concurrent)
+    demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=not block,
+                css=CSS, footer_links=["api"], quiet=not block)

@@ -1,0 +1,254 @@
+"""The comparison core with generation injected as plain functions, and a real SQLite file."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+from feedback_db import count_rows, get_comparison, rating_of, responses_of
+from models.generation import GenerationResult, PromptReady
+from models.registry import weights_from_reference
+from models.specs import ContenderSpec, GenerationParams, LineupSpec
+from playground.comparison import Playground
+from playground.session import PlaygroundError, Vote
+from playground.view import chat_messages, pane_label, pane_stats
+
+WEIGHTS = weights_from_reference("org/model")
+
+
+def lineup(n: int = 2) -> LineupSpec:
+    return LineupSpec(name="fake", contenders=tuple(
+        ContenderSpec(name=f"c{i}", weights=WEIGHTS, params=GenerationParams(temperature=0.1 * i))
+        for i in range(n)))
+
+
+def words_streamer(log: list | None = None, delay: float = 0.0, fail: str | None = None):
+    """A Streamer that answers '<name> says: <last user message>' word by word."""
+    def stream(contender, messages, params, *, stop, seed):
+        if log is not None:
+            log.append((contender.name, list(messages), params, seed))
+        yield PromptReady(text=f"PROMPT[{messages[-1]['content']}]", tokens=3)
+        if contender.name == fail:
+            raise RuntimeError("CUDA out of memory")
+        words = f"{contender.name} says: {messages[-1]['content']}".split()
+        for n, word in enumerate(words, start=1):
+            if stop.is_set():
+                yield GenerationResult(" ".join(words[:n - 1]), "stopped", 3, n - 1, 0.01, 0.01 * n, seed)
+                return
+            time.sleep(delay)
+            yield word if n == 1 else " " + word
+        yield GenerationResult(" ".join(words), "stop", 3, len(words), 0.01, 0.01 * (len(words) + 1), seed)
+    return stream
+
+
+def run(core, session, prompt, system=None):
+    snapshots = 0
+    for _ in core.ask(session, prompt, system):
+        snapshots += 1
+    return snapshots
+
+
+def test_all_contenders_answer_and_are_stored(database):
+    calls = []
+    core = Playground(lineup(3), words_streamer(calls), database, rng=random.Random(1))
+    session = core.new_session()
+    run(core, session, "  What is the capital of France?  ")
+    assert all(p.status == "done" for p in session.panes)
+    assert {p.text for p in session.panes} == {f"c{i} says: What is the capital of France?" for i in range(3)}
+    with database.session() as db:
+        comparison = get_comparison(db, session.comparison_id)
+        rows = responses_of(db, session.comparison_id)
+        assert comparison.prompt == "What is the capital of France?" and comparison.n_responses == 3
+        assert [r.position for r in rows] == [0, 1, 2]
+        for row, pane in zip(rows, session.panes):
+            assert row.contender == pane.contender.name and row.weights_id == "org/model"
+            assert row.weights_revision == "main" and row.finish_reason == "stop"
+            assert row.prompt_rendered == "PROMPT[What is the capital of France?]"
+            assert row.params == pane.contender.params.as_dict() and row.seed is not None
+            assert row.messages == [{"role": "user", "content": "What is the capital of France?"}]
+            assert row.completion_tokens == 8 and row.time_to_first_token_s == 0.01
+
+
+def test_streams_run_at_the_same_time(database):
+    seen: list[str] = []
+
+    def stream(contender, messages, params, *, stop, seed):
+        yield PromptReady("p", 1)
+        for i in range(5):
+            seen.append(contender.name)
+            time.sleep(0.01)
+            yield "x"
+        yield GenerationResult("xxxxx", "stop", 1, 5, 0.01, 0.05, seed)
+
+    core = Playground(lineup(2), stream, database)
+    run(core, core.new_session(), "hi")
+    first_c1 = seen.index("c1")
+    assert "c0" in seen[first_c1:] and "c1" in seen[:seen.index("c0") + 5]  # interleaved, not in turn
+
+
+def test_positions_are_shuffled_per_conversation(database):
+    core = Playground(lineup(3), words_streamer(), database, rng=random.Random(0))
+    orders = {tuple(p.contender.name for p in core.new_session().panes) for _ in range(30)}
+    assert len(orders) > 1
+
+
+def test_one_failing_contender_does_not_stop_the_others(database):
+    core = Playground(lineup(3), words_streamer(fail="c1"), database)
+    session = core.new_session()
+    run(core, session, "hello")
+    status = {p.contender.name: p.status for p in session.panes}
+    assert status == {"c0": "done", "c1": "error", "c2": "done"}
+    failed = next(p for p in session.panes if p.contender.name == "c1")
+    assert "CUDA out of memory" in chat_messages(failed, session)[-1]["content"]
+    with database.session() as db:
+        reasons = {r.contender: (r.finish_reason, r.error) for r in responses_of(db, session.comparison_id)}
+    assert reasons["c1"] == ("error", "RuntimeError: CUDA out of memory")
+    assert reasons["c0"] == ("stop", None)
+
+
+def test_stop_ends_every_stream(database):
+    core = Playground(lineup(2), words_streamer(delay=0.05), database)
+    session = core.new_session()
+    stream = core.ask(session, "one two three four five six seven eight")
+    next(stream)
+    core.stop(session)
+    for _ in stream:
+        pass
+    assert {p.status for p in session.panes} == {"stopped"}
+    with database.session() as db:
+        assert {r.finish_reason for r in responses_of(db, session.comparison_id)} == {"stopped"}
+
+
+def test_multi_turn_keeps_each_panes_conversation(database):
+    calls = []
+    core = Playground(lineup(2), words_streamer(calls), database)
+    session = core.new_session()
+    run(core, session, "first", system="be brief")
+    first_id = session.comparison_id
+    run(core, session, "second", system="be brief")
+    messages = {name: msgs for name, msgs, _, _ in calls[2:]}
+    for name, msgs in messages.items():
+        assert msgs == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "first"},
+                        {"role": "assistant", "content": f"{name} says: first"},
+                        {"role": "user", "content": "second"}]
+    with database.session() as db:
+        second = get_comparison(db, session.comparison_id)
+        assert (second.turn, second.parent_id) == (1, first_id)
+    pane = session.panes[0]
+    assert [m["role"] for m in chat_messages(pane, session)] == ["user", "assistant", "user", "assistant"]
+
+
+def test_regenerate_is_a_new_comparison_of_the_same_turn(database):
+    calls = []
+    core = Playground(lineup(2), words_streamer(calls), database)
+    session = core.new_session()
+    run(core, session, "first")
+    run(core, session, "second")
+    before = session.comparison_id
+    for _ in core.regenerate(session):
+        pass
+    assert session.comparison_id != before
+    assert calls[-1][1] == calls[-3][1]  # the same conversation sent again
+    with database.session() as db:
+        assert get_comparison(db, session.comparison_id).turn == 1
+        assert count_rows(db)["comparisons"] == 3
+
+
+def test_clear_starts_over(database):
+    core = Playground(lineup(2), words_streamer(), database)
+    session = core.new_session()
+    run(core, session, "first")
+    fresh = core.clear(session)
+    assert fresh.id != session.id and fresh.comparison_id is None
+    assert all(p.history == [] for p in fresh.panes)
+    with pytest.raises(PlaygroundError, match="nothing to regenerate"):
+        next(core.regenerate(fresh))
+
+
+def test_only_touched_parameters_override_presets(database):
+    calls = []
+    core = Playground(lineup(2), words_streamer(calls), database)
+    session = core.new_session()
+    core.set_override(session, "max_new_tokens", 64)
+    run(core, session, "hi")
+    params = {name: p for name, _, p, _ in calls}
+    assert params["c1"].max_new_tokens == 64 and params["c1"].temperature == pytest.approx(0.1)
+    assert params["c0"].temperature == 0.0
+    with pytest.raises(PlaygroundError, match="top_p must be in"):
+        core.set_override(session, "top_p", 0)
+    with pytest.raises(PlaygroundError, match="unknown parameter"):
+        core.set_override(session, "beam_width", 3)
+
+
+def test_pairwise_rating_is_stored_by_position(database):
+    core = Playground(lineup(2), words_streamer(), database)
+    session = core.new_session()
+    run(core, session, "hi")
+    vote = Vote(choice="b", strength="slightly_better", unsafe={0: "rude"}, comment=" fine ")
+    assert "stored" in core.rate(session, vote)
+    with database.session() as db:
+        rating = rating_of(db, session.comparison_id)
+        assert (rating.kind, rating.choice, rating.strength, rating.comment, rating.blind) == \
+            ("pairwise", "b", "slightly_better", "fine", False)
+        flagged = {j.response.position: (j.unsafe, j.unsafe_reason) for j in rating.judgements}
+        assert flagged == {0: (True, "rude"), 1: (False, None)}
+
+
+def test_scores_rating_for_three_answers(database):
+    core = Playground(lineup(3), words_streamer(), database)
+    session = core.new_session()
+    run(core, session, "hi")
+    core.rate(session, Vote(scores={0: 5, 1: 3, 2: 1}))
+    with database.session() as db:
+        rating = rating_of(db, session.comparison_id)
+        assert rating.kind == "scores"
+        assert {j.response.position: j.score for j in rating.judgements} == {0: 5, 1: 3, 2: 1}
+
+
+def test_ratings_refused_with_a_message(database):
+    core = Playground(lineup(2), words_streamer(delay=0.05), database)
+    session = core.new_session()
+    with pytest.raises(PlaygroundError, match="nothing to rate yet"):
+        core.rate(session, Vote(choice="a"))
+    stream = core.ask(session, "one two three four")
+    next(stream)
+    with pytest.raises(PlaygroundError, match="wait until every answer has finished"):
+        core.rate(session, Vote(choice="a"))
+    for _ in stream:
+        pass
+    with pytest.raises(PlaygroundError, match="choice"):
+        core.rate(session, Vote())
+    core.rate(session, Vote(choice="tie"))
+    with pytest.raises(PlaygroundError, match="already rated"):
+        core.rate(session, Vote(choice="a", strength="better"))
+    with database.session() as db:
+        assert rating_of(db, session.comparison_id).choice == "tie"
+        assert count_rows(db)["ratings"] == 1
+
+
+def test_bad_prompts_and_busy_sessions(database):
+    core = Playground(lineup(2), words_streamer(delay=0.05), database)
+    session = core.new_session()
+    with pytest.raises(PlaygroundError, match="prompt is empty"):
+        next(core.ask(session, "   "))
+    with pytest.raises(PlaygroundError, match="limit is 8000"):
+        next(core.ask(session, "x" * 9000))
+    stream = core.ask(session, "one two three")
+    next(stream)
+    with pytest.raises(PlaygroundError, match="still streaming"):
+        next(core.ask(session, "again"))
+    stream.close()  # the page went away: the streams are stopped, the session is usable again
+    assert not session.busy
+
+
+def test_view_labels_and_stats(database):
+    core = Playground(lineup(2), words_streamer(), database, mode="arena")
+    session = core.new_session()
+    run(core, session, "hi")
+    assert [pane_label(p, session) for p in session.panes] == ["Model A", "Model B"]
+    assert "tok/s" in pane_stats(session.panes[0]) and "3 tokens" in pane_stats(session.panes[0])
+    core.rate(session, Vote(choice="a", strength="better"))
+    assert pane_label(session.panes[0], session).startswith("A: c")
