@@ -115,12 +115,11 @@ def weights_from_reference(reference: str) -> WeightsSpec:
             f"--model {reference!r} is neither an existing path nor a Hub id like "
             "'org/name' or 'org/name@revision'"
         )
-    return WeightsSpec(
-        id=hub_id, revision=revision or "main",
-        how_to_get=(f"check the id at https://huggingface.co/{hub_id}; for gated models accept the "
-                    "licence there and log in with `huggingface-cli login` (or set HF_TOKEN)"),
-        gated=bool(_LLAMA2_CHAT.search(hub_id)),
-    )
+    gated = bool(_LLAMA2_CHAT.search(hub_id))
+    generic = (f"check the id at https://huggingface.co/{hub_id}; for gated models accept the licence "
+               "there and log in with `huggingface-cli login` (or set HF_TOKEN)")
+    return WeightsSpec(id=hub_id, revision=revision or "main", gated=gated,
+                       how_to_get=_LLAMA2_HOW_TO_GET.format(id=hub_id) if gated else generic)
 
 
 def adhoc_lineup(references: Sequence[str], params: GenerationParams | None = None) -> LineupSpec:

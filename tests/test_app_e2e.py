@@ -1,0 +1,132 @@
+"""The real app: launched on tiny checkpoints, driven with gradio_client, read back from SQLite."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from models.loading import LoadOptions
+from playground.server import Settings, create_app, launch
+from tests.conftest import REPO
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_mha, tiny_gqa):
+    data_dir = tmp_path_factory.mktemp("app-data")
+    settings = Settings(models=(str(tiny_mha), str(tiny_gqa)), port=free_port(), data_dir=data_dir,
+                        load=LoadOptions(dtype="float32"))
+    demo, core = create_app(settings, log=lambda m: None)
+    launch(demo, settings, block=False)
+    yield settings, core
+    demo.close()
+
+
+def answers(result) -> list[str]:
+    """The assistant texts of the two chatbots in an /ask result."""
+    texts = []
+    for chatbot in result[:2]:
+        content = chatbot["value"][-1]["content"]
+        texts.append(content if isinstance(content, str) else content[0]["text"])
+    return texts
+
+
+def test_prompt_stream_rate_and_read_back(served):
+    settings, _ = served
+    client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
+    job = client.submit("What is the capital of France?", "", api_name="/ask")
+    updates = list(job)
+    result = job.result()
+    assert len(updates) >= 2  # streamed: more than one update reached the client
+    labels = {result[0]["label"], result[1]["label"]}
+    assert {label.split(": ", 1)[1] for label in labels} == {settings_name(m) for m in settings.models}
+    assert all(text for text in answers(result))
+    assert all("tok/s" in stats for stats in result[2:4])
+
+    message = client.predict("B is better", "Slightly better", True, False, "made up facts", "", "ok",
+                             api_name="/rate")[-1]
+    assert "stored" in message
+    with pytest.raises(AppError, match="already rated"):
+        client.predict("A is better", "Better", False, False, "", "", "", api_name="/rate")
+
+    with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
+        (comparison_id, prompt, n), = db.execute("SELECT id, prompt, n_responses FROM comparisons").fetchall()
+        assert (prompt, n) == ("What is the capital of France?", 2)
+        responses = db.execute("SELECT position, contender, weights_id, text, finish_reason, seed, params, "
+                               "prompt_rendered, completion_tokens FROM responses WHERE comparison_id = ? "
+                               "ORDER BY position", (comparison_id,)).fetchall()
+        assert [r[0] for r in responses] == [0, 1]
+        assert {r[2] for r in responses} == {str(m) for m in settings.models}
+        # The chatbot renders control characters and runs of spaces its own way: compare the rest.
+        assert [squeeze(r[3]) for r in responses] == [squeeze(a) for a in answers(result)]
+        assert all(r[4] in ("stop", "length") and r[5] is not None and r[7].startswith("<s><|user|>")
+                   for r in responses)
+        rating = db.execute("SELECT kind, choice, strength, comment, blind FROM ratings WHERE comparison_id = ?",
+                            (comparison_id,)).fetchone()
+        assert rating == ("pairwise", "b", "slightly_better", "ok", 0)
+        flags = db.execute("SELECT r.position, j.unsafe, j.unsafe_reason FROM answer_judgements j "
+                           "JOIN responses r ON r.id = j.response_id ORDER BY r.position").fetchall()
+        assert flags == [(0, 1, "made up facts"), (1, 0, None)]
+
+
+def squeeze(text: str) -> str:
+    return re.sub(r"[\s\x00-\x1f\x7f]+", "", text)
+
+
+def settings_name(model: str) -> str:
+    return model.rstrip("/").rsplit("/", 1)[-1]
+
+
+def test_empty_prompt_and_early_vote_get_messages(served):
+    settings, _ = served
+    client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
+    with pytest.raises(AppError, match="nothing to rate yet"):
+        client.predict("A is better", "Better", False, False, "", "", "", api_name="/rate")
+    with pytest.raises(AppError, match="prompt is empty"):
+        client.predict("   ", "", api_name="/ask")
+
+
+def test_multi_turn_regenerate_and_clear(served):
+    settings, _ = served
+    client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
+    client.predict("Hello", "Be brief.", api_name="/ask")
+    second = client.predict("And again?", "Be brief.", api_name="/ask")
+    assert [m["role"] for m in second[0]["value"]] == ["user", "assistant", "user", "assistant"]
+    again = client.predict(api_name="/regenerate")
+    assert len(again[0]["value"]) == 4
+    cleared = client.predict(api_name="/clear")
+    assert cleared[0]["value"] == []
+    with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
+        turns = db.execute("SELECT turn, system_prompt FROM comparisons WHERE prompt != ? ORDER BY created_at",
+                           ("What is the capital of France?",)).fetchall()
+    assert turns == [(0, "Be brief."), (1, "Be brief."), (1, "Be brief.")]
+
+
+def test_missing_weights_fail_at_start_with_a_message(tmp_path):
+    run = subprocess.run([sys.executable, "app.py", "--model", str(tmp_path / "nothing-here"),
+                          "--model", "meta-llama/Llama-2-7b-chat-hf", "--data-dir", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert "nothing-here has no config.json" in run.stderr
+    assert "Llama-2-7b-chat-hf" in run.stderr and "accept Meta's licence" in run.stderr
+
+
+def test_unknown_lineup_fails_at_start_with_a_message(tmp_path):
+    run = subprocess.run([sys.executable, "app.py", "--lineup", "nope"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+                                                       "HOME": str(tmp_path)})
+    assert run.returncode == 2 and "unknown lineup 'nope'" in run.stderr and "Traceback" not in run.stderr

@@ -1,0 +1,47 @@
+"""The README's promises: its commands exist and every option it names is a real option."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_first_screen_has_the_two_commands():
+    first_screen = "\n".join(README.splitlines()[:20])
+    assert "make run" in first_screen and "make test" in first_screen
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^run:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+    assert "make test" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_every_app_option_in_the_readme_exists():
+    help_text = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True,
+                               text=True, check=True).stdout
+    named = set(re.findall(r"`(--[a-z][a-z-]+)", README)) - {"--no-deps", "--messages"}
+    assert named, "the README names no options"
+    missing = sorted(option for option in named if option not in help_text)
+    assert not missing, f"README names options app.py does not have: {missing}"
+    documented = set(re.findall(r"(--[a-z][a-z-]+)", help_text)) - {"--help"}
+    undocumented = sorted(documented - named)
+    assert not undocumented, f"app.py options missing from the README: {undocumented}"
+
+
+def test_readme_environment_variables_are_read_by_app():
+    app = (REPO / "app.py").read_text(encoding="utf-8")
+    for variable in set(re.findall(r"`((?:PLAYGROUND|GRADIO)_[A-Z_]+)`", README)):
+        assert variable in app or variable == "PLAYGROUND_CACHE_DIR", variable
+
+
+def test_models_prompt_command_in_readme_works(tmp_path):
+    messages = tmp_path / "messages.json"
+    messages.write_text('[{"role": "user", "content": "What is the capital of France?"}]')
+    run = subprocess.run([sys.executable, "-m", "models", "prompt", "--lineup", "llama2", "--messages",
+                          str(messages)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "<s>[INST] <<SYS>>\nYou are a helpful, respectful and honest assistant." in run.stdout
+    assert run.stdout.count("=====") == 6  # a header for each of the three contenders
