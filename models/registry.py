@@ -45,7 +45,7 @@ WEIGHTS: dict[str, WeightsSpec] = {
 PRESETS: dict[str, GenerationParams] = {
     "precise": GenerationParams(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1),
     "balanced": GenerationParams(temperature=0.7, top_p=0.9, top_k=50, repetition_penalty=1.1),
-    "creative": GenerationParams(temperature=1.0, top_p=0.95, top_k=100, repetition_penalty=1.05),
+    "creative": GenerationParams(temperature=0.9, top_p=0.9, top_k=50, repetition_penalty=1.1),
     # The values of Meta's Llama 2 chat Space.
     "llama2-chat": GenerationParams(temperature=0.6, top_p=0.9, top_k=50, repetition_penalty=1.2,
                                     max_new_tokens=512),

@@ -44,10 +44,10 @@ def resolve_lineup(settings: Settings) -> LineupSpec:
 
 
 def storage_notice(database: Database) -> str:
-    where = database.url.render_as_string(hide_password=True) if hasattr(database.url, "render_as_string") \
-        else str(database.url)
-    return (f"ℹ️ Prompts, answers and ratings are stored (in `{where}`) to compare and improve "
-            "models. Do not enter personal or confidential information.")
+    # Name the kind of database, not its address: the page is public on a hosted demo.
+    return (f"ℹ️ Prompts, answers and ratings are stored in this app's feedback database "
+            f"({database.engine.dialect.name}) to compare and improve models. "
+            "Do not enter personal or confidential information.")
 
 
 def create_app(settings: Settings, streamer: Streamer | None = None,

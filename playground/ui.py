@@ -75,16 +75,19 @@ def build_ui(core: Playground, *, title: str, notice: str, max_concurrent: int =
             heading = gr.Markdown(rating_prompt(core.new_session()))
             if n == 2:
                 choice = gr.Radio(list(CHOICES), label="Verdict", elem_id="choice")
-                strength = gr.Radio(list(STRENGTHS), label="How much better", elem_id="strength")
-                scores = []
+                strength = gr.Radio(list(STRENGTHS), label="How much better (for A or B)", elem_id="strength")
             else:
                 choice = strength = None
-                scores = [gr.Radio([1, 2, 3, 4, 5], label=f"Score for {letter(p)}", elem_id=f"score-{p}")
-                          for p in range(n)]
+            scores, unsafe, reasons = [], [], []
             with gr.Row():
-                unsafe = [gr.Checkbox(label=f"Flag {letter(p)} as unsafe", elem_id=f"unsafe-{p}")
-                          for p in range(n)]
-            reasons = [gr.Textbox(label=f"Why is {letter(p)} unsafe? (optional)", lines=1) for p in range(n)]
+                for p in range(n):
+                    with gr.Column(min_width=220):
+                        if n > 2:
+                            scores.append(gr.Radio([1, 2, 3, 4, 5], label=f"Score for {letter(p)}",
+                                                   elem_id=f"score-{p}"))
+                        unsafe.append(gr.Checkbox(label=f"Flag {letter(p)} as unsafe", elem_id=f"unsafe-{p}"))
+                        reasons.append(gr.Textbox(show_label=False, lines=1, max_lines=2,
+                                                  placeholder=f"Why is {letter(p)} unsafe? (optional)"))
             comment = gr.Textbox(label="Comment (optional)", lines=2)
             submit = gr.Button("Submit rating", variant="primary", elem_id="submit-rating")
         rating_status = gr.Markdown("", elem_id="rating-status")
