@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 from models.loading import DTYPES, LoadOptions, WeightsNotFound
 from models.registry import lineup_names
+from playground.arena import ArenaSampler, parse_avoid, parse_weights
 from playground.server import Settings, create_app, launch
 
 
@@ -51,6 +52,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="weights dtype; auto: the checkpoint's on a GPU, bfloat16 on a CPU")
     parser.add_argument("--max-memory", type=parse_max_memory, default=None,
                         help="per-device memory limits for sharding, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+    parser.add_argument("--mode", choices=["named", "arena"], default=env.get("PLAYGROUND_MODE", "named"),
+                        help="named: every contender side by side with names; arena: a sampled pair, names "
+                             "hidden until the vote (env PLAYGROUND_MODE; default named)")
+    parser.add_argument("--arena-size", type=int, default=2, help="answers shown per arena comparison (default 2)")
+    parser.add_argument("--arena-weights", default=None, metavar="NAME=W,...",
+                        help="arena sampling weight per contender, e.g. 'Llama-2-70B-chat=2' (default 1 each)")
+    parser.add_argument("--arena-avoid", default=None, metavar="NAME:OTHER,...",
+                        help="pairs of contenders never drawn together in the arena")
     parser.add_argument("--max-concurrent", type=int, default=1,
                         help="comparisons generated at once across all visitors (default 1)")
     return parser
@@ -63,14 +72,16 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         lineup=args.lineup, models=tuple(args.model), host=args.host, port=args.port,
         data_dir=args.data_dir, db_url=args.db_url, cache_dir=cache_dir,
         load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory),
-        max_concurrent=args.max_concurrent,
+        mode=args.mode, max_concurrent=args.max_concurrent,
+        arena=ArenaSampler(weights=parse_weights(args.arena_weights), avoid=parse_avoid(args.arena_avoid),
+                           size=args.arena_size),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    settings = settings_from(sys.argv[1:] if argv is None else argv, os.environ)
     try:
+        settings = settings_from(sys.argv[1:] if argv is None else argv, os.environ)
         demo, _ = create_app(settings)
     except (WeightsNotFound, KeyError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)

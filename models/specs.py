@@ -85,10 +85,8 @@ class LineupSpec:
         names = [c.name for c in self.contenders]
         if len(set(names)) != len(names):
             raise ValueError(f"lineup {self.name!r} has duplicate contender names: {names}")
-        if not 2 <= len(self.contenders) <= 4:
-            raise ValueError(
-                f"lineup {self.name!r} needs 2 to 4 contenders side by side, has {len(names)}"
-            )
+        if not 2 <= len(self.contenders) <= 8:
+            raise ValueError(f"lineup {self.name!r} needs 2 to 8 contenders, has {len(names)}")
 
     @property
     def weights(self) -> tuple[WeightsSpec, ...]:

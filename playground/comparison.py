@@ -26,9 +26,12 @@ from feedback_db import (
 from models.generation import GenerationResult, PromptReady, Streamer
 from models.prompt_format import PromptError, validate_messages
 from models.specs import GenerationParams, LineupSpec
+from playground.arena import ArenaSampler
 from playground.session import PARAM_FIELDS, Pane, PlaygroundError, Session, Vote
+from playground.view import letter
 
 MAX_PROMPT_CHARS = 8000
+MAX_PANES = 4
 
 
 class Playground:
@@ -36,16 +39,30 @@ class Playground:
 
     def __init__(self, lineup: LineupSpec, streamer: Streamer, database: Database, *,
                  mode: Literal["named", "arena"] = "named", refresh_s: float = 0.05,
-                 rng: random.Random | None = None, revisions: Mapping[str, str | None] | None = None) -> None:
+                 rng: random.Random | None = None, revisions: Mapping[str, str | None] | None = None,
+                 sampler: ArenaSampler | None = None) -> None:
         self.lineup, self.streamer, self.database, self.mode = lineup, streamer, database, mode
+        self.sampler = (sampler or ArenaSampler()) if mode == "arena" else None
+        if self.sampler:
+            self.sampler.groups(lineup.contenders)  # fail at start on settings that name nobody
+        elif len(lineup.contenders) > MAX_PANES:
+            raise ValueError(f"lineup {lineup.name!r} has {len(lineup.contenders)} contenders; named mode shows "
+                             f"at most {MAX_PANES} side by side: use arena mode to sample pairs from it")
         self.refresh_s = refresh_s  # at most this often a new snapshot goes to the page
         self.rng = rng or random.SystemRandom()
         self.revisions = dict(revisions or {})  # weights id -> resolved commit, when known
 
+    @property
+    def pane_count(self) -> int:
+        return self.sampler.size if self.sampler else len(self.lineup.contenders)
+
     def new_session(self) -> Session:
         """A fresh conversation with the contenders in random pane positions (position bias)."""
-        contenders = list(self.lineup.contenders)
-        self.rng.shuffle(contenders)
+        if self.sampler:
+            contenders = list(self.sampler.sample(self.lineup.contenders, self.rng))
+        else:
+            contenders = list(self.lineup.contenders)
+            self.rng.shuffle(contenders)
         return Session(panes=[Pane(position=i, contender=c) for i, c in enumerate(contenders)],
                        mode=self.mode)
 
@@ -206,10 +223,14 @@ class Playground:
                 comparison_id=session.comparison_id, kind="pairwise" if two else "scores",
                 choice=vote.choice if two else None, strength=vote.strength if two else None,
                 scores={} if two else dict(vote.scores), unsafe=dict(vote.unsafe),
-                comment=(vote.comment or "").strip() or None, blind=session.mode == "arena")
+                comment=(vote.comment or "").strip() or None, blind=session.blind)
             with self.database.session() as db:
                 add_rating(db, record)
         except (ValueError, RatingRefused) as error:
             raise PlaygroundError(str(error)) from None
         session.rated = True
+        if session.mode == "arena" and not session.revealed:
+            session.revealed = True
+            names = ", ".join(f"{letter(p.position)} was {p.contender.name}" for p in session.panes)
+            return f"Thank you: your rating is stored. {names}."
         return "Thank you: your rating is stored."

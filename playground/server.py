@@ -14,6 +14,7 @@ from models.generation import LocalStreamer, Streamer
 from models.loading import LoadOptions, load_lineup
 from models.registry import adhoc_lineup, get_lineup
 from models.specs import LineupSpec
+from playground.arena import ArenaSampler
 from playground.comparison import Playground
 from playground.ui import CSS, build_ui
 
@@ -31,6 +32,7 @@ class Settings:
     cache_dir: Path | None = None
     load: LoadOptions = field(default_factory=LoadOptions)
     mode: Literal["named", "arena"] = "named"
+    arena: ArenaSampler = field(default_factory=ArenaSampler)
     max_concurrent: int = 1
 
     @property
@@ -54,6 +56,8 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
                log: Callable[[str], None] = print) -> tuple[gr.Blocks, Playground]:
     """Load the lineup (unless a streamer is given) and build the page; nothing is served yet."""
     lineup = resolve_lineup(settings)
+    if settings.mode == "arena":
+        settings.arena.groups(lineup.contenders)  # bad arena settings fail before minutes of loading
     revisions: dict[str, str | None] = {}
     if streamer is None:
         options = settings.load if settings.cache_dir is None else \
@@ -63,7 +67,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
         streamer = LocalStreamer(loaded, cpu_threads=max(1, (os.cpu_count() or 1) // len(lineup.contenders)))
         revisions = {w.id: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
     database = open_database(settings.database_url)
-    core = Playground(lineup, streamer, database, mode=settings.mode, revisions=revisions)
+    core = Playground(lineup, streamer, database, mode=settings.mode, revisions=revisions, sampler=settings.arena)
     demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
                     max_concurrent=settings.max_concurrent)
     return demo, core

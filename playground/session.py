@@ -52,6 +52,7 @@ class Session:
     comparison_id: str | None = None  # the comparison the panes show now
     parent_id: str | None = None  # the comparison before it in this conversation
     rated: bool = False
+    revealed: bool = False  # arena: names shown once a rating is in; later ratings are not blind
     last_prompt: str | None = None
     system_prompt: str | None = None
     # Only the parameters the person touched override each contender's preset.
@@ -62,6 +63,11 @@ class Session:
     @property
     def all_finished(self) -> bool:
         return all(p.finished for p in self.panes)
+
+    @property
+    def blind(self) -> bool:
+        """Whether a rating given now is given without knowing who answered."""
+        return self.mode == "arena" and not self.revealed
 
     @property
     def can_rate(self) -> bool:

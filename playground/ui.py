@@ -42,7 +42,7 @@ def _render(session: Session) -> list[Any]:
 
 def build_ui(core: Playground, *, title: str, notice: str, max_concurrent: int = 1) -> gr.Blocks:
     """The page for `core`'s lineup: panes side by side, prompt, parameters, rating controls."""
-    n = len(core.lineup.contenders)
+    n = core.pane_count
     with gr.Blocks(title=title) as demo:
         state = gr.State(None)
         gr.Markdown(f"# {title}\n{core.lineup.description}")

@@ -19,7 +19,7 @@ def letter(position: int) -> str:
 
 def pane_label(pane: Pane, session: Session) -> str:
     """Named mode shows who answers; arena mode hides it until the rating is in."""
-    if session.mode == "arena" and not session.rated:
+    if session.blind:
         return f"Model {letter(pane.position)}"
     return f"{letter(pane.position)}: {pane.contender.name}"
 

@@ -68,7 +68,7 @@ def test_lineup_and_params_validation():
     spec = get_lineup("demo").contenders[0]
     with pytest.raises(ValueError, match="duplicate contender names"):
         LineupSpec(name="x", contenders=(spec, spec))
-    with pytest.raises(ValueError, match="2 to 4 contenders"):
+    with pytest.raises(ValueError, match="2 to 8 contenders"):
         LineupSpec(name="x", contenders=(spec,))
     with pytest.raises(ValueError, match="temperature must be between 0 and 5"):
         GenerationParams(temperature=9)
