@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from models.configs import ConfigNotFoundError
 from models.loading import DTYPES, LoadOptions, WeightsNotFound
 from models.registry import lineup_names
 from playground.arena import ArenaSampler, parse_avoid, parse_weights
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(sys.argv[1:] if argv is None else argv, os.environ)
         demo, _ = create_app(settings)
-    except (WeightsNotFound, KeyError, ValueError) as error:
+    except (WeightsNotFound, ConfigNotFoundError, KeyError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -53,6 +53,19 @@ def prompt_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def plan_command(args: argparse.Namespace) -> int:
+    """Print where every model of the lineup would live, on the visible or a hypothetical machine."""
+    from models.memory import parse_size
+    from models.placement import format_plan, model_requests, parse_gpus, plan_lineup, plan_to_dict, visible_gpus
+
+    gpus = parse_gpus(args.gpus) if args.gpus else visible_gpus()
+    plan = plan_lineup(model_requests(_lineup(args)), gpus, batch_size=args.batch_size,
+                       cpu_bytes=parse_size(args.cpu_memory) if args.cpu_memory else None,
+                       allow_quantization=not args.no_quantization, allow_offload=not args.no_offload)
+    print(json.dumps(plan_to_dict(plan), indent=2) if args.json else format_plan(plan))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument("--messages", type=Path, required=True,
                         help="JSON file: a list of role/content messages, system first if any")
     prompt.set_defaults(run=prompt_command)
+    plan = commands.add_parser("plan", help="plan GPU placement for a lineup (no GPU or download needed)")
+    plan.add_argument("--lineup", default="demo", help=f"one of: {', '.join(lineup_names())}")
+    plan.add_argument("--model", action="append", default=[], metavar="REF", help="ad-hoc contender (repeatable)")
+    plan.add_argument("--gpus", default=None, help="a hypothetical machine, e.g. 4x80GiB, 8x24GiB or "
+                      "2x80GiB,1x48GiB (default: the GPUs this machine has)")
+    plan.add_argument("--cpu-memory", default=None, help="RAM for CPU placement and offload, e.g. 256GiB "
+                      "(default: what this machine has free)")
+    plan.add_argument("--batch-size", type=int, default=1, help="sequences generated at once per model (KV cache)")
+    plan.add_argument("--no-quantization", action="store_true", help="never fall back to 8-bit or 4-bit")
+    plan.add_argument("--no-offload", action="store_true", help="never fall back to CPU or disk offload")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(run=plan_command)
     return parser
 
 
@@ -69,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (PromptError, KeyError, ValueError) as error:
+    except (PromptError, KeyError, ValueError, FileNotFoundError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
@@ -130,12 +130,9 @@ def load_weights(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log: L
                          resolved_revision=getattr(config, "_commit_hash", None), devices=devices)
 
 
-def load_lineup(
-    lineup: LineupSpec,
-    options: LoadOptions | Mapping[WeightsSpec, LoadOptions] = LoadOptions(),
-    log: Log = print,
-) -> dict[WeightsSpec, LoadedWeights]:
-    """Check every weights first (so a missing one fails before minutes of loading), then load each once."""
+def check_lineup(lineup: LineupSpec, options: LoadOptions | Mapping[WeightsSpec, LoadOptions] = LoadOptions(),
+                 log: Log = print) -> None:
+    """Raise one WeightsNotFound naming every weights of the lineup that cannot be had."""
     per_weights = options if isinstance(options, Mapping) else {w: options for w in lineup.weights}
     missing = []
     for weights in lineup.weights:
@@ -145,6 +142,46 @@ def load_lineup(
             missing.append(str(error))
     if missing:
         raise WeightsNotFound("\n\n".join(missing))
+
+
+def planned_options(
+    lineup: LineupSpec, base: LoadOptions = LoadOptions(), gpus: Sequence[Any] | None = None,
+) -> tuple[Any, dict[WeightsSpec, LoadOptions]]:
+    """Plan the lineup on `gpus` (None: the visible ones) and turn each model's plan into LoadOptions.
+
+    An explicit `base.dtype` wins over the plan's; device map, memory limits and quantization come
+    from the plan, so one call places 7B, 13B and 70B across the machine's GPUs together.
+    """
+    from models.placement import bitsandbytes_config, model_requests, plan_lineup, visible_gpus
+
+    plan = plan_lineup(model_requests(lineup), visible_gpus() if gpus is None else gpus)
+    options = {}
+    for weights, model_plan in zip(lineup.weights, plan.models):
+        uses_disk = "disk" in model_plan.used_bytes
+        options[weights] = replace(
+            base, device_map=dict(model_plan.device_map),
+            max_memory=dict(model_plan.max_memory) or None,
+            dtype=base.dtype if base.dtype != "auto" else model_plan.dtype,
+            quantization=bitsandbytes_config(model_plan),
+            offload_folder=(base.offload_folder or Path("offload") / model_plan.name.replace("/", "--"))
+            if uses_disk else None,
+        )
+    return plan, options
+
+
+def load_lineup(
+    lineup: LineupSpec,
+    options: LoadOptions | Mapping[WeightsSpec, LoadOptions] = LoadOptions(),
+    log: Log = print,
+    checked: bool = False,
+) -> dict[WeightsSpec, LoadedWeights]:
+    """Check every weights first (so a missing one fails before minutes of loading), then load each once.
+
+    `checked=True` skips the check when the caller has just made it.
+    """
+    per_weights = options if isinstance(options, Mapping) else {w: options for w in lineup.weights}
+    if not checked:
+        check_lineup(lineup, per_weights, log)
     loaded = {}
     for n, weights in enumerate(lineup.weights, start=1):
         log(f"[{n}/{len(lineup.weights)}] {weights.describe()}")

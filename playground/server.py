@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -11,12 +11,14 @@ import gradio as gr
 
 from feedback_db import Database, open_database, sqlite_url
 from models.generation import LocalStreamer, Streamer
-from models.loading import LoadOptions, load_lineup
+from models.loading import LoadOptions, check_lineup, load_lineup, planned_options
+from models.placement import format_plan
 from models.registry import adhoc_lineup, get_lineup
 from models.specs import LineupSpec
 from playground.arena import ArenaSampler
 from playground.comparison import Playground
 from playground.ui import CSS, build_ui
+from playground.view import models_markdown
 
 
 @dataclass(frozen=True)
@@ -59,18 +61,30 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
     if settings.mode == "arena":
         settings.arena.groups(lineup.contenders)  # bad arena settings fail before minutes of loading
     revisions: dict[str, str | None] = {}
+    models_info = "Generation is provided by an external streamer."
     if streamer is None:
-        options = settings.load if settings.cache_dir is None else \
-            LoadOptions(**{**settings.load.__dict__, "cache_dir": settings.cache_dir})
-        loaded = load_lineup(lineup, options, log=log)
+        loaded, models_info = _load(lineup, settings, log)
         # Concurrent streams on a CPU split its cores instead of oversubscribing them.
         streamer = LocalStreamer(loaded, cpu_threads=max(1, (os.cpu_count() or 1) // len(lineup.contenders)))
         revisions = {w.id: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
     database = open_database(settings.database_url)
     core = Playground(lineup, streamer, database, mode=settings.mode, revisions=revisions, sampler=settings.arena)
     demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
-                    max_concurrent=settings.max_concurrent)
+                    models_info=models_info, max_concurrent=settings.max_concurrent)
     return demo, core
+
+
+def _load(lineup: LineupSpec, settings: Settings, log: Callable[[str], None]) -> tuple[dict, str]:
+    """Load every weights once: by the placement plan unless the user fixed a device map or limits."""
+    base = settings.load if settings.cache_dir is None else replace(settings.load, cache_dir=settings.cache_dir)
+    plan = None
+    options: LoadOptions | dict = base
+    check_lineup(lineup, base, log)  # name every missing weights before planning needs their configs
+    if base.device_map == "auto" and not base.max_memory:
+        plan, options = planned_options(lineup, base)
+        log(format_plan(plan))
+    loaded = load_lineup(lineup, options, log=log, checked=True)
+    return loaded, models_markdown(lineup, loaded, plan)
 
 
 def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> None:

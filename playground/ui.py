@@ -40,7 +40,8 @@ def _render(session: Session) -> list[Any]:
     return [session, *chats, *stats, gr.Group(visible=session.can_rate), rating_prompt(session)]
 
 
-def build_ui(core: Playground, *, title: str, notice: str, max_concurrent: int = 1) -> gr.Blocks:
+def build_ui(core: Playground, *, title: str, notice: str, models_info: str = "",
+             max_concurrent: int = 1) -> gr.Blocks:
     """The page for `core`'s lineup: panes side by side, prompt, parameters, rating controls."""
     n = core.pane_count
     with gr.Blocks(title=title) as demo:
@@ -71,6 +72,8 @@ def build_ui(core: Playground, *, title: str, notice: str, max_concurrent: int =
             sliders = {name: gr.Slider(lo, hi, value=shown, step=step, label=name, elem_id=f"param-{name}")
                        for name, (lo, hi, step, shown) in SLIDERS.items()}
             reset = gr.Button("Back to presets", size="sm")
+        with gr.Accordion("Models", open=False):
+            gr.Markdown(models_info, elem_id="models-info")
         with gr.Group(visible=False, elem_id="rating") as rating_box:
             heading = gr.Markdown(rating_prompt(core.new_session()))
             if n == 2:

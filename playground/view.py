@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
+from models.specs import LineupSpec, WeightsSpec
 from playground.session import Pane, Session
 
 STRENGTHS = {
@@ -63,3 +66,19 @@ def rating_prompt(session: Session) -> str:
     if len(session.panes) == 2:
         return "**Which answer is better, and by how much?** Judge helpfulness here; flag unsafe answers below."
     return "**Score each answer from 1 (bad) to 5 (excellent).** Flag unsafe answers below."
+
+
+def models_markdown(lineup: LineupSpec, loaded: Mapping[WeightsSpec, Any], plan: Any | None) -> str:
+    """The "Models" section: where each model lives, its precision, memory and status."""
+    lines = ["| weights | contenders | devices | decoder layers per device | precision | memory | load |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    plans = dict(zip(lineup.weights, plan.models)) if plan is not None else {}
+    for weights, item in loaded.items():
+        contenders = ", ".join(c.name for c in lineup.contenders if c.weights == weights)
+        model_plan = plans.get(weights)
+        layers = " ".join(f"{d}:{n}" for d, n in model_plan.layers_per_device.items()) if model_plan else "–"
+        precision = (model_plan.precision if model_plan else str(item.model.dtype).removeprefix("torch."))
+        lines.append(f"| `{weights.describe()}` | {contenders} | {', '.join(item.devices)} | {layers} | "
+                     f"{precision} | {item.memory_bytes() / 2**30:.2f} GiB | loaded in {item.load_seconds:.1f} s |")
+    warnings = [f"- ⚠️ {w}" for w in (plan.warnings if plan is not None else ())]
+    return "\n".join(lines + ([""] + warnings if warnings else []))

@@ -49,6 +49,9 @@ def test_ask_stream_and_rate_in_a_browser(browser, page_url, tmp_path):
     left, right = page.locator("#pane-0").bounding_box(), page.locator("#pane-1").bounding_box()
     assert abs(left["y"] - right["y"]) < 5 and right["x"] > left["x"] + left["width"] - 5  # side by side
     assert not page.locator("#rating").is_visible()
+    page.get_by_text("Models", exact=True).click()  # the accordion: where each model lives
+    models = page.locator("#models-info").inner_text()
+    assert "cpu" in models and "loaded in" in models and "tiny-mha" in models
     page.locator("#prompt textarea").fill("What is the capital of France?")
     page.locator("#send").click()
     for position in (0, 1):

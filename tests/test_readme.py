@@ -19,16 +19,25 @@ def test_first_screen_has_the_two_commands():
     assert "make test" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
 
 
-def test_every_app_option_in_the_readme_exists():
-    help_text = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True,
-                               text=True, check=True).stdout
-    named = set(re.findall(r"`(--[a-z][a-z-]+)", README)) - {"--no-deps", "--messages"}
+def help_of(*command: str) -> str:
+    return subprocess.run([sys.executable, *command, "--help"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_every_option_in_the_readme_exists():
+    app_help = help_of("app.py")
+    tools_help = help_of("-m", "models", "plan") + help_of("-m", "models", "prompt")
+    named = set(re.findall(r"`(--[a-z][a-z-]+)", README)) - {"--no-deps"}
     assert named, "the README names no options"
-    missing = sorted(option for option in named if option not in help_text)
-    assert not missing, f"README names options app.py does not have: {missing}"
-    documented = set(re.findall(r"(--[a-z][a-z-]+)", help_text)) - {"--help"}
-    undocumented = sorted(documented - named)
-    assert not undocumented, f"app.py options missing from the README: {undocumented}"
+    missing = sorted(o for o in named if not re.search(rf"{o}\b", app_help + tools_help))
+    assert not missing, f"README names options that do not exist: {missing}"
+    table = README.split("## Options", 1)[1].split("##", 1)[0]
+    in_table = set(re.findall(r"`(--[a-z][a-z-]+)", table))
+    assert all(re.search(rf"{o}\b", app_help) for o in in_table), "the Options table lists a non-app option"
+    undocumented = sorted(set(re.findall(r"(--[a-z][a-z-]+)", app_help)) - {"--help"} - in_table)
+    assert not undocumented, f"app.py options missing from the README's table: {undocumented}"
+    plan_options = set(re.findall(r"(--[a-z][a-z-]+)", help_of("-m", "models", "plan"))) - {"--help"}
+    assert not plan_options - named, f"plan options missing from the README: {sorted(plan_options - named)}"
 
 
 def test_readme_environment_variables_are_read_by_app():
