@@ -1,13 +1,21 @@
 """The feedback database: comparisons, responses and ratings with full provenance, for RLHF.
 
-Imports SQLAlchemy only; never torch, transformers, gradio, `models` or `playground`.
+Imports SQLAlchemy, Alembic, numpy and pyarrow only; never torch, transformers, gradio, `models` or
+`playground`.
 
-    database = open_database(sqlite_url(Path("data/feedback.sqlite3")))
+    database = open_database(sqlite_url(Path("data/feedback.sqlite3")))   # migrates to the newest schema
     with database.session() as session:          # one transaction per user action
         add_comparison(session, ComparisonRecord(lineup="demo", session_id=..., prompt=..., n_responses=2))
+    with database.snapshot() as session:         # reads that never block the writers
+        board = leaderboard_of(session)
 """
 
 from .database import Database, open_database, sqlite_url
+from .export import FORMATS, ExportOptions, ExportSummary, Format, iter_rows
+from .leaderboard import Battle, Leaderboard, Row, build_leaderboard, format_leaderboard, leaderboard_of
+from .migrate import SchemaError, current_revision, head_revision
+from .pairs import STRENGTH_MARGIN, Decomposition, Pair, decompose
+from .reading import RatedAnswer, RatedComparison, RatingFilter, iter_rated
 from .records import (
     Choice,
     ComparisonRecord,
@@ -30,28 +38,52 @@ from .store import (
     rating_of,
     responses_of,
 )
+from .writers import export_to
 
 __all__ = [
+    "FORMATS",
+    "STRENGTH_MARGIN",
     "AnswerJudgement",
     "Base",
+    "Battle",
     "Choice",
     "Comparison",
     "ComparisonRecord",
     "Database",
+    "Decomposition",
+    "ExportOptions",
+    "ExportSummary",
     "FinishReason",
+    "Format",
+    "Leaderboard",
     "Mode",
+    "Pair",
+    "RatedAnswer",
+    "RatedComparison",
     "Rating",
+    "RatingFilter",
     "RatingKind",
     "RatingRecord",
     "RatingRefused",
     "Response",
     "ResponseRecord",
+    "Row",
+    "SchemaError",
     "Strength",
     "add_comparison",
     "add_rating",
     "add_response",
+    "build_leaderboard",
     "count_rows",
+    "current_revision",
+    "decompose",
+    "export_to",
+    "format_leaderboard",
     "get_comparison",
+    "head_revision",
+    "iter_rated",
+    "iter_rows",
+    "leaderboard_of",
     "new_id",
     "open_database",
     "rating_of",

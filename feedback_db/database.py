@@ -1,4 +1,4 @@
-"""Opening the feedback database: an engine, its SQLite settings, the tables, and sessions."""
+"""Opening the feedback database: an engine, its SQLite settings, the schema's migrations, and sessions."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .schema import Base
+from .migrate import upgrade
 
 EXAMPLE_URLS = "sqlite:///data/feedback.sqlite3 (a file, relative to the working folder) or postgresql+psycopg://user:pass@host/db"
 BUSY_TIMEOUT_MS = 10_000
 # WAL lets readers and one writer work at once; busy_timeout makes a writer wait for the lock instead of
 # failing with "database is locked" (measured: without it most of 8 concurrent writers failed).
 # foreign_keys is off by default in SQLite, per connection.
+SNAPSHOT_OPTION = "feedback_db_snapshot"  # an execution option: this transaction only reads
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", "PRAGMA foreign_keys=ON")
 
 
@@ -33,6 +34,7 @@ class Database:
         self.engine = engine
         # expire_on_commit=False: rows read in a session stay readable after it commits and closes.
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._snapshots = sessionmaker(_snapshot_engine(engine), expire_on_commit=False)
 
     @property
     def url(self) -> str:
@@ -45,6 +47,20 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only session on one consistent snapshot that never blocks writers (exports, leaderboard).
+
+        SQLite: a deferred BEGIN (a WAL reader) instead of the writers' BEGIN IMMEDIATE, so a long export
+        does not hold the write lock. PostgreSQL: REPEATABLE READ, so every batch sees the same data.
+        Anything written in it is rolled back.
+        """
+        with self._snapshots() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
     def dispose(self) -> None:
         """Close every pooled connection (call at shutdown, or before reopening the same file)."""
         self.engine.dispose()
@@ -53,16 +69,21 @@ class Database:
         return f"Database({self.url!r})"
 
 
-def open_database(url: str) -> Database:
-    """Connect to `url` (any SQLAlchemy URL), creating the SQLite folder and missing tables.
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    """Connect to `url` (any SQLAlchemy URL) and bring its schema to the newest revision.
 
-    A URL that cannot be parsed, names an unknown database or lacks its driver raises ValueError.
+    Creates the SQLite folder; an empty database gets every table, an older one is migrated with every
+    row kept (migrate.py). `migrate=False` only connects (tools that inspect a database as it is).
+    A URL that cannot be parsed, names an unknown database or lacks its driver, or a database whose
+    schema this code does not know (migrate.SchemaError), raises ValueError.
     """
     parsed = _parsed_url(url)
     engine = _engine_for(parsed)
+    if not migrate:
+        return Database(engine)
     try:
-        Base.metadata.create_all(engine)  # checkfirst: existing tables and rows are kept
-    except OperationalError as e:
+        upgrade(engine)
+    except (OperationalError, ValueError) as e:
         engine.dispose()
         e.add_note(f"while opening the feedback database at {parsed.render_as_string(hide_password=True)}")
         raise
@@ -107,6 +128,15 @@ def _engine_for(url: URL) -> Engine:
     return engine
 
 
+def _snapshot_engine(engine: Engine) -> Engine:
+    """The same engine and pool, with options that make a transaction a read-only snapshot."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{SNAPSHOT_OPTION: True})
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    return engine
+
+
 def _make_sqlite_folder(url: URL) -> None:
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
@@ -127,6 +157,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(SNAPSHOT_OPTION):
+            connection.exec_driver_sql("BEGIN")  # deferred: a reader, never waits for nor blocks a writer
+            return
         # IMMEDIATE takes the write lock at BEGIN. With a plain (deferred) BEGIN, a transaction that reads
         # and then writes (add_rating checks, then inserts) fails at once with "database is locked" when
         # another writer committed in between, and busy_timeout cannot help (SQLITE_BUSY_SNAPSHOT).

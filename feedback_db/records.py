@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 
 Mode = Literal["named", "arena"]
 FinishReason = Literal["stop", "length", "stopped", "error"]
-RatingKind = Literal["pairwise", "scores"]
+RatingKind = Literal["pairwise", "scores", "ranking"]
 # FastChat's four quick votes; "a" is the answer shown in pane position 0, "b" position 1.
 Choice = Literal["a", "b", "tie", "both_bad"]
 # Llama 2 paper, section 3.2.1; "negligibly_better" also stands for "unsure".
@@ -34,7 +34,9 @@ SCORE_MIN, SCORE_MAX = 1, 5
 ID_LENGTH = 32
 MAX_SEED = 2**63 - 1  # BIGINT is signed 64-bit on PostgreSQL
 MAX_COMMENT_CHARS = 10_000  # a public demo must not let one vote store megabytes
-MAX_NAME_CHARS = {"lineup": 100, "session_id": 64, "contender": 200, "weights_id": 500, "weights_revision": 100}
+MAX_NAME_CHARS = {
+    "lineup": 100, "session_id": 64, "contender": 200, "weights_id": 500, "weights_revision": 100, "rater": 64,
+}
 
 
 def new_id() -> str:
@@ -55,6 +57,8 @@ class ComparisonRecord:
     parent_id: str | None = None
     system_prompt: str | None = None
     id: str = field(default_factory=new_id)
+    # Arena mode: how the contenders were drawn (sampler name, weights, candidates), stored as JSON.
+    sampling: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _check_id("id", self.id)
@@ -73,6 +77,8 @@ class ComparisonRecord:
             )
         if self.parent_id is not None:
             _check_id("parent_id", self.parent_id)
+        if self.sampling is not None:
+            object.__setattr__(self, "sampling", _checked_json("sampling", self.sampling))
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,11 @@ class RatingRecord:
 
     kind="pairwise" (exactly two answers): `choice` is required, `strength` optional and only with "a"/"b".
     kind="scores" (any number of answers): a 1-5 score per answer position in `scores`.
-    `unsafe` maps the positions flagged unsafe to an optional reason (both kinds).
+    kind="ranking" (any number of answers): a rank per answer position in `ranks`, 1 = best; equal
+    ranks are ties ({0: 1, 1: 1, 2: 3} says 0 and 1 tie, both better than 2).
+    `unsafe` maps the positions flagged unsafe to an optional reason (every kind).
+    `blind` is True only if the names were hidden when the person voted (arena mode, before reveal).
+    `rater` names who rated (an annotator name or a session id), or None.
     """
 
     comparison_id: str
@@ -137,6 +147,8 @@ class RatingRecord:
     unsafe: Mapping[int, str | None] = field(default_factory=dict)
     comment: str | None = None
     blind: bool = False
+    ranks: Mapping[int, int] = field(default_factory=dict)
+    rater: str | None = None
 
     def __post_init__(self) -> None:
         _check_id("comparison_id", self.comparison_id)
@@ -144,12 +156,14 @@ class RatingRecord:
         if not isinstance(self.blind, bool):
             raise ValueError(f"blind must be True or False, got {self.blind!r}")
         object.__setattr__(self, "scores", _checked_scores(self.scores))
+        object.__setattr__(self, "ranks", _checked_ranks(self.ranks))
         object.__setattr__(self, "unsafe", _checked_unsafe(self.unsafe))
         object.__setattr__(self, "comment", _cleaned_note("comment", self.comment))
+        object.__setattr__(self, "rater", _cleaned_rater(self.rater))
         if self.kind == "pairwise":
             self._check_pairwise()
         else:
-            self._check_scores()
+            self._check_per_answer()
 
     def _check_pairwise(self) -> None:
         if self.choice is None:
@@ -162,16 +176,25 @@ class RatingRecord:
                     f"strength {self.strength!r} given with choice {self.choice!r}: "
                     "a strength only says how much better A or B is; leave it out for tie and both_bad"
                 )
-        if self.scores:
-            raise ValueError("scores belong to kind='scores'; a pairwise rating takes choice and strength")
+        if self.scores or self.ranks:
+            raise ValueError(
+                "scores belong to kind='scores' and ranks to kind='ranking'; "
+                "a pairwise rating takes choice and strength"
+            )
 
-    def _check_scores(self) -> None:
+    def _check_per_answer(self) -> None:
+        what = "a score" if self.kind == "scores" else "a rank"
         if self.choice is not None or self.strength is not None:
             raise ValueError(
-                f"kind='scores' takes a score per answer, not choice={self.choice!r} / strength={self.strength!r}"
+                f"kind={self.kind!r} takes {what} per answer, not choice={self.choice!r} / strength={self.strength!r}"
             )
-        if not self.scores:
-            raise ValueError("kind='scores' needs scores: {position: 1-5} for every answer")
+        given, other = (self.scores, self.ranks) if self.kind == "scores" else (self.ranks, self.scores)
+        if other:
+            raise ValueError(f"kind={self.kind!r} takes {what} per answer; "
+                             "give scores with kind='scores' and ranks with kind='ranking'")
+        if not given:
+            example = "scores: {position: 1-5}" if self.kind == "scores" else "ranks: {position: rank}, 1 for the best,"
+            raise ValueError(f"kind={self.kind!r} needs {example} for every answer")
 
 
 def _listed(values: Sequence[str]) -> str:
@@ -262,6 +285,26 @@ def _checked_scores(scores: object) -> dict[int, int]:
         _check_int("a scores position", position)
         _check_int(f"the score for position {position}", score, minimum=SCORE_MIN, maximum=SCORE_MAX)
     return dict(scores)
+
+
+def _checked_ranks(ranks: object) -> dict[int, int]:
+    if not isinstance(ranks, Mapping):
+        raise ValueError(f"ranks must be a dict of position -> rank (1 = best), got {type(ranks).__name__}")
+    for position, rank in ranks.items():
+        _check_int("a ranks position", position)
+        _check_int(f"the rank for position {position}", rank, minimum=1)
+    return dict(ranks)
+
+
+def _cleaned_rater(rater: object) -> str | None:
+    """An annotator name or session id: stripped, empty means unknown."""
+    if rater is None:
+        return None
+    _check_text("rater", rater)
+    text = str(rater).strip()
+    if len(text) > MAX_NAME_CHARS["rater"]:
+        raise ValueError(f"rater is {len(text)} characters; at most {MAX_NAME_CHARS['rater']} fit")
+    return text or None
 
 
 def _checked_unsafe(unsafe: object) -> dict[int, str | None]:

@@ -3,7 +3,9 @@
 Portability choices: ids are String(32) uuid4 hex (no autoincrement races between app replicas),
 enumerations are strings with CHECK constraints (no native ENUM types to migrate), JSON is
 sqlalchemy.JSON (JSONB on PostgreSQL), and every timestamp is timezone-aware UTC.
-Constraint names follow a naming convention so Alembic can address them later.
+Constraint names follow a naming convention so Alembic can address them. Alembic migrations
+(migrations/versions/) make and change these tables; this module must always equal their head, which
+tests/test_migrations.py checks. Columns added by a migration go last, where ALTER TABLE puts them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     MetaData,
     String,
     Text,
@@ -99,6 +102,9 @@ class Comparison(Base):
     system_prompt: Mapped[str | None] = mapped_column(Text)
     prompt: Mapped[str] = mapped_column(Text)
     n_responses: Mapped[int]
+    # How an arena pair was drawn (sampler, weights, candidates), so the draw can be audited; null in
+    # named mode and before revision 0002.
+    sampling: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
     responses: Mapped[list[Response]] = relationship(
         back_populates="comparison", order_by="Response.position", cascade="all, delete-orphan", passive_deletes=True
@@ -163,12 +169,14 @@ class Rating(Base):
     comparison_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("comparisons.id", ondelete="CASCADE"), unique=True
     )
-    created_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(16))
     choice: Mapped[str | None] = mapped_column(String(16))
     strength: Mapped[str | None] = mapped_column(String(32))
     comment: Mapped[str | None] = mapped_column(Text)
     blind: Mapped[bool]  # were the contenders' names hidden when the person voted
+    # Who rated: an annotator name or a browser session id, for agreement studies; null when unknown.
+    rater: Mapped[str | None] = mapped_column(String(64))
 
     comparison: Mapped[Comparison] = relationship(back_populates="rating")
     judgements: Mapped[list[AnswerJudgement]] = relationship(
@@ -184,11 +192,13 @@ class Rating(Base):
             name="choice_iff_pairwise",
         ),
         CheckConstraint("strength IS NULL OR choice IN ('a', 'b')", name="strength_only_for_a_or_b"),
+        # Exports and the leaderboard page through ratings in (created_at, id) order (reading.py).
+        Index("ix_ratings_created_at_id", "created_at", "id"),
     )
 
 
 class AnswerJudgement(Base):
-    """What a rating says about one answer: its 1-5 score (kind "scores") and the unsafe flag.
+    """What a rating says about one answer: its 1-5 score or its rank (1 = best), and the unsafe flag.
 
     Every response of a rated comparison gets one row, so "not flagged" is stored, not inferred.
     """
@@ -204,6 +214,7 @@ class AnswerJudgement(Base):
     score: Mapped[int | None]
     unsafe: Mapped[bool]
     unsafe_reason: Mapped[str | None] = mapped_column(Text)
+    rank: Mapped[int | None]  # kind "ranking": 1 is best, equal ranks are ties
 
     rating: Mapped[Rating] = relationship(back_populates="judgements")
     response: Mapped[Response] = relationship()
@@ -211,4 +222,5 @@ class AnswerJudgement(Base):
     __table_args__ = (
         CheckConstraint(f"score IS NULL OR (score >= {SCORE_MIN} AND score <= {SCORE_MAX})", name="score"),
         CheckConstraint("unsafe_reason IS NULL OR unsafe", name="reason_only_if_unsafe"),
+        CheckConstraint("rank IS NULL OR rank >= 1", name="rank"),
     )

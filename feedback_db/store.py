@@ -45,6 +45,7 @@ def add_comparison(session: Session, record: ComparisonRecord) -> None:
             system_prompt=record.system_prompt,
             prompt=record.prompt,
             n_responses=record.n_responses,
+            sampling=dict(record.sampling) if record.sampling is not None else None,
         )
     )
     session.flush()
@@ -127,19 +128,31 @@ def _check_rating_fits(record: RatingRecord, comparison: Comparison, responses: 
     if record.kind == "pairwise" and len(responses) != 2:
         raise RatingRefused(
             f"a pairwise vote compares exactly 2 answers and this comparison has {len(responses)}; "
-            "give each answer a 1-5 score instead (kind='scores')"
+            "give each answer a 1-5 score (kind='scores') or a rank (kind='ranking') instead"
         )
     positions = {r.position for r in responses}
-    for name, keys in (("scores", record.scores), ("unsafe", record.unsafe)):
+    for name, keys in (("scores", record.scores), ("ranks", record.ranks), ("unsafe", record.unsafe)):
         strays = sorted(set(keys) - positions)
         if strays:
             raise RatingRefused(f"{name} names positions {strays}, but the answers are at positions {sorted(positions)}")
     # Design choice: a rating of nothing but failures teaches a reward model nothing, so it is refused.
     if all(r.finish_reason == "error" for r in responses):
         raise RatingRefused("every answer failed with an error, so there is nothing to rate; ask again")
-    unscored = sorted(r.position for r in responses if r.finish_reason != "error" and r.position not in record.scores)
-    if record.kind == "scores" and unscored:
-        raise RatingRefused(f"give a 1-5 score to every answer; positions {unscored} have none")
+    _check_every_answer_judged(record, responses)
+
+
+def _check_every_answer_judged(record: RatingRecord, responses: list[Response]) -> None:
+    """A scores or ranking rating covers every answer that did not fail; ranks run from 1 to the count."""
+    given = record.scores if record.kind == "scores" else record.ranks
+    missing = sorted(r.position for r in responses if r.finish_reason != "error" and r.position not in given)
+    if record.kind == "scores" and missing:
+        raise RatingRefused(f"give a 1-5 score to every answer; positions {missing} have none")
+    if record.kind == "ranking" and missing:
+        raise RatingRefused(f"give a rank to every answer (1 for the best); positions {missing} have none")
+    out_of_range = {p: rank for p, rank in record.ranks.items() if rank > len(responses)}
+    if out_of_range:
+        raise RatingRefused(f"ranks {out_of_range} are out of range: with {len(responses)} answers, ranks go from 1 to "
+                            f"{len(responses)}")
 
 
 def _rating_row(record: RatingRecord, responses: list[Response]) -> Rating:
@@ -152,11 +165,13 @@ def _rating_row(record: RatingRecord, responses: list[Response]) -> Rating:
         strength=record.strength,
         comment=record.comment,
         blind=record.blind,
+        rater=record.rater,
     )
     rating.judgements = [
         AnswerJudgement(
             response_id=response.id,
             score=record.scores.get(response.position),
+            rank=record.ranks.get(response.position),
             unsafe=response.position in record.unsafe,
             unsafe_reason=record.unsafe.get(response.position),
         )

@@ -87,7 +87,7 @@ def rate(db: Database, record: RatingRecord) -> str:
 def test_first_open_creates_tables_and_second_open_keeps_rows(tmp_path: Path) -> None:
     path = tmp_path / "new" / "folder" / "feedback.sqlite3"  # the folder does not exist yet
     first = open_database(sqlite_url(path))
-    assert set(inspect(first.engine).get_table_names()) == TABLES
+    assert set(inspect(first.engine).get_table_names()) == TABLES | {"alembic_version"}
     comparison_id = stored_comparison(first)
     rate(first, RatingRecord(comparison_id, "pairwise", choice="tie"))
     first.dispose()
@@ -290,7 +290,12 @@ ID = "a" * 32
         (lambda: RatingRecord(ID, "scores", scores={-1: 3}), "position must be an integer >= 0"),
         (lambda: RatingRecord(ID, "scores"), "needs scores"),
         (lambda: RatingRecord(ID, "scores", choice="a", scores={0: 1}), "not choice='a'"),
-        (lambda: RatingRecord(ID, "ranking"), "kind must be one of"),
+        (lambda: RatingRecord(ID, "ranked"), "kind must be one of"),
+        (lambda: RatingRecord(ID, "ranking"), "kind='ranking' needs ranks"),
+        (lambda: RatingRecord(ID, "ranking", ranks={0: 0}), "rank for position 0 must be an integer >= 1"),
+        (lambda: RatingRecord(ID, "ranking", ranks={0: 1}, scores={0: 1}), "give scores with kind='scores'"),
+        (lambda: RatingRecord(ID, "pairwise", choice="a", ranks={0: 1}), "ranks to kind='ranking'"),
+        (lambda: RatingRecord(ID, "pairwise", choice="a", rater="r" * 65), "rater is 65 characters; at most 64"),
         (lambda: RatingRecord("Llama-2-7b-chat", "pairwise", choice="a"), "comparison_id must be an id"),
         (lambda: RatingRecord(ID, "pairwise", choice="a", comment="x" * 10_001), "at most 10000"),
         (lambda: comparison(n=1), "n_responses must be an integer >= 2"),

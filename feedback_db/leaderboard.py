@@ -1,0 +1,153 @@
+"""A Bradley-Terry leaderboard of the contenders, on the Elo-like scale of FastChat's Chatbot Arena.
+
+Battles are the pairwise outcomes of the ratings (pairs.py): a rating of n answers gives n(n-1)/2
+battles. As in FastChat's `compute_mle_elo`, a tie counts as half a win each way, and a both-bad vote
+counts as a tie. The fit is maximum likelihood: P(i beats j) = 1 / (1 + 10 ** ((R_j - R_i) / 400)),
+anchored so the mean rating is 1000 (FastChat's unpenalised fit from zero keeps the same mean and then
+shifts to a reference model; a mean needs no reference). Intervals: 2.5 and 97.5 percentiles of the
+fit on battles resampled with replacement, `rounds` times. Blind (arena) ratings only by default.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from .bradley_terry import ELO_BASE, ELO_INIT, ELO_SCALE, bootstrap_ratings, fit_ratings
+from .reading import RatedComparison, RatingFilter, iter_rated
+
+__all__ = ["ELO_BASE", "ELO_INIT", "ELO_SCALE", "Battle", "Leaderboard", "Row", "battles_of",
+           "build_leaderboard", "format_leaderboard", "leaderboard_of"]
+
+
+@dataclass(frozen=True)
+class Battle:
+    """One pairwise outcome between two contenders; for a tie the order means nothing."""
+
+    winner: str
+    loser: str
+    tie: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    """One contender's line: its rating, 95% interval (None without bootstrap rounds), and record."""
+
+    contender: str
+    rating: float
+    lower: float | None
+    upper: float | None
+    battles: int
+    wins: int
+    losses: int
+    ties: int
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """Rows by rating, best first; win_rate[a][b] is a's share of its battles with b, ties as half."""
+
+    rows: tuple[Row, ...]
+    win_rate: dict[str, dict[str, float]]
+    battles_total: int
+    ratings_used: int
+    blind_only: bool
+    rounds: int
+    # Position bias: the share of decisive pairwise votes (A or B) that went to pane A; 0.5 is none.
+    a_share: float | None = None
+
+
+def leaderboard_of(session: Session, *, blind_only: bool = True, lineup: str | None = None,
+                   rounds: int = 1000, seed: int = 0) -> Leaderboard:
+    """The leaderboard of the stored ratings (blind ones only unless blind_only=False)."""
+    where = RatingFilter(lineup=lineup, blind_only=blind_only)
+    ratings = 0
+    battles: list[Battle] = []
+    votes = Counter[str]()
+    for rated in iter_rated(session, where, with_text=False):
+        ratings += 1
+        battles += battles_of(rated)
+        votes[rated.choice or ""] += 1
+    board = build_leaderboard(battles, rounds=rounds, seed=seed, blind_only=blind_only, ratings_used=ratings)
+    decisive = votes["a"] + votes["b"]
+    return replace(board, a_share=votes["a"] / decisive if decisive else None)
+
+
+def battles_of(rated: RatedComparison) -> list[Battle]:
+    """The battles of one rating: its pairs by contender; both-bad is a tie between the two answers."""
+    contender_at = {answer.position: answer.contender for answer in rated.answers}
+    decomposition = rated.decomposition()
+    if decomposition.both_bad:
+        return [Battle(contender_at[0], contender_at[1], tie=True)]
+    return [Battle(contender_at[p.winner], contender_at[p.loser], p.tie) for p in decomposition.pairs]
+
+
+def build_leaderboard(battles: Iterable[Battle], *, rounds: int = 1000, seed: int = 0,
+                      blind_only: bool = True, ratings_used: int | None = None) -> Leaderboard:
+    """Fit, bootstrap and tabulate a list of battles."""
+    battles = list(battles)
+    names = sorted({b.winner for b in battles} | {b.loser for b in battles})
+    index = {name: i for i, name in enumerate(names)}
+    n = len(names)
+    wins, ties = np.zeros((n, n)), np.zeros((n, n))
+    for battle in battles:
+        i, j = index[battle.winner], index[battle.loser]
+        if battle.tie:
+            ties[i, j] += 1
+            ties[j, i] += 1
+        else:
+            wins[i, j] += 1
+    ratings = fit_ratings(wins + ties / 2) if n else np.zeros(0)
+    lower = upper = None
+    if rounds > 0 and n:
+        samples = bootstrap_ratings(wins, ties, rounds=rounds, seed=seed)
+        lower, upper = np.percentile(samples, [2.5, 97.5], axis=0)
+    rows = [
+        Row(names[i], float(ratings[i]),
+            None if lower is None else float(lower[i]), None if upper is None else float(upper[i]),
+            battles=int(wins[i].sum() + wins[:, i].sum() + ties[i].sum()),
+            wins=int(wins[i].sum()), losses=int(wins[:, i].sum()), ties=int(ties[i].sum()))
+        for i in range(n)
+    ]
+    rows.sort(key=lambda row: (-row.rating, row.contender))
+    return Leaderboard(tuple(rows), _win_rates(names, wins, ties), len(battles),
+                       len(battles) if ratings_used is None else ratings_used, blind_only, rounds)
+
+
+def _win_rates(names: list[str], wins: np.ndarray, ties: np.ndarray) -> dict[str, dict[str, float]]:
+    games = wins + wins.T + ties
+    return {
+        a: {b: float((wins[i, j] + ties[i, j] / 2) / games[i, j]) for j, b in enumerate(names) if games[i, j]}
+        for i, a in enumerate(names)
+    }
+
+
+def format_leaderboard(board: Leaderboard) -> str:
+    """The leaderboard as a plain-text table, then the win-rate matrix."""
+    which = "blind (arena) ratings" if board.blind_only else "all ratings"
+    lines = [f"Bradley-Terry ratings from {board.battles_total} battles in {board.ratings_used} {which}"
+             f" (scale {ELO_SCALE:g}, base {ELO_BASE:g}, mean {ELO_INIT:g}; 95% interval from "
+             f"{board.rounds} bootstrap rounds)", ""]
+    width = max([len("contender")] + [len(row.contender) for row in board.rows])
+    lines.append(f"{'rank':>4}  {'contender':<{width}}  {'rating':>7}  {'95% interval':>17}  "
+                 f"{'battles':>7}  {'wins':>6}  {'losses':>6}  {'ties':>6}")
+    for rank, row in enumerate(board.rows, 1):
+        interval = "" if row.lower is None else f"{row.lower:7.1f} .. {row.upper:7.1f}"
+        lines.append(f"{rank:>4}  {row.contender:<{width}}  {row.rating:7.1f}  {interval:>17}  "
+                     f"{row.battles:>7}  {row.wins:>6}  {row.losses:>6}  {row.ties:>6}")
+    if not board.rows:
+        hint = ", or no blind ratings; try --all" if board.blind_only else ""
+        lines.append(f"(no battles: nothing rated yet{hint})")
+    if board.a_share is not None:
+        lines += ["", f"position bias: pane A won {board.a_share:.1%} of the decisive A/B votes (50% is none)"]
+    lines += ["", "win rate of the row against the column (ties as half; - where they never met)"]
+    names = [row.contender for row in board.rows]
+    lines.append(" " * width + "".join(f"  {name[:8]:>8}" for name in names))
+    for a in names:
+        cells = [board.win_rate[a].get(b) for b in names]
+        lines.append(f"{a:<{width}}" + "".join("         -" if c is None else f"  {c:8.3f}" for c in cells))
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""Golden export rows from a seeded database: every format, the shuffled positions, margins, filters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from feedback_db import Database, ExportOptions, RatingFilter, iter_rows, open_database, sqlite_url
+from feedback_db.export import Tally
+from tests.test_feedback_db_support import CONVERSATION, QUESTION, seed_golden, stored_rating
+
+SLIGHTLY, BETTER, SIGNIFICANTLY = 1 / 3, 2 / 3, 1.0
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, dict[str, tuple[str, str]]]]:
+    database = open_database(sqlite_url(tmp_path_factory.mktemp("golden") / "feedback.sqlite3"))
+    yield database, seed_golden(database)
+    database.dispose()
+
+
+def export(database: Database, export_format: str, **options: Any) -> tuple[list[dict[str, Any]], Tally]:
+    tally = Tally()
+    with database.snapshot() as session:
+        rows = list(iter_rows(session, ExportOptions(export_format, **options), tally))
+    return rows, tally
+
+
+def reply(contender: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": f"answer of {contender}"}]
+
+
+def trace(ids: dict[str, tuple[str, str]], name: str, kind: str = "pairwise", blind: bool = True,
+          lineup: str = "demo") -> dict[str, Any]:
+    comparison_id, rating_id = ids[name]
+    return {"comparison_id": comparison_id, "rating_id": rating_id, "lineup": lineup, "blind": blind, "kind": kind}
+
+
+def pair(ids: dict, name: str, chosen: tuple[str, int], rejected: tuple[str, int], strength: str | None,
+         prompt: list[dict[str, str]] = QUESTION, **trace_fields: Any) -> dict[str, Any]:
+    return {"prompt": prompt, "chosen": reply(chosen[0]), "rejected": reply(rejected[0])} | trace(
+        ids, name, **trace_fields) | {
+        "strength": strength, "chosen_contender": chosen[0], "rejected_contender": rejected[0],
+        "chosen_position": chosen[1], "rejected_position": rejected[1]}
+
+
+def expected_dpo(ids: dict) -> list[dict[str, Any]]:
+    return [
+        # Position 0 showed "y" and the person chose B: the chosen answer is x's, at position 1.
+        pair(ids, "shuffled", ("x", 1), ("y", 0), "significantly_better", prompt=CONVERSATION),
+        pair(ids, "named", ("x", 0), ("y", 1), "slightly_better", blind=False),
+        pair(ids, "scores", ("x", 0), ("y", 1), "slightly_better", kind="scores"),  # 5 vs 4
+        pair(ids, "scores", ("x", 0), ("z", 2), "significantly_better", kind="scores"),  # 5 vs 2
+        pair(ids, "scores", ("y", 1), ("z", 2), "better", kind="scores"),  # 4 vs 2
+        pair(ids, "ranking", ("z", 0), ("x", 1), None, kind="ranking"),
+        pair(ids, "ranking", ("z", 0), ("y", 2), None, kind="ranking"),
+        pair(ids, "errored", ("x", 0), ("y", 1), "better", lineup="llama2"),
+    ]
+
+
+def test_dpo_rows_are_the_golden_rows(golden: tuple) -> None:
+    database, ids = golden
+    rows, tally = export(database, "dpo")
+    assert rows == expected_dpo(ids)
+    assert (tally.ratings, tally.rows, tally.ties, tally.both_bad, dict(tally.skipped)) == (
+        8, 8, 2, 1, {"unsafe_chosen": 1})
+    assert tally.summary("dpo").line() == (
+        "exported 8 dpo rows from 8 ratings; ties left out: 2; both-bad ratings left out: 1; "
+        "filtered out: 1 preferring an unsafe answer to a safe one")
+
+
+def test_reward_rows_add_the_llama2_margin(golden: tuple) -> None:
+    database, ids = golden
+    rows, _ = export(database, "reward")
+    margins = [SIGNIFICANTLY, SLIGHTLY, SLIGHTLY, SIGNIFICANTLY, BETTER, 0.0, 0.0, BETTER]
+    expected = [{**{k: v for k, v in row.items() if k in ("prompt", "chosen", "rejected")}, "margin": margin,
+                 **{k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}}
+                for row, margin in zip(expected_dpo(ids), margins)]
+    assert rows == expected
+    assert list(rows[0]) == ["prompt", "chosen", "rejected", "margin", "comparison_id", "rating_id", "lineup",
+                             "blind", "kind", "strength", "chosen_contender", "rejected_contender",
+                             "chosen_position", "rejected_position"]
+
+
+def kto(ids: dict, name: str, contender: str, position: int, label: bool, source: str,
+        prompt: list[dict[str, str]] = QUESTION, **trace_fields: Any) -> dict[str, Any]:
+    return {"prompt": prompt, "completion": reply(contender), "label": label} | trace(ids, name, **trace_fields) | {
+        "label_source": source, "contender": contender, "position": position}
+
+
+def test_kto_rows_label_answers_by_the_documented_rules(golden: tuple) -> None:
+    database, ids = golden
+    rows, tally = export(database, "kto")
+    assert rows == [
+        kto(ids, "shuffled", "y", 0, False, "preference", prompt=CONVERSATION),
+        kto(ids, "shuffled", "x", 1, True, "preference", prompt=CONVERSATION),
+        # "named" is only slightly better and "tie" a tie: no absolute label.
+        kto(ids, "both_bad", "x", 0, False, "both_bad"),
+        kto(ids, "both_bad", "y", 1, False, "both_bad"),
+        kto(ids, "scores", "x", 0, True, "score", kind="scores"),
+        kto(ids, "scores", "y", 1, True, "score", kind="scores"),
+        kto(ids, "scores", "z", 2, False, "score", kind="scores"),
+        # A ranking is relative only: no labels. The unsafe flag overrides the preference.
+        kto(ids, "unsafe", "x", 0, False, "unsafe"),
+        kto(ids, "unsafe", "y", 1, False, "preference"),
+        kto(ids, "errored", "x", 0, True, "preference", lineup="llama2"),
+        kto(ids, "errored", "y", 1, False, "preference", lineup="llama2"),
+    ]
+    assert dict(tally.skipped) == {"no_label": 7}
+    assert "both-bad ratings labelled undesirable: 1" in tally.summary("kto").line()
+
+
+def test_sft_rows_are_the_preferred_answers(golden: tuple) -> None:
+    database, ids = golden
+    rows, tally = export(database, "sft")
+
+    def sft(name: str, contender: str, position: int, prompt: list = QUESTION, **fields: Any) -> dict[str, Any]:
+        return {"messages": prompt + reply(contender)} | trace(ids, name, **fields) | {
+            "contender": contender, "position": position}
+
+    assert rows == [
+        sft("shuffled", "x", 1, CONVERSATION),
+        sft("named", "x", 0, blind=False),
+        sft("scores", "x", 0, kind="scores"),  # y beat z but lost to x
+        sft("ranking", "z", 0, kind="ranking"),
+        sft("errored", "x", 0, lineup="llama2"),
+    ]
+    assert (tally.ties, tally.both_bad, dict(tally.skipped)) == (2, 1, {"unsafe_chosen": 1})
+
+
+@pytest.mark.parametrize(
+    ("options", "kept", "skipped"),
+    [
+        ({"min_strength": "better"}, ["shuffled", "scores", "scores", "errored"], {"strength": 4}),
+        ({"min_strength": "negligibly_better"}, ["shuffled", "named", "scores", "scores", "scores", "errored"],
+         {"strength": 2}),  # a ranking says nothing about strength
+        ({"contenders": {"x", "y"}}, ["shuffled", "named", "scores", "errored"], {"contender": 4}),
+        ({"exclude_errors": True}, ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking"],
+         {"errored": 1}),
+        ({"exclude_unsafe": True}, ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking",
+                                    "errored"], {"unsafe": 1}),
+        ({"where": RatingFilter(blind_only=True)}, ["shuffled", "scores", "scores", "scores", "ranking", "ranking",
+                                                    "errored"], {}),
+        ({"where": RatingFilter(lineup="llama2")}, ["errored"], {}),
+    ],
+)
+def test_filters_keep_the_right_pairs_and_count_the_rest(golden: tuple, options: dict, kept: list[str],
+                                                         skipped: dict[str, int]) -> None:
+    database, ids = golden
+    rows, tally = export(database, "dpo", **options)
+    assert [row["comparison_id"] for row in rows] == [ids[name][0] for name in kept]
+    assert {k: v for k, v in tally.skipped.items() if k != "unsafe_chosen"} == skipped
+
+
+def test_time_range_selects_ratings_by_when_they_were_given(tmp_path: Path) -> None:
+    database = open_database(sqlite_url(tmp_path / "feedback.sqlite3"))
+    early, _ = stored_rating(database, ["x", "y"], choice="a")
+    time.sleep(0.01)
+    middle = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    late, _ = stored_rating(database, ["x", "y"], choice="b")
+    cases = {(None, middle): [early], (middle, None): [late], (None, None): [early, late], (middle, middle): []}
+    for (since, until), expected in cases.items():
+        rows, _ = export(database, "dpo", where=RatingFilter(since=since, until=until))
+        assert [row["comparison_id"] for row in rows] == expected, (since, until)
+    database.dispose()
+
+
+def test_errored_and_unsafe_answers_can_be_left_out_of_kto_and_never_reach_sft(golden: tuple) -> None:
+    database, ids = golden
+    rows, tally = export(database, "kto", exclude_unsafe=True, exclude_errors=True, contenders={"x", "z"})
+    assert [(row["comparison_id"], row["contender"]) for row in rows] == [
+        (ids["shuffled"][0], "x"), (ids["both_bad"][0], "x"), (ids["scores"][0], "x"), (ids["scores"][0], "z"),
+        (ids["errored"][0], "x")]
+    assert dict(tally.skipped) == {"no_label": 7, "contender": 5, "unsafe": 1}

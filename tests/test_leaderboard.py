@@ -1,0 +1,150 @@
+"""The leaderboard: Bradley-Terry checked by hand and against scikit-learn, bootstrap, win rates, CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feedback_db import Battle, build_leaderboard, format_leaderboard, leaderboard_of, open_database, sqlite_url
+from feedback_db.cli import main
+from tests.test_feedback_db_support import seed_golden, stored_rating
+
+
+def battles(*spec: tuple[str, str, int], ties: tuple[tuple[str, str, int], ...] = ()) -> list[Battle]:
+    """(winner, loser, how many times) ..., and (a, b, how many ties)."""
+    wins = [Battle(winner, loser) for winner, loser, n in spec for _ in range(n)]
+    return wins + [Battle(a, b, tie=True) for a, b, n in ties for _ in range(n)]
+
+
+def ratings(board) -> dict[str, float]:  # noqa: ANN001
+    return {row.contender: row.rating for row in board.rows}
+
+
+def test_two_contenders_by_hand() -> None:
+    # A won 3 of 4: the fit gives P(A beats B) = 3/4, so R_A - R_B = 400 log10(3), around a mean of 1000.
+    board = build_leaderboard(battles(("A", "B", 3), ("B", "A", 1)), rounds=0)
+    gap = 400 * math.log10(3)
+    assert ratings(board) == pytest.approx({"A": 1000 + gap / 2, "B": 1000 - gap / 2}, abs=1e-3)
+    assert [(r.contender, r.battles, r.wins, r.losses, r.ties, r.lower) for r in board.rows] == [
+        ("A", 4, 3, 1, 0, None), ("B", 4, 1, 3, 0, None)]
+    assert board.win_rate == {"A": {"B": 0.75}, "B": {"A": 0.25}}
+
+
+def test_ties_count_as_half_a_win_each_way() -> None:
+    # 2 wins, 1 loss, 2 ties: A has 3 of 5 "wins", so R_A - R_B = 400 log10(3 / 2).
+    board = build_leaderboard(battles(("A", "B", 2), ("B", "A", 1), ties=(("A", "B", 2),)), rounds=0)
+    assert ratings(board)["A"] - ratings(board)["B"] == pytest.approx(400 * math.log10(1.5), abs=1e-3)
+    assert board.win_rate["A"]["B"] == 0.6 and board.rows[0].ties == 2 and board.battles_total == 5
+
+
+def test_three_contenders_whose_odds_agree_fit_exactly() -> None:
+    # A:B won 2:1, B:C 2:1, A:C 4:1 -- strengths 4:2:1 fit every pair exactly.
+    board = build_leaderboard(battles(("A", "B", 2), ("B", "A", 1), ("B", "C", 2), ("C", "B", 1),
+                                      ("A", "C", 4), ("C", "A", 1)), rounds=0)
+    step = 400 * math.log10(2)
+    assert ratings(board) == pytest.approx({"A": 1000 + step, "B": 1000, "C": 1000 - step}, abs=1e-3)
+    assert [row.contender for row in board.rows] == ["A", "B", "C"]
+
+
+def sklearn_ratings(fights: list[Battle]) -> dict[str, float]:
+    """FastChat's compute_mle_elo: weighted logistic regression, ties as half a win each way."""
+    from sklearn.linear_model import LogisticRegression
+
+    names = sorted({b.winner for b in fights} | {b.loser for b in fights})
+    index = {n: i for i, n in enumerate(names)}
+    twice = np.zeros((len(names), len(names)))  # twice the wins, so a tie adds 1 to each side
+    for b in fights:
+        i, j = index[b.winner], index[b.loser]
+        if b.tie:
+            twice[i, j] += 1
+            twice[j, i] += 1
+        else:
+            twice[i, j] += 2
+    rows, labels, weights = [], [], []
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            x = np.zeros(len(names))
+            x[i], x[j] = math.log(10), -math.log(10)
+            rows += [x, x]
+            labels += [1, 0]
+            weights += [twice[i, j], twice[j, i]]
+    model = LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-12, max_iter=10_000)
+    model.fit(np.array(rows), np.array(labels), sample_weight=np.array(weights))
+    elo = 400 * model.coef_[0]
+    return dict(zip(names, elo - elo.mean() + 1000))
+
+
+def test_the_fit_agrees_with_scikit_learns_logistic_regression() -> None:
+    pytest.importorskip("sklearn", reason="scikit-learn is in requirements-dev.txt")
+    rng = np.random.default_rng(7)
+    names = [f"m{i}" for i in range(6)]
+    strength = dict(zip(names, rng.normal(0, 1, len(names))))
+    fights = []
+    for _ in range(3000):
+        a, b = rng.choice(names, 2, replace=False)
+        p = 1 / (1 + math.exp(strength[b] - strength[a]))
+        roll = rng.random()
+        fights.append(Battle(a, b, tie=True) if roll < 0.15 else Battle(a, b) if roll < 0.15 + 0.85 * p
+                      else Battle(b, a))
+    ours = ratings(build_leaderboard(fights, rounds=0))
+    assert ours == pytest.approx(sklearn_ratings(fights), abs=0.05)
+    assert np.mean(list(ours.values())) == pytest.approx(1000)
+
+
+def test_bootstrap_intervals_hold_the_estimate_narrow_with_data_and_repeat_with_the_seed() -> None:
+    few = battles(("A", "B", 6), ("B", "A", 4), ("B", "C", 5), ("C", "B", 5), ("C", "A", 3), ("A", "C", 7))
+    many = few * 20
+    small, large = build_leaderboard(few, rounds=300, seed=1), build_leaderboard(many, rounds=300, seed=1)
+    for board in (small, large):
+        assert all(row.lower <= row.rating <= row.upper for row in board.rows)
+    assert all(s.upper - s.lower > 3 * (m.upper - m.lower) for s, m in zip(small.rows, large.rows, strict=True))
+    assert build_leaderboard(few, rounds=300, seed=1) == small
+    assert build_leaderboard(few, rounds=300, seed=2) != small
+
+
+def test_a_contender_that_won_every_battle_still_gets_a_finite_rating() -> None:
+    board = build_leaderboard(battles(("A", "B", 3), ("B", "C", 2), ("C", "B", 1)), rounds=100)
+    assert [row.contender for row in board.rows] == ["A", "B", "C"]
+    assert all(math.isfinite(v) for row in board.rows for v in (row.rating, row.lower, row.upper))
+
+
+def test_leaderboard_from_the_database_is_blind_only_by_default(tmp_path: Path) -> None:
+    database = open_database(sqlite_url(tmp_path / "feedback.sqlite3"))
+    seed_golden(database)
+    stored_rating(database, ["w", "x"], choice="a", comparison={"mode": "named"})  # named: only with --all
+    with database.snapshot() as session:
+        blind = leaderboard_of(session, rounds=50)
+        everything = leaderboard_of(session, blind_only=False, rounds=50)
+    # Blind battles: shuffled x>y, tie x=y, both-bad x=y (a tie, as FastChat counts it), scores x>y x>z y>z,
+    # ranking z>x z>y x=y, unsafe x>y, errored x>y.
+    assert (blind.ratings_used, blind.battles_total) == (7, 11)
+    assert {r.contender: (r.battles, r.wins, r.losses, r.ties) for r in blind.rows} == {
+        "x": (9, 5, 1, 3), "y": (9, 1, 5, 3), "z": (4, 2, 2, 0)}
+    assert blind.win_rate["x"]["y"] == pytest.approx((4 + 1.5) / 7)
+    assert (everything.ratings_used, everything.battles_total) == (9, 13) and "w" in ratings(everything)
+    assert "w" not in ratings(blind)
+    assert blind.a_share == pytest.approx(2 / 3)  # decisive blind votes: "shuffled" for B, two for A
+    database.dispose()
+
+
+def test_format_and_cli_show_the_table_and_the_json(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "feedback.sqlite3")
+    database = open_database(url)
+    seed_golden(database)
+    database.dispose()
+    out = io.StringIO()
+    assert main(["leaderboard", "--db-url", url, "--rounds", "20", "--seed", "3"], out, io.StringIO()) == 0
+    table = out.getvalue()
+    assert "Bradley-Terry ratings from 11 battles in 7 blind (arena) ratings" in table
+    assert [line.split()[1] for line in table.splitlines()[3:6]] == ["x", "z", "y"]
+    out = io.StringIO()
+    assert main(["leaderboard", "--db-url", url, "--rounds", "20", "--all", "--json"], out, io.StringIO()) == 0
+    data = json.loads(out.getvalue())
+    assert data["blind_only"] is False and data["battles_total"] == 12
+    assert {row["contender"] for row in data["rows"]} == {"x", "y", "z"}
+    assert "nothing rated yet" in format_leaderboard(build_leaderboard([], rounds=10))

@@ -1,0 +1,259 @@
+"""Schema migrations: revision 0001 is the first schema, head is schema.py, upgrades keep every row."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, MetaData, create_engine, insert, select, text
+
+from feedback_db import (
+    Base,
+    RatingRecord,
+    SchemaError,
+    add_rating,
+    current_revision,
+    head_revision,
+    open_database,
+    rating_of,
+    sqlite_url,
+)
+from feedback_db.migrate import downgrade, upgrade
+from tests.test_feedback_db_support import db_url, postgres_server, postgres_url, store_comparison  # noqa: F401
+from tests.test_migrations_first_schema import FIRST_SCHEMA_SQL
+
+TABLES = ("comparisons", "responses", "ratings", "answer_judgements")
+NEW_COLUMNS = {"comparisons": {"sampling"}, "ratings": {"rater"}, "answer_judgements": {"rank"}}
+
+
+def test_revision_0001_makes_exactly_what_the_first_create_all_made(tmp_path: Path) -> None:
+    engine = create_engine(sqlite_url(tmp_path / "first.sqlite3"))
+    upgrade(engine, "0001")
+    assert _sqlite_schema(engine) == _sqlite_schema(_first_schema_database(tmp_path / "frozen.sqlite3"))
+
+
+def test_upgraded_schema_equals_schema_py_constraints_included(tmp_path: Path) -> None:
+    # Alembic's compare_metadata ignores CHECK constraints; the SQL that SQLite keeps does not.
+    upgraded = open_database(sqlite_url(tmp_path / "upgraded.sqlite3"))
+    created = create_engine(sqlite_url(tmp_path / "created.sqlite3"))
+    Base.metadata.create_all(created)
+    assert _sqlite_schema(upgraded.engine) == _sqlite_schema(created)
+    upgraded.dispose()
+
+
+def test_autogenerate_finds_nothing_to_change_after_upgrade(db_url: str) -> None:  # noqa: F811
+    database = open_database(db_url)
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    assert current_revision(database.engine) == head_revision() == "0002"
+    database.dispose()
+
+
+def test_upgrade_from_0001_keeps_every_row_and_adds_the_new_columns(db_url: str) -> None:  # noqa: F811
+    engine = create_engine(db_url)
+    upgrade(engine, "0001")
+    _fill_first_schema(engine)
+    before = _dump(engine)
+    engine.dispose()
+
+    database = open_database(db_url)
+    after = _dump(database.engine)
+    for table in TABLES:
+        assert len(after[table]) == len(before[table]), table
+        assert {c for row in after[table] for c in row} == {c for row in before[table] for c in row} | NEW_COLUMNS.get(
+            table, set()
+        )
+        assert [{c: row[c] for c in before[table][0]} for row in after[table]] == before[table], table
+        assert all(row[c] is None for row in after[table] for c in NEW_COLUMNS.get(table, ()))
+    with database.session() as session:  # the old rows read through today's code
+        old = rating_of(session, "c1" * 16)
+        assert (old.kind, old.choice, old.strength, old.rater) == ("pairwise", "b", "better", None)
+        assert sorted((j.response.contender, j.unsafe, j.rank) for j in old.judgements) == [
+            ("x", False, None), ("y", True, None)]
+    _rank_something(database)
+    database.dispose()
+
+
+def test_database_made_before_migrations_is_stamped_and_upgraded(tmp_path: Path) -> None:
+    engine = _first_schema_database(tmp_path / "old.sqlite3")
+    _fill_first_schema(engine)
+    before = _dump(engine)
+    engine.dispose()
+    assert current_revision(create_engine(sqlite_url(tmp_path / "old.sqlite3"))) is None
+
+    database = open_database(sqlite_url(tmp_path / "old.sqlite3"))
+    assert current_revision(database.engine) == head_revision()
+    after = _dump(database.engine)
+    assert {t: len(rows) for t, rows in after.items()} == {t: len(rows) for t, rows in before.items()}
+    _rank_something(database)
+    database.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_database_made_before_migrations_is_stamped_and_upgraded(postgres_url: str) -> None:  # noqa: F811
+    engine = create_engine(postgres_url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:  # what create_all left: the tables, no alembic_version
+        connection.execute(text("DROP TABLE alembic_version"))
+    _fill_first_schema(engine)
+    before = _dump(engine)
+    engine.dispose()
+    database = open_database(postgres_url)
+    assert current_revision(database.engine) == head_revision()
+    assert {t: len(rows) for t, rows in _dump(database.engine).items()} == {t: len(r) for t, r in before.items()}
+    database.dispose()
+
+
+def test_downgrade_keeps_rows_and_refuses_to_drop_rankings(db_url: str) -> None:  # noqa: F811
+    database = open_database(db_url)
+    store_comparison(database, ["x", "y"])
+    _rank_something(database)
+    with pytest.raises(RuntimeError, match="1 ranking ratings cannot be kept by revision 0001"):
+        downgrade(database.engine, "0001")
+    assert current_revision(database.engine) == "0002"
+    with database.engine.begin() as connection:
+        connection.execute(text("DELETE FROM ratings WHERE kind = 'ranking'"))
+    downgrade(database.engine, "0001")
+    assert current_revision(database.engine) == "0001"
+    assert _counts(database.engine) == {"comparisons": 2, "responses": 4, "ratings": 0, "answer_judgements": 0}
+    upgrade(database.engine)
+    assert current_revision(database.engine) == "0002"
+    database.dispose()
+
+
+def test_a_database_from_a_newer_version_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "newer.sqlite3")
+    open_database(url).dispose()
+    with create_engine(url).begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(SchemaError, match="revision '0099', which this version of feedback_db does not know"):
+        open_database(url)
+
+
+def test_a_database_with_only_some_of_the_tables_is_refused(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "partial.sqlite3")
+    with create_engine(url).begin() as connection:
+        connection.execute(text("CREATE TABLE ratings (id TEXT)"))
+    with pytest.raises(SchemaError, match=r"has the tables \['ratings'\] but not .*not made by feedback_db"):
+        open_database(url)
+
+
+def test_replicas_opening_an_empty_database_at_once_migrate_it_once(db_url: str) -> None:  # noqa: F811
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def replica() -> None:
+        start.wait()
+        try:
+            open_database(db_url).dispose()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=replica) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    engine = create_engine(db_url)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    engine.dispose()
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _first_schema_database(path: Path) -> Engine:
+    """A SQLite file made by the first schema's create_all, with no alembic_version table."""
+    with sqlite3.connect(path) as connection:
+        connection.executescript(FIRST_SCHEMA_SQL)
+    return create_engine(sqlite_url(path))
+
+
+def _sqlite_schema(engine: Engine) -> dict[str, set[str]]:
+    """Each table's and index's SQL as a set of clauses: the order of constraints does not matter."""
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                                       "AND name <> 'alembic_version'")).all()
+    schema = {}
+    for name, sql in rows:
+        sql = re.sub(r"\s+", " ", sql).replace('"', "")
+        head, _, body = sql.partition("(")
+        body = body.rstrip()[:-1] if body.rstrip().endswith(")") else body  # the table's closing parenthesis
+        schema[name] = {head.strip()} | {clause.strip() for clause in _top_level_split(body)}
+    return schema
+
+
+def _top_level_split(body: str) -> list[str]:
+    clauses, depth, current = [], 0, ""
+    for char in body:
+        depth += (char == "(") - (char == ")")
+        if char == "," and depth == 0:
+            clauses.append(current)
+            current = ""
+        else:
+            current += char
+    return clauses + [current]
+
+
+def _fill_first_schema(engine: Engine) -> None:
+    """Two rated comparisons written with plain inserts into the first schema's tables."""
+    tables = MetaData()
+    tables.reflect(engine)
+    sqlite = engine.dialect.name == "sqlite"
+    when = datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=None if sqlite else timezone.utc)
+    comparisons = [{"id": f"c{i}" * 16, "created_at": when, "lineup": "demo", "mode": "arena", "session_id": "s",
+                    "turn": 0, "parent_id": None, "system_prompt": "Be brief.", "prompt": "Why?", "n_responses": 2}
+                   for i in (1, 2)]
+    responses = [{"id": f"r{c}{p}" * 8, "comparison_id": f"c{c}" * 16, "position": p, "contender": "xy"[p],
+                  "weights_id": "org/m", "weights_revision": None, "messages": [{"role": "user", "content": "Why?"}],
+                  "prompt_rendered": "[INST] Why? [/INST]", "params": {"temperature": 0.7}, "seed": 2**40 + p,
+                  "text": f"answer {c}{p}", "finish_reason": "stop", "error": None, "prompt_tokens": 5,
+                  "completion_tokens": 3, "time_to_first_token_s": 0.05, "duration_s": 0.5, "tokens_per_s": 6.0,
+                  "created_at": when} for c in (1, 2) for p in (0, 1)]
+    ratings = [{"id": "a1" * 16, "comparison_id": "c1" * 16, "created_at": when, "kind": "pairwise", "choice": "b",
+                "strength": "better", "comment": "y is rude", "blind": True},
+               {"id": "a2" * 16, "comparison_id": "c2" * 16, "created_at": when, "kind": "scores", "choice": None,
+                "strength": None, "comment": None, "blind": False}]
+    judgements = [{"rating_id": f"a{c}" * 16, "response_id": f"r{c}{p}" * 8, "score": None if c == 1 else 5 - 3 * p,
+                   "unsafe": (c, p) == (1, 1), "unsafe_reason": "rude" if (c, p) == (1, 1) else None}
+                  for c in (1, 2) for p in (0, 1)]
+    with engine.begin() as connection:
+        for table, rows in zip(TABLES, (comparisons, responses, ratings, judgements)):
+            connection.execute(insert(tables.tables[table]), rows)
+
+
+def _dump(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, as dicts, in a fixed order."""
+    tables = MetaData()
+    tables.reflect(engine, only=TABLES)
+    with engine.connect() as connection:
+        return {name: [dict(row._mapping) for row in connection.execute(
+                    select(table).order_by(*table.primary_key.columns))]
+                for name, table in ((n, tables.tables[n]) for n in TABLES)}
+
+
+def _counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in TABLES}
+
+
+def _rank_something(database: Any) -> None:
+    """The new schema works on the upgraded database: a ranking of a new comparison is stored."""
+    comparison_id = store_comparison(database, ["x", "y"])
+    with database.session() as session:
+        add_rating(session, RatingRecord(comparison_id, "ranking", ranks={0: 2, 1: 1}, rater="ann"))
+    with database.session() as session:
+        rating = rating_of(session, comparison_id)
+        assert (rating.kind, rating.rater) == ("ranking", "ann")
+        assert sorted((j.response.position, j.rank) for j in rating.judgements) == [(0, 2), (1, 1)]
