@@ -15,6 +15,9 @@ from playground.arena import ArenaSampler, parse_avoid, parse_weights
 from playground.server import Settings, create_app, launch
 
 
+MIN_TOKEN_CHARS = 16
+
+
 def parse_max_memory(text: str | None) -> dict[int | str, str] | None:
     """'0=20GiB,1=20GiB,cpu=64GiB' -> {0: '20GiB', 1: '20GiB', 'cpu': '64GiB'}."""
     if not text:
@@ -61,9 +64,26 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="arena sampling weight per contender, e.g. 'Llama-2-70B-chat=2' (default 1 each)")
     parser.add_argument("--arena-avoid", default=None, metavar="NAME:OTHER,...",
                         help="pairs of contenders never drawn together in the arena")
+    parser.add_argument("--admin", action="store_true",
+                        help="add the data tab (exports for training); needs PLAYGROUND_ADMIN_TOKEN, at least "
+                             f"{MIN_TOKEN_CHARS} characters, which every export request must carry")
+    parser.add_argument("--leaderboard-rounds", type=int, default=1000,
+                        help="bootstrap rounds for the leaderboard's 95%% intervals (default 1000)")
     parser.add_argument("--max-concurrent", type=int, default=1,
                         help="comparisons generated at once across all visitors (default 1)")
     return parser
+
+
+def admin_token(wanted: bool, env: Mapping[str, str]) -> str | None:
+    """The admin token when --admin asks for the data tab; refuses a missing or short one."""
+    if not wanted:
+        return None
+    token = env.get("PLAYGROUND_ADMIN_TOKEN", "")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(f"--admin needs PLAYGROUND_ADMIN_TOKEN set to a secret of at least {MIN_TOKEN_CHARS} "
+                         "characters (e.g. export PLAYGROUND_ADMIN_TOKEN=$(openssl rand -hex 24)); "
+                         "the data tab is not started without it")
+    return token
 
 
 def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
@@ -73,7 +93,8 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         lineup=args.lineup, models=tuple(args.model), host=args.host, port=args.port,
         data_dir=args.data_dir, db_url=args.db_url, cache_dir=cache_dir,
         load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory),
-        mode=args.mode, max_concurrent=args.max_concurrent,
+        mode=args.mode, max_concurrent=args.max_concurrent, leaderboard_rounds=args.leaderboard_rounds,
+        admin_token=admin_token(args.admin, env),
         arena=ArenaSampler(weights=parse_weights(args.arena_weights), avoid=parse_avoid(args.arena_avoid),
                            size=args.arena_size),
     )

@@ -1,8 +1,11 @@
 """Decode speed of one contender through the playground against plain `model.generate`.
 
 Same weights, same prompt, greedy, fixed token count, alternating runs in one process:
-  python bench/stream_overhead.py [--tokens 128] [--rounds 3] [--dtype bfloat16]
-Prints tokens/s for each path and the ratio to `generate`, plus the time to first token added.
+  python bench/stream_overhead.py [--tokens 128] [--rounds 3] [--dtype bfloat16] [--threads N]
+Paths: `generate` in the main thread (the baseline a script sees), `generate` in a worker thread (what
+any web handler gets), `generate` + TextIteratorStreamer, our decode loop in the main thread, and the
+whole comparison core (worker thread per pane, pane snapshots, SQLite writes) with this contender and
+an instant second one. Prints tokens/s, the ratio to the baseline, and the time to first token.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import statistics
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,21 +54,71 @@ def textiterator_generate(loaded, ids, tokens):
 
 
 def playground_stream(loaded, ids, tokens):
-    """Ours: the decode loop the comparison core runs (ignoring EOS so the count is fixed)."""
+    """Our decode loop, called directly in the main thread."""
     params = GenerationParams(temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=tokens)
-    eos = loaded.model.generation_config.eos_token_id
-    loaded.model.generation_config.eos_token_id, saved_tok = None, loaded.tokenizer.eos_token_id
-    loaded.tokenizer.eos_token_id = None
-    try:
-        started, first, result = time.perf_counter(), None, None
+    with _no_eos(loaded):
+        started, result = time.perf_counter(), None
         for event in stream_tokens(loaded, ids, params, stop=threading.Event(), seed=0, context_length=8192):
-            if isinstance(event, str):
-                first = first or time.perf_counter() - started
-            else:
+            if not isinstance(event, str):
                 result = event
-    finally:
-        loaded.model.generation_config.eos_token_id, loaded.tokenizer.eos_token_id = eos, saved_tok
     return result.completion_tokens, time.perf_counter() - started, result.time_to_first_token_s
+
+
+def threaded_generate(loaded, ids, tokens):
+    """`generate` in a worker thread, as any web handler runs it."""
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(r=plain_generate(loaded, ids, tokens)))
+    thread.start()
+    thread.join()
+    return box["r"]
+
+
+def through_core(loaded, ids, tokens):
+    """The comparison core as the app runs it: LocalStreamer with the app's thread split, a pane
+    thread per contender, snapshots, SQLite writes; the second contender answers instantly."""
+    import os
+    import tempfile
+
+    from feedback_db import open_database, sqlite_url
+    from models.generation import GenerationResult, PromptReady
+    from models.specs import ContenderSpec, LineupSpec
+    from playground.comparison import Playground
+
+    params = GenerationParams(temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=tokens)
+    real = ContenderSpec(name="real", weights=loaded.spec, params=params)
+    instant = ContenderSpec(name="instant", weights=loaded.spec, params=params)
+    local = LocalStreamer({loaded.spec: loaded}, cpu_threads=max(1, (os.cpu_count() or 1) // 2))
+
+    def streamer(contender, messages, params, *, stop, seed):
+        if contender.name == "real":
+            yield from local(contender, messages, params, stop=stop, seed=seed)
+            return
+        yield PromptReady("", 1)
+        yield GenerationResult("ok", "stop", 1, 1, 0.0, 0.0, seed)
+
+    with tempfile.TemporaryDirectory() as folder, _no_eos(loaded):
+        core = Playground(LineupSpec(name="bench", contenders=(real, instant)), streamer,
+                          open_database(sqlite_url(Path(folder) / "bench.sqlite3")))
+        session = core.new_session()
+        started = time.perf_counter()
+        for _ in core.ask(session, PROMPT[0]["content"]):
+            pass
+        seconds = time.perf_counter() - started
+        result = next(p.result for p in session.panes if p.contender.name == "real")
+        core.database.dispose()
+    assert result.prompt_tokens == len(ids)
+    return result.completion_tokens, seconds, result.time_to_first_token_s
+
+
+@contextmanager
+def _no_eos(loaded):
+    """Ignore end-of-sequence so every path produces exactly the asked number of tokens."""
+    eos, saved = loaded.model.generation_config.eos_token_id, loaded.tokenizer.eos_token_id
+    loaded.model.generation_config.eos_token_id = loaded.tokenizer.eos_token_id = None
+    try:
+        yield
+    finally:
+        loaded.model.generation_config.eos_token_id, loaded.tokenizer.eos_token_id = eos, saved
 
 
 def main() -> None:
@@ -72,18 +126,23 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     contender = get_lineup("demo").contenders[0]
     loaded = load_weights(contender.weights, LoadOptions(dtype=args.dtype, device_map="cpu"), log=lambda m: None)
     ids = list(LocalStreamer({contender.weights: loaded}).render(contender, PROMPT).input_ids)
-    paths = {"generate": plain_generate, "TextIteratorStreamer": textiterator_generate,
-             "playground": playground_stream}
-    for fn in paths.values():  # warm-up
-        fn(loaded, ids, 8)
+    # Main-thread paths first: once a worker thread has run torch here, main-thread OpenMP runs were
+    # seen to slow down several-fold on 2 cores, which would make the baseline meaningless.
+    paths = {"generate": plain_generate, "decode loop": playground_stream,
+             "generate in a thread": threaded_generate, "TextIteratorStreamer": textiterator_generate,
+             "comparison core": through_core}
     speeds: dict[str, list[float]] = {name: [] for name in paths}
     ttfts: dict[str, list[float]] = {name: [] for name in paths}
-    for _ in range(args.rounds):
-        for name, fn in paths.items():
+    for name, fn in paths.items():
+        fn(loaded, ids, args.tokens)  # warm-up over every sequence length the runs will see
+        for _ in range(args.rounds):
             count, seconds, first = fn(loaded, ids, args.tokens)
             speeds[name].append(count / seconds)
             if first is not None:

@@ -132,7 +132,8 @@ class Playground:
             add_comparison(db, ComparisonRecord(
                 id=comparison_id, lineup=self.lineup.name, mode=session.mode, session_id=session.id,
                 turn=session.turn, parent_id=session.parent_id, system_prompt=session.system_prompt,
-                prompt=session.last_prompt or "", n_responses=len(session.panes)))
+                prompt=session.last_prompt or "", n_responses=len(session.panes),
+                sampling=self.sampler.describe() if self.sampler else None))
         session.comparison_id, session.rated, session.busy = comparison_id, False, True
         session.stop = threading.Event()
         wakeups: queue.Queue[int] = queue.Queue()

@@ -36,6 +36,8 @@ class Settings:
     mode: Literal["named", "arena"] = "named"
     arena: ArenaSampler = field(default_factory=ArenaSampler)
     max_concurrent: int = 1
+    leaderboard_rounds: int = 1000
+    admin_token: str | None = None  # the data tab exists only with a token
 
     @property
     def database_url(self) -> str:
@@ -70,7 +72,8 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
     database = open_database(settings.database_url)
     core = Playground(lineup, streamer, database, mode=settings.mode, revisions=revisions, sampler=settings.arena)
     demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
-                    models_info=models_info, max_concurrent=settings.max_concurrent)
+                    models_info=models_info, max_concurrent=settings.max_concurrent,
+                    leaderboard_rounds=settings.leaderboard_rounds, admin_token=settings.admin_token)
     return demo, core
 
 

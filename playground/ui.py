@@ -8,6 +8,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from playground.comparison import Playground
+from playground.ui_tabs import admin_tab, leaderboard_tab
 from playground.session import PARAM_FIELDS, PlaygroundError, Session, Vote
 from playground.view import CHOICES, STRENGTHS, chat_messages, letter, pane_label, pane_stats, rating_prompt
 
@@ -40,119 +41,128 @@ def _render(session: Session) -> list[Any]:
     return [session, *chats, *stats, gr.Group(visible=session.can_rate), rating_prompt(session)]
 
 
-def build_ui(core: Playground, *, title: str, notice: str, models_info: str = "",
-             max_concurrent: int = 1) -> gr.Blocks:
-    """The page for `core`'s lineup: panes side by side, prompt, parameters, rating controls."""
-    n = core.pane_count
+def build_ui(core: Playground, *, title: str, notice: str, models_info: str = "", max_concurrent: int = 1,
+             leaderboard_rounds: int = 1000, admin_token: str | None = None) -> gr.Blocks:
+    """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set."""
     with gr.Blocks(title=title) as demo:
-        state = gr.State(None)
         gr.Markdown(f"# {title}\n{core.lineup.description}")
         gr.Markdown(notice, elem_id="storage-notice")
-        with gr.Row(equal_height=True):
-            chatbots, stats = [], []
-            for position in range(n):
-                with gr.Column(min_width=320):
-                    chatbots.append(gr.Chatbot(label=f"Model {letter(position)}", height=420,
-                                               elem_id=f"pane-{position}", buttons=["copy"]))
-                    stats.append(gr.Markdown("", elem_classes="pane-stats", elem_id=f"stats-{position}"))
-        with gr.Row():
-            prompt = gr.Textbox(placeholder="Ask all models at once…", show_label=False, scale=8,
-                                lines=2, max_lines=8, elem_id="prompt")
-            send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-        with gr.Row():
-            stop = gr.Button("Stop", elem_id="stop")
-            regenerate = gr.Button("Regenerate", elem_id="regenerate")
-            clear = gr.Button("Clear", elem_id="clear")
-        gr.Examples(EXAMPLES, inputs=prompt)
-        with gr.Accordion("System prompt and parameters", open=False):
-            system = gr.Textbox(label="System prompt", lines=2, elem_id="system-prompt",
-                                placeholder="Leave empty to use each contender's own system prompt")
-            gr.Markdown("Untouched sliders keep each contender's own preset; a slider you move "
-                        "applies to every contender.")
-            sliders = {name: gr.Slider(lo, hi, value=shown, step=step, label=name, elem_id=f"param-{name}")
-                       for name, (lo, hi, step, shown) in SLIDERS.items()}
-            reset = gr.Button("Back to presets", size="sm")
-        with gr.Accordion("Models", open=False):
-            gr.Markdown(models_info, elem_id="models-info")
-        with gr.Group(visible=False, elem_id="rating") as rating_box:
-            heading = gr.Markdown(rating_prompt(core.new_session()))
-            if n == 2:
-                choice = gr.Radio(list(CHOICES), label="Verdict", elem_id="choice")
-                strength = gr.Radio(list(STRENGTHS), label="How much better (for A or B)", elem_id="strength")
-            else:
-                choice = strength = None
-            scores, unsafe, reasons = [], [], []
-            with gr.Row():
-                for p in range(n):
-                    with gr.Column(min_width=220):
-                        if n > 2:
-                            scores.append(gr.Radio([1, 2, 3, 4, 5], label=f"Score for {letter(p)}",
-                                                   elem_id=f"score-{p}"))
-                        unsafe.append(gr.Checkbox(label=f"Flag {letter(p)} as unsafe", elem_id=f"unsafe-{p}"))
-                        reasons.append(gr.Textbox(show_label=False, lines=1, max_lines=2,
-                                                  placeholder=f"Why is {letter(p)} unsafe? (optional)"))
-            comment = gr.Textbox(label="Comment (optional)", lines=2)
-            submit = gr.Button("Submit rating", variant="primary", elem_id="submit-rating")
-        rating_status = gr.Markdown("", elem_id="rating-status")
-
-        outputs = [state, *chatbots, *stats, rating_box, heading]
-        rating_inputs = [c for c in (choice, strength) if c is not None] + scores + unsafe + reasons + [comment]
-
-        def ask(text: str, system_prompt: str, session: Session | None) -> Iterator[list[Any]]:
-            session = _session(core, session)
-            try:
-                for snapshot in core.ask(session, text, system_prompt):
-                    yield _render(snapshot) + [""]
-            except PlaygroundError as error:
-                raise gr.Error(str(error)) from None
-
-        def again(session: Session | None) -> Iterator[list[Any]]:
-            session = _session(core, session)
-            try:
-                for snapshot in core.regenerate(session):
-                    yield _render(snapshot)
-            except PlaygroundError as error:
-                raise gr.Error(str(error)) from None
-
-        def rate(session: Session | None, *values: Any) -> list[Any]:
-            session = _session(core, session)
-            try:
-                message = core.rate(session, _vote(n, list(values)))
-            except PlaygroundError as error:
-                raise gr.Error(str(error)) from None
-            return _render(session) + [message]
-
-        def set_param(name: str, value: float, session: Session | None) -> Session:
-            session = _session(core, session)
-            try:
-                core.set_override(session, name, value)
-            except PlaygroundError as error:
-                raise gr.Error(str(error)) from None
-            return session
-
-        def back_to_presets(session: Session | None) -> list[Any]:
-            session = _session(core, session)
-            session.overrides.clear()
-            return [session, *(SLIDERS[name][3] for name in PARAM_FIELDS)]
-
-        gr.on([send.click, prompt.submit], ask, inputs=[prompt, system, state],
-              outputs=outputs + [prompt], api_name="ask", concurrency_limit=max_concurrent,
-              concurrency_id="generate", show_progress="hidden")
-        regenerate.click(again, inputs=[state], outputs=outputs, api_name="regenerate",
-                         concurrency_limit=max_concurrent, concurrency_id="generate", show_progress="hidden")
-        stop.click(lambda s: core.stop(_session(core, s)), inputs=[state], outputs=None,
-                   api_name="stop", concurrency_limit=None, queue=False)
-        clear.click(lambda s: _render(core.clear(_session(core, s))) + [""], inputs=[state],
-                    outputs=outputs + [rating_status], api_name="clear", concurrency_limit=None)
-        submit.click(rate, inputs=[state, *rating_inputs], outputs=outputs + [rating_status],
-                     api_name="rate", concurrency_limit=None)
-        for name, slider in sliders.items():
-            slider.input(partial(set_param, name), inputs=[slider, state], outputs=[state],
-                         api_visibility="undocumented", concurrency_limit=None)
-        reset.click(back_to_presets, inputs=[state], outputs=[state, *(sliders[f] for f in PARAM_FIELDS)],
-                    api_visibility="undocumented", concurrency_limit=None)
-        demo.load(lambda: _render(core.new_session()), outputs=outputs, api_visibility="undocumented")
+        with gr.Tab("Compare"):
+            _compare_tab(demo, core, models_info, max_concurrent)
+        leaderboard_tab(core.database, leaderboard_rounds)
+        if admin_token:
+            admin_tab(core.database, admin_token, core.lineup.name)
     return demo
+
+
+def _compare_tab(demo: gr.Blocks, core: Playground, models_info: str, max_concurrent: int) -> None:
+    """Panes side by side, prompt, parameters, rating controls."""
+    n = core.pane_count
+    state = gr.State(None)
+    with gr.Row(equal_height=True):
+        chatbots, stats = [], []
+        for position in range(n):
+            with gr.Column(min_width=320):
+                chatbots.append(gr.Chatbot(label=f"Model {letter(position)}", height=420,
+                                           elem_id=f"pane-{position}", buttons=["copy"]))
+                stats.append(gr.Markdown("", elem_classes="pane-stats", elem_id=f"stats-{position}"))
+    with gr.Row():
+        prompt = gr.Textbox(placeholder="Ask all models at once…", show_label=False, scale=8,
+                            lines=2, max_lines=8, elem_id="prompt")
+        send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+    with gr.Row():
+        stop = gr.Button("Stop", elem_id="stop")
+        regenerate = gr.Button("Regenerate", elem_id="regenerate")
+        clear = gr.Button("Clear", elem_id="clear")
+    gr.Examples(EXAMPLES, inputs=prompt)
+    with gr.Accordion("System prompt and parameters", open=False):
+        system = gr.Textbox(label="System prompt", lines=2, elem_id="system-prompt",
+                            placeholder="Leave empty to use each contender's own system prompt")
+        gr.Markdown("Untouched sliders keep each contender's own preset; a slider you move "
+                    "applies to every contender.")
+        sliders = {name: gr.Slider(lo, hi, value=shown, step=step, label=name, elem_id=f"param-{name}")
+                   for name, (lo, hi, step, shown) in SLIDERS.items()}
+        reset = gr.Button("Back to presets", size="sm")
+    with gr.Accordion("Models", open=False):
+        gr.Markdown(models_info, elem_id="models-info")
+    with gr.Group(visible=False, elem_id="rating") as rating_box:
+        heading = gr.Markdown(rating_prompt(core.new_session()))
+        if n == 2:
+            choice = gr.Radio(list(CHOICES), label="Verdict", elem_id="choice")
+            strength = gr.Radio(list(STRENGTHS), label="How much better (for A or B)", elem_id="strength")
+        else:
+            choice = strength = None
+        scores, unsafe, reasons = [], [], []
+        with gr.Row():
+            for p in range(n):
+                with gr.Column(min_width=220):
+                    if n > 2:
+                        scores.append(gr.Radio([1, 2, 3, 4, 5], label=f"Score for {letter(p)}",
+                                               elem_id=f"score-{p}"))
+                    unsafe.append(gr.Checkbox(label=f"Flag {letter(p)} as unsafe", elem_id=f"unsafe-{p}"))
+                    reasons.append(gr.Textbox(show_label=False, lines=1, max_lines=2,
+                                              placeholder=f"Why is {letter(p)} unsafe? (optional)"))
+        comment = gr.Textbox(label="Comment (optional)", lines=2)
+        submit = gr.Button("Submit rating", variant="primary", elem_id="submit-rating")
+    rating_status = gr.Markdown("", elem_id="rating-status")
+
+    outputs = [state, *chatbots, *stats, rating_box, heading]
+    rating_inputs = [c for c in (choice, strength) if c is not None] + scores + unsafe + reasons + [comment]
+
+    def ask(text: str, system_prompt: str, session: Session | None) -> Iterator[list[Any]]:
+        session = _session(core, session)
+        try:
+            for snapshot in core.ask(session, text, system_prompt):
+                yield _render(snapshot) + [""]
+        except PlaygroundError as error:
+            raise gr.Error(str(error)) from None
+
+    def again(session: Session | None) -> Iterator[list[Any]]:
+        session = _session(core, session)
+        try:
+            for snapshot in core.regenerate(session):
+                yield _render(snapshot)
+        except PlaygroundError as error:
+            raise gr.Error(str(error)) from None
+
+    def rate(session: Session | None, *values: Any) -> list[Any]:
+        session = _session(core, session)
+        try:
+            message = core.rate(session, _vote(n, list(values)))
+        except PlaygroundError as error:
+            raise gr.Error(str(error)) from None
+        return _render(session) + [message]
+
+    def set_param(name: str, value: float, session: Session | None) -> Session:
+        session = _session(core, session)
+        try:
+            core.set_override(session, name, value)
+        except PlaygroundError as error:
+            raise gr.Error(str(error)) from None
+        return session
+
+    def back_to_presets(session: Session | None) -> list[Any]:
+        session = _session(core, session)
+        session.overrides.clear()
+        return [session, *(SLIDERS[name][3] for name in PARAM_FIELDS)]
+
+    gr.on([send.click, prompt.submit], ask, inputs=[prompt, system, state],
+          outputs=outputs + [prompt], api_name="ask", concurrency_limit=max_concurrent,
+          concurrency_id="generate", show_progress="hidden")
+    regenerate.click(again, inputs=[state], outputs=outputs, api_name="regenerate",
+                     concurrency_limit=max_concurrent, concurrency_id="generate", show_progress="hidden")
+    stop.click(lambda s: core.stop(_session(core, s)), inputs=[state], outputs=None,
+               api_name="stop", concurrency_limit=None, queue=False)
+    clear.click(lambda s: _render(core.clear(_session(core, s))) + [""], inputs=[state],
+                outputs=outputs + [rating_status], api_name="clear", concurrency_limit=None)
+    submit.click(rate, inputs=[state, *rating_inputs], outputs=outputs + [rating_status],
+                 api_name="rate", concurrency_limit=None)
+    for name, slider in sliders.items():
+        slider.input(partial(set_param, name), inputs=[slider, state], outputs=[state],
+                     api_visibility="undocumented", concurrency_limit=None)
+    reset.click(back_to_presets, inputs=[state], outputs=[state, *(sliders[f] for f in PARAM_FIELDS)],
+                api_visibility="undocumented", concurrency_limit=None)
+    demo.load(lambda: _render(core.new_session()), outputs=outputs, api_visibility="undocumented")
 
 
 def _vote(n: int, values: list[Any]) -> Vote:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from feedback_db import rating_of
+from feedback_db import get_comparison, rating_of
 from playground.arena import ArenaSampler, parse_avoid, parse_weights
 from playground.comparison import Playground
 from playground.session import Vote
@@ -62,6 +62,7 @@ def test_arena_hides_names_until_the_vote_then_marks_later_votes_not_blind(datab
     run(core, session, "second")
     core.rate(session, Vote(choice="tie"))
     with database.session() as db:
+        assert get_comparison(db, first).sampling == {"size": 2, "weights": {}, "avoid": []}
         assert rating_of(db, first).blind is True
         assert rating_of(db, session.comparison_id).blind is False
     assert core.clear(session).blind  # a new conversation draws a new, hidden group

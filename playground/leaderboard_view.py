@@ -1,0 +1,77 @@
+"""The leaderboard tab's content: a table, a plot of ratings with 95% intervals, a win-rate matrix."""
+
+from __future__ import annotations
+
+from html import escape
+
+from feedback_db.leaderboard import Leaderboard
+
+TABLE_HEADERS = ["rank", "contender", "rating", "95% interval", "battles", "wins", "losses", "ties"]
+
+
+def leaderboard_rows(board: Leaderboard) -> list[list[object]]:
+    """One row per contender, best first."""
+    rows = []
+    for rank, row in enumerate(board.rows, start=1):
+        interval = f"{row.lower:.0f} – {row.upper:.0f}" if row.lower is not None else "–"
+        rows.append([rank, row.contender, round(row.rating, 1), interval, row.battles, row.wins,
+                     row.losses, row.ties])
+    return rows
+
+
+def win_rate_rows(board: Leaderboard) -> tuple[list[str], list[list[object]]]:
+    """Headers and rows of the matrix: the row contender's share of its battles with the column's."""
+    names = [row.contender for row in board.rows]
+    rows = []
+    for a in names:
+        cells = [f"{board.win_rate[a][b]:.2f}" if b in board.win_rate.get(a, {}) else "–" for b in names]
+        rows.append([a, *cells])
+    return ["contender", *names], rows
+
+
+def summary(board: Leaderboard) -> str:
+    which = "blind (arena) ratings only" if board.blind_only else "all ratings, named and blind"
+    if not board.rows:
+        return f"No battles yet ({which}). Rate some comparisons first."
+    bias = (f" Position bias: answer A won {board.a_share:.0%} of the decisive A/B votes (50% is none)."
+            if board.a_share is not None else "")
+    return (f"{board.battles_total} battles from {board.ratings_used} ratings ({which}); Bradley-Terry "
+            f"ratings on the Elo scale (400, base 10, mean 1000), 95% intervals from {board.rounds} bootstrap "
+            f"rounds.{bias}")
+
+
+def ratings_svg(board: Leaderboard, width: int = 720) -> str:
+    """Each contender's rating as a dot with its interval as a bar; a plain SVG, no plotting library."""
+    if not board.rows:
+        return ""
+    row_h, left, right, top = 28, 220, 30, 24
+    lows = [r.lower if r.lower is not None else r.rating for r in board.rows]
+    highs = [r.upper if r.upper is not None else r.rating for r in board.rows]
+    lo, hi = min(lows) - 10, max(highs) + 10
+    scale = (width - left - right) / (hi - lo)
+
+    def x(value: float) -> float:
+        return left + (value - lo) * scale
+
+    height = top + row_h * len(board.rows) + 20
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img" aria-label="ratings with 95% intervals" font-family="sans-serif" font-size="12">']
+    for tick in _ticks(lo, hi):
+        parts.append(f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" y2="{height - 20}" '
+                     f'stroke="#ddd"/><text x="{x(tick):.1f}" y="{top - 10}" text-anchor="middle" '
+                     f'fill="#666">{tick:.0f}</text>')
+    for i, (row, low, high) in enumerate(zip(board.rows, lows, highs)):
+        y = top + row_h * i + row_h / 2
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(row.contender)}</text>'
+                     f'<line x1="{x(low):.1f}" y1="{y:.1f}" x2="{x(high):.1f}" y2="{y:.1f}" stroke="#f97316" '
+                     f'stroke-width="4" stroke-linecap="round"/><circle cx="{x(row.rating):.1f}" cy="{y:.1f}" '
+                     f'r="5" fill="#1f2937"><title>{escape(row.contender)}: {row.rating:.0f} '
+                     f'({low:.0f}–{high:.0f})</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _ticks(lo: float, hi: float) -> list[float]:
+    step = next(s for s in (5, 10, 20, 25, 50, 100, 200, 250, 500, 1000) if (hi - lo) / s <= 8)
+    first = (int(lo // step) + 1) * step
+    return [float(t) for t in range(first, int(hi) + 1, step)]

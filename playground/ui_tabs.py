@@ -1,0 +1,104 @@
+"""The page's other tabs: the leaderboard for everyone, the data export for the data owners only."""
+
+from __future__ import annotations
+
+import hmac
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from feedback_db import Database
+from feedback_db.export import ExportOptions
+from feedback_db.leaderboard import leaderboard_of
+from feedback_db.reading import RatingFilter
+from feedback_db.writers import export_to
+from playground.leaderboard_view import TABLE_HEADERS, leaderboard_rows, ratings_svg, summary, win_rate_rows
+
+STRENGTH_CHOICES = ["any", "negligibly_better", "slightly_better", "better", "significantly_better"]
+
+
+def leaderboard_tab(database: Database, rounds: int) -> None:
+    """Bradley-Terry ratings with intervals, computed when the tab is opened or refreshed."""
+    with gr.Tab("Leaderboard") as tab:
+        with gr.Row():
+            include_named = gr.Checkbox(label="Include named (not blind) ratings", value=False)
+            refresh = gr.Button("Refresh", size="sm", elem_id="leaderboard-refresh")
+        heading = gr.Markdown("", elem_id="leaderboard-summary")
+        plot = gr.HTML("", elem_id="leaderboard-plot")
+        table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="leaderboard-table")
+        gr.Markdown("**Win rate** of the row's contender against the column's (ties count half).")
+        matrix = gr.Dataframe(interactive=False, elem_id="win-rate")
+
+    def show(all_ratings: bool) -> list[Any]:
+        with database.session() as session:
+            board = leaderboard_of(session, blind_only=not all_ratings, rounds=rounds)
+        headers, rows = win_rate_rows(board)
+        return [summary(board), ratings_svg(board),
+                gr.Dataframe(value=leaderboard_rows(board), headers=TABLE_HEADERS),
+                gr.Dataframe(value=rows, headers=headers)]
+
+    outputs = [heading, plot, table, matrix]
+    for trigger in (tab.select, refresh.click, include_named.change):
+        trigger(show, inputs=[include_named], outputs=outputs, api_name=False, concurrency_limit=2)
+
+
+def admin_tab(database: Database, token: str, lineup: str) -> None:
+    """Exports for trainers; every request must carry the admin token, checked on the server."""
+    with gr.Tab("Data (admin)"):
+        gr.Markdown("Exports of the stored feedback for reward-model, DPO, KTO and SFT training. "
+                    "Needs the admin token the app was started with (`PLAYGROUND_ADMIN_TOKEN`).")
+        secret = gr.Textbox(label="Admin token", type="password", elem_id="admin-token")
+        with gr.Row():
+            export_format = gr.Radio(["dpo", "reward", "kto", "sft"], value="dpo", label="Format")
+            suffix = gr.Radio([".jsonl", ".parquet"], value=".jsonl", label="File type")
+        with gr.Row():
+            since = gr.Textbox(label="Since (ISO date or time, optional)", placeholder="2026-11-01")
+            until = gr.Textbox(label="Until (optional)", placeholder="2026-12-01")
+            contenders = gr.Textbox(label="Only these contenders (comma separated, optional)")
+        with gr.Row():
+            min_strength = gr.Dropdown(STRENGTH_CHOICES, value="any", label="Minimum strength")
+            blind_only = gr.Checkbox(label="Blind ratings only")
+            only_lineup = gr.Checkbox(label=f"Only lineup {lineup!r}")
+            exclude_unsafe = gr.Checkbox(label="Leave out answers flagged unsafe")
+            exclude_errors = gr.Checkbox(label="Leave out failed answers", value=True)
+        run = gr.Button("Export", variant="primary", elem_id="admin-export")
+        result = gr.Markdown("", elem_id="admin-summary")
+        download = gr.File(label="Export file", elem_id="admin-file")
+
+    def export(given: str, fmt: str, ext: str, start: str, end: str, names: str, strength: str,
+               blind: bool, this_lineup: bool, unsafe: bool, errors: bool) -> list[Any]:
+        if not hmac.compare_digest((given or "").encode(), token.encode()):
+            time.sleep(1.0)  # slows down guessing
+            raise gr.Error("wrong admin token")
+        try:
+            options = ExportOptions(
+                format=fmt, where=RatingFilter(since=_moment(start), until=_moment(end),
+                                               lineup=lineup if this_lineup else None, blind_only=blind),
+                contenders=frozenset(n.strip() for n in (names or "").split(",") if n.strip()),
+                min_strength=None if strength == "any" else strength,
+                exclude_unsafe=unsafe, exclude_errors=errors)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = Path(tempfile.mkdtemp(prefix="feedback-export-")) / f"feedback-{fmt}-{stamp}{ext}"
+        done = export_to(database, options, path)
+        return [done.line(), str(path)]
+
+    run.click(export, inputs=[secret, export_format, suffix, since, until, contenders, min_strength,
+                              blind_only, only_lineup, exclude_unsafe, exclude_errors],
+              outputs=[result, download], api_name="admin_export", concurrency_limit=1)
+
+
+def _moment(text: str) -> datetime | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise gr.Error(f"{text!r} is not a date or time: write it like 2026-11-01 or 2026-11-01T12:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

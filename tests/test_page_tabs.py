@@ -1,0 +1,84 @@
+"""The leaderboard tab and the admin-only data tab of the real app, driven over HTTP."""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.error
+import urllib.request
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from app import settings_from
+from feedback_db.leaderboard import Battle, build_leaderboard
+from playground.comparison import Playground
+from playground.leaderboard_view import leaderboard_rows, ratings_svg, summary, win_rate_rows
+from playground.server import create_app, launch
+from playground.session import Vote
+from tests.test_app_e2e import free_port
+from tests.test_comparison import lineup, run, words_streamer
+
+TOKEN = "s3cret-admin-token-0123456789"
+
+
+def test_leaderboard_view_renders_rows_plot_and_matrix():
+    battles = [Battle("x", "y")] * 6 + [Battle("y", "x")] * 2 + [Battle("x", "y", tie=True)] * 2
+    board = build_leaderboard(battles, rounds=50, seed=0, blind_only=True, ratings_used=10)
+    rows = leaderboard_rows(board)
+    assert [r[1] for r in rows] == ["x", "y"] and rows[0][2] > 1000 > rows[1][2]
+    assert rows[0][4:] == [10, 6, 2, 2]
+    headers, matrix = win_rate_rows(board)
+    assert headers == ["contender", "x", "y"] and matrix[0][2] == "0.70"  # (6 + 2/2) / 10
+    svg = ratings_svg(board)
+    assert svg.startswith("<svg") and svg.count("<circle") == 2 and "x: " in svg
+    assert "10 battles from 10 ratings" in summary(board)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("tabs-data")
+    argv = ["--data-dir", str(data_dir), "--port", str(free_port()), "--admin", "--leaderboard-rounds", "20"]
+    settings = settings_from(argv, {"PLAYGROUND_ADMIN_TOKEN": TOKEN})
+    demo, core = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    # Seed blind ratings through the core, as arena visitors would.
+    arena = Playground(lineup(3), words_streamer(), core.database, mode="arena", rng=random.Random(0))
+    for n in range(6):
+        session = arena.new_session()
+        run(arena, session, f"question {n}")
+        arena.rate(session, Vote(choice="a", strength="better"))
+    launch(demo, settings, block=False)
+    yield settings
+    demo.close()
+
+
+def test_admin_export_needs_the_token(served, tmp_path):
+    client = Client(f"http://127.0.0.1:{served.port}/", verbose=False)
+    args = ["dpo", ".jsonl", "", "", "", "any", False, False, False, True]
+    with pytest.raises(AppError, match="wrong admin token"):
+        client.predict("guess", *args, api_name="/admin_export")
+    line, path = client.predict(TOKEN, *args, api_name="/admin_export")
+    assert line.startswith("exported 6 dpo rows from 6 ratings")
+    rows = [json.loads(x) for x in open(path, encoding="utf-8")]
+    assert len(rows) == 6 and all(r["comparison_id"] and r["chosen"][0]["role"] == "assistant" for r in rows)
+    with pytest.raises(AppError, match="is not a date"):
+        client.predict(TOKEN, "dpo", ".jsonl", "yesterday", "", "", "any", False, False, False, True,
+                       api_name="/admin_export")
+
+
+def test_the_database_file_is_not_served(served):
+    for path in ("data/feedback.sqlite3", str(served.data_dir / "feedback.sqlite3")):
+        url = f"http://127.0.0.1:{served.port}/gradio_api/file={path}"
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(url, timeout=10)
+        assert error.value.code in (403, 404)
+
+
+def test_no_data_tab_without_admin(tmp_path):
+    settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port())], {})
+    demo, _ = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    api_names = {fn.api_name for fn in demo.fns.values()}
+    assert "ask" in api_names and "admin_export" not in api_names
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        settings_from(["--admin"], {"PLAYGROUND_ADMIN_TOKEN": "short"})
