@@ -7,10 +7,12 @@ button act between two tokens, and decodes text incrementally rather than re-dec
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 import torch
 from transformers import (
@@ -111,8 +113,12 @@ class _TextDecoder:
 
 @torch.inference_mode()
 def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: GenerationParams, *,
-                  stop: threading.Event, seed: int, context_length: int) -> Iterator[str | GenerationResult]:
-    """Decode token by token from `prompt_ids`; yield text deltas, then a GenerationResult."""
+                  stop: threading.Event, seed: int, context_length: int,
+                  before_step: Callable[[], None] | None = None) -> Iterator[str | GenerationResult]:
+    """Decode token by token from `prompt_ids`; yield text deltas, then a GenerationResult.
+
+    `before_step` runs before every forward pass (the CPU core split uses it).
+    """
     started = time.perf_counter()
     room = context_length - len(prompt_ids)
     if room <= 0:
@@ -130,6 +136,8 @@ def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: Gene
         if stop.is_set():
             finish = "stopped"
             break
+        if before_step is not None:
+            before_step()
         # Prefill on the first step, then one token at a time against the KV cache.
         # logits_to_keep=1: only the last position's logits are needed, not the prompt's.
         out = model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
@@ -158,24 +166,53 @@ def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: Gene
                            duration_s=time.perf_counter() - started, seed=seed)
 
 
+class CoreShare:
+    """Splits the CPU's cores between the streams running now, re-checked before every token.
+
+    PyTorch's OpenMP thread count is per thread: three streams of 2 threads each on 2 cores thrash,
+    while one stream left alone (the others finished) should get every core back.
+    """
+
+    def __init__(self, cores: int | None = None) -> None:
+        self.cores = cores or os.cpu_count() or 1
+        self.active = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def stream(self) -> Iterator[Callable[[], None]]:
+        """Count this stream as running; yields the per-token adjustment."""
+        with self._lock:
+            self.active += 1
+        try:
+            yield self.adjust
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def adjust(self) -> None:
+        wanted = max(1, self.cores // max(1, self.active))
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+
+
 class LocalStreamer:
     """The real Streamer: renders each contender's prompt and decodes on its loaded weights."""
 
-    def __init__(self, loaded: Mapping[WeightsSpec, LoadedWeights], cpu_threads: int | None = None) -> None:
+    def __init__(self, loaded: Mapping[WeightsSpec, LoadedWeights], cpu_cores: int | None = None) -> None:
         self.loaded = dict(loaded)
-        self.cpu_threads = cpu_threads
+        self.share = CoreShare(cpu_cores)
 
     def render(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]]) -> RenderedPrompt:
         return render_prompt(contender.prompt_format, messages, self.loaded[contender.weights].tokenizer)
 
     def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
                  params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
-        if self.cpu_threads:
-            # Per-thread on PyTorch's OpenMP backend: concurrent streams share the cores, not oversubscribe.
-            torch.set_num_threads(self.cpu_threads)
         loaded = self.loaded[contender.weights]
         prompt = self.render(contender, messages)
         yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids))
         context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
-        yield from stream_tokens(loaded, prompt.input_ids, params, stop=stop, seed=seed,
-                                 context_length=min(context, contender.weights.context_length))
+        on_cpu = loaded.input_device.type == "cpu"
+        with self.share.stream() as adjust:
+            yield from stream_tokens(loaded, prompt.input_ids, params, stop=stop, seed=seed,
+                                     context_length=min(context, contender.weights.context_length),
+                                     before_step=adjust if on_cpu else None)

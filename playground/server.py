@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal
@@ -65,9 +65,11 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
     revisions: dict[str, str | None] = {}
     models_info = "Generation is provided by an external streamer."
     if streamer is None:
-        loaded, models_info = _load(lineup, settings, log)
-        # Concurrent streams on a CPU split its cores instead of oversubscribing them.
-        streamer = LocalStreamer(loaded, cpu_threads=max(1, (os.cpu_count() or 1) // len(lineup.contenders)))
+        # Load in a short-lived thread: once a live thread (here, the main one) has run multi-threaded
+        # torch ops, other threads' multi-threaded decoding was measured a third slower (bench/README.md).
+        with ThreadPoolExecutor(1, thread_name_prefix="load") as loader:
+            loaded, models_info = loader.submit(_load, lineup, settings, log).result()
+        streamer = LocalStreamer(loaded)
         revisions = {w.id: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
     database = open_database(settings.database_url)
     core = Playground(lineup, streamer, database, mode=settings.mode, revisions=revisions, sampler=settings.arena)

@@ -36,7 +36,7 @@ def test_demo_lineup_answers_sensibly(embedded_cache, database):
     lineup = get_lineup("demo")
     loaded = load_lineup(lineup, LoadOptions(cache_dir=embedded_cache, device_map="cpu"), log=lambda m: None)
     assert len(loaded) == 1  # three contenders, one set of weights
-    core = Playground(lineup, LocalStreamer(loaded, cpu_threads=1), database)
+    core = Playground(lineup, LocalStreamer(loaded), database)
     core_session = core.new_session()
     core.set_override(core_session, "max_new_tokens", 40)
     for _ in core.ask(core_session, "What is the capital of France?"):

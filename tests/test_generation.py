@@ -7,7 +7,15 @@ import threading
 import pytest
 import torch
 
-from models.generation import ContextTooLong, GenerationResult, LocalStreamer, PromptReady, _TextDecoder, stream_tokens
+from models.generation import (
+    ContextTooLong,
+    CoreShare,
+    GenerationResult,
+    LocalStreamer,
+    PromptReady,
+    _TextDecoder,
+    stream_tokens,
+)
 from models.loading import LoadOptions, load_weights
 from models.registry import weights_from_reference
 from models.specs import ContenderSpec, GenerationParams
@@ -106,8 +114,23 @@ def test_incremental_decoder_matches_full_decode(tiny_mha):
 def test_local_streamer_renders_then_streams(tiny_mha):
     loaded = _load(tiny_mha)
     contender = ContenderSpec(name="tiny", weights=loaded.spec, params=GREEDY)
-    events = list(LocalStreamer({loaded.spec: loaded}, cpu_threads=1)(
+    events = list(LocalStreamer({loaded.spec: loaded}, cpu_cores=1)(
         contender, [{"role": "user", "content": "hi"}], GREEDY, stop=threading.Event(), seed=1))
     assert isinstance(events[0], PromptReady) and events[0].text == "<s><|user|>hi<|end|><|assistant|>"
     assert isinstance(events[-1], GenerationResult)
     assert events[-1].prompt_tokens == events[0].tokens
+
+
+def test_core_share_splits_the_cores_between_running_streams():
+    share, original = CoreShare(cores=4), torch.get_num_threads()
+    with share.stream() as adjust:
+        adjust()
+        assert torch.get_num_threads() == 4
+        with share.stream():
+            with share.stream():
+                adjust()
+                assert torch.get_num_threads() == 1  # 4 cores // 3 streams
+            adjust()
+            assert torch.get_num_threads() == 2
+    assert share.active == 0
+    torch.set_num_threads(original)
