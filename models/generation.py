@@ -208,11 +208,13 @@ class LocalStreamer:
     def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
                  params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
         loaded = self.loaded[contender.weights]
-        prompt = self.render(contender, messages)
-        yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids))
-        context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
-        on_cpu = loaded.input_device.type == "cpu"
+        # Count this stream before rendering: the panes of a comparison start together, and a stream
+        # that began its prefill believing it was alone would take every core from the others.
         with self.share.stream() as adjust:
+            prompt = self.render(contender, messages)
+            yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids))
+            context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
+            on_cpu = loaded.input_device.type == "cpu"
             yield from stream_tokens(loaded, prompt.input_ids, params, stop=stop, seed=seed,
                                      context_length=min(context, contender.weights.context_length),
                                      before_step=adjust if on_cpu else None)

@@ -26,7 +26,9 @@ def help_of(*command: str) -> str:
 
 def test_every_option_in_the_readme_exists():
     app_help = help_of("app.py")
-    tools_help = help_of("-m", "models", "plan") + help_of("-m", "models", "prompt")
+    tools_help = "".join(help_of("-m", package, command) for package, command in (
+        ("models", "plan"), ("models", "prompt"), ("feedback_db", "export"), ("feedback_db", "leaderboard"),
+        ("feedback_db", "upgrade")))
     named = set(re.findall(r"`(--[a-z][a-z-]+)", README)) - {"--no-deps"}
     assert named, "the README names no options"
     missing = sorted(o for o in named if not re.search(rf"{o}\b", app_help + tools_help))
@@ -36,14 +38,16 @@ def test_every_option_in_the_readme_exists():
     assert all(re.search(rf"{o}\b", app_help) for o in in_table), "the Options table lists a non-app option"
     undocumented = sorted(set(re.findall(r"(--[a-z][a-z-]+)", app_help)) - {"--help"} - in_table)
     assert not undocumented, f"app.py options missing from the README's table: {undocumented}"
-    plan_options = set(re.findall(r"(--[a-z][a-z-]+)", help_of("-m", "models", "plan"))) - {"--help"}
-    assert not plan_options - named, f"plan options missing from the README: {sorted(plan_options - named)}"
+    for package, command in (("models", "plan"), ("feedback_db", "export"), ("feedback_db", "leaderboard")):
+        options = set(re.findall(r"(--[a-z][a-z-]+)", help_of("-m", package, command))) - {"--help"}
+        assert not options - named, f"{package} {command} options missing from the README: {sorted(options - named)}"
 
 
-def test_readme_environment_variables_are_read_by_app():
-    app = (REPO / "app.py").read_text(encoding="utf-8")
+def test_readme_environment_variables_are_read_by_the_code():
+    code = "".join(path.read_text(encoding="utf-8") for folder in ("models", "feedback_db", "playground", "tests")
+                   for path in (REPO / folder).rglob("*.py")) + (REPO / "app.py").read_text(encoding="utf-8")
     for variable in set(re.findall(r"`((?:PLAYGROUND|GRADIO)_[A-Z_]+)`", README)):
-        assert variable in app or variable == "PLAYGROUND_CACHE_DIR", variable
+        assert f'"{variable}"' in code, f"the README names {variable}, which no code reads"
 
 
 def test_models_prompt_command_in_readme_works(tmp_path):
