@@ -141,6 +141,9 @@ def _compare_tab(demo: gr.Blocks, core: Playground, models_info: str, max_concur
             raise gr.Error(str(error)) from None
         return session
 
+    def start_over(session: Session | None) -> list[Any]:
+        return _render(core.clear(_session(core, session))) + [""]
+
     def back_to_presets(session: Session | None) -> list[Any]:
         session = _session(core, session)
         session.overrides.clear()
@@ -153,8 +156,11 @@ def _compare_tab(demo: gr.Blocks, core: Playground, models_info: str, max_concur
                      concurrency_limit=max_concurrent, concurrency_id="generate", show_progress="hidden")
     stop.click(lambda s: core.stop(_session(core, s)), inputs=[state], outputs=None,
                api_name="stop", concurrency_limit=None, queue=False)
-    clear.click(lambda s: _render(core.clear(_session(core, s))) + [""], inputs=[state],
-                outputs=outputs + [rating_status], api_name="clear", concurrency_limit=None)
+    clear.click(start_over, inputs=[state], outputs=outputs + [rating_status], api_name="clear",
+                concurrency_limit=None)
+    for chatbot in chatbots:  # a pane's own trash icon starts over too, so no pane drifts from its state
+        chatbot.clear(start_over, inputs=[state], outputs=outputs + [rating_status],
+                      api_visibility="undocumented", concurrency_limit=None)
     submit.click(rate, inputs=[state, *rating_inputs], outputs=outputs + [rating_status],
                  api_name="rate", concurrency_limit=None)
     for name, slider in sliders.items():
