@@ -32,5 +32,6 @@ $(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Removes only the converted embedded model, never the folder around it.
 clean-cache:
-	rm -rf "$${PLAYGROUND_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/llm-playground}"
+	rm -rf "$${PLAYGROUND_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/llm-playground}/SmolLM2-135M-Instruct"

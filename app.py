@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from models.configs import ConfigNotFoundError
+from models.embedded import default_cache_dir
 from models.loading import DTYPES, LoadOptions, WeightsNotFound
 from models.registry import lineup_names
 from playground.arena import ArenaSampler, parse_avoid, parse_weights
@@ -88,7 +89,7 @@ def admin_token(wanted: bool, env: Mapping[str, str]) -> str | None:
 
 def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     args = build_parser(env).parse_args(argv)
-    cache_dir = args.cache_dir or (Path(env["PLAYGROUND_CACHE_DIR"]) if env.get("PLAYGROUND_CACHE_DIR") else None)
+    cache_dir = args.cache_dir or default_cache_dir(env)
     return Settings(
         lineup=args.lineup, models=tuple(args.model), host=args.host, port=args.port,
         data_dir=args.data_dir, db_url=args.db_url, cache_dir=cache_dir,

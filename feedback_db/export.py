@@ -40,6 +40,7 @@ SKIP_REASONS = {
     "errored": "with a failed answer",
     "unsafe": "with an unsafe answer",
     "unsafe_chosen": "preferring an unsafe answer to a safe one",
+    "different_prompts": "whose answers replied to different conversations",
     "strength": "below the minimum strength",
     "no_label": "answers without a KTO label",
     "low_score": "preferred answers scored below 4",
@@ -155,6 +156,10 @@ def _pair_refusal(pair: Pair, chosen: RatedAnswer, rejected: RatedAnswer, option
         return "unsafe"
     if chosen.unsafe and not rejected.unsafe:
         return "unsafe_chosen"
+    if chosen.messages != rejected.messages:
+        # A preference pair needs one prompt. Later turns in named mode (each pane kept its own
+        # answers) or different system prompts make the two conversations differ.
+        return "different_prompts"
     if options.min_strength is not None and not at_least(pair.strength, options.min_strength):
         return "strength"
     return None

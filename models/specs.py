@@ -36,7 +36,11 @@ class GenerationParams:
     max_new_tokens: int = 256
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = [f"{name} must be a whole number, got {getattr(self, name)!r}"
+                    for name in ("top_k", "max_new_tokens")
+                    if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int)]
+        if problems:  # the browser can send 50.5 where a slider meant 50
+            raise ValueError("; ".join(problems))
         if not 0.0 <= self.temperature <= 5.0:
             problems.append(f"temperature must be between 0 and 5, got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:

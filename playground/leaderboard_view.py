@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 from feedback_db.leaderboard import Leaderboard
@@ -72,6 +73,9 @@ def ratings_svg(board: Leaderboard, width: int = 720) -> str:
 
 
 def _ticks(lo: float, hi: float) -> list[float]:
-    step = next(s for s in (5, 10, 20, 25, 50, 100, 200, 250, 500, 1000) if (hi - lo) / s <= 8)
-    first = (int(lo // step) + 1) * step
-    return [float(t) for t in range(first, int(hi) + 1, step)]
+    """At most about 8 round-numbered ticks, whatever the spread (a few early votes can spread far)."""
+    raw = max((hi - lo) / 8, 1e-9)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.floor(lo / step) * step + step
+    return [first + i * step for i in range(int((hi - first) // step) + 1)]

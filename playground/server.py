@@ -5,20 +5,21 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal
-
-import gradio as gr
+from typing import TYPE_CHECKING, Callable, Literal
 
 from feedback_db import Database, open_database, sqlite_url
 from models.generation import LocalStreamer, Streamer
 from models.loading import LoadOptions, check_lineup, load_lineup, planned_options
 from models.placement import format_plan
 from models.registry import adhoc_lineup, get_lineup
-from models.specs import LineupSpec
+from models.specs import LineupSpec, WeightsSpec
 from playground.arena import ArenaSampler
 from playground.comparison import Playground
 from playground.ui import CSS, build_ui
 from playground.view import models_markdown
+
+if TYPE_CHECKING:  # only playground.ui* imports gradio at run time
+    import gradio as gr
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
     lineup = resolve_lineup(settings)
     if settings.mode == "arena":
         settings.arena.groups(lineup.contenders)  # bad arena settings fail before minutes of loading
-    revisions: dict[str, str | None] = {}
+    revisions: dict[WeightsSpec, str] = {}
     models_info = "Generation is provided by an external streamer."
     if streamer is None:
         # Load in a short-lived thread: once a live thread (here, the main one) has run multi-threaded
@@ -70,7 +71,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
         with ThreadPoolExecutor(1, thread_name_prefix="load") as loader:
             loaded, models_info = loader.submit(_load, lineup, settings, log).result()
         streamer = LocalStreamer(loaded)
-        revisions = {w.id: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
+        revisions = {w: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
     database = open_database(settings.database_url)
     core = Playground(lineup, streamer, database, mode=settings.mode, revisions=revisions, sampler=settings.arena)
     demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
@@ -85,7 +86,9 @@ def _load(lineup: LineupSpec, settings: Settings, log: Callable[[str], None]) ->
     plan = None
     options: LoadOptions | dict = base
     check_lineup(lineup, base, log)  # name every missing weights before planning needs their configs
-    if base.device_map == "auto" and not base.max_memory:
+    # The planner sizes device maps for its own precision: a fixed --dtype, device map or memory
+    # limits go to from_pretrained as given instead.
+    if base.device_map == "auto" and not base.max_memory and base.dtype == "auto":
         plan, options = planned_options(lineup, base)
         log(format_plan(plan))
     loaded = load_lineup(lineup, options, log=log, checked=True)

@@ -58,7 +58,13 @@ class Session:
     # Only the parameters the person touched override each contender's preset.
     overrides: dict[str, float | int] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
-    busy: bool = False
+    running: int = 0  # pane threads of the current run still alive
+    replaced: bool = False  # Clear started a new session in this one's place
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def busy(self) -> bool:
+        return self.running > 0
 
     @property
     def all_finished(self) -> bool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from functools import partial
+import threading
+from collections import OrderedDict
 from typing import Any, Iterator
 
 import gradio as gr
@@ -28,17 +29,46 @@ SLIDERS = {  # name: (minimum, maximum, step, shown value)
 CSS = ".pane-stats { min-height: 1.5em; font-size: 0.85em; opacity: 0.8; }"
 
 
-def _session(core: Playground, session: Session | None) -> Session:
-    # gr.State cannot deep-copy a Session (it holds a threading.Event), so each browser
-    # session starts with None and gets its Session on first use.
-    return session if session is not None else core.new_session()
+class _Sessions:
+    """Finds the Session of a browser session.
+
+    gr.State cannot deep-copy a Session (it holds a threading.Event), so the state starts as None and
+    gets its Session on first use. Until that first event has finished, other events of the same
+    browser session (say Clear while the first answers stream, from an API client that never ran the
+    page's load event) still see None: they find the Session here by Gradio's session hash.
+    """
+
+    def __init__(self, core: Playground, capacity: int = 10_000) -> None:
+        self.core, self.capacity = core, capacity
+        self.by_hash: OrderedDict[str, Session] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, state: Session | None, request: gr.Request | None) -> Session:
+        if state is not None:
+            return state
+        key = getattr(request, "session_hash", None)
+        with self.lock:
+            if key in self.by_hash:
+                self.by_hash.move_to_end(key)
+                return self.by_hash[key]
+        return self.put(request, self.core.new_session())
+
+    def put(self, request: gr.Request | None, session: Session) -> Session:
+        key = getattr(request, "session_hash", None)
+        if key is not None:
+            with self.lock:
+                self.by_hash[key] = session
+                self.by_hash.move_to_end(key)
+                while len(self.by_hash) > self.capacity:
+                    self.by_hash.popitem(last=False)
+        return session
 
 
 def _render(session: Session) -> list[Any]:
     """Chatbots, stats, the rating box's visibility and its heading, for one snapshot."""
     chats = [gr.Chatbot(value=chat_messages(p, session), label=pane_label(p, session)) for p in session.panes]
     stats = [pane_stats(p) for p in session.panes]
-    return [session, *chats, *stats, gr.Group(visible=session.can_rate), rating_prompt(session)]
+    return [*chats, *stats, gr.Group(visible=session.can_rate), rating_prompt(session)]
 
 
 def build_ui(core: Playground, *, title: str, notice: str, models_info: str = "", max_concurrent: int = 1,
@@ -58,7 +88,7 @@ def build_ui(core: Playground, *, title: str, notice: str, models_info: str = ""
 def _compare_tab(demo: gr.Blocks, core: Playground, models_info: str, max_concurrent: int) -> None:
     """Panes side by side, prompt, parameters, rating controls."""
     n = core.pane_count
-    state = gr.State(None)
+    state, sessions = gr.State(None), _Sessions(core)
     with gr.Row(equal_height=True):
         chatbots, stats = [], []
         for position in range(n):
@@ -106,69 +136,82 @@ def _compare_tab(demo: gr.Blocks, core: Playground, models_info: str, max_concur
         submit = gr.Button("Submit rating", variant="primary", elem_id="submit-rating")
     rating_status = gr.Markdown("", elem_id="rating-status")
 
-    outputs = [state, *chatbots, *stats, rating_box, heading]
+    # Streams never write the state: a late snapshot could otherwise bring back a session that Clear
+    # replaced meanwhile. Only loading the page and Clear set it.
+    outputs = [*chatbots, *stats, rating_box, heading]
     rating_inputs = [c for c in (choice, strength) if c is not None] + scores + unsafe + reasons + [comment]
 
-    def ask(text: str, system_prompt: str, session: Session | None) -> Iterator[list[Any]]:
-        session = _session(core, session)
+    def ask(text: str, system_prompt: str, session: Session | None, request: gr.Request) -> Iterator[list[Any]]:
+        session = sessions.get(session, request)
         try:
             for snapshot in core.ask(session, text, system_prompt):
                 yield _render(snapshot) + [""]
         except PlaygroundError as error:
             raise gr.Error(str(error)) from None
 
-    def again(session: Session | None) -> Iterator[list[Any]]:
-        session = _session(core, session)
+    def again(session: Session | None, request: gr.Request) -> Iterator[list[Any]]:
+        session = sessions.get(session, request)
         try:
             for snapshot in core.regenerate(session):
                 yield _render(snapshot)
         except PlaygroundError as error:
             raise gr.Error(str(error)) from None
 
-    def rate(session: Session | None, *values: Any) -> list[Any]:
-        session = _session(core, session)
+    def rate(request: gr.Request, session: Session | None, *values: Any) -> list[Any]:
+        session = sessions.get(session, request)
         try:
             message = core.rate(session, _vote(n, list(values)))
         except PlaygroundError as error:
             raise gr.Error(str(error)) from None
         return _render(session) + [message]
 
-    def set_param(name: str, value: float, session: Session | None) -> Session:
-        session = _session(core, session)
-        try:
-            core.set_override(session, name, value)
-        except PlaygroundError as error:
-            raise gr.Error(str(error)) from None
-        return session
+    def setter(name: str):
+        def set_param(value: float, session: Session | None, request: gr.Request) -> Session:
+            session = sessions.get(session, request)
+            try:
+                core.set_override(session, name, value)
+            except PlaygroundError as error:
+                raise gr.Error(str(error)) from None
+            return session
+        return set_param
 
-    def start_over(session: Session | None) -> list[Any]:
-        return _render(core.clear(_session(core, session))) + [""]
+    def start_over(session: Session | None, request: gr.Request) -> list[Any]:
+        fresh = sessions.put(request, core.clear(sessions.get(session, request)))
+        return [fresh, *_render(fresh), ""]
 
-    def back_to_presets(session: Session | None) -> list[Any]:
-        session = _session(core, session)
+    def back_to_presets(session: Session | None, request: gr.Request) -> list[Any]:
+        session = sessions.get(session, request)
         session.overrides.clear()
         return [session, *(SLIDERS[name][3] for name in PARAM_FIELDS)]
 
-    gr.on([send.click, prompt.submit], ask, inputs=[prompt, system, state],
+    asked = gr.on([send.click, prompt.submit], ask, inputs=[prompt, system, state],
           outputs=outputs + [prompt], api_name="ask", concurrency_limit=max_concurrent,
           concurrency_id="generate", show_progress="hidden")
-    regenerate.click(again, inputs=[state], outputs=outputs, api_name="regenerate",
+    regenerated = regenerate.click(again, inputs=[state], outputs=outputs, api_name="regenerate",
                      concurrency_limit=max_concurrent, concurrency_id="generate", show_progress="hidden")
-    stop.click(lambda s: core.stop(_session(core, s)), inputs=[state], outputs=None,
+    def stop_all(session: Session | None, request: gr.Request) -> None:
+        core.stop(sessions.get(session, request))
+
+    stop.click(stop_all, inputs=[state], outputs=None,
                api_name="stop", concurrency_limit=None, queue=False)
-    clear.click(start_over, inputs=[state], outputs=outputs + [rating_status], api_name="clear",
-                concurrency_limit=None)
+    # Clear cancels a running stream: its last snapshot would otherwise put the old session back.
+    clear.click(start_over, inputs=[state], outputs=[state, *outputs, rating_status], api_name="clear",
+                concurrency_limit=None, cancels=[asked, regenerated])
     for chatbot in chatbots:  # a pane's own trash icon starts over too, so no pane drifts from its state
-        chatbot.clear(start_over, inputs=[state], outputs=outputs + [rating_status],
-                      api_visibility="undocumented", concurrency_limit=None)
+        chatbot.clear(start_over, inputs=[state], outputs=[state, *outputs, rating_status],
+                      api_visibility="undocumented", concurrency_limit=None, cancels=[asked, regenerated])
     submit.click(rate, inputs=[state, *rating_inputs], outputs=outputs + [rating_status],
                  api_name="rate", concurrency_limit=None)
     for name, slider in sliders.items():
-        slider.input(partial(set_param, name), inputs=[slider, state], outputs=[state],
+        slider.input(setter(name), inputs=[slider, state], outputs=[state],
                      api_visibility="undocumented", concurrency_limit=None)
     reset.click(back_to_presets, inputs=[state], outputs=[state, *(sliders[f] for f in PARAM_FIELDS)],
                 api_visibility="undocumented", concurrency_limit=None)
-    demo.load(lambda: _render(core.new_session()), outputs=outputs, api_visibility="undocumented")
+    def on_load(request: gr.Request) -> list[Any]:
+        fresh = sessions.put(request, core.new_session())
+        return [fresh, *_render(fresh)]
+
+    demo.load(on_load, outputs=[state, *outputs], api_visibility="undocumented")
 
 
 def _vote(n: int, values: list[Any]) -> Vote:

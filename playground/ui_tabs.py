@@ -34,7 +34,7 @@ def leaderboard_tab(database: Database, rounds: int) -> None:
         matrix = gr.Dataframe(interactive=False, elem_id="win-rate")
 
     def show(all_ratings: bool) -> list[Any]:
-        with database.session() as session:
+        with database.snapshot() as session:  # a read: never hold the write lock through the bootstrap
             board = leaderboard_of(session, blind_only=not all_ratings, rounds=rounds)
         headers, rows = win_rate_rows(board)
         return [summary(board), ratings_svg(board),

@@ -43,6 +43,6 @@ def embedded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded model's safetensors cache: the user's cache when present, else a fresh one."""
     from models.embedded import converted_dir, default_cache_dir
 
-    if (converted_dir(default_cache_dir()) / "model.safetensors").is_file():
-        return default_cache_dir()
+    if (converted_dir(default_cache_dir(os.environ)) / "model.safetensors").is_file():
+        return default_cache_dir(os.environ)
     return tmp_path_factory.mktemp("embedded-cache")

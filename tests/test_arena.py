@@ -71,3 +71,8 @@ def test_arena_hides_names_until_the_vote_then_marks_later_votes_not_blind(datab
 def test_named_mode_refuses_more_panes_than_fit():
     with pytest.raises(ValueError, match="at most 4 side by side"):
         Playground(lineup(5), words_streamer(), None)
+
+
+def test_an_arena_larger_than_the_page_is_refused(database):
+    with pytest.raises(ValueError, match="at most 4 answers"):
+        Playground(lineup(6), words_streamer(), database, mode="arena", sampler=ArenaSampler(size=5))

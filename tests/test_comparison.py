@@ -179,6 +179,10 @@ def test_only_touched_parameters_override_presets(database):
     assert params["c0"].temperature == 0.0
     with pytest.raises(PlaygroundError, match="top_p must be in"):
         core.set_override(session, "top_p", 0)
+    core.set_override(session, "top_k", 40.0)  # a slider's float for a whole number is fine
+    assert session.overrides["top_k"] == 40 and isinstance(session.overrides["top_k"], int)
+    with pytest.raises(PlaygroundError, match="top_k must be a whole number"):
+        core.set_override(session, "top_k", 40.5)
     with pytest.raises(PlaygroundError, match="unknown parameter"):
         core.set_override(session, "beam_width", 3)
 
@@ -240,8 +244,19 @@ def test_bad_prompts_and_busy_sessions(database):
     next(stream)
     with pytest.raises(PlaygroundError, match="still streaming"):
         next(core.ask(session, "again"))
-    stream.close()  # the page went away: the streams are stopped, the session is usable again
-    assert not session.busy
+    stream.close()  # the page went away: the streams are told to stop ...
+    with pytest.raises(PlaygroundError, match="still streaming"):
+        next(core.ask(session, "again"))  # ... and until they have, no new run may share their panes
+    deadline = time.monotonic() + 5
+    while session.busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert {p.status for p in session.panes} == {"stopped"}
+    run(core, session, "again")
+    with database.session() as db:
+        first, second = (get_comparison(db, i) for i in (session.parent_id, session.comparison_id))
+        assert [r.finish_reason for r in responses_of(db, first.id)] == ["stopped", "stopped"]
+        assert [r.text for r in responses_of(db, second.id)] == [f"{p.contender.name} says: again"
+                                                                 for p in session.panes]
 
 
 def test_view_labels_and_stats(database):
@@ -252,3 +267,39 @@ def test_view_labels_and_stats(database):
     assert "tok/s" in pane_stats(session.panes[0]) and "3 tokens" in pane_stats(session.panes[0])
     core.rate(session, Vote(choice="a", strength="better"))
     assert pane_label(session.panes[0], session).startswith("A: c")
+
+
+def test_a_failed_comparison_write_changes_nothing(database):
+    core = Playground(lineup(2), words_streamer(), database)
+    session = core.new_session()
+    run(core, session, "first")
+    before = (session.comparison_id, session.turn, [list(p.history) for p in session.panes])
+    broken = core.database
+    core.database = None  # the next write fails
+    with pytest.raises(PlaygroundError, match="could not be stored, so nothing was sent"):
+        next(core.ask(session, "second"))
+    assert (session.comparison_id, session.turn, [list(p.history) for p in session.panes]) == before
+    core.database = broken
+    run(core, session, "second")
+    with database.session() as db:
+        assert get_comparison(db, session.comparison_id).turn == 1
+
+
+def test_stop_pressed_while_the_comparison_is_stored_is_kept(database):
+    core = Playground(lineup(2), words_streamer(delay=0.05), database)
+    session = core.new_session()
+    original = core.database.session
+
+    def session_then_stop():
+        core.stop(session)  # the person presses Stop while the comparison row is written
+        return original()
+
+    core.database.session = session_then_stop
+    try:
+        stream = core.ask(session, "one two three four")
+        next(stream)
+    finally:
+        core.database.session = original
+    for _ in stream:
+        pass
+    assert {p.status for p in session.panes} == {"stopped"}

@@ -178,3 +178,26 @@ def test_errored_and_unsafe_answers_can_be_left_out_of_kto_and_never_reach_sft(g
         (ids["shuffled"][0], "x"), (ids["both_bad"][0], "x"), (ids["scores"][0], "x"), (ids["scores"][0], "z"),
         (ids["errored"][0], "x")]
     assert dict(tally.skipped) == {"no_label": 7, "contender": 5, "unsafe": 1}
+
+
+def test_pairs_whose_answers_replied_to_different_conversations_are_left_out(tmp_path: Path) -> None:
+    # A later turn in named mode: each pane kept its own earlier answer, so there is no shared prompt.
+    from feedback_db import add_comparison, add_rating, add_response
+    from feedback_db.records import ComparisonRecord, RatingRecord, ResponseRecord
+
+    database = open_database(sqlite_url(tmp_path / "feedback.sqlite3"))
+    record = ComparisonRecord(lineup="demo", session_id="s", prompt="And Spain?", n_responses=2, mode="named")
+    with database.session() as session:
+        add_comparison(session, record)
+        for position, earlier in enumerate(("Paris.", "It is Paris, of course.")):
+            history = [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": earlier},
+                       {"role": "user", "content": "And Spain?"}]
+            add_response(session, ResponseRecord(
+                comparison_id=record.id, position=position, contender=f"c{position}", weights_id="w",
+                messages=history, prompt_rendered="", params={}, text="Madrid.", finish_reason="stop",
+                prompt_tokens=1, completion_tokens=1, duration_s=0.1))
+        add_rating(session, RatingRecord(record.id, "pairwise", choice="a", strength="better"))
+    rows, tally = export(database, "dpo")
+    assert rows == [] and dict(tally.skipped) == {"different_prompts": 1}
+    assert "1 whose answers replied to different conversations" in tally.summary("dpo").line()
+    database.dispose()

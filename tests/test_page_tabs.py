@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import urllib.error
 import urllib.request
 
@@ -34,6 +35,14 @@ def test_leaderboard_view_renders_rows_plot_and_matrix():
     svg = ratings_svg(board)
     assert svg.startswith("<svg") and svg.count("<circle") == 2 and "x: " in svg
     assert "10 battles from 10 ratings" in summary(board)
+
+
+def test_plot_ticks_stay_few_however_far_ratings_spread():
+    from playground.leaderboard_view import _ticks
+
+    for lo, hi in ((990, 1010), (700, 1300), (-4000, 6000), (1000, 1000.5)):
+        ticks = _ticks(lo, hi)
+        assert 1 <= len(ticks) <= 10 and all(lo <= t <= hi for t in ticks), (lo, hi, ticks)
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +91,21 @@ def test_no_data_tab_without_admin(tmp_path):
     assert "ask" in api_names and "admin_export" not in api_names
     with pytest.raises(ValueError, match="at least 16 characters"):
         settings_from(["--admin"], {"PLAYGROUND_ADMIN_TOKEN": "short"})
+
+
+def test_clear_during_a_stream_is_not_undone_by_it(tmp_path):
+    settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port())], {})
+    demo, _ = create_app(settings, streamer=words_streamer(delay=0.1), log=lambda m: None)
+    launch(demo, settings, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
+        job = client.submit("one two three four five six seven eight nine ten", "", api_name="/ask")
+        while not job.outputs():  # wait for the stream to start
+            time.sleep(0.05)
+        cleared = client.predict(api_name="/clear")
+        assert cleared[0]["value"] == []
+        time.sleep(1.5)  # the stream would have finished by now had it not been cancelled
+        with pytest.raises(AppError, match="nothing to regenerate"):
+            client.predict(api_name="/regenerate")
+    finally:
+        demo.close()
