@@ -92,8 +92,9 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     cache_dir = args.cache_dir or default_cache_dir(env)
     return Settings(
         lineup=args.lineup, models=tuple(args.model), host=args.host, port=args.port,
-        data_dir=args.data_dir, db_url=args.db_url, cache_dir=cache_dir,
-        load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory),
+        data_dir=args.data_dir, db_url=args.db_url,
+        load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory,
+                         cache_dir=cache_dir),
         mode=args.mode, max_concurrent=args.max_concurrent, leaderboard_rounds=args.leaderboard_rounds,
         admin_token=admin_token(args.admin, env),
         arena=ArenaSampler(weights=parse_weights(args.arena_weights), avoid=parse_avoid(args.arena_avoid),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal
 
@@ -32,7 +32,6 @@ class Settings:
     port: int = 7860
     data_dir: Path = Path("data")
     db_url: str | None = None  # default: a SQLite file in data_dir
-    cache_dir: Path | None = None
     load: LoadOptions = field(default_factory=LoadOptions)
     mode: Literal["named", "arena"] = "named"
     arena: ArenaSampler = field(default_factory=ArenaSampler)
@@ -82,8 +81,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
 
 def _load(lineup: LineupSpec, settings: Settings, log: Callable[[str], None]) -> tuple[dict, str]:
     """Load every weights once: by the placement plan unless the user fixed a device map or limits."""
-    base = settings.load if settings.cache_dir is None else replace(settings.load, cache_dir=settings.cache_dir)
-    plan = None
+    base, plan = settings.load, None
     options: LoadOptions | dict = base
     check_lineup(lineup, base, log)  # name every missing weights before planning needs their configs
     # The planner sizes device maps for its own precision: a fixed --dtype, device map or memory

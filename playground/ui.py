@@ -185,8 +185,8 @@ def _compare_tab(demo: gr.Blocks, core: Playground, models_info: str, max_concur
         return [session, *(SLIDERS[name][3] for name in PARAM_FIELDS)]
 
     asked = gr.on([send.click, prompt.submit], ask, inputs=[prompt, system, state],
-          outputs=outputs + [prompt], api_name="ask", concurrency_limit=max_concurrent,
-          concurrency_id="generate", show_progress="hidden")
+                  outputs=outputs + [prompt], api_name="ask", concurrency_limit=max_concurrent,
+                  concurrency_id="generate", show_progress="hidden")
     regenerated = regenerate.click(again, inputs=[state], outputs=outputs, api_name="regenerate",
                      concurrency_limit=max_concurrent, concurrency_id="generate", show_progress="hidden")
     def stop_all(session: Session | None, request: gr.Request) -> None:

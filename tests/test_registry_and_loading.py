@@ -7,7 +7,7 @@ import pytest
 from models.embedded import EMBEDDED_ID
 from models.loading import LoadOptions, WeightsNotFound, check_available, load_lineup, resolve_dtype
 from models.registry import PRESETS, WEIGHTS, adhoc_lineup, get_lineup, lineup_names, weights_from_reference
-from models.specs import ContenderSpec, GenerationParams, LineupSpec
+from models.specs import GenerationParams, LineupSpec
 
 
 def test_named_lineups_use_registered_weights():
