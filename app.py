@@ -65,11 +65,18 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="arena sampling weight per contender, e.g. 'Llama-2-70B-chat=2' (default 1 each)")
     parser.add_argument("--arena-avoid", default=None, metavar="NAME:OTHER,...",
                         help="pairs of contenders never drawn together in the arena")
+    parser.add_argument("--history", choices=["own", "shared"], default=None,
+                        help="later turns: 'shared' continues every pane from the answer the vote preferred "
+                             "(pairs that train), 'own' lets each pane keep its own answers (default: shared "
+                             "in arena mode, own in named mode)")
     parser.add_argument("--admin", action="store_true",
                         help="add the data tab (exports for training); needs PLAYGROUND_ADMIN_TOKEN, at least "
                              f"{MIN_TOKEN_CHARS} characters, which every export request must carry")
     parser.add_argument("--leaderboard-rounds", type=int, default=1000,
                         help="bootstrap rounds for the leaderboard's 95%% intervals (default 1000)")
+    parser.add_argument("--leaderboard-min-battles", type=int, default=20,
+                        help="battles every contender needs before the leaderboard stops calling its ratings "
+                             "preliminary (default 20)")
     parser.add_argument("--max-concurrent", type=int, default=1,
                         help="comparisons generated at once across all visitors (default 1)")
     return parser
@@ -95,7 +102,8 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         data_dir=args.data_dir, db_url=args.db_url,
         load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory,
                          cache_dir=cache_dir),
-        mode=args.mode, max_concurrent=args.max_concurrent, leaderboard_rounds=args.leaderboard_rounds,
+        mode=args.mode, history=args.history, max_concurrent=args.max_concurrent,
+        leaderboard_rounds=args.leaderboard_rounds, leaderboard_min_battles=args.leaderboard_min_battles,
         admin_token=admin_token(args.admin, env),
         arena=ArenaSampler(weights=parse_weights(args.arena_weights), avoid=parse_avoid(args.arena_avoid),
                            size=args.arena_size),

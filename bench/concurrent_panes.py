@@ -33,9 +33,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         core = Playground(lineup, LocalStreamer(loaded), open_database(sqlite_url(Path(folder) / "b.sqlite3")))
         for _ in range(args.rounds):
-            session = core.new_session()
-            core.set_override(session, "max_new_tokens", args.tokens)
-            core.set_override(session, "temperature", 0.7)  # sampled, so no pane stops early on EOS alone
+            session = core.new_conversation()
+            # Sampled, so no pane stops early on EOS alone.
+            core.set_overrides(session, {"max_new_tokens": args.tokens, "temperature": 0.7})
             started, snapshots = time.perf_counter(), 0
             for _ in core.ask(session, "Write a story about a lighthouse keeper."):
                 snapshots += 1

@@ -99,7 +99,7 @@ def through_core(loaded, ids, tokens):
     with tempfile.TemporaryDirectory() as folder, _no_eos(loaded):
         core = Playground(LineupSpec(name="bench", contenders=(real, instant)), streamer,
                           open_database(sqlite_url(Path(folder) / "bench.sqlite3")))
-        session = core.new_session()
+        session = core.new_conversation()
         started = time.perf_counter()
         for _ in core.ask(session, PROMPT[0]["content"]):
             pass

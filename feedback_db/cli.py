@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .database import Database, open_database, sqlite_url
 from .export import FORMATS, ExportOptions
-from .leaderboard import format_leaderboard, leaderboard_of
+from .leaderboard import DEFAULT_MIN_BATTLES, format_leaderboard, leaderboard_of
 from .migrate import current_revision, head_revision, upgrade
 from .reading import RatingFilter
 from .records import STRENGTHS
@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--min-strength", choices=STRENGTHS, help="only preferences at least this strong")
     export.add_argument("--blind-only", action="store_true", help="only ratings given before names were shown")
     export.add_argument("--exclude-unsafe", action="store_true", help="leave out answers flagged unsafe")
-    export.add_argument("--exclude-errors", action="store_true", help="leave out answers that failed")
+    export.add_argument("--include-errors", action="store_true",
+                        help="keep answers that failed (left out by default; never SFT rows)")
     export.set_defaults(run=_run_export)
     board = commands.add_parser("leaderboard", help="Bradley-Terry ratings with bootstrap intervals")
     _add_db_url(board)
@@ -81,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--all", action="store_true", help="include ratings given with names shown")
     board.add_argument("--lineup", metavar="NAME", help="only comparisons of this lineup")
     board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    board.add_argument("--min-battles", type=_count, default=DEFAULT_MIN_BATTLES,
+                       help=f"battles every contender needs before the ratings stop being preliminary "
+                            f"(default {DEFAULT_MIN_BATTLES}; 0: never preliminary)")
     board.add_argument("--json", action="store_true", help="print JSON instead of a table")
     board.set_defaults(run=_run_leaderboard)
     upgrade = commands.add_parser("upgrade", help="bring the database schema to the newest revision")
@@ -100,7 +104,7 @@ def _run_export(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
             format=args.format,
             where=RatingFilter(since=args.since, until=args.until, lineup=args.lineup, blind_only=args.blind_only),
             contenders=frozenset(args.contender), min_strength=args.min_strength,
-            exclude_unsafe=args.exclude_unsafe, exclude_errors=args.exclude_errors,
+            exclude_unsafe=args.exclude_unsafe, include_errors=args.include_errors,
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -123,10 +127,11 @@ def _run_leaderboard(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
     try:
         with database.snapshot() as session:
             board = leaderboard_of(session, blind_only=not args.all, lineup=args.lineup,
-                                   rounds=args.rounds, seed=args.seed)
+                                   rounds=args.rounds, seed=args.seed, min_battles=args.min_battles)
     finally:
         database.dispose()
-    print(json.dumps(asdict(board), indent=2) if args.json else format_leaderboard(board), file=stdout)
+    data = asdict(board) | {"preliminary": board.preliminary}
+    print(json.dumps(data, indent=2) if args.json else format_leaderboard(board), file=stdout)
     return 0
 
 

@@ -12,10 +12,13 @@ Every row is plain JSON data in TRL's conversational form (lists of role/content
   (False): a score <= 2; the loser of such a vote; both answers of a both-bad vote; any answer flagged
   unsafe (this overrides the rest). Scores of 3, ties, weaker or quick votes and rankings say nothing
   absolute about one answer, so they give no label.
-- sft: `messages` (prompt plus answer) for each preferred answer: it wins a pair that passes the
-  filters and loses none, is not flagged unsafe, did not fail, and, if scored, scored >= 4.
-Always, as in the Llama 2 paper (section 3.2.1), a pair whose chosen answer was flagged unsafe and
-whose rejected one was not is left out: safer answers are taken to be the better ones.
+- sft: `messages` (the answer's own conversation plus the answer) for each preferred answer: it wins
+  a pair that passes the filters and loses none, is not flagged unsafe, did not fail, and, if scored,
+  scored >= 4. The loser may have replied to a different conversation: the row holds only the winner's.
+Always, as in the Llama 2 paper (section 3.2.1), safer answers are taken to be the better ones: a pair
+whose chosen answer was flagged unsafe and whose rejected one was not is left out, and a rating that
+prefers an unsafe answer to a safe one gives no KTO label at all. Answers that failed (finish_reason
+"error") are left out of every format unless `include_errors` is set.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class ExportOptions:
     contenders: frozenset[str] = frozenset()  # keep only pairs (answers) of these contenders; empty: all
     min_strength: Strength | None = None
     exclude_unsafe: bool = False
-    exclude_errors: bool = False
+    include_errors: bool = False  # a failed answer's text is a partial reply or nothing: out by default
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -128,9 +131,12 @@ def _pair_rows(rated: RatedComparison, options: ExportOptions, tally: Tally) -> 
 
 
 def _kept_pairs(
-    rated: RatedComparison, options: ExportOptions, tally: Tally
+    rated: RatedComparison, options: ExportOptions, tally: Tally, one_prompt: bool = True
 ) -> Iterator[tuple[Pair, RatedAnswer, RatedAnswer]]:
-    """The non-tie pairs that pass the filters; ties, both-bad and refusals are counted."""
+    """The non-tie pairs that pass the filters; ties, both-bad and refusals are counted.
+
+    one_prompt=False keeps pairs whose answers replied to different conversations (for SFT).
+    """
     decomposition = rated.decomposition()
     tally.both_bad += decomposition.both_bad
     for pair in decomposition.pairs:
@@ -138,25 +144,26 @@ def _kept_pairs(
             tally.ties += 1
             continue
         chosen, rejected = rated.answer(pair.winner), rated.answer(pair.loser)
-        reason = _pair_refusal(pair, chosen, rejected, options)
+        reason = _pair_refusal(pair, chosen, rejected, options, one_prompt)
         if reason is not None:
             tally.skipped[reason] += 1
             continue
         yield pair, chosen, rejected
 
 
-def _pair_refusal(pair: Pair, chosen: RatedAnswer, rejected: RatedAnswer, options: ExportOptions) -> str | None:
+def _pair_refusal(pair: Pair, chosen: RatedAnswer, rejected: RatedAnswer, options: ExportOptions,
+                  one_prompt: bool = True) -> str | None:
     """Why a pair is left out, or None to keep it."""
     both = (chosen, rejected)
     if options.contenders and not all(answer.contender in options.contenders for answer in both):
         return "contender"
-    if options.exclude_errors and any(answer.errored for answer in both):
+    if not options.include_errors and any(answer.errored for answer in both):
         return "errored"
     if options.exclude_unsafe and any(answer.unsafe for answer in both):
         return "unsafe"
     if chosen.unsafe and not rejected.unsafe:
         return "unsafe_chosen"
-    if chosen.messages != rejected.messages:
+    if one_prompt and chosen.messages != rejected.messages:
         # A preference pair needs one prompt. Later turns in named mode (each pane kept its own
         # answers) or different system prompts make the two conversations differ.
         return "different_prompts"
@@ -168,6 +175,10 @@ def _pair_refusal(pair: Pair, chosen: RatedAnswer, rejected: RatedAnswer, option
 def _kto_rows(rated: RatedComparison, options: ExportOptions, tally: Tally) -> Iterator[dict[str, Any]]:
     decomposition = rated.decomposition()
     tally.both_bad += decomposition.both_bad
+    if _prefers_unsafe(rated, decomposition):
+        # The pairwise formats leave such a pair out; the same vote must not label its answers either.
+        tally.skipped["unsafe_chosen"] += 1
+        return
     labels = _kto_labels(rated, decomposition, options)
     for answer in rated.answers:
         if answer.position not in labels:
@@ -206,10 +217,16 @@ def _kto_labels(rated: RatedComparison, decomposition: Decomposition,
     return labels
 
 
+def _prefers_unsafe(rated: RatedComparison, decomposition: Decomposition) -> bool:
+    """Whether the rating puts an answer flagged unsafe above one that was not."""
+    return any(rated.answer(pair.winner).unsafe and not rated.answer(pair.loser).unsafe
+               for pair in decomposition.pairs if not pair.tie)
+
+
 def _answer_refusal(answer: RatedAnswer, options: ExportOptions) -> str | None:
     if options.contenders and answer.contender not in options.contenders:
         return "contender"
-    if options.exclude_errors and answer.errored:
+    if not options.include_errors and answer.errored:
         return "errored"
     if options.exclude_unsafe and answer.unsafe:
         return "unsafe"
@@ -218,9 +235,12 @@ def _answer_refusal(answer: RatedAnswer, options: ExportOptions) -> str | None:
 
 def _sft_rows(rated: RatedComparison, options: ExportOptions, tally: Tally) -> Iterator[dict[str, Any]]:
     beaten = {pair.loser for pair in rated.decomposition().pairs if not pair.tie}
-    winners = {pair.winner for pair, _, _ in _kept_pairs(rated, options, tally)}
+    # The row is the winner's own conversation, so the loser's may differ (a later turn where each
+    # pane kept its own answers): that pair still says which answer was preferred.
+    winners = {pair.winner for pair, _, _ in _kept_pairs(rated, options, tally, one_prompt=False)}
     for position in sorted(winners - beaten):
         answer = rated.answer(position)
+        # Never a failed answer, even with include_errors: an SFT row teaches its text as a good reply.
         reason = "unsafe" if answer.unsafe else "errored" if answer.errored else None
         if reason is None and answer.score is not None and answer.score < GOOD_SCORE:
             reason = "low_score"

@@ -6,6 +6,8 @@ counts as a tie. The fit is maximum likelihood: P(i beats j) = 1 / (1 + 10 ** ((
 anchored so the mean rating is 1000 (FastChat's unpenalised fit from zero keeps the same mean and then
 shifts to a reference model; a mean needs no reference). Intervals: 2.5 and 97.5 percentiles of the
 fit on battles resampled with replacement, `rounds` times. Blind (arena) ratings only by default.
+Until every contender has `min_battles` battles the board is preliminary: a few votes give extreme
+ratings (one win in one battle sends a rating far up) and bootstrap intervals of zero width.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from sqlalchemy.orm import Session
 from .bradley_terry import ELO_BASE, ELO_INIT, ELO_SCALE, bootstrap_ratings, fit_ratings
 from .reading import RatedComparison, RatingFilter, iter_rated
 
-__all__ = ["ELO_BASE", "ELO_INIT", "ELO_SCALE", "Battle", "Leaderboard", "Row", "battles_of",
-           "build_leaderboard", "format_leaderboard", "leaderboard_of"]
+__all__ = ["DEFAULT_MIN_BATTLES", "ELO_BASE", "ELO_INIT", "ELO_SCALE", "Battle", "Leaderboard", "Row",
+           "battles_of", "build_leaderboard", "format_leaderboard", "leaderboard_of", "preliminary_note"]
+
+DEFAULT_MIN_BATTLES = 20
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,10 @@ class Battle:
 
 @dataclass(frozen=True)
 class Row:
-    """One contender's line: its rating, 95% interval (None without bootstrap rounds), and record."""
+    """One contender's line: its rating, 95% interval (None without bootstrap rounds), and record.
+
+    `preliminary`: fewer battles than the board's min_battles, so the rating has not settled.
+    """
 
     contender: str
     rating: float
@@ -45,6 +52,7 @@ class Row:
     wins: int
     losses: int
     ties: int
+    preliminary: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,10 +67,21 @@ class Leaderboard:
     rounds: int
     # Position bias: the share of decisive pairwise votes (A or B) that went to pane A; 0.5 is none.
     a_share: float | None = None
+    min_battles: int = DEFAULT_MIN_BATTLES
+
+    @property
+    def preliminary(self) -> bool:
+        """Whether some contender has fewer than min_battles battles."""
+        return any(row.preliminary for row in self.rows)
+
+    @property
+    def fewest_battles(self) -> int:
+        """The battles of the contender with the fewest (0 for an empty board)."""
+        return min((row.battles for row in self.rows), default=0)
 
 
 def leaderboard_of(session: Session, *, blind_only: bool = True, lineup: str | None = None,
-                   rounds: int = 1000, seed: int = 0) -> Leaderboard:
+                   rounds: int = 1000, seed: int = 0, min_battles: int = DEFAULT_MIN_BATTLES) -> Leaderboard:
     """The leaderboard of the stored ratings (blind ones only unless blind_only=False)."""
     where = RatingFilter(lineup=lineup, blind_only=blind_only)
     ratings = 0
@@ -72,7 +91,8 @@ def leaderboard_of(session: Session, *, blind_only: bool = True, lineup: str | N
         ratings += 1
         battles += battles_of(rated)
         votes[rated.choice or ""] += 1
-    board = build_leaderboard(battles, rounds=rounds, seed=seed, blind_only=blind_only, ratings_used=ratings)
+    board = build_leaderboard(battles, rounds=rounds, seed=seed, blind_only=blind_only, ratings_used=ratings,
+                              min_battles=min_battles)
     decisive = votes["a"] + votes["b"]
     return replace(board, a_share=votes["a"] / decisive if decisive else None)
 
@@ -87,8 +107,11 @@ def battles_of(rated: RatedComparison) -> list[Battle]:
 
 
 def build_leaderboard(battles: Iterable[Battle], *, rounds: int = 1000, seed: int = 0,
-                      blind_only: bool = True, ratings_used: int | None = None) -> Leaderboard:
+                      blind_only: bool = True, ratings_used: int | None = None,
+                      min_battles: int = DEFAULT_MIN_BATTLES) -> Leaderboard:
     """Fit, bootstrap and tabulate a list of battles."""
+    if isinstance(min_battles, bool) or not isinstance(min_battles, int) or min_battles < 0:
+        raise ValueError(f"min_battles must be a whole number >= 0 (0: never preliminary), got {min_battles!r}")
     battles = list(battles)
     names = sorted({b.winner for b in battles} | {b.loser for b in battles})
     index = {name: i for i, name in enumerate(names)}
@@ -106,16 +129,18 @@ def build_leaderboard(battles: Iterable[Battle], *, rounds: int = 1000, seed: in
     if rounds > 0 and n:
         samples = bootstrap_ratings(wins, ties, rounds=rounds, seed=seed)
         lower, upper = np.percentile(samples, [2.5, 97.5], axis=0)
+    played = wins.sum(axis=1) + wins.sum(axis=0) + ties.sum(axis=1)
     rows = [
         Row(names[i], float(ratings[i]),
             None if lower is None else float(lower[i]), None if upper is None else float(upper[i]),
-            battles=int(wins[i].sum() + wins[:, i].sum() + ties[i].sum()),
-            wins=int(wins[i].sum()), losses=int(wins[:, i].sum()), ties=int(ties[i].sum()))
+            battles=int(played[i]), wins=int(wins[i].sum()), losses=int(wins[:, i].sum()),
+            ties=int(ties[i].sum()), preliminary=bool(played[i] < min_battles))
         for i in range(n)
     ]
     rows.sort(key=lambda row: (-row.rating, row.contender))
     return Leaderboard(tuple(rows), _win_rates(names, wins, ties), len(battles),
-                       len(battles) if ratings_used is None else ratings_used, blind_only, rounds)
+                       len(battles) if ratings_used is None else ratings_used, blind_only, rounds,
+                       min_battles=min_battles)
 
 
 def _win_rates(names: list[str], wins: np.ndarray, ties: np.ndarray) -> dict[str, dict[str, float]]:
@@ -124,6 +149,13 @@ def _win_rates(names: list[str], wins: np.ndarray, ties: np.ndarray) -> dict[str
         a: {b: float((wins[i, j] + ties[i, j] / 2) / games[i, j]) for j, b in enumerate(names) if games[i, j]}
         for i, a in enumerate(names)
     }
+
+
+def preliminary_note(board: Leaderboard) -> str:
+    """One sentence for a preliminary board: how many votes so far, and what it waits for."""
+    votes = f"{board.ratings_used} vote{'' if board.ratings_used == 1 else 's'}"
+    return (f"Preliminary: {votes} so far; ratings settle once every contender has {board.min_battles} "
+            f"battles (the fewest now: {board.fewest_battles}).")
 
 
 def format_leaderboard(board: Leaderboard) -> str:
@@ -138,10 +170,13 @@ def format_leaderboard(board: Leaderboard) -> str:
     for rank, row in enumerate(board.rows, 1):
         interval = "" if row.lower is None else f"{row.lower:7.1f} .. {row.upper:7.1f}"
         lines.append(f"{rank:>4}  {row.contender:<{width}}  {row.rating:7.1f}  {interval:>17}  "
-                     f"{row.battles:>7}  {row.wins:>6}  {row.losses:>6}  {row.ties:>6}")
+                     f"{row.battles:>7}  {row.wins:>6}  {row.losses:>6}  {row.ties:>6}"
+                     + ("  preliminary" if row.preliminary else ""))
     if not board.rows:
         hint = ", or no blind ratings; try --all" if board.blind_only else ""
         lines.append(f"(no battles: nothing rated yet{hint})")
+    if board.preliminary:
+        lines += ["", preliminary_note(board)]
     if board.a_share is not None:
         lines += ["", f"position bias: pane A won {board.a_share:.1%} of the decisive A/B votes (50% is none)"]
     lines += ["", "win rate of the row against the column (ties as half; - where they never met)"]

@@ -23,6 +23,9 @@ Choice = Literal["a", "b", "tie", "both_bad"]
 # Llama 2 paper, section 3.2.1; "negligibly_better" also stands for "unsure".
 Strength = Literal["significantly_better", "better", "slightly_better", "negligibly_better"]
 Role = Literal["system", "user", "assistant"]
+# Which conversation each answer of a turn replied to: "own", each pane's own earlier answers;
+# "shared", one history for every pane, continued from the preferred answer (Anthropic HH protocol).
+History = Literal["own", "shared"]
 
 MODES: tuple[str, ...] = get_args(Mode)
 FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
@@ -30,6 +33,7 @@ RATING_KINDS: tuple[str, ...] = get_args(RatingKind)
 CHOICES: tuple[str, ...] = get_args(Choice)
 STRENGTHS: tuple[str, ...] = get_args(Strength)
 ROLES: tuple[str, ...] = get_args(Role)
+HISTORIES: tuple[str, ...] = get_args(History)
 SCORE_MIN, SCORE_MAX = 1, 5
 ID_LENGTH = 32
 MAX_SEED = 2**63 - 1  # BIGINT is signed 64-bit on PostgreSQL
@@ -46,7 +50,11 @@ def new_id() -> str:
 
 @dataclass(frozen=True)
 class ComparisonRecord:
-    """One prompt sent to every contender of a lineup; `id` is what the server hands the browser."""
+    """One prompt sent to every contender of a lineup; `id` is what the server hands the browser.
+
+    `history` says which conversation the answers replied to (see History); `continued_from` names the
+    response of the previous turn whose answer a shared history continues from.
+    """
 
     lineup: str
     session_id: str
@@ -59,6 +67,8 @@ class ComparisonRecord:
     id: str = field(default_factory=new_id)
     # Arena mode: how the contenders were drawn (sampler name, weights, candidates), stored as JSON.
     sampling: Mapping[str, Any] | None = None
+    history: History = "own"
+    continued_from: str | None = None
 
     def __post_init__(self) -> None:
         _check_id("id", self.id)
@@ -79,6 +89,22 @@ class ComparisonRecord:
             _check_id("parent_id", self.parent_id)
         if self.sampling is not None:
             object.__setattr__(self, "sampling", _checked_json("sampling", self.sampling))
+        _check_one_of("history", self.history, HISTORIES)
+        if self.continued_from is not None:
+            self._check_continued_from()
+
+    def _check_continued_from(self) -> None:
+        if self.history != "shared":
+            raise ValueError(
+                f"continued_from={self.continued_from!r} given with history {self.history!r}: only a shared "
+                "history continues from one answer; pass history='shared' or leave continued_from out"
+            )
+        if self.turn == 0:
+            raise ValueError(
+                f"continued_from={self.continued_from!r} given for turn 0: the first turn has no earlier "
+                "answer to continue from"
+            )
+        _check_id("continued_from", self.continued_from)
 
 
 @dataclass(frozen=True)
@@ -102,8 +128,11 @@ class ResponseRecord:
     error: str | None = None
     time_to_first_token_s: float | None = None
     tokens_per_s: float | None = None
+    # Made here, not by the store, so the caller knows it (a later turn's continued_from names it).
+    id: str = field(default_factory=new_id)
 
     def __post_init__(self) -> None:
+        _check_id("id", self.id)
         _check_id("comparison_id", self.comparison_id)
         _check_int("position", self.position)
         _check_name("contender", self.contender)

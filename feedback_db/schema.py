@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from .records import CHOICES, FINISH_REASONS, MODES, RATING_KINDS, SCORE_MAX, SCORE_MIN, STRENGTHS
+from .records import CHOICES, FINISH_REASONS, HISTORIES, MODES, RATING_KINDS, SCORE_MAX, SCORE_MIN, STRENGTHS
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -105,9 +105,19 @@ class Comparison(Base):
     # How an arena pair was drawn (sampler, weights, candidates), so the draw can be audited; null in
     # named mode and before revision 0002.
     sampling: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # Which conversation the answers replied to (records.History); rows before revision 0003 are "own".
+    history: Mapped[str] = mapped_column(String(16), server_default="own")
+    # The response whose answer a shared history continues from. use_alter: responses refer to
+    # comparisons too, and the cycle needs one constraint made after both tables. SET NULL: removing an
+    # answer must not remove the turns that followed it.
+    continued_from: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("responses.id", ondelete="SET NULL", use_alter=True), index=True
+    )
 
+    # foreign_keys: continued_from is a second path between the two tables; this one is the answers'.
     responses: Mapped[list[Response]] = relationship(
-        back_populates="comparison", order_by="Response.position", cascade="all, delete-orphan", passive_deletes=True
+        back_populates="comparison", order_by="Response.position", cascade="all, delete-orphan",
+        passive_deletes=True, foreign_keys="Response.comparison_id",
     )
     rating: Mapped[Rating | None] = relationship(
         back_populates="comparison", cascade="all, delete-orphan", passive_deletes=True
@@ -117,6 +127,7 @@ class Comparison(Base):
         CheckConstraint(_one_of("mode", MODES), name="mode"),
         CheckConstraint("turn >= 0", name="turn"),
         CheckConstraint("n_responses >= 2", name="n_responses"),
+        CheckConstraint(_one_of("history", HISTORIES), name="history"),
     )
 
 
@@ -145,7 +156,7 @@ class Response(Base):
     tokens_per_s: Mapped[float | None]
     created_at: Mapped[datetime]
 
-    comparison: Mapped[Comparison] = relationship(back_populates="responses")
+    comparison: Mapped[Comparison] = relationship(back_populates="responses", foreign_keys=[comparison_id])
 
     __table_args__ = (
         UniqueConstraint("comparison_id", "position"),

@@ -20,7 +20,7 @@ class RatingRefused(ValueError):
 
 
 def add_comparison(session: Session, record: ComparisonRecord) -> None:
-    """Store a new comparison; its parent (the previous turn) must already be stored."""
+    """Store a new comparison; its parent (the previous turn), and the answer it continues from, must be stored."""
     if session.get(Comparison, record.id) is not None:
         raise ValueError(f"comparison {record.id} is already stored; make a fresh id with new_id()")
     if record.parent_id is not None:
@@ -33,6 +33,8 @@ def add_comparison(session: Session, record: ComparisonRecord) -> None:
                 f"{parent.id} (session {parent.session_id!r}, turn {parent.turn}): "
                 "a parent is the previous turn of the same session"
             )
+    if record.continued_from is not None:
+        _check_continued_from(session, record)
     session.add(
         Comparison(
             id=record.id,
@@ -46,13 +48,30 @@ def add_comparison(session: Session, record: ComparisonRecord) -> None:
             prompt=record.prompt,
             n_responses=record.n_responses,
             sampling=dict(record.sampling) if record.sampling is not None else None,
+            history=record.history,
+            continued_from=record.continued_from,
         )
     )
     session.flush()
 
 
+def _check_continued_from(session: Session, record: ComparisonRecord) -> None:
+    """A shared history continues from an answer of the previous turn, the parent comparison."""
+    continued = session.get(Response, record.continued_from)
+    if continued is None:
+        raise ValueError(
+            f"continued_from names response {record.continued_from}, which is not stored; "
+            "pass the id of the previous turn's preferred answer (ResponseRecord.id) after storing it"
+        )
+    if continued.comparison_id != record.parent_id:
+        raise ValueError(
+            f"continued_from names response {continued.id} of comparison {continued.comparison_id}, "
+            f"but this turn follows comparison {record.parent_id}: continue from an answer of the previous turn"
+        )
+
+
 def add_response(session: Session, record: ResponseRecord) -> None:
-    """Store one contender's answer; answers of one comparison may arrive in any order."""
+    """Store one contender's answer under `record.id`; answers of one comparison may arrive in any order."""
     comparison = session.get(Comparison, record.comparison_id)
     if comparison is None:
         raise ValueError(f"comparison {record.comparison_id} is not stored; call add_comparison first")
@@ -61,6 +80,8 @@ def add_response(session: Session, record: ResponseRecord) -> None:
             f"position {record.position} is out of range: comparison {comparison.id} "
             f"expects {comparison.n_responses} answers, at positions 0-{comparison.n_responses - 1}"
         )
+    if session.get(Response, record.id) is not None:
+        raise ValueError(f"response {record.id} is already stored; make a fresh id with new_id()")
     for existing in responses_of(session, comparison.id):
         if record.position == existing.position or record.contender == existing.contender:
             raise ValueError(
@@ -73,7 +94,7 @@ def add_response(session: Session, record: ResponseRecord) -> None:
 
 def _response_row(record: ResponseRecord) -> Response:
     return Response(
-        id=new_id(),
+        id=record.id,
         comparison_id=record.comparison_id,
         position=record.position,
         contender=record.contender,

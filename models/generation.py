@@ -11,8 +11,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from transformers import (
@@ -26,47 +25,10 @@ from transformers import (
 from models.loading import LoadedWeights
 from models.prompt_format import RenderedPrompt, render_prompt
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
+from models.streaming import GenerationResult, PromptReady, StreamEvent, Streamer
 
-FinishReason = str  # "stop" | "length" | "stopped" | "error"
-
-
-@dataclass(frozen=True)
-class PromptReady:
-    """First event of a stream: the exact prompt the contender receives."""
-
-    text: str
-    tokens: int
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    """Last event of a stream."""
-
-    text: str
-    finish_reason: FinishReason
-    prompt_tokens: int
-    completion_tokens: int
-    time_to_first_token_s: float | None
-    duration_s: float
-    seed: int
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        """Decode speed after the first token (the prefill is in time to first token)."""
-        if self.completion_tokens < 2 or self.time_to_first_token_s is None:
-            return None
-        decode_s = self.duration_s - self.time_to_first_token_s
-        return (self.completion_tokens - 1) / decode_s if decode_s > 0 else None
-
-
-StreamEvent = PromptReady | str | GenerationResult
-
-
-class Streamer(Protocol):
-    """The seam the comparison core calls: text deltas between a PromptReady and a GenerationResult."""
-
-    def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
-                 params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]: ...
+__all__ = ["ContextTooLong", "CoreShare", "GenerationResult", "LocalStreamer", "PromptReady", "StreamEvent",
+           "Streamer", "stream_tokens"]
 
 
 class ContextTooLong(ValueError):

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterator, Literal, Mapping
+from typing import Any, Iterator, Mapping
 
 from feedback_db import (
     ComparisonRecord,
@@ -24,17 +24,20 @@ from feedback_db import (
     add_comparison,
     add_rating,
     add_response,
+    new_id,
 )
-from models.generation import GenerationResult, PromptReady, Streamer
 from models.prompt_format import PromptError, validate_messages
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
+from models.streaming import GenerationResult, PromptReady, Streamer
 from playground.arena import ArenaSampler
-from playground.session import PARAM_FIELDS, Pane, PlaygroundError, Session, Vote
+from playground.conversation import Conversation, HistoryMode, Mode, Pane, PlaygroundError
+from playground.params import checked_overrides
 from playground.view import letter
+from playground.voting import Vote, preferred_position
 
 MAX_PROMPT_CHARS = 8000
-log = logging.getLogger(__name__)
 MAX_PANES = 4
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,16 +49,41 @@ class _Turn:
     number: int
     parent_id: str | None
     histories: list[list[dict[str, str]]]
+    continued_from: str | None = None  # shared history: the response whose answer it continues
+
+
+def checked_prompt(prompt: object) -> str:
+    """The prompt as sent, stripped; PlaygroundError when there is nothing to send or too much."""
+    if prompt is not None and not isinstance(prompt, str):
+        raise PlaygroundError(f"the prompt must be text, got {type(prompt).__name__}")
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise PlaygroundError("the prompt is empty: type a question or pick an example")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise PlaygroundError(f"the prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return prompt
+
+
+def _checked_system(system_prompt: object) -> str | None:
+    """The system prompt as sent, stripped; None for none."""
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise PlaygroundError(f"the system prompt must be text, got {type(system_prompt).__name__}")
+    system = (system_prompt or "").strip()
+    if len(system) > MAX_PROMPT_CHARS:
+        raise PlaygroundError(f"the system prompt is {len(system)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return system or None
 
 
 class Playground:
     """Runs comparisons for a lineup and records them in the feedback database."""
 
     def __init__(self, lineup: LineupSpec, streamer: Streamer, database: Database, *,
-                 mode: Literal["named", "arena"] = "named", refresh_s: float = 0.05,
+                 mode: Mode = "named", history: HistoryMode | None = None, refresh_s: float = 0.05,
                  rng: random.Random | None = None, revisions: Mapping[WeightsSpec, str] | None = None,
                  sampler: ArenaSampler | None = None) -> None:
         self.lineup, self.streamer, self.database, self.mode = lineup, streamer, database, mode
+        # Arena data is for training: every later turn must be a pair with one prompt (HH protocol).
+        self.history: HistoryMode = history or ("shared" if mode == "arena" else "own")
         self.sampler = (sampler or ArenaSampler()) if mode == "arena" else None
         if self.sampler:
             self.sampler.groups(lineup.contenders)  # fail at start on settings that name nobody
@@ -73,137 +101,195 @@ class Playground:
     def pane_count(self) -> int:
         return self.sampler.size if self.sampler else len(self.lineup.contenders)
 
-    def new_session(self) -> Session:
+    def new_conversation(self) -> Conversation:
         """A fresh conversation with the contenders in random pane positions (position bias)."""
         if self.sampler:
             contenders = list(self.sampler.sample(self.lineup.contenders, self.rng))
         else:
             contenders = list(self.lineup.contenders)
             self.rng.shuffle(contenders)
-        return Session(panes=[Pane(position=i, contender=c) for i, c in enumerate(contenders)],
-                       mode=self.mode)
+        return Conversation(panes=[Pane(position=i, contender=c) for i, c in enumerate(contenders)],
+                            mode=self.mode, history_mode=self.history)
 
-    def set_override(self, session: Session, name: str, value: float | int | None) -> None:
-        """Record a parameter the person changed; None goes back to each contender's preset."""
-        if name not in PARAM_FIELDS:
-            raise PlaygroundError(f"unknown parameter {name!r}; known: {', '.join(PARAM_FIELDS)}")
-        if value is None:
-            session.overrides.pop(name, None)
-            return
-        if name in ("top_k", "max_new_tokens") and isinstance(value, float) and value.is_integer():
-            value = int(value)  # sliders send 50.0 for 50
-        candidate = dict(session.overrides, **{name: value})
+    def set_overrides(self, conversation: Conversation, values: Mapping[str, Any] | None) -> None:
+        """Override every contender's preset with `values` from the next question on; None: presets again."""
+        conversation.overrides = checked_overrides(values) if values else {}
+
+    def ask(self, conversation: Conversation, prompt: str, system_prompt: str | None = None, *,
+            form_token: str | None = None) -> Iterator[Conversation]:
+        """Send `prompt` to every contender; yield the conversation as answers stream in.
+
+        `form_token` is the token of the comparison the page shows ("" for none): a request from a
+        page that is behind (a second click, a second tab) is refused instead of starting a turn.
+        """
+        prompt = checked_prompt(prompt)
+        system = _checked_system(system_prompt)
+        conversation.claim()  # first: two requests at once must never both pass the checks below
         try:
-            GenerationParams().with_overrides(**candidate)
-        except ValueError as error:
-            raise PlaygroundError(str(error)) from None
-        session.overrides = candidate
+            self.check_current(conversation, form_token)
+            turn = self._next_turn(conversation, prompt, system)
+        except BaseException:
+            conversation.release()
+            raise
+        yield from self._run(conversation, turn)
 
-    def ask(self, session: Session, prompt: str, system_prompt: str | None = None) -> Iterator[Session]:
-        """Send `prompt` to every contender; yield the session as answers stream in."""
-        prompt = (prompt or "").strip()
-        if not prompt:
-            raise PlaygroundError("the prompt is empty: type a question or pick an example")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise PlaygroundError(f"the prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-        self._refuse_if_busy(session)
-        if session.comparison_id is None:
-            turn, parent, histories = 0, None, [list(p.history) for p in session.panes]
-        else:  # the finished exchange joins each pane's own conversation
-            turn, parent = session.turn + 1, session.comparison_id
-            histories = [p.history + [{"role": "user", "content": session.last_prompt or ""},
-                                      {"role": "assistant", "content": p.text}] for p in session.panes]
-        yield from self._run(session, _Turn(prompt, (system_prompt or "").strip() or None, turn, parent, histories))
-
-    def regenerate(self, session: Session) -> Iterator[Session]:
+    def regenerate(self, conversation: Conversation, *, form_token: str | None = None) -> Iterator[Conversation]:
         """Run the last turn again as a new comparison (the old one stays stored)."""
-        self._refuse_if_busy(session)
-        if session.last_prompt is None:
-            raise PlaygroundError("nothing to regenerate yet: ask something first")
-        yield from self._run(session, _Turn(session.last_prompt, session.system_prompt, session.turn,
-                                            session.parent_id, [list(p.history) for p in session.panes]))
+        conversation.claim()
+        try:
+            self.check_current(conversation, form_token)
+            if conversation.last_prompt is None:
+                raise PlaygroundError("nothing to regenerate yet: ask something first")
+            turn = _Turn(conversation.last_prompt, conversation.system_prompt, conversation.turn,
+                         conversation.parent_id, [list(p.history) for p in conversation.panes],
+                         conversation.continued_from)
+        except BaseException:
+            conversation.release()
+            raise
+        yield from self._run(conversation, turn)
 
-    def stop(self, session: Session) -> None:
-        session.stop.set()
+    def stop(self, conversation: Conversation, position: int | None = None) -> None:
+        """Stop one pane's answer (it is kept and rated as it stands), or every pane's."""
+        if position is None:
+            conversation.stop_all()
+            return
+        conversation.panes[self._position(conversation, position)].stop.set()
 
-    def clear(self, session: Session) -> Session:
-        """Stop whatever runs and start a new conversation; the old session's stream yields no more."""
-        session.replaced = True
-        session.stop.set()
-        return self.new_session()
+    def clear(self, conversation: Conversation) -> Conversation:
+        """Stop whatever runs and start a new conversation; the old one's stream yields no more."""
+        conversation.replaced = True
+        conversation.stop_all()
+        return self.new_conversation()
+
+    def continue_with(self, conversation: Conversation, position: int, form_token: str | None = None) -> None:
+        """Shared history: the person picks the answer the next turn continues from."""
+        self.check_current(conversation, form_token)
+        if conversation.comparison_id is None or not conversation.all_finished:
+            raise PlaygroundError("pick the answer to continue from once every answer has finished")
+        pane = conversation.panes[self._position(conversation, position)]
+        if pane.status == "error":
+            raise PlaygroundError(f"answer {letter(pane.position)} failed; continue from another one")
+        conversation.continue_from = pane.position
 
     @staticmethod
-    def _refuse_if_busy(session: Session) -> None:
-        if session.busy:
-            raise PlaygroundError("the answers are still streaming: wait for them or press Stop")
+    def _position(conversation: Conversation, position: object) -> int:
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < len(conversation.panes):
+            raise PlaygroundError(f"there is no answer {position!r:.20} on screen")
+        return position
 
-    def _run(self, session: Session, turn: _Turn) -> Iterator[Session]:
-        """Store the comparison, then stream every pane; the session changes only once it is stored."""
+    @staticmethod
+    def check_current(conversation: Conversation, form_token: str | None) -> None:
+        """Refuse a request from a page that shows an earlier comparison than the conversation's."""
+        if form_token is not None and form_token != (conversation.form_token or ""):
+            raise PlaygroundError("this page is behind: the conversation has moved on since it was shown. "
+                                  "Look at the answers on screen now and try again")
+
+    def _next_turn(self, conversation: Conversation, prompt: str, system: str | None) -> _Turn:
+        """The turn after the one on screen: each pane's own history, or the preferred answer's for all."""
+        panes = conversation.panes
+        if conversation.comparison_id is None:
+            return _Turn(prompt, system, 0, None, [list(p.history) for p in panes])
+        exchange = [{"role": "user", "content": conversation.last_prompt or ""}]
+        number, parent = conversation.turn + 1, conversation.comparison_id
+        if conversation.history_mode == "own":
+            return _Turn(prompt, system, number, parent,
+                         [p.history + exchange + [{"role": "assistant", "content": p.text}] for p in panes])
+        if conversation.continue_from is None:
+            raise PlaygroundError("vote first, or pick the answer to continue from: every answer of the next "
+                                  "question continues from the same conversation")
+        source = panes[conversation.continue_from]
+        shared = source.history + exchange + [{"role": "assistant", "content": source.text}]
+        return _Turn(prompt, system, number, parent, [list(shared) for _ in panes], source.response_id)
+
+    def _run(self, conversation: Conversation, turn: _Turn) -> Iterator[Conversation]:
+        """Store the comparison, then stream every pane; the conversation changes only once it is stored.
+
+        Runs with the conversation claimed; the last pane thread to end releases it.
+        """
+        try:
+            plans = self._plans(conversation, turn)
+            for pane in conversation.panes:  # before the write, so a Stop pressed meanwhile is not lost
+                pane.stop = threading.Event()
+            comparison_id = self._store_comparison(conversation, turn)
+        except BaseException:
+            conversation.release()
+            raise
+        for pane, history in zip(conversation.panes, turn.histories):
+            pane.history = history
+        conversation.comparison_id, conversation.rated, conversation.continue_from = comparison_id, False, None
+        conversation.form_token = uuid.uuid4().hex
+        conversation.turn, conversation.parent_id = turn.number, turn.parent_id
+        conversation.continued_from = turn.continued_from
+        conversation.last_prompt, conversation.system_prompt = turn.prompt, turn.system_prompt
+        conversation.running = len(plans)
+        stops = [pane.stop for pane in conversation.panes]
+        wakeups: queue.Queue[int] = queue.Queue()
+        for pane, messages, params, seed in plans:
+            pane.reset_answer()
+            pane.params = params
+            threading.Thread(target=self._contender, daemon=True, name=f"pane-{pane.position}",
+                             args=(conversation, comparison_id, pane, messages, params, seed, wakeups)).start()
+        try:
+            yield from self._collect(conversation, wakeups)
+        finally:
+            if conversation.running:  # the page went away mid-stream: stop this run's threads
+                for stop in stops:
+                    stop.set()
+
+    def _plans(self, conversation: Conversation, turn: _Turn) -> list[tuple[Pane, list, GenerationParams, int]]:
         plans = []
-        for pane, history in zip(session.panes, turn.histories):
+        for pane, history in zip(conversation.panes, turn.histories):
             system = turn.system_prompt or pane.contender.system_prompt
             head = [{"role": "system", "content": system}] if system else []
             try:
                 messages = validate_messages(head + history + [{"role": "user", "content": turn.prompt}])
             except PromptError as error:
                 raise PlaygroundError(str(error)) from None
-            plans.append((pane, messages, session.params_for(pane), self.rng.randrange(2**31)))
-        stop, comparison_id = threading.Event(), uuid.uuid4().hex
-        session.stop = stop  # before the write, so a Stop pressed meanwhile is not lost
+            plans.append((pane, messages, conversation.params_for(pane), self.rng.randrange(2**31)))
+        return plans
+
+    def _store_comparison(self, conversation: Conversation, turn: _Turn) -> str:
+        comparison_id = new_id()
         try:
             with self.database.session() as db:
                 add_comparison(db, ComparisonRecord(
-                    id=comparison_id, lineup=self.lineup.name, mode=session.mode, session_id=session.id,
+                    id=comparison_id, lineup=self.lineup.name, mode=conversation.mode, session_id=conversation.id,
                     turn=turn.number, parent_id=turn.parent_id, system_prompt=turn.system_prompt,
-                    prompt=turn.prompt, n_responses=len(session.panes),
-                    sampling=self.sampler.describe() if self.sampler else None))
+                    prompt=turn.prompt, n_responses=len(conversation.panes),
+                    sampling=self.sampler.describe() if self.sampler else None,
+                    history=conversation.history_mode if turn.number else "own",
+                    continued_from=turn.continued_from))
         except Exception:
             log.exception("storing comparison %s failed", comparison_id)
             raise PlaygroundError("the comparison could not be stored, so nothing was sent; "
                                   "please try again in a moment") from None
-        for pane, history in zip(session.panes, turn.histories):
-            pane.history = history
-        session.comparison_id, session.rated = comparison_id, False
-        session.turn, session.parent_id = turn.number, turn.parent_id
-        session.last_prompt, session.system_prompt = turn.prompt, turn.system_prompt
-        # Busy until the last pane thread ends, even if the page goes away first: a new run must
-        # never share panes with threads of the old one.
-        session.running = len(plans)
-        wakeups: queue.Queue[int] = queue.Queue()
-        for pane, messages, params, seed in plans:
-            pane.reset_answer()
-            threading.Thread(target=self._contender, daemon=True, name=f"pane-{pane.position}",
-                             args=(session, comparison_id, pane, messages, params, seed, wakeups)).start()
-        try:
-            yield from self._collect(session, wakeups)
-        finally:
-            if not session.all_finished:  # the page went away mid-stream: stop the threads
-                stop.set()
+        return comparison_id
 
-    def _collect(self, session: Session, wakeups: queue.Queue) -> Iterator[Session]:
-        """Yield the session whenever the panes changed, at most every refresh_s."""
+    def _collect(self, conversation: Conversation, wakeups: queue.Queue) -> Iterator[Conversation]:
+        """Yield the conversation whenever the panes changed, at most every refresh_s."""
         last_yield = 0.0
-        while session.busy:  # each thread's last wakeup comes after it stopped counting as running
+        while conversation.running:  # each thread's last wakeup comes after it stopped counting
             wakeups.get()
-            if session.replaced:  # Clear was pressed: a late snapshot must not bring this session back
+            if conversation.replaced:  # Clear was pressed: a late snapshot must not bring this one back
                 return
             wait = self.refresh_s - (time.perf_counter() - last_yield)
-            if wait > 0 and session.busy:
+            if wait > 0 and conversation.running:
                 time.sleep(wait)  # batch the tokens that arrive meanwhile into one update
             last_yield = time.perf_counter()
-            yield session
-        if not session.replaced:
-            yield session
+            yield conversation
+        if not conversation.replaced:
+            yield conversation
 
-    def _contender(self, session: Session, comparison_id: str, pane: Pane, messages: list[dict[str, str]],
-                   params: GenerationParams, seed: int, wakeups: queue.Queue) -> None:
+    def _contender(self, conversation: Conversation, comparison_id: str, pane: Pane,
+                   messages: list[dict[str, str]], params: GenerationParams, seed: int,
+                   wakeups: queue.Queue) -> None:
         """Thread body: stream one contender into its pane, store the response, mark it finished.
 
         Only this thread writes the pane's fields; the collecting loop only reads them.
         """
         started, result, error, prompt = time.perf_counter(), None, None, None
         try:
-            for event in self.streamer(pane.contender, messages, params, stop=session.stop, seed=seed):
+            for event in self.streamer(pane.contender, messages, params, stop=pane.stop, seed=seed):
                 if isinstance(event, GenerationResult):
                     result = event
                 elif isinstance(event, PromptReady):
@@ -221,13 +307,16 @@ class Playground:
                                   text, time.perf_counter() - started)
             with self.database.session() as db:
                 add_response(db, record)
+            pane.response_id = record.id
         except Exception:  # the pane must still finish, or the page would wait forever
             log.exception("storing the answer of %s to %s failed", pane.contender.name, comparison_id)
             error = "the answer could not be stored (the server log has the details)"
         pane.result, pane.error, pane.text = result, error, text
         pane.status = "error" if error else ("stopped" if result.finish_reason == "stopped" else "done")
-        with session.lock:
-            session.running -= 1
+        with conversation.lock:
+            conversation.running -= 1
+            if not conversation.running:
+                conversation.claimed = False  # the last thread of the run hands the conversation back
         wakeups.put(pane.position)
 
     def _record(self, comparison_id: str, pane: Pane, messages: list[dict[str, str]], params: GenerationParams,
@@ -236,7 +325,7 @@ class Playground:
         """Everything needed to reproduce one answer, as stored."""
         weights = pane.contender.weights
         return ResponseRecord(
-            comparison_id=comparison_id, position=pane.position, contender=pane.contender.name,
+            id=new_id(), comparison_id=comparison_id, position=pane.position, contender=pane.contender.name,
             weights_id=weights.id, weights_revision=self.revisions.get(weights) or weights.revision,
             messages=messages, prompt_rendered=prompt.text if prompt else "", params=params.as_dict(),
             seed=seed, text=text, finish_reason=result.finish_reason if result and not error else "error",
@@ -247,28 +336,43 @@ class Playground:
             tokens_per_s=result.tokens_per_s if result else None,
         )
 
-    def rate(self, session: Session, vote: Vote) -> str:
-        """Store the person's rating of the comparison on screen; return a thank-you message."""
-        if session.comparison_id is None:
+    def rate(self, conversation: Conversation, vote: Vote, form_token: str | None = None) -> str:
+        """Store the person's rating of the comparison on screen; return a thank-you message.
+
+        `form_token` must be the one issued with that comparison: a form filled in for an earlier
+        comparison is refused, never stored against the answers on screen now.
+        """
+        if conversation.comparison_id is None:
             raise PlaygroundError("there is nothing to rate yet: ask something first")
-        if not session.all_finished or session.busy:
-            raise PlaygroundError("wait until every answer has finished before rating")
-        if session.rated:
+        if form_token is not None and form_token != conversation.form_token:
+            raise PlaygroundError("this rating form was filled in for earlier answers; rate the answers on "
+                                  "screen now")
+        if not conversation.all_finished or conversation.busy:
+            raise PlaygroundError("wait until every answer has finished, or press Stop under the ones still "
+                                  "streaming, before rating")
+        if conversation.rated:
             raise PlaygroundError("this comparison was already rated; ask something new to rate again")
-        two = len(session.panes) == 2
+        if conversation.pairwise != (vote.kind == "pairwise"):
+            raise PlaygroundError("two answers take a verdict (A, B, tie or both bad)" if conversation.pairwise
+                                  else "more than two answers take a 1-5 score or a rank each")
         try:
             record = RatingRecord(
-                comparison_id=session.comparison_id, kind="pairwise" if two else "scores",
-                choice=vote.choice if two else None, strength=vote.strength if two else None,
-                scores={} if two else dict(vote.scores), unsafe=dict(vote.unsafe),
-                comment=(vote.comment or "").strip() or None, blind=session.blind)
+                comparison_id=conversation.comparison_id, kind=vote.kind, choice=vote.choice,
+                strength=vote.strength, scores=dict(vote.scores), ranks=dict(vote.ranks),
+                unsafe=dict(vote.unsafe), comment=(vote.comment or "").strip() or None, blind=conversation.blind)
             with self.database.session() as db:
                 add_rating(db, record)
         except (ValueError, RatingRefused) as error:
             raise PlaygroundError(str(error)) from None
-        session.rated = True
-        if session.mode == "arena" and not session.revealed:
-            session.revealed = True
-            names = ", ".join(f"{letter(p.position)} was {p.contender.name}" for p in session.panes)
-            return f"Thank you: your rating is stored. {names}."
-        return "Thank you: your rating is stored."
+        conversation.rated = True
+        failed = {p.position for p in conversation.panes if p.status == "error"}
+        conversation.continue_from = preferred_position(vote, len(conversation.panes), failed)
+        message = "Thank you: your rating is stored."
+        if conversation.mode == "arena" and not conversation.revealed:
+            conversation.revealed = True
+            names = ", ".join(f"{letter(p.position)} was {p.contender.name}" for p in conversation.panes)
+            message += f" {names}."
+        if conversation.history_mode == "shared" and conversation.continue_from is not None:
+            message += (f" Your next question continues from answer {letter(conversation.continue_from)} "
+                        "in every pane.")
+        return message

@@ -5,16 +5,19 @@ from __future__ import annotations
 import math
 from html import escape
 
-from feedback_db.leaderboard import Leaderboard
+from feedback_db.leaderboard import Leaderboard, preliminary_note
 
 TABLE_HEADERS = ["rank", "contender", "rating", "95% interval", "battles", "wins", "losses", "ties"]
 
 
 def leaderboard_rows(board: Leaderboard) -> list[list[object]]:
-    """One row per contender, best first."""
+    """One row per contender, best first; below the board's min_battles the interval reads "preliminary"."""
     rows = []
     for rank, row in enumerate(board.rows, start=1):
         interval = f"{row.lower:.0f} – {row.upper:.0f}" if row.lower is not None else "–"
+        if row.preliminary:
+            # A bootstrap over a few battles looks precise and is not (two votes: zero width).
+            interval = f"preliminary ({row.battles} battle{'' if row.battles == 1 else 's'})"
         rows.append([rank, row.contender, round(row.rating, 1), interval, row.battles, row.wins,
                      row.losses, row.ties])
     return rows
@@ -31,12 +34,14 @@ def win_rate_rows(board: Leaderboard) -> tuple[list[str], list[list[object]]]:
 
 
 def summary(board: Leaderboard) -> str:
+    """The line above the table: what the board is built from, and whether it is still preliminary."""
     which = "blind (arena) ratings only" if board.blind_only else "all ratings, named and blind"
     if not board.rows:
         return f"No battles yet ({which}). Rate some comparisons first."
     bias = (f" Position bias: answer A won {board.a_share:.0%} of the decisive A/B votes (50% is none)."
             if board.a_share is not None else "")
-    return (f"{board.battles_total} battles from {board.ratings_used} ratings ({which}); Bradley-Terry "
+    note = f"**{preliminary_note(board)}** " if board.preliminary else ""
+    return (f"{note}{board.battles_total} battles from {board.ratings_used} ratings ({which}); Bradley-Terry "
             f"ratings on the Elo scale (400, base 10, mean 1000), 95% intervals from {board.rounds} bootstrap "
             f"rounds.{bias}")
 
@@ -63,11 +68,14 @@ def ratings_svg(board: Leaderboard, width: int = 720) -> str:
                      f'fill="#666">{tick:.0f}</text>')
     for i, (row, low, high) in enumerate(zip(board.rows, lows, highs)):
         y = top + row_h * i + row_h / 2
+        # A preliminary rating is a hollow dot, so no one reads it as settled.
+        dot = 'fill="white" stroke="#1f2937" stroke-width="2"' if row.preliminary else 'fill="#1f2937"'
+        note = f", preliminary: {row.battles} battles" if row.preliminary else ""
         parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(row.contender)}</text>'
                      f'<line x1="{x(low):.1f}" y1="{y:.1f}" x2="{x(high):.1f}" y2="{y:.1f}" stroke="#f97316" '
                      f'stroke-width="4" stroke-linecap="round"/><circle cx="{x(row.rating):.1f}" cy="{y:.1f}" '
-                     f'r="5" fill="#1f2937"><title>{escape(row.contender)}: {row.rating:.0f} '
-                     f'({low:.0f}–{high:.0f})</title></circle>')
+                     f'r="5" {dot}><title>{escape(row.contender)}: {row.rating:.0f} '
+                     f'({low:.0f}–{high:.0f}{note})</title></circle>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -35,8 +35,11 @@ class Settings:
     load: LoadOptions = field(default_factory=LoadOptions)
     mode: Literal["named", "arena"] = "named"
     arena: ArenaSampler = field(default_factory=ArenaSampler)
+    # None: "shared" in arena mode (every later turn continues from the preferred answer), else "own".
+    history: Literal["own", "shared"] | None = None
     max_concurrent: int = 1
     leaderboard_rounds: int = 1000
+    leaderboard_min_battles: int = 20
     admin_token: str | None = None  # the data tab exists only with a token
 
     @property
@@ -72,10 +75,12 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
         streamer = LocalStreamer(loaded)
         revisions = {w: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
     database = open_database(settings.database_url)
-    core = Playground(lineup, streamer, database, mode=settings.mode, revisions=revisions, sampler=settings.arena)
+    core = Playground(lineup, streamer, database, mode=settings.mode, history=settings.history,
+                      revisions=revisions, sampler=settings.arena)
     demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
                     models_info=models_info, max_concurrent=settings.max_concurrent,
-                    leaderboard_rounds=settings.leaderboard_rounds, admin_token=settings.admin_token)
+                    leaderboard_rounds=settings.leaderboard_rounds,
+                    leaderboard_min_battles=settings.leaderboard_min_battles, admin_token=settings.admin_token)
     return demo, core
 
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from playground.comparison import Playground
+from playground.comparison import Playground, checked_prompt
+from playground.conversation import Conversation, PlaygroundError
+from playground.conversations import ConversationStore
+from playground.params import PARAM_FIELDS, PARAM_RANGES
 from playground.ui_tabs import admin_tab, leaderboard_tab
-from playground.session import PARAM_FIELDS, PlaygroundError, Session, Vote
-from playground.view import CHOICES, STRENGTHS, chat_messages, letter, pane_label, pane_stats, rating_prompt
+from playground.view import (
+    chat_messages,
+    letter,
+    pane_label,
+    pane_params,
+    pane_stats,
+    rating_prompt,
+    vote_hint,
+)
+from playground.voting import CHOICES, METHODS, SCORES, STRENGTHS, FormError, RatingForm, vote_from_form
 
 EXAMPLES = [
     "What is the capital of France?",
@@ -19,214 +28,278 @@ EXAMPLES = [
     "Write a haiku about autumn rain.",
     "Give me three tips for a good night's sleep.",
 ]
-SLIDERS = {  # name: (minimum, maximum, step, shown value)
-    "temperature": (0.0, 2.0, 0.05, 0.7),
-    "top_p": (0.05, 1.0, 0.05, 0.9),
-    "top_k": (0, 200, 1, 50),
-    "max_new_tokens": (16, 2048, 16, 256),
-    "repetition_penalty": (1.0, 2.0, 0.05, 1.1),
-}
-CSS = ".pane-stats { min-height: 1.5em; font-size: 0.85em; opacity: 0.8; }"
-
-
-class _Sessions:
-    """Finds the Session of a browser session.
-
-    gr.State cannot deep-copy a Session (it holds a threading.Event), so the state starts as None and
-    gets its Session on first use. Until that first event has finished, other events of the same
-    browser session (say Clear while the first answers stream, from an API client that never ran the
-    page's load event) still see None: they find the Session here by Gradio's session hash.
-    """
-
-    def __init__(self, core: Playground, capacity: int = 10_000) -> None:
-        self.core, self.capacity = core, capacity
-        self.by_hash: OrderedDict[str, Session] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, state: Session | None, request: gr.Request | None) -> Session:
-        if state is not None:
-            return state
-        key = getattr(request, "session_hash", None)
-        with self.lock:
-            if key in self.by_hash:
-                self.by_hash.move_to_end(key)
-                return self.by_hash[key]
-        return self.put(request, self.core.new_session())
-
-    def put(self, request: gr.Request | None, session: Session) -> Session:
-        key = getattr(request, "session_hash", None)
-        if key is not None:
-            with self.lock:
-                self.by_hash[key] = session
-                self.by_hash.move_to_end(key)
-                while len(self.by_hash) > self.capacity:
-                    self.by_hash.popitem(last=False)
-        return session
-
-
-def _render(session: Session) -> list[Any]:
-    """Chatbots, stats, the rating box's visibility and its heading, for one snapshot."""
-    chats = [gr.Chatbot(value=chat_messages(p, session), label=pane_label(p, session)) for p in session.panes]
-    stats = [pane_stats(p) for p in session.panes]
-    return [*chats, *stats, gr.Group(visible=session.can_rate), rating_prompt(session)]
+# The prompt row stays at the bottom of the window while the page scrolls: on a phone the panes stack
+# three screens tall, and the vote sits between them and the prompt.
+CSS = """
+.pane-stats { min-height: 1.2em; font-size: 0.85em; opacity: 0.8; margin: 0 !important; }
+.pane-params { font-size: 0.8em; opacity: 0.7; margin: 0 !important; }
+#prompt-row { position: fixed; left: 0; right: 0; bottom: 0; z-index: 50; margin: 0 auto; max-width: 1280px;
+              padding: 8px 12px; background: var(--body-background-fill);
+              box-shadow: 0 -2px 8px rgba(0, 0, 0, 0.12); }
+.gradio-container { padding-bottom: 120px !important; }
+@media (max-width: 700px) { .pane-chat { height: 280px !important; max-height: 280px !important; } }
+"""
 
 
 def build_ui(core: Playground, *, title: str, notice: str, models_info: str = "", max_concurrent: int = 1,
-             leaderboard_rounds: int = 1000, admin_token: str | None = None) -> gr.Blocks:
+             leaderboard_rounds: int = 1000, leaderboard_min_battles: int = 20,
+             admin_token: str | None = None, conversation_ttl_s: float | None = None) -> gr.Blocks:
     """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set."""
+    store = ConversationStore(core.new_conversation, **({"ttl_s": conversation_ttl_s} if conversation_ttl_s else {}))
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"# {title}\n{core.lineup.description}")
         gr.Markdown(notice, elem_id="storage-notice")
         with gr.Tab("Compare"):
-            _compare_tab(demo, core, models_info, max_concurrent)
-        leaderboard_tab(core.database, leaderboard_rounds)
+            _compare_tab(demo, core, store, models_info, max_concurrent)
+        leaderboard_tab(core.database, leaderboard_rounds, min_battles=leaderboard_min_battles)
         if admin_token:
             admin_tab(core.database, admin_token, core.lineup.name)
+    demo.conversations = store  # for tests and operators: how many conversations the server holds
     return demo
 
 
-def _compare_tab(demo: gr.Blocks, core: Playground, models_info: str, max_concurrent: int) -> None:
-    """Panes side by side, prompt, parameters, rating controls."""
-    n = core.pane_count
-    state, sessions = gr.State(None), _Sessions(core)
-    with gr.Row(equal_height=True):
-        chatbots, stats = [], []
-        for position in range(n):
-            with gr.Column(min_width=320):
-                chatbots.append(gr.Chatbot(label=f"Model {letter(position)}", height=420,
-                                           elem_id=f"pane-{position}", buttons=["copy"]))
-                stats.append(gr.Markdown("", elem_classes="pane-stats", elem_id=f"stats-{position}"))
-    with gr.Row():
-        prompt = gr.Textbox(placeholder="Ask all models at once…", show_label=False, scale=8,
-                            lines=2, max_lines=8, elem_id="prompt")
-        send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-    with gr.Row():
-        stop = gr.Button("Stop", elem_id="stop")
-        regenerate = gr.Button("Regenerate", elem_id="regenerate")
-        clear = gr.Button("Clear", elem_id="clear")
-    gr.Examples(EXAMPLES, inputs=prompt)
-    with gr.Accordion("System prompt and parameters", open=False):
-        system = gr.Textbox(label="System prompt", lines=2, elem_id="system-prompt",
-                            placeholder="Leave empty to use each contender's own system prompt")
-        gr.Markdown("Untouched sliders keep each contender's own preset; a slider you move "
-                    "applies to every contender.")
-        sliders = {name: gr.Slider(lo, hi, value=shown, step=step, label=name, elem_id=f"param-{name}")
-                   for name, (lo, hi, step, shown) in SLIDERS.items()}
-        reset = gr.Button("Back to presets", size="sm")
-    with gr.Accordion("Models", open=False):
-        gr.Markdown(models_info, elem_id="models-info")
-    with gr.Group(visible=False, elem_id="rating") as rating_box:
-        heading = gr.Markdown(rating_prompt(core.new_session()))
+class _Page:
+    """The compare tab's components, and what each snapshot of a conversation sets them to."""
+
+    def __init__(self, core: Playground, models_info: str) -> None:
+        n, self.n, self.core = core.pane_count, core.pane_count, core
+        self.chatbots, self.stats, self.params, self.stops = [], [], [], []
+        with gr.Row(equal_height=True):
+            for p in range(n):
+                with gr.Column(min_width=320):
+                    self.chatbots.append(gr.Chatbot(label=f"Model {letter(p)}", height=360, elem_id=f"pane-{p}",
+                                                    elem_classes="pane-chat", buttons=["copy"]))
+                    self.stats.append(gr.Markdown("", elem_classes="pane-stats", elem_id=f"stats-{p}"))
+                    self.params.append(gr.Markdown("", elem_classes="pane-params", elem_id=f"params-{p}"))
+                    self.stops.append(gr.Button(f"Stop {letter(p)}", size="sm", visible=False,
+                                                elem_id=f"stop-{p}"))
+        self.hint = gr.Markdown("", elem_id="vote-hint")
+        with gr.Group(visible=False, elem_id="rating") as self.rating_box:
+            self.heading = gr.Markdown("")
+            if n == 2:
+                self.choice = gr.Radio(list(CHOICES), label="Verdict", elem_id="choice")
+                self.strength = gr.Radio(list(STRENGTHS), label="How much better (for A or B)", elem_id="strength")
+                self.method, self.scores, self.ranks = None, [], []
+            else:
+                self.choice = self.strength = None
+                self.scores, self.ranks = [], []
+                self.method = gr.Radio(list(METHODS), value="scores", label="How to rate", elem_id="method")
+            self.unsafe, self.reasons = [], []
+            with gr.Row():
+                for p in range(n):
+                    with gr.Column(min_width=200):
+                        if n > 2:
+                            self.scores.append(gr.Radio(list(SCORES), label=f"Score for {letter(p)}",
+                                                        elem_id=f"score-{p}"))
+                            self.ranks.append(gr.Radio(list(range(1, n + 1)), label=f"Rank of {letter(p)}",
+                                                       visible=False, elem_id=f"rank-{p}"))
+                        self.unsafe.append(gr.Checkbox(label=f"Flag {letter(p)} as unsafe", elem_id=f"unsafe-{p}"))
+                        self.reasons.append(gr.Textbox(show_label=False, lines=1, max_lines=2,
+                                                       placeholder=f"Why is {letter(p)} unsafe? (optional)",
+                                                       elem_id=f"reason-{p}"))
+            self.comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment")
+            self.submit = gr.Button("Submit rating", variant="primary", elem_id="submit-rating")
+        self.status = gr.Markdown("", elem_id="rating-status")
+        self.continue_from = gr.Radio([(f"Answer {letter(p)}", p) for p in range(n)], visible=False,
+                                      label="The next question continues from", elem_id="continue-from")
+        # The comparison the page shows; every vote and every next turn carries it back.
+        self.token = gr.Textbox("", visible=False, elem_id="form-token")
+        with gr.Row(elem_id="prompt-row"):
+            self.prompt = gr.Textbox(placeholder="Ask all models at once…", show_label=False, scale=8,
+                                     lines=1, max_lines=8, min_width=200, elem_id="prompt")
+            self.send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="send")
+        with gr.Row():
+            self.stop = gr.Button("Stop all", elem_id="stop")
+            self.regenerate = gr.Button("Regenerate", elem_id="regenerate")
+            self.clear = gr.Button("Clear", elem_id="clear")
+        gr.Examples(EXAMPLES, inputs=self.prompt)
+        with gr.Accordion("System prompt and parameters", open=False):
+            self.system = gr.Textbox(label="System prompt", lines=2, elem_id="system-prompt",
+                                     placeholder="Leave empty to use each contender's own system prompt")
+            self.override = gr.Checkbox(label="Override every contender's parameters with these values",
+                                        elem_id="override")
+            gr.Markdown("Off: each contender samples with its own preset, shown under its answer. On: every "
+                        "contender uses the values below from the next question on.")
+            self.sliders = [gr.Slider(r.minimum, r.maximum, value=r.default, step=r.step, label=name,
+                                      interactive=False, elem_id=f"param-{name}")
+                            for name, r in PARAM_RANGES.items()]
+        with gr.Accordion("Models", open=False):
+            gr.Markdown(models_info, elem_id="models-info")
+
+    @property
+    def shown(self) -> list[Any]:
+        """What every snapshot updates."""
+        return [*self.chatbots, *self.stats, *self.params, *self.stops, self.hint, self.rating_box, self.heading,
+                self.token, self.continue_from]
+
+    @property
+    def form(self) -> list[Any]:
+        """The rating controls, in the order `_form` reads them."""
+        head = [self.choice, self.strength] if self.n == 2 else [self.method]
+        return [*head, *self.scores, *self.ranks, *self.unsafe, *self.reasons, self.comment]
+
+    def render(self, c: Conversation) -> list[Any]:
+        chats = [gr.Chatbot(value=chat_messages(p, c), label=pane_label(p, c)) for p in c.panes]
+        stops = [gr.Button(visible=p.status in ("waiting", "streaming")) for p in c.panes]
+        can_continue = (c.history_mode == "shared" and c.comparison_id is not None and c.all_finished
+                        and not c.busy)
+        return [*chats, *(pane_stats(p) for p in c.panes), *(pane_params(p, c) for p in c.panes), *stops,
+                vote_hint(c), gr.Group(visible=c.can_rate), rating_prompt(c), c.form_token or "",
+                gr.Radio(value=c.continue_from, visible=can_continue)]
+
+    def empty_form(self) -> list[Any]:
+        """Every control of the rating form cleared, and the last thank-you gone: a new comparison."""
+        head = [None, None] if self.n == 2 else ["scores"]
+        return [*head, *(gr.Radio(value=None, visible=True) for _ in self.scores),
+                *(gr.Radio(value=None, visible=False) for _ in self.ranks), *([False] * self.n),
+                *([""] * self.n), "", ""]
+
+    def form_values(self, values: list[Any]) -> RatingForm:
+        n, values = self.n, list(values)
+        comment = values.pop()
         if n == 2:
-            choice = gr.Radio(list(CHOICES), label="Verdict", elem_id="choice")
-            strength = gr.Radio(list(STRENGTHS), label="How much better (for A or B)", elem_id="strength")
+            choice, strength, method, rest = values[0], values[1], None, values[2:]
+            scores = ranks = ()
         else:
             choice = strength = None
-        scores, unsafe, reasons = [], [], []
-        with gr.Row():
-            for p in range(n):
-                with gr.Column(min_width=220):
-                    if n > 2:
-                        scores.append(gr.Radio([1, 2, 3, 4, 5], label=f"Score for {letter(p)}",
-                                               elem_id=f"score-{p}"))
-                    unsafe.append(gr.Checkbox(label=f"Flag {letter(p)} as unsafe", elem_id=f"unsafe-{p}"))
-                    reasons.append(gr.Textbox(show_label=False, lines=1, max_lines=2,
-                                              placeholder=f"Why is {letter(p)} unsafe? (optional)"))
-        comment = gr.Textbox(label="Comment (optional)", lines=2)
-        submit = gr.Button("Submit rating", variant="primary", elem_id="submit-rating")
-    rating_status = gr.Markdown("", elem_id="rating-status")
+            method, rest = values[0], values[1:]
+            scores, ranks, rest = rest[:n], rest[n:2 * n], rest[2 * n:]
+        return RatingForm(choice=choice, strength=strength, method=method, scores=scores, ranks=ranks,
+                          unsafe=rest[:n], reasons=rest[n:2 * n], comment=comment)
 
-    # Streams never write the state: a late snapshot could otherwise bring back a session that Clear
-    # replaced meanwhile. Only loading the page and Clear set it.
-    outputs = [*chatbots, *stats, rating_box, heading]
-    rating_inputs = [c for c in (choice, strength) if c is not None] + scores + unsafe + reasons + [comment]
 
-    def ask(text: str, system_prompt: str, session: Session | None, request: gr.Request) -> Iterator[list[Any]]:
-        session = sessions.get(session, request)
+def _refusing(error: Exception) -> gr.Error:
+    return gr.Error(str(error))
+
+
+def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, models_info: str,
+                 max_concurrent: int) -> None:
+    """Panes side by side, the vote right under them, then the prompt, parameters and models."""
+    page = _Page(core, models_info)
+    skip_form = [gr.skip()] * (len(page.form) + 1)  # the form and the rating status
+
+    def conversation(request: gr.Request | None) -> Conversation:
+        return store.get(getattr(request, "session_hash", None))
+
+    def streamed(run: Iterator[Conversation], extra: list[Any]) -> Iterator[list[Any]]:
+        """Snapshots of a run; the first clears the rating form and the last thank-you."""
+        first = True
         try:
-            for snapshot in core.ask(session, text, system_prompt):
-                yield _render(snapshot) + [""]
+            for snapshot in run:
+                rest = page.empty_form() + extra if first else skip_form + [gr.skip()] * len(extra)
+                yield page.render(snapshot) + rest
+                first = False
         except PlaygroundError as error:
-            raise gr.Error(str(error)) from None
+            raise _refusing(error) from None
 
-    def again(session: Session | None, request: gr.Request) -> Iterator[list[Any]]:
-        session = sessions.get(session, request)
+    def check_ask(text: Any, system_prompt: Any, token: Any, request: gr.Request) -> list[Any]:
+        """Before queueing: refuse an empty prompt, a busy conversation or a stale page on the prompt
+        box, leaving the panes as they are (the run itself checks again, atomically)."""
         try:
-            for snapshot in core.regenerate(session):
-                yield _render(snapshot)
+            checked_prompt(text)
+            c = conversation(request)
+            if c.busy:
+                raise PlaygroundError("the answers are still streaming: wait for them or press Stop")
+            core.check_current(c, token or "")
         except PlaygroundError as error:
-            raise gr.Error(str(error)) from None
+            return [gr.validate(False, str(error)), gr.validate(True, ""), gr.validate(True, "")]
+        return [gr.validate(True, "")] * 3
 
-    def rate(request: gr.Request, session: Session | None, *values: Any) -> list[Any]:
-        session = sessions.get(session, request)
+    def ask(text: Any, system_prompt: Any, token: Any, request: gr.Request) -> Iterator[list[Any]]:
+        yield from streamed(core.ask(conversation(request), text, system_prompt, form_token=token or ""), [""])
+
+    def again(token: Any, request: gr.Request) -> Iterator[list[Any]]:
+        yield from streamed(core.regenerate(conversation(request), form_token=token or ""), [])
+
+    outputs = page.shown + page.form + [page.status]
+    asked = gr.on([page.send.click, page.prompt.submit], ask, inputs=[page.prompt, page.system, page.token],
+                  outputs=outputs + [page.prompt], api_name="ask", concurrency_limit=max_concurrent,
+                  concurrency_id="generate", show_progress="hidden", validator=check_ask)
+    regenerated = page.regenerate.click(again, inputs=[page.token], outputs=outputs, api_name="regenerate",
+                                        concurrency_limit=max_concurrent, concurrency_id="generate",
+                                        show_progress="hidden")
+
+    def check_rating(request: gr.Request, token: Any, *values: Any) -> list[Any]:
+        """Before queueing: an incomplete or malformed form is refused on the form, not on the panes."""
+        ok = [gr.validate(True, "")] * (len(values) + 1)
         try:
-            message = core.rate(session, _vote(n, list(values)))
+            vote_from_form(page.n, page.form_values(list(values)))
+        except FormError as error:
+            return [ok[0], gr.validate(False, str(error)), *ok[2:]]
+        return ok
+
+    def rate(request: gr.Request, token: Any, *values: Any) -> list[Any]:
+        c = conversation(request)
+        try:
+            message = core.rate(c, vote_from_form(page.n, page.form_values(list(values))), token)
+        except (PlaygroundError, FormError) as error:
+            raise _refusing(error) from None
+        return page.render(c) + [message]
+
+    page.submit.click(rate, inputs=[page.token, *page.form], outputs=page.shown + [page.status],
+                      api_name="rate", concurrency_limit=None, validator=check_rating, show_progress="hidden")
+
+    def stop_all(request: gr.Request) -> None:
+        core.stop(conversation(request))
+
+    page.stop.click(stop_all, api_name="stop", concurrency_limit=None, queue=False)
+    def stopper(position: int) -> Callable[[gr.Request], None]:
+        def stop_one(request: gr.Request) -> None:
+            core.stop(conversation(request), position)
+        return stop_one
+
+    for position, button in enumerate(page.stops):
+        button.click(stopper(position), api_name=f"stop_{letter(position).lower()}", concurrency_limit=None,
+                     queue=False)
+
+    def start_over(request: gr.Request) -> list[Any]:
+        key = getattr(request, "session_hash", None)
+        fresh = store.replace(key, core.clear(conversation(request)))
+        return page.render(fresh) + page.empty_form()
+
+    # Clear cancels a running stream: its last snapshot would otherwise put the old conversation back.
+    page.clear.click(start_over, outputs=outputs, api_name="clear", concurrency_limit=None,
+                     cancels=[asked, regenerated])
+    for chatbot in page.chatbots:  # a pane's own trash icon starts over too, so no pane drifts from the rest
+        chatbot.clear(start_over, outputs=outputs, api_visibility="undocumented", concurrency_limit=None,
+                      cancels=[asked, regenerated])
+
+    def pick(position: Any, token: Any, request: gr.Request) -> list[Any]:
+        c = conversation(request)
+        try:
+            core.continue_with(c, position, token or "")
         except PlaygroundError as error:
-            raise gr.Error(str(error)) from None
-        return _render(session) + [message]
+            raise _refusing(error) from None
+        return page.render(c)
 
-    def setter(name: str):
-        def set_param(value: float, session: Session | None, request: gr.Request) -> Session:
-            session = sessions.get(session, request)
-            try:
-                core.set_override(session, name, value)
-            except PlaygroundError as error:
-                raise gr.Error(str(error)) from None
-            return session
-        return set_param
+    page.continue_from.input(pick, inputs=[page.continue_from, page.token], outputs=page.shown,
+                             api_name="continue_from", concurrency_limit=None, show_progress="hidden")
 
-    def start_over(session: Session | None, request: gr.Request) -> list[Any]:
-        fresh = sessions.put(request, core.clear(sessions.get(session, request)))
-        return [fresh, *_render(fresh), ""]
+    def set_overrides(request: gr.Request, on: Any, *values: Any) -> list[Any]:
+        c = conversation(request)
+        try:
+            core.set_overrides(c, dict(zip(PARAM_FIELDS, values)) if on is True else None)
+        except PlaygroundError as error:
+            raise _refusing(error) from None
+        return [pane_params(p, c) for p in c.panes] + [gr.Slider(interactive=on is True) for _ in page.sliders]
 
-    def back_to_presets(session: Session | None, request: gr.Request) -> list[Any]:
-        session = sessions.get(session, request)
-        session.overrides.clear()
-        return [session, *(SLIDERS[name][3] for name in PARAM_FIELDS)]
+    parameters = dict(inputs=[page.override, *page.sliders], outputs=[*page.params, *page.sliders],
+                      concurrency_limit=None, show_progress="hidden")
+    page.override.change(set_overrides, api_name="set_parameters", **parameters)
+    for slider in page.sliders:
+        slider.input(set_overrides, api_visibility="undocumented", **parameters)
+    if page.method is not None:
+        def show_method(method: Any) -> list[Any]:
+            return ([gr.Radio(visible=method != "ranking") for _ in page.scores]
+                    + [gr.Radio(visible=method == "ranking") for _ in page.ranks])
+        page.method.change(show_method, inputs=[page.method], outputs=[*page.scores, *page.ranks],
+                           api_visibility="undocumented", concurrency_limit=None)
 
-    asked = gr.on([send.click, prompt.submit], ask, inputs=[prompt, system, state],
-                  outputs=outputs + [prompt], api_name="ask", concurrency_limit=max_concurrent,
-                  concurrency_id="generate", show_progress="hidden")
-    regenerated = regenerate.click(again, inputs=[state], outputs=outputs, api_name="regenerate",
-                     concurrency_limit=max_concurrent, concurrency_id="generate", show_progress="hidden")
-    def stop_all(session: Session | None, request: gr.Request) -> None:
-        core.stop(sessions.get(session, request))
-
-    stop.click(stop_all, inputs=[state], outputs=None,
-               api_name="stop", concurrency_limit=None, queue=False)
-    # Clear cancels a running stream: its last snapshot would otherwise put the old session back.
-    clear.click(start_over, inputs=[state], outputs=[state, *outputs, rating_status], api_name="clear",
-                concurrency_limit=None, cancels=[asked, regenerated])
-    for chatbot in chatbots:  # a pane's own trash icon starts over too, so no pane drifts from its state
-        chatbot.clear(start_over, inputs=[state], outputs=[state, *outputs, rating_status],
-                      api_visibility="undocumented", concurrency_limit=None, cancels=[asked, regenerated])
-    submit.click(rate, inputs=[state, *rating_inputs], outputs=outputs + [rating_status],
-                 api_name="rate", concurrency_limit=None)
-    for name, slider in sliders.items():
-        slider.input(setter(name), inputs=[slider, state], outputs=[state],
-                     api_visibility="undocumented", concurrency_limit=None)
-    reset.click(back_to_presets, inputs=[state], outputs=[state, *(sliders[f] for f in PARAM_FIELDS)],
-                api_visibility="undocumented", concurrency_limit=None)
     def on_load(request: gr.Request) -> list[Any]:
-        fresh = sessions.put(request, core.new_session())
-        return [fresh, *_render(fresh)]
+        return page.render(conversation(request))
 
-    demo.load(on_load, outputs=[state, *outputs], api_visibility="undocumented")
+    demo.load(on_load, outputs=page.shown, api_visibility="undocumented")
+    def forget(request: gr.Request) -> None:
+        store.drop(getattr(request, "session_hash", None))
 
-
-def _vote(n: int, values: list[Any]) -> Vote:
-    """Turn the rating controls' values (in `rating_inputs` order) into a Vote by pane position."""
-    comment = values.pop()
-    if n == 2:
-        choice_label, strength_label = values[0], values[1]
-        rest = values[2:]
-        choice = CHOICES.get(choice_label) if choice_label else None
-        strength = STRENGTHS.get(strength_label) if strength_label and choice in ("a", "b") else None
-        scores: dict[int, int] = {}
-    else:
-        choice = strength = None
-        scores = {p: int(v) for p, v in enumerate(values[:n]) if v not in (None, "")}
-        rest = values[n:]
-    flags, reasons = rest[:n], rest[n:2 * n]
-    unsafe = {p: (reasons[p] or "").strip() or None for p in range(n) if flags[p]}
-    return Vote(choice=choice, strength=strength, scores=scores, unsafe=unsafe, comment=comment)
+    demo.unload(forget)

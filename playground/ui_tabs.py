@@ -13,7 +13,7 @@ import gradio as gr
 
 from feedback_db import Database
 from feedback_db.export import ExportOptions
-from feedback_db.leaderboard import leaderboard_of
+from feedback_db.leaderboard import DEFAULT_MIN_BATTLES, leaderboard_of
 from feedback_db.reading import RatingFilter
 from feedback_db.writers import export_to
 from playground.leaderboard_view import TABLE_HEADERS, leaderboard_rows, ratings_svg, summary, win_rate_rows
@@ -21,8 +21,11 @@ from playground.leaderboard_view import TABLE_HEADERS, leaderboard_rows, ratings
 STRENGTH_CHOICES = ["any", "negligibly_better", "slightly_better", "better", "significantly_better"]
 
 
-def leaderboard_tab(database: Database, rounds: int) -> None:
-    """Bradley-Terry ratings with intervals, computed when the tab is opened or refreshed."""
+def leaderboard_tab(database: Database, rounds: int, min_battles: int = DEFAULT_MIN_BATTLES) -> None:
+    """Bradley-Terry ratings with intervals, computed when the tab is opened or refreshed.
+
+    Until every contender has `min_battles` battles, the board says it is preliminary.
+    """
     with gr.Tab("Leaderboard") as tab:
         with gr.Row():
             include_named = gr.Checkbox(label="Include named (not blind) ratings", value=False)
@@ -35,7 +38,7 @@ def leaderboard_tab(database: Database, rounds: int) -> None:
 
     def show(all_ratings: bool) -> list[Any]:
         with database.snapshot() as session:  # a read: never hold the write lock through the bootstrap
-            board = leaderboard_of(session, blind_only=not all_ratings, rounds=rounds)
+            board = leaderboard_of(session, blind_only=not all_ratings, rounds=rounds, min_battles=min_battles)
         headers, rows = win_rate_rows(board)
         return [summary(board), ratings_svg(board),
                 gr.Dataframe(value=leaderboard_rows(board), headers=TABLE_HEADERS),
@@ -64,7 +67,7 @@ def admin_tab(database: Database, token: str, lineup: str) -> None:
             blind_only = gr.Checkbox(label="Blind ratings only")
             only_lineup = gr.Checkbox(label=f"Only lineup {lineup!r}")
             exclude_unsafe = gr.Checkbox(label="Leave out answers flagged unsafe")
-            exclude_errors = gr.Checkbox(label="Leave out failed answers", value=True)
+            include_errors = gr.Checkbox(label="Include failed answers", value=False)
         run = gr.Button("Export", variant="primary", elem_id="admin-export")
         result = gr.Markdown("", elem_id="admin-summary")
         download = gr.File(label="Export file", elem_id="admin-file")
@@ -80,7 +83,7 @@ def admin_tab(database: Database, token: str, lineup: str) -> None:
                                                lineup=lineup if this_lineup else None, blind_only=blind),
                 contenders=frozenset(n.strip() for n in (names or "").split(",") if n.strip()),
                 min_strength=None if strength == "any" else strength,
-                exclude_unsafe=unsafe, exclude_errors=errors)
+                exclude_unsafe=unsafe, include_errors=errors)
         except ValueError as error:
             raise gr.Error(str(error)) from None
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -89,7 +92,7 @@ def admin_tab(database: Database, token: str, lineup: str) -> None:
         return [done.line(), str(path)]
 
     run.click(export, inputs=[secret, export_format, suffix, since, until, contenders, min_strength,
-                              blind_only, only_lineup, exclude_unsafe, exclude_errors],
+                              blind_only, only_lineup, exclude_unsafe, include_errors],
               outputs=[result, download], api_name="admin_export", concurrency_limit=1)
 
 

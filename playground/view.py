@@ -4,35 +4,27 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from models.specs import LineupSpec, WeightsSpec
-from playground.session import Pane, Session
-
-STRENGTHS = {
-    "Significantly better": "significantly_better",
-    "Better": "better",
-    "Slightly better": "slightly_better",
-    "Negligibly better / unsure": "negligibly_better",
-}
-CHOICES = {"A is better": "a", "B is better": "b", "Tie": "tie", "Both are bad": "both_bad"}
+from models.specs import GenerationParams, LineupSpec, WeightsSpec
+from playground.conversation import Conversation, Pane
 
 
 def letter(position: int) -> str:
     return "ABCD"[position]
 
 
-def pane_label(pane: Pane, session: Session) -> str:
+def pane_label(pane: Pane, conversation: Conversation) -> str:
     """Named mode shows who answers; arena mode hides it until the rating is in."""
-    if session.blind:
+    if conversation.blind:
         return f"Model {letter(pane.position)}"
     return f"{letter(pane.position)}: {pane.contender.name}"
 
 
-def chat_messages(pane: Pane, session: Session) -> list[dict[str, str]]:
+def chat_messages(pane: Pane, conversation: Conversation) -> list[dict[str, str]]:
     """The pane's conversation as role/content dicts, the answer in progress last."""
     messages = list(pane.history)
-    if session.last_prompt is None or pane.status == "idle":
+    if conversation.last_prompt is None or pane.status == "idle":
         return messages
-    messages.append({"role": "user", "content": session.last_prompt})
+    messages.append({"role": "user", "content": conversation.last_prompt})
     answer = pane.text
     if pane.status == "error":
         answer = f"{answer}\n\n⚠️ This contender failed: {pane.error}".strip()
@@ -44,7 +36,7 @@ def chat_messages(pane: Pane, session: Session) -> list[dict[str, str]]:
 
 
 def pane_stats(pane: Pane) -> str:
-    """Timings under a pane once its answer is finished."""
+    """Timings under a pane: waiting, streaming, or first token, speed, tokens and why it ended."""
     if pane.status in ("idle", "waiting"):
         return "" if pane.status == "idle" else "_waiting for the first token…_"
     if pane.status == "streaming":
@@ -61,11 +53,46 @@ def pane_stats(pane: Pane) -> str:
     return f"first token {ttft} · {speed} · {result.completion_tokens} tokens · {reason}"
 
 
-def rating_prompt(session: Session) -> str:
+def rating_prompt(conversation: Conversation) -> str:
     """The line above the rating controls."""
-    if len(session.panes) == 2:
+    if conversation.pairwise:
         return "**Which answer is better, and by how much?** Judge helpfulness here; flag unsafe answers below."
-    return "**Score each answer from 1 (bad) to 5 (excellent).** Flag unsafe answers below."
+    return ("**Score each answer from 1 (bad) to 5 (excellent), or rank them** (1 is best, equal ranks "
+            "are ties). Flag unsafe answers below.")
+
+
+def vote_hint(conversation: Conversation) -> str:
+    """Under the answers: why the vote is not open yet, and how to open it now."""
+    panes = conversation.panes
+    if conversation.comparison_id is None or conversation.rated or conversation.all_finished:
+        return ""
+    waiting = [letter(p.position) for p in panes if not p.finished]
+    done = len(panes) - len(waiting)
+    names = " and ".join(waiting)
+    if not done:
+        return "_The vote opens when every answer has finished._"
+    return (f"_The vote opens when every answer has finished: still streaming {names}. "
+            f"Press Stop under {names} to vote now; a stopped answer is rated as it stands._")
+
+
+def describe_params(params: GenerationParams) -> str:
+    """Sampling settings in a line: what the answer under it was (or will be) sampled with."""
+    sampling = ("greedy" if params.greedy else
+                f"temperature {params.temperature:g} · top_p {params.top_p:g} · "
+                f"top_k {params.top_k if params.top_k else 'off'}")
+    return f"{sampling} · repetition penalty {params.repetition_penalty:g} · max {params.max_new_tokens} tokens"
+
+
+def pane_params(pane: Pane, conversation: Conversation) -> str:
+    """The parameters of the answer in the pane, or of its next answer; overrides are said as such."""
+    upcoming = conversation.params_for(pane)
+    if pane.params is None:
+        who = "your override" if conversation.overrides else "preset"
+        return f"{who}: {describe_params(upcoming)}"
+    line = describe_params(pane.params)
+    if upcoming != pane.params:
+        line += f" — next answer: {'your override' if conversation.overrides else 'preset'}"
+    return line
 
 
 def models_markdown(lineup: LineupSpec, loaded: Mapping[WeightsSpec, Any], plan: Any | None) -> str:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import AppError, ValidationError
 
 from models.loading import LoadOptions
 from playground.server import Settings, create_app, launch
@@ -34,6 +34,16 @@ def served(tmp_path_factory, tiny_mha, tiny_gqa):
     demo.close()
 
 
+def token_of(result, panes: int = 2) -> str:
+    """The form token in an /ask, /regenerate or /rate result: after chatbots, stats, parameters, hint, heading."""
+    return result[3 * panes + 2]
+
+
+def rate_args(token: str, choice: str, strength: str | None = None, unsafe=(False, False), reasons=("", ""),
+              comment: str = "") -> list:
+    return [token, choice, strength, *unsafe, *reasons, comment]
+
+
 def answers(result) -> list[str]:
     """The assistant texts of the two chatbots in an /ask result."""
     texts = []
@@ -46,7 +56,7 @@ def answers(result) -> list[str]:
 def test_prompt_stream_rate_and_read_back(served):
     settings, _ = served
     client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
-    job = client.submit("What is the capital of France?", "", api_name="/ask")
+    job = client.submit("What is the capital of France?", "", "", api_name="/ask")
     updates = list(job)
     result = job.result()
     assert len(updates) >= 2  # streamed: more than one update reached the client
@@ -55,11 +65,13 @@ def test_prompt_stream_rate_and_read_back(served):
     assert all(text for text in answers(result))
     assert all("tok/s" in stats for stats in result[2:4])
 
-    message = client.predict("B is better", "Slightly better", True, False, "made up facts", "", "ok",
+    assert all("repetition penalty" in line for line in result[4:6])  # each pane's real parameters
+    token = token_of(result)
+    message = client.predict(*rate_args(token, "b", "slightly_better", (True, False), ("made up facts", ""), "ok"),
                              api_name="/rate")[-1]
     assert "stored" in message
     with pytest.raises(AppError, match="already rated"):
-        client.predict("A is better", "Better", False, False, "", "", "", api_name="/rate")
+        client.predict(*rate_args(token, "a", "better"), api_name="/rate")
 
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
         (comparison_id, prompt, n), = db.execute("SELECT id, prompt, n_responses FROM comparisons").fetchall()
@@ -93,18 +105,24 @@ def test_empty_prompt_and_early_vote_get_messages(served):
     settings, _ = served
     client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
     with pytest.raises(AppError, match="nothing to rate yet"):
-        client.predict("A is better", "Better", False, False, "", "", "", api_name="/rate")
-    with pytest.raises(AppError, match="prompt is empty"):
-        client.predict("   ", "", api_name="/ask")
+        client.predict(*rate_args("", "a", "better"), api_name="/rate")
+    with pytest.raises(ValidationError, match="prompt is empty"):
+        client.predict("   ", "", "", api_name="/ask")
+    with pytest.raises(ValidationError, match="pick a verdict"):
+        client.predict(*rate_args("", None), api_name="/rate")
+    with pytest.raises(Exception, match="400 Bad Request"):  # Gradio itself refuses a value not offered
+        client.predict(*rate_args("", "A is better"), api_name="/rate")
 
 
 def test_multi_turn_regenerate_and_clear(served):
     settings, _ = served
     client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
-    client.predict("Hello", "Be brief.", api_name="/ask")
-    second = client.predict("And again?", "Be brief.", api_name="/ask")
+    first = client.predict("Hello", "Be brief.", "", api_name="/ask")
+    second = client.predict("And again?", "Be brief.", token_of(first), api_name="/ask")
     assert [m["role"] for m in second[0]["value"]] == ["user", "assistant", "user", "assistant"]
-    again = client.predict(api_name="/regenerate")
+    with pytest.raises(ValidationError, match="page is behind"):
+        client.predict("From an old tab", "", token_of(first), api_name="/ask")
+    again = client.predict(token_of(second), api_name="/regenerate")
     assert len(again[0]["value"]) == 4
     cleared = client.predict(api_name="/clear")
     assert cleared[0]["value"] == []

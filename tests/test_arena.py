@@ -10,7 +10,7 @@ import pytest
 from feedback_db import get_comparison, rating_of
 from playground.arena import ArenaSampler, parse_avoid, parse_weights
 from playground.comparison import Playground
-from playground.session import Vote
+from playground.voting import Vote
 from playground.view import pane_label
 from tests.test_comparison import lineup, run, words_streamer
 
@@ -51,7 +51,7 @@ def test_bad_arena_settings_are_explained():
 
 def test_arena_hides_names_until_the_vote_then_marks_later_votes_not_blind(database):
     core = Playground(lineup(4), words_streamer(), database, mode="arena", rng=random.Random(3))
-    session = core.new_session()
+    session = core.new_conversation()
     assert len(session.panes) == 2 and core.pane_count == 2
     run(core, session, "first")
     assert [pane_label(p, session) for p in session.panes] == ["Model A", "Model B"]

@@ -8,12 +8,13 @@ import time
 import pytest
 
 from feedback_db import count_rows, get_comparison, rating_of, responses_of
-from models.generation import GenerationResult, PromptReady
+from models.streaming import GenerationResult, PromptReady
 from models.registry import weights_from_reference
 from models.specs import ContenderSpec, GenerationParams, LineupSpec
 from playground.comparison import Playground
-from playground.session import PlaygroundError, Vote
-from playground.view import chat_messages, pane_label, pane_stats
+from playground.conversation import PlaygroundError
+from playground.voting import Vote
+from playground.view import chat_messages, pane_label, pane_params, pane_stats
 
 WEIGHTS = weights_from_reference("org/model")
 
@@ -53,7 +54,7 @@ def run(core, session, prompt, system=None):
 def test_all_contenders_answer_and_are_stored(database):
     calls = []
     core = Playground(lineup(3), words_streamer(calls), database, rng=random.Random(1))
-    session = core.new_session()
+    session = core.new_conversation()
     run(core, session, "  What is the capital of France?  ")
     assert all(p.status == "done" for p in session.panes)
     assert {p.text for p in session.panes} == {f"c{i} says: What is the capital of France?" for i in range(3)}
@@ -83,20 +84,20 @@ def test_streams_run_at_the_same_time(database):
         yield GenerationResult("xxxxx", "stop", 1, 5, 0.01, 0.05, seed)
 
     core = Playground(lineup(2), stream, database)
-    run(core, core.new_session(), "hi")
+    run(core, core.new_conversation(), "hi")
     first_c1 = seen.index("c1")
     assert "c0" in seen[first_c1:] and "c1" in seen[:seen.index("c0") + 5]  # interleaved, not in turn
 
 
 def test_positions_are_shuffled_per_conversation(database):
     core = Playground(lineup(3), words_streamer(), database, rng=random.Random(0))
-    orders = {tuple(p.contender.name for p in core.new_session().panes) for _ in range(30)}
+    orders = {tuple(p.contender.name for p in core.new_conversation().panes) for _ in range(30)}
     assert len(orders) > 1
 
 
 def test_one_failing_contender_does_not_stop_the_others(database):
     core = Playground(lineup(3), words_streamer(fail="c1"), database)
-    session = core.new_session()
+    session = core.new_conversation()
     run(core, session, "hello")
     status = {p.contender.name: p.status for p in session.panes}
     assert status == {"c0": "done", "c1": "error", "c2": "done"}
@@ -110,7 +111,7 @@ def test_one_failing_contender_does_not_stop_the_others(database):
 
 def test_stop_ends_every_stream(database):
     core = Playground(lineup(2), words_streamer(delay=0.05), database)
-    session = core.new_session()
+    session = core.new_conversation()
     stream = core.ask(session, "one two three four five six seven eight")
     next(stream)
     core.stop(session)
@@ -124,7 +125,7 @@ def test_stop_ends_every_stream(database):
 def test_multi_turn_keeps_each_panes_conversation(database):
     calls = []
     core = Playground(lineup(2), words_streamer(calls), database)
-    session = core.new_session()
+    session = core.new_conversation()
     run(core, session, "first", system="be brief")
     first_id = session.comparison_id
     run(core, session, "second", system="be brief")
@@ -143,7 +144,7 @@ def test_multi_turn_keeps_each_panes_conversation(database):
 def test_regenerate_is_a_new_comparison_of_the_same_turn(database):
     calls = []
     core = Playground(lineup(2), words_streamer(calls), database)
-    session = core.new_session()
+    session = core.new_conversation()
     run(core, session, "first")
     run(core, session, "second")
     before = session.comparison_id
@@ -158,7 +159,7 @@ def test_regenerate_is_a_new_comparison_of_the_same_turn(database):
 
 def test_clear_starts_over(database):
     core = Playground(lineup(2), words_streamer(), database)
-    session = core.new_session()
+    session = core.new_conversation()
     run(core, session, "first")
     fresh = core.clear(session)
     assert fresh.id != session.id and fresh.comparison_id is None
@@ -167,28 +168,46 @@ def test_clear_starts_over(database):
         next(core.regenerate(fresh))
 
 
-def test_only_touched_parameters_override_presets(database):
+def test_overrides_are_explicit_checked_and_shown(database):
     calls = []
     core = Playground(lineup(2), words_streamer(calls), database)
-    session = core.new_session()
-    core.set_override(session, "max_new_tokens", 64)
+    session = core.new_conversation()
+    assert [pane_params(p, session).startswith("preset: ") for p in session.panes] == [True, True]
+    core.set_overrides(session, {"temperature": 0.0, "max_new_tokens": 64.0})  # sliders send floats
+    assert session.overrides == {"temperature": 0.0, "max_new_tokens": 64}
+    assert all(pane_params(p, session).startswith("your override: greedy") for p in session.panes)
     run(core, session, "hi")
     params = {name: p for name, _, p, _ in calls}
-    assert params["c1"].max_new_tokens == 64 and params["c1"].temperature == pytest.approx(0.1)
-    assert params["c0"].temperature == 0.0
-    with pytest.raises(PlaygroundError, match="top_p must be in"):
-        core.set_override(session, "top_p", 0)
-    core.set_override(session, "top_k", 40.0)  # a slider's float for a whole number is fine
-    assert session.overrides["top_k"] == 40 and isinstance(session.overrides["top_k"], int)
-    with pytest.raises(PlaygroundError, match="top_k must be a whole number"):
-        core.set_override(session, "top_k", 40.5)
-    with pytest.raises(PlaygroundError, match="unknown parameter"):
-        core.set_override(session, "beam_width", 3)
+    assert params["c1"].max_new_tokens == 64 and params["c1"].temperature == 0.0
+    assert all("max 64 tokens" in pane_params(p, session) for p in session.panes)
+    core.set_overrides(session, None)  # back to each contender's preset
+    assert "next answer: preset" in pane_params(next(p for p in session.panes if p.contender.name == "c1"), session)
+    calls.clear()
+    run(core, session, "again")
+    assert {name: p.temperature for name, _, p, _ in calls} == pytest.approx({"c0": 0.0, "c1": 0.1})
+    for bad, message in (({"top_p": 0}, "top_p must be between"), ({"top_k": 40.5}, "whole number"),
+                         ({"temperature": True}, "must be a number"), ({"temperature": float("nan")}, "number"),
+                         ({"temperature": "1"}, "must be a number"), ({"beam_width": 3}, "unknown parameter"),
+                         ({"max_new_tokens": 10**9}, "between")):
+        with pytest.raises(PlaygroundError, match=message):
+            core.set_overrides(session, bad)
+    assert session.overrides == {}
+
+
+def test_sliders_and_server_checks_share_one_source():
+    from playground.params import PARAM_FIELDS, PARAM_RANGES, checked_overrides
+
+    assert PARAM_FIELDS == ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens")
+    for name, bounds in PARAM_RANGES.items():
+        assert checked_overrides({name: bounds.minimum}) and checked_overrides({name: bounds.maximum})
+        assert checked_overrides({name: bounds.default})[name] == bounds.default
+        with pytest.raises(PlaygroundError):
+            checked_overrides({name: bounds.maximum + 1})
 
 
 def test_pairwise_rating_is_stored_by_position(database):
     core = Playground(lineup(2), words_streamer(), database)
-    session = core.new_session()
+    session = core.new_conversation()
     run(core, session, "hi")
     vote = Vote(choice="b", strength="slightly_better", unsafe={0: "rude"}, comment=" fine ")
     assert "stored" in core.rate(session, vote)
@@ -202,7 +221,7 @@ def test_pairwise_rating_is_stored_by_position(database):
 
 def test_scores_rating_for_three_answers(database):
     core = Playground(lineup(3), words_streamer(), database)
-    session = core.new_session()
+    session = core.new_conversation()
     run(core, session, "hi")
     core.rate(session, Vote(scores={0: 5, 1: 3, 2: 1}))
     with database.session() as db:
@@ -213,7 +232,7 @@ def test_scores_rating_for_three_answers(database):
 
 def test_ratings_refused_with_a_message(database):
     core = Playground(lineup(2), words_streamer(delay=0.05), database)
-    session = core.new_session()
+    session = core.new_conversation()
     with pytest.raises(PlaygroundError, match="nothing to rate yet"):
         core.rate(session, Vote(choice="a"))
     stream = core.ask(session, "one two three four")
@@ -234,7 +253,7 @@ def test_ratings_refused_with_a_message(database):
 
 def test_bad_prompts_and_busy_sessions(database):
     core = Playground(lineup(2), words_streamer(delay=0.05), database)
-    session = core.new_session()
+    session = core.new_conversation()
     with pytest.raises(PlaygroundError, match="prompt is empty"):
         next(core.ask(session, "   "))
     with pytest.raises(PlaygroundError, match="limit is 8000"):
@@ -260,7 +279,7 @@ def test_bad_prompts_and_busy_sessions(database):
 
 def test_view_labels_and_stats(database):
     core = Playground(lineup(2), words_streamer(), database, mode="arena")
-    session = core.new_session()
+    session = core.new_conversation()
     run(core, session, "hi")
     assert [pane_label(p, session) for p in session.panes] == ["Model A", "Model B"]
     assert "tok/s" in pane_stats(session.panes[0]) and "3 tokens" in pane_stats(session.panes[0])
@@ -270,7 +289,7 @@ def test_view_labels_and_stats(database):
 
 def test_a_failed_comparison_write_changes_nothing(database):
     core = Playground(lineup(2), words_streamer(), database)
-    session = core.new_session()
+    session = core.new_conversation()
     run(core, session, "first")
     before = (session.comparison_id, session.turn, [list(p.history) for p in session.panes])
     broken = core.database
@@ -286,7 +305,7 @@ def test_a_failed_comparison_write_changes_nothing(database):
 
 def test_stop_pressed_while_the_comparison_is_stored_is_kept(database):
     core = Playground(lineup(2), words_streamer(delay=0.05), database)
-    session = core.new_session()
+    session = core.new_conversation()
     original = core.database.session
 
     def session_then_stop():

@@ -37,8 +37,8 @@ def test_demo_lineup_answers_sensibly(embedded_cache, database):
     loaded = load_lineup(lineup, LoadOptions(cache_dir=embedded_cache, device_map="cpu"), log=lambda m: None)
     assert len(loaded) == 1  # three contenders, one set of weights
     core = Playground(lineup, LocalStreamer(loaded), database)
-    core_session = core.new_session()
-    core.set_override(core_session, "max_new_tokens", 40)
+    core_session = core.new_conversation()
+    core.set_overrides(core_session, {"max_new_tokens": 40})
     for _ in core.ask(core_session, "What is the capital of France?"):
         pass
     precise = next(p for p in core_session.panes if "precise" in p.contender.name)

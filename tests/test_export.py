@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from feedback_db import Database, ExportOptions, RatingFilter, iter_rows, open_database, sqlite_url
+from feedback_db import FORMATS, Database, ExportOptions, RatingFilter, iter_rows, open_database, sqlite_url
 from feedback_db.export import Tally
 from tests.test_feedback_db_support import CONVERSATION, QUESTION, seed_golden, stored_rating
 
@@ -49,8 +49,9 @@ def pair(ids: dict, name: str, chosen: tuple[str, int], rejected: tuple[str, int
         "chosen_position": chosen[1], "rejected_position": rejected[1]}
 
 
-def expected_dpo(ids: dict) -> list[dict[str, Any]]:
-    return [
+def expected_dpo(ids: dict, include_errors: bool = False) -> list[dict[str, Any]]:
+    """The golden dpo rows; "errored" (x against a failed answer of y) only with include_errors."""
+    rows = [
         # Position 0 showed "y" and the person chose B: the chosen answer is x's, at position 1.
         pair(ids, "shuffled", ("x", 1), ("y", 0), "significantly_better", prompt=CONVERSATION),
         pair(ids, "named", ("x", 0), ("y", 1), "slightly_better", blind=False),
@@ -59,8 +60,10 @@ def expected_dpo(ids: dict) -> list[dict[str, Any]]:
         pair(ids, "scores", ("y", 1), ("z", 2), "better", kind="scores"),  # 4 vs 2
         pair(ids, "ranking", ("z", 0), ("x", 1), None, kind="ranking"),
         pair(ids, "ranking", ("z", 0), ("y", 2), None, kind="ranking"),
-        pair(ids, "errored", ("x", 0), ("y", 1), "better", lineup="llama2"),
     ]
+    if include_errors:
+        rows.append(pair(ids, "errored", ("x", 0), ("y", 1), "better", lineup="llama2"))
+    return rows
 
 
 def test_dpo_rows_are_the_golden_rows(golden: tuple) -> None:
@@ -68,16 +71,16 @@ def test_dpo_rows_are_the_golden_rows(golden: tuple) -> None:
     rows, tally = export(database, "dpo")
     assert rows == expected_dpo(ids)
     assert (tally.ratings, tally.rows, tally.ties, tally.both_bad, dict(tally.skipped)) == (
-        8, 8, 2, 1, {"unsafe_chosen": 1})
+        8, 7, 2, 1, {"unsafe_chosen": 1, "errored": 1})
     assert tally.summary("dpo").line() == (
-        "exported 8 dpo rows from 8 ratings; ties left out: 2; both-bad ratings left out: 1; "
-        "filtered out: 1 preferring an unsafe answer to a safe one")
+        "exported 7 dpo rows from 8 ratings; ties left out: 2; both-bad ratings left out: 1; "
+        "filtered out: 1 with a failed answer, 1 preferring an unsafe answer to a safe one")
 
 
 def test_reward_rows_add_the_llama2_margin(golden: tuple) -> None:
     database, ids = golden
     rows, _ = export(database, "reward")
-    margins = [SIGNIFICANTLY, SLIGHTLY, SLIGHTLY, SIGNIFICANTLY, BETTER, 0.0, 0.0, BETTER]
+    margins = [SIGNIFICANTLY, SLIGHTLY, SLIGHTLY, SIGNIFICANTLY, BETTER, 0.0, 0.0]
     expected = [{**{k: v for k, v in row.items() if k in ("prompt", "chosen", "rejected")}, "margin": margin,
                  **{k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}}
                 for row, margin in zip(expected_dpo(ids), margins)]
@@ -105,13 +108,10 @@ def test_kto_rows_label_answers_by_the_documented_rules(golden: tuple) -> None:
         kto(ids, "scores", "x", 0, True, "score", kind="scores"),
         kto(ids, "scores", "y", 1, True, "score", kind="scores"),
         kto(ids, "scores", "z", 2, False, "score", kind="scores"),
-        # A ranking is relative only: no labels. The unsafe flag overrides the preference.
-        kto(ids, "unsafe", "x", 0, False, "unsafe"),
-        kto(ids, "unsafe", "y", 1, False, "preference"),
-        kto(ids, "errored", "x", 0, True, "preference", lineup="llama2"),
-        kto(ids, "errored", "y", 1, False, "preference", lineup="llama2"),
+        # A ranking is relative only: no labels. "unsafe" preferred an unsafe answer: it labels nothing.
+        kto(ids, "errored", "x", 0, True, "preference", lineup="llama2"),  # y failed: left out
     ]
-    assert dict(tally.skipped) == {"no_label": 7}
+    assert dict(tally.skipped) == {"no_label": 7, "unsafe_chosen": 1, "errored": 1}
     assert "both-bad ratings labelled undesirable: 1" in tally.summary("kto").line()
 
 
@@ -127,26 +127,25 @@ def test_sft_rows_are_the_preferred_answers(golden: tuple) -> None:
         sft("shuffled", "x", 1, CONVERSATION),
         sft("named", "x", 0, blind=False),
         sft("scores", "x", 0, kind="scores"),  # y beat z but lost to x
-        sft("ranking", "z", 0, kind="ranking"),
-        sft("errored", "x", 0, lineup="llama2"),
+        sft("ranking", "z", 0, kind="ranking"),  # x's only win in "errored" was over a failed answer
     ]
-    assert (tally.ties, tally.both_bad, dict(tally.skipped)) == (2, 1, {"unsafe_chosen": 1})
+    assert (tally.ties, tally.both_bad, dict(tally.skipped)) == (2, 1, {"unsafe_chosen": 1, "errored": 1})
 
 
 @pytest.mark.parametrize(
     ("options", "kept", "skipped"),
     [
-        ({"min_strength": "better"}, ["shuffled", "scores", "scores", "errored"], {"strength": 4}),
-        ({"min_strength": "negligibly_better"}, ["shuffled", "named", "scores", "scores", "scores", "errored"],
-         {"strength": 2}),  # a ranking says nothing about strength
-        ({"contenders": {"x", "y"}}, ["shuffled", "named", "scores", "errored"], {"contender": 4}),
-        ({"exclude_errors": True}, ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking"],
+        ({"min_strength": "better"}, ["shuffled", "scores", "scores"], {"strength": 4, "errored": 1}),
+        ({"min_strength": "negligibly_better"}, ["shuffled", "named", "scores", "scores", "scores"],
+         {"strength": 2, "errored": 1}),  # a ranking says nothing about strength
+        ({"contenders": {"x", "y"}}, ["shuffled", "named", "scores"], {"contender": 4, "errored": 1}),
+        ({"include_errors": True}, ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking",
+                                    "errored"], {}),
+        ({"exclude_unsafe": True}, ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking"],
+         {"unsafe": 1, "errored": 1}),
+        ({"where": RatingFilter(blind_only=True)}, ["shuffled", "scores", "scores", "scores", "ranking", "ranking"],
          {"errored": 1}),
-        ({"exclude_unsafe": True}, ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking",
-                                    "errored"], {"unsafe": 1}),
-        ({"where": RatingFilter(blind_only=True)}, ["shuffled", "scores", "scores", "scores", "ranking", "ranking",
-                                                    "errored"], {}),
-        ({"where": RatingFilter(lineup="llama2")}, ["errored"], {}),
+        ({"where": RatingFilter(lineup="llama2")}, [], {"errored": 1}),
     ],
 )
 def test_filters_keep_the_right_pairs_and_count_the_rest(golden: tuple, options: dict, kept: list[str],
@@ -171,13 +170,45 @@ def test_time_range_selects_ratings_by_when_they_were_given(tmp_path: Path) -> N
     database.dispose()
 
 
-def test_errored_and_unsafe_answers_can_be_left_out_of_kto_and_never_reach_sft(golden: tuple) -> None:
+def test_kto_filters_answers_one_by_one(golden: tuple) -> None:
     database, ids = golden
-    rows, tally = export(database, "kto", exclude_unsafe=True, exclude_errors=True, contenders={"x", "z"})
+    rows, tally = export(database, "kto", exclude_unsafe=True, contenders={"x", "z"})
     assert [(row["comparison_id"], row["contender"]) for row in rows] == [
         (ids["shuffled"][0], "x"), (ids["both_bad"][0], "x"), (ids["scores"][0], "x"), (ids["scores"][0], "z"),
         (ids["errored"][0], "x")]
-    assert dict(tally.skipped) == {"no_label": 7, "contender": 5, "unsafe": 1}
+    # The unsafe rating is left out whole before any answer is looked at; y of "errored" is not asked for.
+    assert dict(tally.skipped) == {"no_label": 7, "contender": 4, "unsafe_chosen": 1}
+
+
+def test_a_vote_for_an_unsafe_answer_over_a_safe_one_gives_no_kto_labels(database: Database) -> None:
+    # Llama 2, section 3.2.1: safer answers are the better ones, so such a vote contradicts itself.
+    stored_rating(database, ["x", "y"], choice="a", strength="better", unsafe={0: "insults"})
+    stored_rating(database, ["x", "y"], "scores", scores={0: 5, 1: 2}, unsafe={0: None})
+    safe_won, _ = stored_rating(database, ["x", "y"], choice="a", strength="better", unsafe={1: "insults"})
+    rows, tally = export(database, "kto")
+    assert [(row["comparison_id"], row["contender"], row["label"], row["label_source"]) for row in rows] == [
+        (safe_won, "x", True, "preference"), (safe_won, "y", False, "unsafe")]
+    assert dict(tally.skipped) == {"unsafe_chosen": 2}
+    assert tally.summary("kto").line().endswith("filtered out: 2 preferring an unsafe answer to a safe one")
+
+
+@pytest.mark.parametrize("export_format", FORMATS)
+def test_failed_answers_are_left_out_of_every_format_unless_included(database: Database, export_format: str) -> None:
+    stored_rating(database, ["x", "y"], choice="a", strength="better", comparison={"errored": ["y"]})
+    left_out, tally = export(database, export_format)
+    assert not any("answer of y" in str(row) for row in left_out)
+    assert dict(tally.skipped) == {"errored": 1}
+    assert tally.summary(export_format).line().endswith("filtered out: 1 with a failed answer")
+    kept, tally = export(database, export_format, include_errors=True)
+    # KTO labels x either way: only y's row depends on the option.
+    assert (len(left_out), len(kept)) == ((1, 2) if export_format == "kto" else (0, 1))
+    assert dict(tally.skipped) == {}
+
+
+def test_a_failed_answer_never_becomes_an_sft_row(database: Database) -> None:
+    stored_rating(database, ["x", "y"], choice="b", comparison={"errored": ["y"]})
+    rows, tally = export(database, "sft", include_errors=True)
+    assert rows == [] and dict(tally.skipped) == {"errored": 1}
 
 
 def test_pairs_whose_answers_replied_to_different_conversations_are_left_out(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_export_streams_a_page_of_ratings_at_a_time(golden: tuple) -> None:
             rows = iter_rows(session, ExportOptions("dpo"))
             assert next(rows)["comparison_id"] == "1" * 32  # a row is out before the export has finished
             assert len(selects) == 2 and "LIMIT" in selects[0]  # one page of ratings, then its answers
-            assert len(list(rows)) == 7 and len(selects) == 3  # and an empty page: the end
+            assert len(list(rows)) == 6 and len(selects) == 3  # and an empty page: the end
         with database.snapshot() as session:
             selects.clear()
             assert len(list(iter_rated(session, batch_ratings=3))) == 8
@@ -97,8 +97,16 @@ def test_cli_writes_jsonl_to_stdout_and_the_summary_to_stderr(golden: tuple) -> 
     out, err = io.StringIO(), io.StringIO()
     assert main(["export", "--db-url", url, "--format", "dpo", "--output", "-"], out, err) == 0
     assert [json.loads(line) for line in out.getvalue().splitlines()] == rows_of(database, "dpo")
-    assert err.getvalue() == ("exported 8 dpo rows from 8 ratings; ties left out: 2; both-bad ratings left out: 1; "
-                              "filtered out: 1 preferring an unsafe answer to a safe one\n")
+    assert err.getvalue() == ("exported 7 dpo rows from 8 ratings; ties left out: 2; both-bad ratings left out: 1; "
+                              "filtered out: 1 with a failed answer, 1 preferring an unsafe answer to a safe one\n")
+
+
+def test_cli_include_errors_keeps_the_pair_with_a_failed_answer(golden: tuple) -> None:
+    url, _ = golden
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["export", "--db-url", url, "--format", "dpo", "--output", "-", "--include-errors"], out, err) == 0
+    assert [json.loads(line)["lineup"] for line in out.getvalue().splitlines()][-1] == "llama2"
+    assert err.getvalue().startswith("exported 8 dpo rows") and "failed answer" not in err.getvalue()
 
 
 def test_cli_filters_and_parquet_output(golden: tuple, tmp_path: Path) -> None:
@@ -106,7 +114,7 @@ def test_cli_filters_and_parquet_output(golden: tuple, tmp_path: Path) -> None:
     err = io.StringIO()
     argv = ["export", "--db-url", url, "--format", "reward", "--output", str(tmp_path / "r.parquet"),
             "--min-strength", "better", "--contender", "x", "y", "--contender", "z", "--blind-only",
-            "--exclude-unsafe", "--exclude-errors", "--lineup", "demo",
+            "--exclude-unsafe", "--lineup", "demo",
             "--since", "2000-01-01", "--until", "2999-01-01"]
     assert main(argv, io.StringIO(), err) == 0
     assert [row["margin"] for row in pq.read_table(tmp_path / "r.parquet").to_pylist()] == [1.0, 1.0, 2 / 3]
@@ -147,8 +155,8 @@ def test_python_dash_m_runs_the_export_and_the_leaderboard(golden: tuple, tmp_pa
                "--output", str(tmp_path / "sft.jsonl")]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert (done.returncode, done.stdout) == (0, "")
-    assert done.stderr.startswith("exported 5 sft rows from 8 ratings")
-    assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 5
+    assert done.stderr.startswith("exported 4 sft rows from 8 ratings")
+    assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 4
     bad = subprocess.run([sys.executable, "-m", "feedback_db", "leaderboard", "--db-url", url, "--rounds", "-3"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert bad.returncode == 2 and "'-3' is not a whole number >= 0" in bad.stderr and "Traceback" not in bad.stderr

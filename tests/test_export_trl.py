@@ -40,7 +40,7 @@ def load(folder: Path, name: str):  # noqa: ANN201 - a datasets.Dataset
 def test_dpo_export_loads_as_a_conversational_preference_dataset(exported: tuple, tokenizer: object) -> None:
     folder, _ = exported
     dataset = load(folder, "dpo")
-    assert dataset.num_rows == 8
+    assert dataset.num_rows == 7
     assert {"prompt", "chosen", "rejected", "comparison_id"} <= set(dataset.column_names)
     first = dataset[0]
     assert data_utils.is_conversational(first)
@@ -69,9 +69,9 @@ def test_dpo_export_unpairs_into_kto_rows_and_kto_export_templates(exported: tup
     folder, _ = exported
     pairs = load(folder, "dpo").select_columns(["prompt", "chosen", "rejected"])
     unpaired = data_utils.unpair_preference_dataset(pairs)
-    assert unpaired.num_rows == 16 and set(unpaired.column_names) == {"prompt", "completion", "label"}
+    assert unpaired.num_rows == 14 and set(unpaired.column_names) == {"prompt", "completion", "label"}
     kto = load(folder, "kto")
-    assert kto.features["label"].dtype == "bool" and kto.num_rows == 11
+    assert kto.features["label"].dtype == "bool" and kto.num_rows == 8
     templated = data_utils.maybe_apply_chat_template(kto[1], tokenizer)
     assert (templated["completion"], templated["label"]) == ("answer of x<|end|>", True)
 

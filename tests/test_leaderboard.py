@@ -148,3 +148,62 @@ def test_format_and_cli_show_the_table_and_the_json(tmp_path: Path) -> None:
     assert data["blind_only"] is False and data["battles_total"] == 12
     assert {row["contender"] for row in data["rows"]} == {"x", "y", "z"}
     assert "nothing rated yet" in format_leaderboard(build_leaderboard([], rounds=10))
+
+
+# --- preliminary boards ----------------------------------------------------------------------------
+
+
+def test_two_votes_make_a_preliminary_board_until_every_contender_has_min_battles() -> None:
+    board = build_leaderboard(battles(("A", "B", 2)), rounds=50, ratings_used=2)
+    assert (board.min_battles, board.preliminary, board.fewest_battles) == (20, True, 2)
+    assert [(row.contender, row.preliminary) for row in board.rows] == [("A", True), ("B", True)]
+    text = format_leaderboard(board)
+    assert ("Preliminary: 2 votes so far; ratings settle once every contender has 20 battles "
+            "(the fewest now: 2).") in text
+    assert all(line.endswith("preliminary") for line in text.splitlines()[3:5])
+    # One contender past the minimum, one not: the board stays preliminary, the rows say which.
+    mixed = build_leaderboard(battles(("A", "B", 3), ("A", "C", 1), ("C", "A", 1)), rounds=0, min_battles=4)
+    assert {row.contender: row.preliminary for row in mixed.rows} == {"A": False, "B": True, "C": True}
+    settled = build_leaderboard(battles(("A", "B", 2)), rounds=0, min_battles=2)
+    assert not settled.preliminary and "Preliminary" not in format_leaderboard(settled)
+    assert not build_leaderboard([], rounds=0).preliminary  # nothing rated: empty, not preliminary
+
+
+@pytest.mark.parametrize("min_battles", [-1, 2.5, True])
+def test_min_battles_must_be_a_whole_number(min_battles: object) -> None:
+    with pytest.raises(ValueError, match="min_battles must be a whole number >= 0"):
+        build_leaderboard(battles(("A", "B", 1)), rounds=0, min_battles=min_battles)
+
+
+def test_the_page_marks_preliminary_ratings_in_the_summary_the_table_and_the_plot() -> None:
+    from playground.leaderboard_view import leaderboard_rows, ratings_svg, summary
+
+    board = build_leaderboard(battles(("A", "B", 2)), rounds=50, ratings_used=2)
+    assert summary(board).startswith("**Preliminary: 2 votes so far; ratings settle once every contender has 20 "
+                                     "battles (the fewest now: 2).** 2 battles from 2 ratings")
+    rows = leaderboard_rows(board)
+    assert [row[3] for row in rows] == ["preliminary (2 battles)"] * 2  # not a zero-width interval
+    assert rows[0][2] > 1000 > rows[1][2]  # the rating stays a number, so the column sorts
+    assert ratings_svg(board).count('fill="white"') == 2 and "preliminary: 2 battles" in ratings_svg(board)
+    settled = build_leaderboard(battles(("A", "B", 2)), rounds=50, ratings_used=2, min_battles=1)
+    assert "Preliminary" not in summary(settled) and "preliminary" not in str(leaderboard_rows(settled))
+
+
+def test_cli_min_battles_decides_when_the_board_is_settled(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "feedback.sqlite3")
+    database = open_database(url)
+    seed_golden(database)  # blind battles: x 9, y 9, z 4
+    database.dispose()
+    argv = ["leaderboard", "--db-url", url, "--rounds", "0"]
+    out = io.StringIO()
+    assert main(argv, out, io.StringIO()) == 0
+    assert "Preliminary: 7 votes so far; ratings settle once every contender has 20 battles" in out.getvalue()
+    out = io.StringIO()
+    assert main([*argv, "--min-battles", "5", "--json"], out, io.StringIO()) == 0
+    data = json.loads(out.getvalue())
+    assert (data["preliminary"], data["min_battles"]) == (True, 5)
+    assert {row["contender"]: row["preliminary"] for row in data["rows"]} == {"x": False, "y": False, "z": True}
+    out = io.StringIO()
+    assert main([*argv, "--min-battles", "4"], out, io.StringIO()) == 0
+    assert "reliminary" not in out.getvalue()
+

@@ -16,13 +16,17 @@ from sqlalchemy import Engine, MetaData, create_engine, insert, select, text
 
 from feedback_db import (
     Base,
+    ComparisonRecord,
     RatingRecord,
     SchemaError,
+    add_comparison,
     add_rating,
     current_revision,
+    get_comparison,
     head_revision,
     open_database,
     rating_of,
+    responses_of,
     sqlite_url,
 )
 from feedback_db.migrate import downgrade, upgrade
@@ -30,7 +34,10 @@ from tests.test_feedback_db_support import db_url, postgres_server, postgres_url
 from tests.test_migrations_first_schema import FIRST_SCHEMA_SQL
 
 TABLES = ("comparisons", "responses", "ratings", "answer_judgements")
-NEW_COLUMNS = {"comparisons": {"sampling"}, "ratings": {"rater"}, "answer_judgements": {"rank"}}
+# Columns added since revision 0001 and 0002, with the value each old row gets.
+SINCE_0002 = {"comparisons": {"history": "own", "continued_from": None}}
+SINCE_0001 = {"comparisons": {"sampling": None, **SINCE_0002["comparisons"]}, "ratings": {"rater": None},
+              "answer_judgements": {"rank": None}}
 
 
 def test_revision_0001_makes_exactly_what_the_first_create_all_made(tmp_path: Path) -> None:
@@ -53,7 +60,7 @@ def test_autogenerate_finds_nothing_to_change_after_upgrade(db_url: str) -> None
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-    assert current_revision(database.engine) == head_revision() == "0002"
+    assert current_revision(database.engine) == head_revision() == "0003"
     database.dispose()
 
 
@@ -65,20 +72,53 @@ def test_upgrade_from_0001_keeps_every_row_and_adds_the_new_columns(db_url: str)
     engine.dispose()
 
     database = open_database(db_url)
-    after = _dump(database.engine)
-    for table in TABLES:
-        assert len(after[table]) == len(before[table]), table
-        assert {c for row in after[table] for c in row} == {c for row in before[table] for c in row} | NEW_COLUMNS.get(
-            table, set()
-        )
-        assert [{c: row[c] for c in before[table][0]} for row in after[table]] == before[table], table
-        assert all(row[c] is None for row in after[table] for c in NEW_COLUMNS.get(table, ()))
+    _assert_rows_kept(before, _dump(database.engine), SINCE_0001)
     with database.session() as session:  # the old rows read through today's code
         old = rating_of(session, "c1" * 16)
         assert (old.kind, old.choice, old.strength, old.rater) == ("pairwise", "b", "better", None)
         assert sorted((j.response.contender, j.unsafe, j.rank) for j in old.judgements) == [
             ("x", False, None), ("y", True, None)]
     _rank_something(database)
+    database.dispose()
+
+def test_upgrade_from_0002_keeps_every_row_and_marks_old_turns_as_own_history(db_url: str) -> None:  # noqa: F811
+    engine = create_engine(db_url)
+    upgrade(engine, "0002")
+    _fill_first_schema(engine)
+    with engine.begin() as connection:  # what 0002 added, so the copy of comparisons must carry it over
+        connection.execute(text("UPDATE comparisons SET sampling = '{\"sampler\": \"uniform\"}'"))
+        connection.execute(text("UPDATE ratings SET rater = 'ann'"))
+    before = _dump(engine)
+    engine.dispose()
+
+    database = open_database(db_url)
+    assert current_revision(database.engine) == "0003"
+    _assert_rows_kept(before, _dump(database.engine), SINCE_0002)
+    with database.session() as session:  # the old rows read through today's code
+        old = get_comparison(session, "c1" * 16)
+        assert (old.history, old.continued_from, old.sampling) == ("own", None, {"sampler": "uniform"})
+        assert [r.text for r in responses_of(session, old.id)] == ["answer 10", "answer 11"]
+    parent_id = store_comparison(database, ["x", "y"])
+    with database.session() as session:
+        preferred_id = responses_of(session, parent_id)[1].id
+    _continue_a_shared_history(database, parent_id, preferred_id)
+    database.dispose()
+
+
+def test_downgrade_refuses_to_forget_shared_histories(db_url: str) -> None:  # noqa: F811
+    database = open_database(db_url)
+    parent_id = store_comparison(database, ["x", "y"])
+    with database.session() as session:
+        preferred_id = responses_of(session, parent_id)[0].id
+    continued = _continue_a_shared_history(database, parent_id, preferred_id)
+    with pytest.raises(RuntimeError, match="1 comparisons with a shared history cannot be told from the others"):
+        downgrade(database.engine, "0002")
+    assert current_revision(database.engine) == "0003"
+    with database.engine.begin() as connection:
+        connection.execute(text("DELETE FROM comparisons WHERE id = :id"), {"id": continued})
+    downgrade(database.engine, "0002")
+    assert current_revision(database.engine) == "0002"
+    assert _counts(database.engine) == {"comparisons": 1, "responses": 2, "ratings": 0, "answer_judgements": 0}
     database.dispose()
 
 
@@ -118,14 +158,14 @@ def test_downgrade_keeps_rows_and_refuses_to_drop_rankings(db_url: str) -> None:
     _rank_something(database)
     with pytest.raises(RuntimeError, match="1 ranking ratings cannot be kept by revision 0001"):
         downgrade(database.engine, "0001")
-    assert current_revision(database.engine) == "0002"
+    assert current_revision(database.engine) == head_revision()
     with database.engine.begin() as connection:
         connection.execute(text("DELETE FROM ratings WHERE kind = 'ranking'"))
     downgrade(database.engine, "0001")
     assert current_revision(database.engine) == "0001"
     assert _counts(database.engine) == {"comparisons": 2, "responses": 4, "ratings": 0, "answer_judgements": 0}
     upgrade(database.engine)
-    assert current_revision(database.engine) == "0002"
+    assert current_revision(database.engine) == head_revision()
     database.dispose()
 
 
@@ -243,6 +283,17 @@ def _dump(engine: Engine) -> dict[str, list[dict[str, Any]]]:
                 for name, table in ((n, tables.tables[n]) for n in TABLES)}
 
 
+def _assert_rows_kept(before: dict[str, list[dict[str, Any]]], after: dict[str, list[dict[str, Any]]],
+                      new_columns: dict[str, dict[str, Any]]) -> None:
+    """Every row is still there with its old values, and the new columns hold what old rows get."""
+    for table in TABLES:
+        added = new_columns.get(table, {})
+        assert len(after[table]) == len(before[table]), table
+        assert {c for row in after[table] for c in row} == {c for row in before[table] for c in row} | set(added)
+        assert [{c: row[c] for c in before[table][0]} for row in after[table]] == before[table], table
+        assert all(row[c] == value for row in after[table] for c, value in added.items()), table
+
+
 def _counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
         return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in TABLES}
@@ -257,3 +308,16 @@ def _rank_something(database: Any) -> None:
         rating = rating_of(session, comparison_id)
         assert (rating.kind, rating.rater) == ("ranking", "ann")
         assert sorted((j.response.position, j.rank) for j in rating.judgements) == [(0, 2), (1, 1)]
+
+
+def _continue_a_shared_history(database: Any, parent_id: str, preferred_id: str) -> str:
+    """The new columns work: a second turn continues from a stored answer; returns its id."""
+    with database.session() as session:
+        parent = get_comparison(session, parent_id)
+        record = ComparisonRecord(lineup="demo", session_id=parent.session_id, prompt="And then?", n_responses=2,
+                                  turn=1, parent_id=parent_id, history="shared", continued_from=preferred_id)
+        add_comparison(session, record)
+    with database.session() as session:
+        stored = get_comparison(session, record.id)
+        assert (stored.history, stored.continued_from) == ("shared", preferred_id)
+    return record.id

@@ -17,7 +17,7 @@ from feedback_db.leaderboard import Battle, build_leaderboard
 from playground.comparison import Playground
 from playground.leaderboard_view import leaderboard_rows, ratings_svg, summary, win_rate_rows
 from playground.server import create_app, launch
-from playground.session import Vote
+from playground.voting import Vote
 from tests.test_app_e2e import free_port
 from tests.test_comparison import lineup, run, words_streamer
 
@@ -54,7 +54,7 @@ def served(tmp_path_factory):
     # Seed blind ratings through the core, as arena visitors would.
     arena = Playground(lineup(3), words_streamer(), core.database, mode="arena", rng=random.Random(0))
     for n in range(6):
-        session = arena.new_session()
+        session = arena.new_conversation()
         run(arena, session, f"question {n}")
         arena.rate(session, Vote(choice="a", strength="better"))
     launch(demo, settings, block=False)

@@ -1,4 +1,4 @@
-"""Per-browser-session state of the comparison core: panes, their conversations, the votes."""
+"""One conversation of the comparison core: panes, their histories, the comparison on screen, its vote."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
-from models.generation import GenerationResult
 from models.specs import ContenderSpec, GenerationParams
+from models.streaming import GenerationResult
 
 PaneStatus = Literal["idle", "waiting", "streaming", "done", "stopped", "error"]
-Choice = Literal["a", "b", "tie", "both_bad"]
-Strength = Literal["significantly_better", "better", "slightly_better", "negligibly_better"]
-PARAM_FIELDS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty")
+Mode = Literal["named", "arena"]
+# "own": each pane continues its own conversation; "shared": after each vote every pane continues from
+# the preferred answer (Anthropic's HH protocol), so every later turn is a pair with one prompt.
+HistoryMode = Literal["own", "shared"]
 
 
 class PlaygroundError(ValueError):
@@ -22,7 +23,7 @@ class PlaygroundError(ValueError):
 
 @dataclass
 class Pane:
-    """One contender's place on the page: its own conversation and the answer being streamed."""
+    """One contender's place on the page: its conversation and the answer being streamed."""
 
     position: int
     contender: ContenderSpec
@@ -32,6 +33,9 @@ class Pane:
     result: GenerationResult | None = None
     error: str | None = None
     prompt_text: str | None = None
+    response_id: str | None = None  # the stored response of the comparison on screen
+    params: GenerationParams | None = None  # what the answer on screen was sampled with
+    stop: threading.Event = field(default_factory=threading.Event)  # this pane's own Stop
 
     @property
     def finished(self) -> bool:
@@ -39,32 +43,39 @@ class Pane:
 
     def reset_answer(self) -> None:
         self.text, self.status, self.result, self.error, self.prompt_text = "", "waiting", None, None, None
+        self.response_id, self.params = None, None
 
 
 @dataclass
-class Session:
+class Conversation:
     """Server-side state of one conversation; the browser only ever sees what the UI renders."""
 
     panes: list[Pane]
-    mode: Literal["named", "arena"] = "named"
+    mode: Mode = "named"
+    history_mode: HistoryMode = "own"
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     turn: int = 0
     comparison_id: str | None = None  # the comparison the panes show now
     parent_id: str | None = None  # the comparison before it in this conversation
+    # Issued with each comparison; a rating or a next turn must carry the one of the comparison on
+    # screen, so a form left over from an earlier comparison (or a stale page) is refused.
+    form_token: str | None = None
     rated: bool = False
     revealed: bool = False  # arena: names shown once a rating is in; later ratings are not blind
+    continue_from: int | None = None  # shared history: the pane whose answer the next turn continues
+    continued_from: str | None = None  # shared history: the response the comparison on screen continues
     last_prompt: str | None = None
     system_prompt: str | None = None
-    # Only the parameters the person touched override each contender's preset.
+    # Explicit overrides of every contender's preset (empty: each contender samples with its own).
     overrides: dict[str, float | int] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
+    claimed: bool = False  # a run owns the panes, from before its first write until its last thread ends
     running: int = 0  # pane threads of the current run still alive
-    replaced: bool = False  # Clear started a new session in this one's place
+    replaced: bool = False  # Clear started a new conversation in this one's place
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def busy(self) -> bool:
-        return self.running > 0
+        return self.claimed
 
     @property
     def all_finished(self) -> bool:
@@ -76,19 +87,28 @@ class Session:
         return self.mode == "arena" and not self.revealed
 
     @property
+    def pairwise(self) -> bool:
+        """Two answers are judged with a verdict and a strength; more with scores or a ranking."""
+        return len(self.panes) == 2
+
+    @property
     def can_rate(self) -> bool:
         return self.comparison_id is not None and self.all_finished and not self.rated and not self.busy
 
     def params_for(self, pane: Pane) -> GenerationParams:
         return pane.contender.params.with_overrides(**self.overrides)
 
+    def claim(self) -> None:
+        """Take the conversation for one run, atomically, or refuse: one run at a time."""
+        with self.lock:
+            if self.claimed:
+                raise PlaygroundError("the answers are still streaming: wait for them or press Stop")
+            self.claimed = True
 
-@dataclass(frozen=True)
-class Vote:
-    """What the person said about the answers on screen, by pane position (never by model name)."""
+    def release(self) -> None:
+        with self.lock:
+            self.claimed = False
 
-    choice: Choice | None = None  # two answers: which is better
-    strength: Strength | None = None  # Llama 2 paper's scale, for "a" or "b"
-    scores: dict[int, int] = field(default_factory=dict)  # more than two answers: 1-5 per position
-    unsafe: dict[int, str | None] = field(default_factory=dict)  # flagged positions, optional reason
-    comment: str | None = None
+    def stop_all(self) -> None:
+        for pane in self.panes:
+            pane.stop.set()

@@ -1,0 +1,81 @@
+"""The server-side store of conversations, one per browser session, evicted on unload or when idle."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from playground.conversation import Conversation, PlaygroundError
+
+DEFAULT_TTL_S = 6 * 3600.0
+
+
+@dataclass
+class _Entry:
+    conversation: Conversation
+    touched: float
+
+
+class ConversationStore:
+    """Conversation by Gradio session hash; the browser holds nothing but that hash.
+
+    An entry goes when its page unloads (`drop`) or after `ttl_s` without use, so a public demo's
+    memory does not grow with every visitor it ever had. A conversation with answers still streaming
+    is never evicted by age.
+    """
+
+    def __init__(self, factory: Callable[[], Conversation], ttl_s: float = DEFAULT_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.factory, self.ttl_s, self.clock = factory, ttl_s, clock
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = clock() + ttl_s
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str | None) -> Conversation:
+        """The conversation of this browser session, made on first use."""
+        key = self._checked(key)
+        now = self.clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry(self.factory(), now)
+            entry.touched = now
+            conversation = entry.conversation
+        self._sweep(now)
+        return conversation
+
+    def replace(self, key: str | None, conversation: Conversation) -> Conversation:
+        """Put a new conversation in the old one's place (Clear)."""
+        key = self._checked(key)
+        with self._lock:
+            self._entries[key] = _Entry(conversation, self.clock())
+        return conversation
+
+    def drop(self, key: str | None) -> None:
+        """The page went away: stop its streams and forget it."""
+        with self._lock:
+            entry = self._entries.pop(key, None) if key else None
+        if entry is not None:
+            entry.conversation.replaced = True
+            entry.conversation.stop_all()
+
+    def _sweep(self, now: float) -> None:
+        if now < self._next_sweep:
+            return
+        with self._lock:
+            self._next_sweep = now + min(self.ttl_s, 60.0)
+            stale = [k for k, e in self._entries.items()
+                     if now - e.touched > self.ttl_s and not e.conversation.busy]
+            for key in stale:
+                del self._entries[key]
+
+    @staticmethod
+    def _checked(key: str | None) -> str:
+        if not key:
+            raise PlaygroundError("this request has no session; reload the page")
+        return key

@@ -1,0 +1,30 @@
+"""The leaderboard tab's handler, in-process: what it shows before and after every contender has min_battles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from feedback_db import Database
+from playground.ui_tabs import leaderboard_tab
+from tests.test_feedback_db_support import seed_golden
+
+
+def shown_by(database: Database, min_battles: int) -> Callable[[bool], list[Any]]:
+    """The tab's handler, built as the page builds it."""
+    with gr.Blocks() as demo:
+        leaderboard_tab(database, 10, min_battles=min_battles)
+    return next(fn.fn for fn in demo.fns.values() if fn.fn.__name__ == "show")
+
+
+def test_the_tab_is_preliminary_until_every_contender_has_min_battles(database: Database) -> None:
+    seed_golden(database)  # blind battles: x 9, y 9, z 4
+    heading, _, table, _ = shown_by(database, min_battles=5)(False)
+    assert heading.startswith("**Preliminary: 7 votes so far; ratings settle once every contender has 5 battles")
+    assert [(row[1], row[3].startswith("preliminary")) for row in table.value["data"]] == [
+        ("x", False), ("z", True), ("y", False)]
+    heading, _, table, _ = shown_by(database, min_battles=4)(False)
+    assert heading.startswith("11 battles from 7 ratings")
+    assert not any("preliminary" in str(row) for row in table.value["data"])
