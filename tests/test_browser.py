@@ -279,3 +279,24 @@ def test_overriding_parameters_is_an_explicit_choice(browser, three_panes):
     page.locator("#override input").uncheck()
     page.locator("#params-0").get_by_text("preset:").wait_for(timeout=10_000)
     page.close()
+
+
+def test_many_clicks_on_send_start_one_comparison(browser, three_panes):
+    url, settings, _ = three_panes
+    with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
+        before = db.execute("SELECT count(*) FROM comparisons").fetchone()[0]
+    page = browser.new_page(viewport=WIDE)
+    page.goto(url)
+    page.locator("#pane-2").wait_for()
+    page.get_by_text(": slow").wait_for(timeout=10_000)
+    page.locator("#prompt textarea").fill("Click, click, click")
+    for _ in range(30):
+        page.locator("#send").click(delay=0)
+        page.locator("#prompt textarea").press("Enter")
+    page.locator("#stop").click()
+    page.locator("#rating:visible").first.wait_for(state="visible", timeout=30_000)
+    time.sleep(1.0)  # any request still queued would have stored its comparison by now
+    with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
+        after = db.execute("SELECT count(*) FROM comparisons").fetchone()[0]
+    assert after - before == 1
+    page.close()
