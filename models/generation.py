@@ -14,16 +14,10 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
-from transformers import (
-    LogitsProcessorList,
-    RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from models.loading import LoadedWeights
 from models.prompt_format import RenderedPrompt, render_prompt
+from models.sampling import TokenSampler
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, StreamEvent, Streamer
 
@@ -33,19 +27,6 @@ __all__ = ["ContextTooLong", "CoreShare", "GenerationResult", "LocalStreamer", "
 
 class ContextTooLong(ValueError):
     """The conversation leaves no room for an answer in the model's context."""
-
-
-def _processors(params: GenerationParams) -> LogitsProcessorList:
-    processors = LogitsProcessorList()
-    if params.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
-    if not params.greedy:
-        processors.append(TemperatureLogitsWarper(params.temperature))
-        if params.top_k > 0:
-            processors.append(TopKLogitsWarper(params.top_k))
-        if params.top_p < 1.0:
-            processors.append(TopPLogitsWarper(params.top_p))
-    return processors
 
 
 def _eos_ids(loaded: LoadedWeights) -> set[int]:
@@ -88,11 +69,10 @@ def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: Gene
                              f"{context_length}; press Clear to start a new conversation")
     max_new = min(params.max_new_tokens, room)
     model, device = loaded.model, loaded.input_device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    processors, eos = _processors(params), _eos_ids(loaded)
+    sampler, eos = TokenSampler(prompt_ids, params, seed, device), _eos_ids(loaded)
     decoder = _TextDecoder(loaded.tokenizer)
-    ids = torch.tensor([list(prompt_ids)], device=device)  # (1, prompt_len)
-    step_input, cache, new_tokens, first_token_s = ids, None, 0, None
+    step_input = torch.tensor([list(prompt_ids)], device=device)  # (1, prompt_len)
+    cache, new_tokens, first_token_s = None, 0, None
     text, finish = [], "length"
     while new_tokens < max_new:
         if stop.is_set():
@@ -104,21 +84,14 @@ def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: Gene
         # logits_to_keep=1: only the last position's logits are needed, not the prompt's.
         out = model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
         cache = out.cache
-        logits = processors(ids, out.logits[:, -1, :].float().to(device))  # (1, vocab)
-        if params.greedy:
-            next_id = logits.argmax(dim=-1, keepdim=True)
-        else:
-            probs = torch.softmax(logits, dim=-1)
-            next_id = torch.multinomial(probs, 1, generator=generator)
-        token = int(next_id)
+        token = sampler(out.logits[0, -1, :])
         new_tokens += 1
         if first_token_s is None:
             first_token_s = time.perf_counter() - started
         if token in eos:
             finish = "stop"
             break
-        ids = torch.cat([ids, next_id], dim=-1)
-        step_input = next_id
+        step_input = torch.tensor([[token]], device=device)
         delta = decoder.push(token)
         if delta:
             text.append(delta)

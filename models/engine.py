@@ -1,0 +1,43 @@
+"""One decoding engine per loaded weights: what a stream asks of it and what comes back.
+
+Every stream on the same weights, from every pane of every visitor, goes through that weights'
+engine, which decodes the streams running at the same time together. Which engine a placement gets:
+`engine_for` (below).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol, Sequence
+
+from models.specs import GenerationParams
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """One stream: its prompt, sampling settings, seed, stop event, token limit and stop tokens."""
+
+    prompt_ids: Sequence[int]
+    params: GenerationParams
+    seed: int
+    stop: threading.Event
+    max_new_tokens: int
+    eos: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a stream: why it ended ("stop", "length", "stopped", "error") and the error."""
+
+    reason: str
+    error: str | None = None
+
+
+EngineEvent = int | Finished  # token ids as chosen (the stop token too), then Finished
+
+
+class Engine(Protocol):
+    """Decodes many streams on one model at once."""
+
+    def generate(self, request: StreamRequest) -> Iterator[EngineEvent]: ...

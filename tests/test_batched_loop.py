@@ -1,0 +1,145 @@
+"""Our own batched loop (for weights split by device_map) against `generate` run alone, on tiny checkpoints."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from models.batched_loop import BatchedLoop
+from models.engine import Finished, StreamRequest
+from models.loading import LoadOptions, load_weights
+from models.registry import weights_from_reference
+from models.specs import GenerationParams
+
+PROMPTS = ["What is the capital of France?", "Tell me a story about a brave little robot who learns to paint.",
+           "Hi", "Explain gradient descent in one sentence."]
+OFFLOAD_MAP = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
+               "model.layers.2": "cpu", "model.layers.3": "disk", "model.norm": "cpu",
+               "model.rotary_emb": "cpu", "lm_head": "disk"}
+
+
+def greedy(max_new_tokens: int, repetition_penalty: float = 1.0) -> GenerationParams:
+    return GenerationParams(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=repetition_penalty,
+                            max_new_tokens=max_new_tokens)
+
+
+def reference(loaded, ids, params: GenerationParams) -> list[int]:
+    """`generate` alone, stopping at EOS like the engine (EOS included)."""
+    out = loaded.model.generate(torch.tensor([ids]), max_new_tokens=params.max_new_tokens, do_sample=False,
+                                repetition_penalty=params.repetition_penalty, eos_token_id=2, pad_token_id=2)
+    return out[0, len(ids):].tolist()
+
+
+def run_staggered(engine, requests, join_after: int = 3):
+    """Start each stream once the one before has produced `join_after` tokens; collect every stream."""
+    results: list[list] = [[] for _ in requests]
+    started = [threading.Event() for _ in requests]
+
+    def consume(i):
+        for event in engine.generate(requests[i]):
+            results[i].append(event)
+            if len(results[i]) == join_after and i + 1 < len(requests):
+                started[i + 1].set()
+        if i + 1 < len(requests):
+            started[i + 1].set()
+
+    threads = []
+    for i in range(len(requests)):
+        if i:
+            assert started[i].wait(60)
+        thread = threading.Thread(target=consume, args=(i,))
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def request(loaded, prompt, params, seed=0, stop=None):
+    ids = loaded.tokenizer.encode(prompt)
+    return StreamRequest(prompt_ids=ids, params=params, seed=seed, stop=stop or threading.Event(),
+                         max_new_tokens=params.max_new_tokens, eos=frozenset({2}))
+
+
+def load(path, **options):
+    return load_weights(weights_from_reference(str(path)), LoadOptions(dtype="float32", **options),
+                        log=lambda m: None)
+
+
+@pytest.mark.parametrize("checkpoint", ["tiny_mha", "tiny_gqa"])
+@pytest.mark.parametrize("penalty", [1.0, 1.3])
+def test_streams_joining_mid_decode_equal_generate_alone(checkpoint, penalty, request_fixture):
+    loaded = load(request_fixture.getfixturevalue(checkpoint))
+    engine = BatchedLoop(loaded.model, loaded.input_device)
+    lengths = [20, 12, 30, 8]
+    requests = [request(loaded, p, greedy(n, penalty)) for p, n in zip(PROMPTS, lengths)]
+    results = run_staggered(engine, requests)
+    for req, events in zip(requests, results):
+        tokens, finish = events[:-1], events[-1]
+        assert isinstance(finish, Finished) and finish.reason in ("stop", "length")
+        assert tokens == reference(loaded, list(req.prompt_ids), req.params)
+    assert engine.active == 0 and engine.peak_batch >= 3  # they did decode together
+
+
+def test_offloaded_weights_decode_in_one_batch_too(tiny_gqa, tmp_path):
+    loaded = load(tiny_gqa, device_map=OFFLOAD_MAP, offload_folder=tmp_path / "offload")
+    assert set(loaded.model.hf_device_map.values()) == {"cpu", "disk"}
+    engine = BatchedLoop(loaded.model, loaded.input_device)
+    requests = [request(loaded, p, greedy(n)) for p, n in zip(PROMPTS[:3], [16, 10, 20])]
+    results = run_staggered(engine, requests, join_after=2)
+    assert engine.peak_batch >= 2
+    plain = load(tiny_gqa)
+    for req, events in zip(requests, results):
+        assert events[:-1] == reference(plain, list(req.prompt_ids), req.params)
+
+
+def test_stopping_one_stream_leaves_the_others_unchanged(tiny_mha):
+    loaded = load(tiny_mha)
+    engine = BatchedLoop(loaded.model, loaded.input_device)
+    stop = threading.Event()
+    stopped = request(loaded, PROMPTS[1], greedy(200), stop=stop)
+    kept = request(loaded, PROMPTS[0], greedy(40))
+    stopped_events: list = []
+
+    def consume_stopped():
+        for event in engine.generate(stopped):
+            stopped_events.append(event)
+            if len(stopped_events) == 5:
+                stop.set()
+
+    thread = threading.Thread(target=consume_stopped)
+    thread.start()
+    while len(stopped_events) < 2:
+        time.sleep(0.001)
+    kept_events = list(engine.generate(kept))
+    thread.join(60)
+    assert stopped_events[-1] == Finished("stopped") and len(stopped_events) < 50
+    assert kept_events[:-1] == reference(loaded, list(kept.prompt_ids), kept.params)
+
+
+def test_a_sampled_stream_draws_the_same_tokens_alone_and_in_a_batch(tiny_mha):
+    loaded = load(tiny_mha)
+    sampled = GenerationParams(temperature=1.0, top_p=0.95, top_k=40, repetition_penalty=1.1, max_new_tokens=24)
+    alone = list(BatchedLoop(loaded.model, loaded.input_device).generate(request(loaded, PROMPTS[0], sampled, seed=7)))
+    engine = BatchedLoop(loaded.model, loaded.input_device)
+    others = [request(loaded, p, greedy(30)) for p in PROMPTS[1:]]
+    results = run_staggered(engine, [others[0], request(loaded, PROMPTS[0], sampled, seed=7), *others[1:]], 2)
+    assert results[1] == alone
+
+
+def test_a_failing_prefill_ends_only_its_stream(tiny_mha):
+    loaded = load(tiny_mha)
+    engine = BatchedLoop(loaded.model, loaded.input_device)
+    bad = StreamRequest(prompt_ids=[10**6], params=greedy(5), seed=0, stop=threading.Event(), max_new_tokens=5)
+    events = list(engine.generate(bad))
+    assert events[-1].reason == "error" and "index" in events[-1].error.lower()
+    good = request(loaded, PROMPTS[0], greedy(10))
+    assert list(engine.generate(good))[:-1] == reference(loaded, list(good.prompt_ids), good.params)
+
+
+@pytest.fixture
+def request_fixture(request):
+    return request
