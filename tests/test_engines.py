@@ -1,4 +1,5 @@
-"""Our own batched loop (for weights split by device_map) against `generate` run alone, on tiny checkpoints."""
+"""Both engines against `generate` run alone, on tiny checkpoints: transformers' continuous batching
+(weights on one device) and our own batched loop (weights split by device_map)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from models.batched_loop import BatchedLoop
+from models.continuous import ContinuousEngine
 from models.engine import Finished, StreamRequest
 from models.loading import LoadOptions, load_weights
 from models.registry import weights_from_reference
@@ -69,11 +71,34 @@ def load(path, **options):
                         log=lambda m: None)
 
 
+@pytest.fixture(params=["continuous", "loop"])
+def engine_kind(request):
+    return request.param
+
+
+@pytest.fixture
+def make_engine(engine_kind):
+    made = []
+
+    def make(loaded):
+        if engine_kind == "loop":
+            engine = BatchedLoop(loaded.model, loaded.input_device)
+        else:
+            engine = ContinuousEngine(loaded.model, cache_tokens=2048, max_batch_tokens=64)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        if isinstance(engine, ContinuousEngine):
+            engine.close()  # its thread is not a daemon
+
+
 @pytest.mark.parametrize("checkpoint", ["tiny_mha", "tiny_gqa"])
 @pytest.mark.parametrize("penalty", [1.0, 1.3])
-def test_streams_joining_mid_decode_equal_generate_alone(checkpoint, penalty, request_fixture):
+def test_streams_joining_mid_decode_equal_generate_alone(checkpoint, penalty, request_fixture, make_engine):
     loaded = load(request_fixture.getfixturevalue(checkpoint))
-    engine = BatchedLoop(loaded.model, loaded.input_device)
+    engine = make_engine(loaded)
     lengths = [20, 12, 30, 8]
     requests = [request(loaded, p, greedy(n, penalty)) for p, n in zip(PROMPTS, lengths)]
     results = run_staggered(engine, requests)
@@ -81,7 +106,8 @@ def test_streams_joining_mid_decode_equal_generate_alone(checkpoint, penalty, re
         tokens, finish = events[:-1], events[-1]
         assert isinstance(finish, Finished) and finish.reason in ("stop", "length")
         assert tokens == reference(loaded, list(req.prompt_ids), req.params)
-    assert engine.active == 0 and engine.peak_batch >= 3  # they did decode together
+    if isinstance(engine, BatchedLoop):
+        assert engine.active == 0 and engine.peak_batch >= 3  # they did decode together
 
 
 def test_offloaded_weights_decode_in_one_batch_too(tiny_gqa, tmp_path):
@@ -96,9 +122,9 @@ def test_offloaded_weights_decode_in_one_batch_too(tiny_gqa, tmp_path):
         assert events[:-1] == reference(plain, list(req.prompt_ids), req.params)
 
 
-def test_stopping_one_stream_leaves_the_others_unchanged(tiny_mha):
+def test_stopping_one_stream_leaves_the_others_unchanged(tiny_mha, make_engine):
     loaded = load(tiny_mha)
-    engine = BatchedLoop(loaded.model, loaded.input_device)
+    engine = make_engine(loaded)
     stop = threading.Event()
     stopped = request(loaded, PROMPTS[1], greedy(200), stop=stop)
     kept = request(loaded, PROMPTS[0], greedy(40))
@@ -120,11 +146,13 @@ def test_stopping_one_stream_leaves_the_others_unchanged(tiny_mha):
     assert kept_events[:-1] == reference(loaded, list(kept.prompt_ids), kept.params)
 
 
-def test_a_sampled_stream_draws_the_same_tokens_alone_and_in_a_batch(tiny_mha):
+def test_a_sampled_stream_draws_the_same_tokens_alone_and_in_a_batch(tiny_mha, make_engine):
     loaded = load(tiny_mha)
     sampled = GenerationParams(temperature=1.0, top_p=0.95, top_k=40, repetition_penalty=1.1, max_new_tokens=24)
-    alone = list(BatchedLoop(loaded.model, loaded.input_device).generate(request(loaded, PROMPTS[0], sampled, seed=7)))
-    engine = BatchedLoop(loaded.model, loaded.input_device)
+    alone = list(make_engine(loaded).generate(request(loaded, PROMPTS[0], sampled, seed=7)))
+    single = list(stream_tokens_ids(loaded, PROMPTS[0], sampled, seed=7))
+    assert alone[:-1] == single  # the single-stream loop draws the same tokens
+    engine = make_engine(loaded)
     others = [request(loaded, p, greedy(30)) for p in PROMPTS[1:]]
     results = run_staggered(engine, [others[0], request(loaded, PROMPTS[0], sampled, seed=7), *others[1:]], 2)
     assert results[1] == alone
@@ -143,3 +171,35 @@ def test_a_failing_prefill_ends_only_its_stream(tiny_mha):
 @pytest.fixture
 def request_fixture(request):
     return request
+
+
+def stream_tokens_ids(loaded, prompt, params, seed):
+    """Token ids the single-stream decode loop picks, through its own sampler."""
+    from models.sampling import TokenSampler
+
+    ids = loaded.tokenizer.encode(prompt)
+    sampler, cache, step, tokens = TokenSampler(ids, params, seed), None, torch.tensor([ids]), []
+    with torch.inference_mode():
+        for _ in range(params.max_new_tokens):
+            out = loaded.model(input_ids=step, cache=cache, use_cache=True, logits_to_keep=1)
+            cache, token = out.cache, sampler(out.logits[0, -1, :])
+            tokens.append(token)
+            if token == 2:
+                break
+            step = torch.tensor([[token]])
+    return tokens
+
+
+def test_continuous_engine_refuses_a_stream_larger_than_its_cache_and_keeps_serving(tiny_gqa):
+    loaded = load(tiny_gqa)
+    engine = ContinuousEngine(loaded.model, cache_tokens=128, max_batch_tokens=64)
+    try:
+        big = StreamRequest(prompt_ids=[5] * 100, params=greedy(64), seed=0, stop=threading.Event(),
+                            max_new_tokens=64, eos=frozenset({2}))
+        events = list(engine.generate(big))
+        assert events == [Finished("error", "this stream needs 164 tokens of cache (prompt 100 + answer 64); "
+                                            "the engine holds 128")]
+        small = request(loaded, PROMPTS[0], greedy(10))
+        assert list(engine.generate(small))[:-1] == reference(loaded, list(small.prompt_ids), small.params)
+    finally:
+        engine.close()
