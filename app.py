@@ -77,8 +77,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--leaderboard-min-battles", type=int, default=20,
                         help="battles every contender needs before the leaderboard stops calling its ratings "
                              "preliminary (default 20)")
-    parser.add_argument("--max-concurrent", type=int, default=1,
-                        help="comparisons generated at once across all visitors (default 1)")
+    parser.add_argument("--max-concurrent", type=int, default=None,
+                        help="comparisons generated at once across all visitors; the rest wait in the queue "
+                             "(default: as many as the engines' KV caches hold)")
+    parser.add_argument("--kv-cache-gib", type=float, default=None,
+                        help="KV cache per model on one device, in GiB (default: from free memory)")
+    parser.add_argument("--queue-size", type=int, default=None,
+                        help="comparisons that may wait for a turn; more get 'busy, try again' "
+                             "(default: 4 per comparison that runs, plus 16)")
     return parser
 
 
@@ -103,6 +109,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory,
                          cache_dir=cache_dir),
         mode=args.mode, history=args.history, max_concurrent=args.max_concurrent,
+        kv_cache_gib=args.kv_cache_gib, queue_size=args.queue_size,
         leaderboard_rounds=args.leaderboard_rounds, leaderboard_min_battles=args.leaderboard_min_battles,
         admin_token=admin_token(args.admin, env),
         arena=ArenaSampler(weights=parse_weights(args.arena_weights), avoid=parse_avoid(args.arena_avoid),

@@ -1,27 +1,27 @@
-"""Streaming generation: a plain decode loop that yields text as it is produced.
+"""Streaming generation: the real Streamer over the engines, and a plain one-stream decode loop.
 
-One loop per contender, run by the caller in its own thread. Writing the loop (instead of
-`generate` + `TextIteratorStreamer` in a second thread) keeps one thread per stream, lets the stop
-button act between two tokens, and decodes text incrementally rather than re-decoding the line.
+`LocalStreamer` renders a contender's prompt, sends the stream to its weights' engine (which decodes
+every stream on those weights in one batch), and turns token ids into text incrementally.
+`stream_tokens` decodes one stream alone: the reference that engines are tested and measured against.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 
+from models.engine import Engine, Finished, StreamRequest
 from models.loading import LoadedWeights
 from models.prompt_format import RenderedPrompt, render_prompt
 from models.sampling import TokenSampler
+from models.serving import build_engines
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, StreamEvent, Streamer
 
-__all__ = ["ContextTooLong", "CoreShare", "GenerationResult", "LocalStreamer", "PromptReady", "StreamEvent",
+__all__ = ["ContextTooLong", "EngineFailure", "GenerationResult", "LocalStreamer", "PromptReady", "StreamEvent",
            "Streamer", "stream_tokens"]
 
 
@@ -56,11 +56,10 @@ class _TextDecoder:
 
 @torch.inference_mode()
 def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: GenerationParams, *,
-                  stop: threading.Event, seed: int, context_length: int,
-                  before_step: Callable[[], None] | None = None) -> Iterator[str | GenerationResult]:
+                  stop: threading.Event, seed: int, context_length: int) -> Iterator[str | GenerationResult]:
     """Decode token by token from `prompt_ids`; yield text deltas, then a GenerationResult.
 
-    `before_step` runs before every forward pass (the CPU core split uses it).
+    One stream alone, outside any engine: the reference the engines are measured and tested against.
     """
     started = time.perf_counter()
     room = context_length - len(prompt_ids)
@@ -78,8 +77,6 @@ def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: Gene
         if stop.is_set():
             finish = "stopped"
             break
-        if before_step is not None:
-            before_step()
         # Prefill on the first step, then one token at a time against the KV cache.
         # logits_to_keep=1: only the last position's logits are needed, not the prompt's.
         out = model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
@@ -101,55 +98,61 @@ def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: Gene
                            duration_s=time.perf_counter() - started, seed=seed)
 
 
-class CoreShare:
-    """Splits the CPU's cores between the streams running now, re-checked before every token.
-
-    PyTorch's OpenMP thread count is per thread: three streams of 2 threads each on 2 cores thrash,
-    while one stream left alone (the others finished) should get every core back.
-    """
-
-    def __init__(self, cores: int | None = None) -> None:
-        self.cores = cores or os.cpu_count() or 1
-        self.active = 0
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def stream(self) -> Iterator[Callable[[], None]]:
-        """Count this stream as running; yields the per-token adjustment."""
-        with self._lock:
-            self.active += 1
-        try:
-            yield self.adjust
-        finally:
-            with self._lock:
-                self.active -= 1
-
-    def adjust(self) -> None:
-        wanted = max(1, self.cores // max(1, self.active))
-        if torch.get_num_threads() != wanted:
-            torch.set_num_threads(wanted)
+class EngineFailure(RuntimeError):
+    """The engine ended this stream with an error; the other streams go on."""
 
 
 class LocalStreamer:
-    """The real Streamer: renders each contender's prompt and decodes on its loaded weights."""
+    """The real Streamer: renders each contender's prompt and decodes it on its weights' engine.
 
-    def __init__(self, loaded: Mapping[WeightsSpec, LoadedWeights], cpu_cores: int | None = None) -> None:
+    Every stream on the same weights goes through one engine (models/serving.py), which decodes the
+    streams that run at the same time in one batch.
+    """
+
+    def __init__(self, loaded: Mapping[WeightsSpec, LoadedWeights],
+                 engines: Mapping[WeightsSpec, Engine] | None = None, *, kv_cache_gib: float | None = None) -> None:
         self.loaded = dict(loaded)
-        self.share = CoreShare(cpu_cores)
+        self.engines = dict(engines) if engines is not None else build_engines(self.loaded, kv_cache_gib)
 
     def render(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]]) -> RenderedPrompt:
         return render_prompt(contender.prompt_format, messages, self.loaded[contender.weights].tokenizer)
 
     def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
                  params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
-        loaded = self.loaded[contender.weights]
-        # Count this stream before rendering: the panes of a comparison start together, and a stream
-        # that began its prefill believing it was alone would take every core from the others.
-        with self.share.stream() as adjust:
-            prompt = self.render(contender, messages)
-            yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids))
-            context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
-            on_cpu = loaded.input_device.type == "cpu"
-            yield from stream_tokens(loaded, prompt.input_ids, params, stop=stop, seed=seed,
-                                     context_length=min(context, contender.weights.context_length),
-                                     before_step=adjust if on_cpu else None)
+        loaded, engine = self.loaded[contender.weights], self.engines[contender.weights]
+        started = time.perf_counter()
+        prompt = self.render(contender, messages)
+        yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids))
+        context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
+        room = min(context, contender.weights.context_length) - len(prompt.input_ids)
+        if room <= 0:
+            raise ContextTooLong(f"the conversation is {len(prompt.input_ids)} tokens, the model's context is "
+                                 f"{room + len(prompt.input_ids)}; press Clear to start a new conversation")
+        request = StreamRequest(prompt_ids=prompt.input_ids, params=params, seed=seed, stop=stop,
+                                max_new_tokens=min(params.max_new_tokens, room), eos=frozenset(_eos_ids(loaded)))
+        decoder, text, tokens, first_token_s, finished = _TextDecoder(loaded.tokenizer), [], 0, None, None
+        for event in engine.generate(request):
+            if isinstance(event, Finished):
+                finished = event
+                break
+            tokens += 1
+            if first_token_s is None:
+                first_token_s = time.perf_counter() - started
+            if event in request.eos:
+                continue
+            delta = decoder.push(event)
+            if delta:
+                text.append(delta)
+                yield delta
+        if finished is None or finished.reason == "error":
+            raise EngineFailure(finished.error if finished else "the engine ended the stream without a reason")
+        yield GenerationResult(text="".join(text), finish_reason=finished.reason, prompt_tokens=len(prompt.input_ids),
+                               completion_tokens=tokens, time_to_first_token_s=first_token_s,
+                               duration_s=time.perf_counter() - started, seed=seed)
+
+    def close(self) -> None:
+        """Stop the engines' threads."""
+        for engine in self.engines.values():
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()

@@ -266,15 +266,22 @@ class Playground:
         return comparison_id
 
     def _collect(self, conversation: Conversation, wakeups: queue.Queue) -> Iterator[Conversation]:
-        """Yield the conversation whenever the panes changed, at most every refresh_s."""
-        last_yield = 0.0
+        """Yield the conversation whenever the panes changed, at most every refresh_s.
+
+        The first snapshot goes out as soon as the comparison exists, and a pane's first text is
+        never held back: only later tokens are gathered into one update per refresh_s.
+        """
+        yield conversation
+        last_yield, started = time.perf_counter(), set()
         while conversation.running:  # each thread's last wakeup comes after it stopped counting
             wakeups.get()
             if conversation.replaced:  # Clear was pressed: a late snapshot must not bring this one back
                 return
+            first_text = any(p.text and p.position not in started for p in conversation.panes)
             wait = self.refresh_s - (time.perf_counter() - last_yield)
-            if wait > 0 and conversation.running:
+            if wait > 0 and conversation.running and not first_text:
                 time.sleep(wait)  # batch the tokens that arrive meanwhile into one update
+            started.update(p.position for p in conversation.panes if p.text)
             last_yield = time.perf_counter()
             yield conversation
         if not conversation.replaced:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from feedback_db import Database, open_database, sqlite_url
 from models.generation import LocalStreamer, Streamer
 from models.loading import LoadOptions, check_lineup, load_lineup, planned_options
 from models.placement import format_plan
 from models.registry import adhoc_lineup, get_lineup
+from models.serving import describe_engine
 from models.specs import LineupSpec, WeightsSpec
 from playground.arena import ArenaSampler
 from playground.comparison import Playground
 from playground.ui import CSS, build_ui
 from playground.view import models_markdown
+
+PROMPT_BUDGET = 512  # tokens of prompt and history a stream is counted with when sizing concurrency
+DEFAULT_CONCURRENT = 4
 
 if TYPE_CHECKING:  # only playground.ui* imports gradio at run time
     import gradio as gr
@@ -37,7 +42,9 @@ class Settings:
     arena: ArenaSampler = field(default_factory=ArenaSampler)
     # None: "shared" in arena mode (every later turn continues from the preferred answer), else "own".
     history: Literal["own", "shared"] | None = None
-    max_concurrent: int = 1
+    max_concurrent: int | None = None  # None: as many comparisons as the engines' KV caches hold
+    kv_cache_gib: float | None = None  # per engine on one device; None: sized from free memory
+    queue_size: int | None = None  # comparisons that may wait; None: 4 per one that runs
     leaderboard_rounds: int = 1000
     leaderboard_min_battles: int = 20
     admin_token: str | None = None  # the data tab exists only with a token
@@ -71,20 +78,45 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
         # Load in a short-lived thread: once a live thread (here, the main one) has run multi-threaded
         # torch ops, other threads' multi-threaded decoding was measured a third slower (bench/README.md).
         with ThreadPoolExecutor(1, thread_name_prefix="load") as loader:
-            loaded, models_info = loader.submit(_load, lineup, settings, log).result()
-        streamer = LocalStreamer(loaded)
+            loaded, plan = loader.submit(_load, lineup, settings, log).result()
+        streamer = LocalStreamer(loaded, kv_cache_gib=settings.kv_cache_gib)
+        # The engines' threads must stop before the interpreter waits for its non-daemon threads.
+        threading._register_atexit(streamer.close)
+        engines = {w: describe_engine(e) for w, e in streamer.engines.items()}
+        models_info = models_markdown(lineup, loaded, plan, engines)
         revisions = {w: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
+    max_concurrent = settings.max_concurrent or comparisons_that_fit(lineup, streamer, settings.arena.size
+                                                                     if settings.mode == "arena" else None)
+    log(f"comparisons generated at once: {max_concurrent}")
     database = open_database(settings.database_url)
     core = Playground(lineup, streamer, database, mode=settings.mode, history=settings.history,
                       revisions=revisions, sampler=settings.arena)
     demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
-                    models_info=models_info, max_concurrent=settings.max_concurrent,
+                    models_info=models_info, max_concurrent=max_concurrent,
                     leaderboard_rounds=settings.leaderboard_rounds,
                     leaderboard_min_battles=settings.leaderboard_min_battles, admin_token=settings.admin_token)
     return demo, core
 
 
-def _load(lineup: LineupSpec, settings: Settings, log: Callable[[str], None]) -> tuple[dict, str]:
+def comparisons_that_fit(lineup: LineupSpec, streamer: Streamer, panes: int | None = None) -> int:
+    """How many comparisons the engines' KV caches hold at once (4 for a streamer without engines).
+
+    A stream is counted at its preset's longest answer plus PROMPT_BUDGET tokens of prompt and history.
+    """
+    engines = getattr(streamer, "engines", None) or {}
+    fits = []
+    for weights, engine in engines.items():
+        tokens = getattr(engine, "cache_tokens", None)
+        contenders = [c for c in lineup.contenders if c.weights == weights]
+        if tokens is None or not contenders:  # the batched loop grows its cache as streams come
+            continue
+        per_stream = max(min(c.weights.context_length, PROMPT_BUDGET + c.params.max_new_tokens) for c in contenders)
+        streams = min(len(contenders), panes or len(contenders))
+        fits.append(tokens // (per_stream * streams))
+    return max(1, min(fits)) if fits else DEFAULT_CONCURRENT
+
+
+def _load(lineup: LineupSpec, settings: Settings, log: Callable[[str], None]) -> tuple[dict, Any]:
     """Load every weights once: by the placement plan unless the user fixed a device map or limits."""
     base, plan = settings.load, None
     options: LoadOptions | dict = base
@@ -94,12 +126,12 @@ def _load(lineup: LineupSpec, settings: Settings, log: Callable[[str], None]) ->
     if base.device_map == "auto" and not base.max_memory and base.dtype == "auto":
         plan, options = planned_options(lineup, base)
         log(format_plan(plan))
-    loaded = load_lineup(lineup, options, log=log, checked=True)
-    return loaded, models_markdown(lineup, loaded, plan)
+    return load_lineup(lineup, options, log=log, checked=True), plan
 
 
 def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> None:
     """Serve the page; `block=False` returns at once (tests)."""
-    demo.queue(default_concurrency_limit=settings.max_concurrent)
+    running = demo.max_concurrent
+    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENT, max_size=settings.queue_size or 4 * running + 16)
     demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=not block,
                 css=CSS, footer_links=["api"], quiet=not block)

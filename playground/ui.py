@@ -55,6 +55,7 @@ def build_ui(core: Playground, *, title: str, notice: str, models_info: str = ""
         if admin_token:
             admin_tab(core.database, admin_token, core.lineup.name)
     demo.conversations = store  # for tests and operators: how many conversations the server holds
+    demo.max_concurrent = max_concurrent
     return demo
 
 
@@ -214,10 +215,12 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
     outputs = page.shown + page.form + [page.status]
     asked = gr.on([page.send.click, page.prompt.submit], ask, inputs=[page.prompt, page.system, page.token],
                   outputs=outputs + [page.prompt], api_name="ask", concurrency_limit=max_concurrent,
-                  concurrency_id="generate", show_progress="hidden", validator=check_ask)
+                  concurrency_id="generate", validator=check_ask,
+                  # A visitor waiting for a turn sees their place in the queue there, not over the panes.
+                  show_progress="minimal", show_progress_on=[page.hint])
     regenerated = page.regenerate.click(again, inputs=[page.token], outputs=outputs, api_name="regenerate",
                                         concurrency_limit=max_concurrent, concurrency_id="generate",
-                                        show_progress="hidden")
+                                        show_progress="minimal", show_progress_on=[page.hint])
 
     def check_rating(request: gr.Request, token: Any, *values: Any) -> list[Any]:
         """Before queueing: an incomplete or malformed form is refused on the form, not on the panes."""

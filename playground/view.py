@@ -95,10 +95,12 @@ def pane_params(pane: Pane, conversation: Conversation) -> str:
     return line
 
 
-def models_markdown(lineup: LineupSpec, loaded: Mapping[WeightsSpec, Any], plan: Any | None) -> str:
-    """The "Models" section: where each model lives, its precision, memory and status."""
-    lines = ["| weights | contenders | devices | decoder layers per device | precision | memory | load |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+def models_markdown(lineup: LineupSpec, loaded: Mapping[WeightsSpec, Any], plan: Any | None,
+                    engines: Mapping[WeightsSpec, str] | None = None) -> str:
+    """The "Models" section: where each model lives, its precision, memory, engine and status."""
+    engines = engines or {}
+    lines = ["| weights | contenders | devices | decoder layers per device | precision | memory | engine | load |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     plans = dict(zip(lineup.weights, plan.models)) if plan is not None else {}
     for weights, item in loaded.items():
         contenders = ", ".join(c.name for c in lineup.contenders if c.weights == weights)
@@ -106,6 +108,7 @@ def models_markdown(lineup: LineupSpec, loaded: Mapping[WeightsSpec, Any], plan:
         layers = " ".join(f"{d}:{n}" for d, n in model_plan.layers_per_device.items()) if model_plan else "–"
         precision = (model_plan.precision if model_plan else str(item.model.dtype).removeprefix("torch."))
         lines.append(f"| `{weights.describe()}` | {contenders} | {', '.join(item.devices)} | {layers} | "
-                     f"{precision} | {item.memory_bytes() / 2**30:.2f} GiB | loaded in {item.load_seconds:.1f} s |")
+                     f"{precision} | {item.memory_bytes() / 2**30:.2f} GiB | {engines.get(weights, '–')} | "
+                     f"loaded in {item.load_seconds:.1f} s |")
     warnings = [f"- ⚠️ {w}" for w in (plan.warnings if plan is not None else ())]
     return "\n".join(lines + ([""] + warnings if warnings else []))

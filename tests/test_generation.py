@@ -9,7 +9,6 @@ import torch
 
 from models.generation import (
     ContextTooLong,
-    CoreShare,
     GenerationResult,
     LocalStreamer,
     PromptReady,
@@ -111,26 +110,21 @@ def test_incremental_decoder_matches_full_decode(tiny_mha):
     assert all("\ufffd" not in piece for piece in pieces)
 
 
-def test_local_streamer_renders_then_streams(tiny_mha):
+def test_local_streamer_renders_then_streams_through_the_engine(tiny_mha):
     loaded = _load(tiny_mha)
     contender = ContenderSpec(name="tiny", weights=loaded.spec, params=GREEDY)
-    events = list(LocalStreamer({loaded.spec: loaded}, cpu_cores=1)(
-        contender, [{"role": "user", "content": "hi"}], GREEDY, stop=threading.Event(), seed=1))
+    streamer = LocalStreamer({loaded.spec: loaded}, kv_cache_gib=0.01)
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        events = list(streamer(contender, messages, GREEDY, stop=threading.Event(), seed=1))
+    finally:
+        streamer.close()
     assert isinstance(events[0], PromptReady) and events[0].text == "<s><|user|>hi<|end|><|assistant|>"
-    assert isinstance(events[-1], GenerationResult)
-    assert events[-1].prompt_tokens == events[0].tokens
+    result = events[-1]
+    assert isinstance(result, GenerationResult) and result.prompt_tokens == events[0].tokens
+    alone = _run(loaded, streamer.render(contender, messages).input_ids, GREEDY, seed=1)
+    assert (result.text, result.completion_tokens, result.finish_reason) == (
+        alone.text, alone.completion_tokens, alone.finish_reason)
+    assert "".join(e for e in events if isinstance(e, str)) == result.text
 
 
-def test_core_share_splits_the_cores_between_running_streams():
-    share, original = CoreShare(cores=4), torch.get_num_threads()
-    with share.stream() as adjust:
-        adjust()
-        assert torch.get_num_threads() == 4
-        with share.stream():
-            with share.stream():
-                adjust()
-                assert torch.get_num_threads() == 1  # 4 cores // 3 streams
-            adjust()
-            assert torch.get_num_threads() == 2
-    assert share.active == 0
-    torch.set_num_threads(original)
