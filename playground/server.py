@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +79,6 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
         with ThreadPoolExecutor(1, thread_name_prefix="load") as loader:
             loaded, plan = loader.submit(_load, lineup, settings, log).result()
         streamer = LocalStreamer(loaded, kv_cache_gib=settings.kv_cache_gib)
-        # The engines' threads must stop before the interpreter waits for its non-daemon threads.
-        threading._register_atexit(streamer.close)
         engines = {w: describe_engine(e) for w, e in streamer.engines.items()}
         models_info = models_markdown(lineup, loaded, plan, engines)
         revisions = {w: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
