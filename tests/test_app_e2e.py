@@ -148,3 +148,24 @@ def test_unknown_lineup_fails_at_start_with_a_message(tmp_path):
                          text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
                                                        "HOME": str(tmp_path)})
     assert run.returncode == 2 and "unknown lineup 'nope'" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_four_visitors_at_once_complete_and_rate(served):
+    """Four sessions stream through the same engines at once; every vote lands on its own comparison."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings, _ = served
+
+    def visit(n: int) -> str:
+        client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
+        result = client.predict(f"Visitor {n} asks about Paris", "", "", api_name="/ask")
+        assert all("tok/s" in stats or "tokens" in stats for stats in result[2:4])
+        return client.predict(*rate_args(token_of(result), "a" if n % 2 else "b"), api_name="/rate")[-1]
+
+    with ThreadPoolExecutor(4) as pool:
+        messages = list(pool.map(visit, range(4)))
+    assert all("stored" in m for m in messages)
+    with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
+        rows = db.execute("SELECT c.prompt, r.choice FROM ratings r JOIN comparisons c ON c.id = r.comparison_id "
+                          "WHERE c.prompt LIKE 'Visitor % asks about Paris' ORDER BY c.prompt").fetchall()
+    assert rows == [(f"Visitor {n} asks about Paris", "a" if n % 2 else "b") for n in range(4)]
