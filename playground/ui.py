@@ -301,7 +301,7 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
     def on_load(request: gr.Request) -> list[Any]:
         return page.render(conversation(request))
 
-    demo.load(on_load, outputs=page.shown, api_visibility="undocumented")
+    demo.load(on_load, outputs=page.shown, api_visibility="undocumented", show_progress="hidden")
     def forget(request: gr.Request) -> None:
         store.drop(getattr(request, "session_hash", None))
 

@@ -4,6 +4,7 @@ used as a person would, twice in a row, in named and arena mode, wide and at 420
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 
@@ -119,7 +120,7 @@ def test_rate_twice_in_a_row_wide(browser, tiny_app, tmp_path):
     left, right = page.locator("#pane-0").bounding_box(), page.locator("#pane-1").bounding_box()
     assert abs(left["y"] - right["y"]) < 5 and right["x"] > left["x"] + left["width"] - 5  # side by side
     assert not page.locator("#rating").first.is_visible()
-    assert "greedy" in page.locator("#params-0").inner_text() or "temperature" in page.locator("#params-0").inner_text()
+    page.locator("#params-0").get_by_text(re.compile("greedy|temperature")).wait_for(timeout=10_000)
     page.get_by_text("Models", exact=True).click()  # the accordion: where each model lives
     models = page.locator("#models-info").inner_text()
     assert "cpu" in models and "loaded in" in models and "tiny-mha" in models
