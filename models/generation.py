@@ -29,6 +29,15 @@ class ContextTooLong(ValueError):
     """The conversation leaves no room for an answer in the model's context."""
 
 
+def answer_tokens(prompt_tokens: int, params: GenerationParams, context_length: int) -> int:
+    """How many tokens the answer may have: the preset's limit, or what the context leaves."""
+    room = context_length - prompt_tokens
+    if room <= 0:
+        raise ContextTooLong(f"the conversation is {prompt_tokens} tokens, the model's context is "
+                             f"{context_length}; press Clear to start a new conversation")
+    return min(params.max_new_tokens, room)
+
+
 def _eos_ids(loaded: LoadedWeights) -> set[int]:
     ids = loaded.model.generation_config.eos_token_id
     found = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
@@ -62,11 +71,7 @@ def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: Gene
     One stream alone, outside any engine: the reference the engines are measured and tested against.
     """
     started = time.perf_counter()
-    room = context_length - len(prompt_ids)
-    if room <= 0:
-        raise ContextTooLong(f"the conversation is {len(prompt_ids)} tokens, the model's context is "
-                             f"{context_length}; press Clear to start a new conversation")
-    max_new = min(params.max_new_tokens, room)
+    max_new = answer_tokens(len(prompt_ids), params, context_length)
     model, device = loaded.model, loaded.input_device
     sampler, eos = TokenSampler(prompt_ids, params, seed, device), _eos_ids(loaded)
     decoder = _TextDecoder(loaded.tokenizer)
@@ -124,12 +129,9 @@ class LocalStreamer:
         prompt = self.render(contender, messages)
         yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids))
         context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
-        room = min(context, contender.weights.context_length) - len(prompt.input_ids)
-        if room <= 0:
-            raise ContextTooLong(f"the conversation is {len(prompt.input_ids)} tokens, the model's context is "
-                                 f"{room + len(prompt.input_ids)}; press Clear to start a new conversation")
+        max_new = answer_tokens(len(prompt.input_ids), params, min(context, contender.weights.context_length))
         request = StreamRequest(prompt_ids=prompt.input_ids, params=params, seed=seed, stop=stop,
-                                max_new_tokens=min(params.max_new_tokens, room), eos=frozenset(_eos_ids(loaded)))
+                                max_new_tokens=max_new, eos=frozenset(_eos_ids(loaded)))
         decoder, text, tokens, first_token_s, finished = _TextDecoder(loaded.tokenizer), [], 0, None, None
         for event in engine.generate(request):
             if isinstance(event, Finished):

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from feedback_db import (
     ComparisonRecord,
@@ -30,7 +30,7 @@ from models.prompt_format import PromptError, validate_messages
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, Streamer
 from playground.arena import ArenaSampler
-from playground.conversation import Conversation, HistoryMode, Mode, Pane, PlaygroundError
+from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, PlaygroundError
 from playground.params import checked_overrides
 from playground.view import letter
 from playground.voting import Vote, preferred_position
@@ -122,31 +122,23 @@ class Playground:
         `form_token` is the token of the comparison the page shows ("" for none): a request from a
         page that is behind (a second click, a second tab) is refused instead of starting a turn.
         """
-        prompt = checked_prompt(prompt)
-        system = _checked_system(system_prompt)
-        conversation.claim()  # first: two requests at once must never both pass the checks below
-        try:
-            self.check_current(conversation, form_token)
-            turn = self._next_turn(conversation, prompt, system)
-        except BaseException:
-            conversation.release()
-            raise
-        yield from self._run(conversation, turn)
+        prompt, system = checked_prompt(prompt), _checked_system(system_prompt)
+        yield from self._claimed_run(conversation, form_token,
+                                     lambda: self._next_turn(conversation, prompt, system))
 
     def regenerate(self, conversation: Conversation, *, form_token: str | None = None) -> Iterator[Conversation]:
         """Run the last turn again as a new comparison (the old one stays stored)."""
-        conversation.claim()
-        try:
-            self.check_current(conversation, form_token)
-            if conversation.last_prompt is None:
-                raise PlaygroundError("nothing to regenerate yet: ask something first")
-            turn = _Turn(conversation.last_prompt, conversation.system_prompt, conversation.turn,
-                         conversation.parent_id, [list(p.history) for p in conversation.panes],
-                         conversation.continued_from)
-        except BaseException:
-            conversation.release()
-            raise
-        yield from self._run(conversation, turn)
+        yield from self._claimed_run(conversation, form_token, lambda: self._same_turn(conversation))
+
+    def check_can_ask(self, conversation: Conversation, prompt: object, form_token: str | None) -> None:
+        """What can be refused before a request waits in a queue: the prompt, a busy or stale page.
+
+        Advisory only: the run itself checks again after claiming the conversation.
+        """
+        checked_prompt(prompt)
+        if conversation.busy:
+            raise PlaygroundError(BUSY)
+        self.check_current(conversation, form_token)
 
     def stop(self, conversation: Conversation, position: int | None = None) -> None:
         """Stop one pane's answer (it is kept and rated as it stands), or every pane's."""
@@ -201,12 +193,27 @@ class Playground:
         shared = source.history + exchange + [{"role": "assistant", "content": source.text}]
         return _Turn(prompt, system, number, parent, [list(shared) for _ in panes], source.response_id)
 
-    def _run(self, conversation: Conversation, turn: _Turn) -> Iterator[Conversation]:
-        """Store the comparison, then stream every pane; the conversation changes only once it is stored.
+    @staticmethod
+    def _same_turn(conversation: Conversation) -> _Turn:
+        """The turn on screen again, with the same histories."""
+        if conversation.last_prompt is None:
+            raise PlaygroundError("nothing to regenerate yet: ask something first")
+        return _Turn(conversation.last_prompt, conversation.system_prompt, conversation.turn,
+                     conversation.parent_id, [list(p.history) for p in conversation.panes],
+                     conversation.continued_from)
 
-        Runs with the conversation claimed; the last pane thread to end releases it.
+    def _claimed_run(self, conversation: Conversation, form_token: str | None,
+                     make_turn: Callable[[], _Turn]) -> Iterator[Conversation]:
+        """Claim the conversation, store the comparison, then stream every pane.
+
+        The claim comes first: two requests at once must never both pass the checks after it. The
+        conversation changes only once the comparison is stored; until the pane threads start, any
+        failure hands the claim back, and afterwards the last pane thread to end releases it.
         """
+        conversation.claim()
         try:
+            self.check_current(conversation, form_token)
+            turn = make_turn()
             plans = self._plans(conversation, turn)
             for pane in conversation.panes:  # before the write, so a Stop pressed meanwhile is not lost
                 pane.stop = threading.Event()

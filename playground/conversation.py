@@ -17,6 +17,9 @@ Mode = Literal["named", "arena"]
 HistoryMode = Literal["own", "shared"]
 
 
+BUSY = "the answers are still streaming: wait for them or press Stop"
+
+
 class PlaygroundError(ValueError):
     """Something the person did that cannot be done now; the message says what to do instead."""
 
@@ -102,7 +105,7 @@ class Conversation:
         """Take the conversation for one run, atomically, or refuse: one run at a time."""
         with self.lock:
             if self.claimed:
-                raise PlaygroundError("the answers are still streaming: wait for them or press Stop")
+                raise PlaygroundError(BUSY)
             self.claimed = True
 
     def release(self) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from playground.comparison import Playground, checked_prompt
+from playground.comparison import Playground
 from playground.conversation import Conversation, PlaygroundError
 from playground.conversations import ConversationStore
 from playground.params import PARAM_FIELDS, PARAM_RANGES
@@ -197,11 +197,7 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
         """Before queueing: refuse an empty prompt, a busy conversation or a stale page on the prompt
         box, leaving the panes as they are (the run itself checks again, atomically)."""
         try:
-            checked_prompt(text)
-            c = conversation(request)
-            if c.busy:
-                raise PlaygroundError("the answers are still streaming: wait for them or press Stop")
-            core.check_current(c, token or "")
+            core.check_can_ask(conversation(request), text, token or "")
         except PlaygroundError as error:
             return [gr.validate(False, str(error)), gr.validate(True, ""), gr.validate(True, "")]
         return [gr.validate(True, "")] * 3
@@ -242,15 +238,12 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
     page.submit.click(rate, inputs=[page.token, *page.form], outputs=page.shown + [page.status],
                       api_name="rate", concurrency_limit=None, validator=check_rating, show_progress="hidden")
 
-    def stop_all(request: gr.Request) -> None:
-        core.stop(conversation(request))
+    def stopper(position: int | None) -> Callable[[gr.Request], None]:
+        def stop(request: gr.Request) -> None:
+            core.stop(conversation(request), position)  # None: every pane
+        return stop
 
-    page.stop.click(stop_all, api_name="stop", concurrency_limit=None, queue=False)
-    def stopper(position: int) -> Callable[[gr.Request], None]:
-        def stop_one(request: gr.Request) -> None:
-            core.stop(conversation(request), position)
-        return stop_one
-
+    page.stop.click(stopper(None), api_name="stop", concurrency_limit=None, queue=False)
     for position, button in enumerate(page.stops):
         button.click(stopper(position), api_name=f"stop_{letter(position).lower()}", concurrency_limit=None,
                      queue=False)
