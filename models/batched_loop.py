@@ -5,6 +5,9 @@ whose layers sit on two GPUs, or on the CPU and the disk. Here one thread decode
 runs on such weights as one batch: a new stream is prefilled alone, then joins the batch between two
 steps, left-padded to the batch's cache length; the attention mask hides the padding and each row
 keeps its own positions. A finished or stopped stream leaves at once, and its cache rows are freed.
+A failure stays with its stream: a failed prefill or sampler ends that stream; a failed batch step
+(out of memory, most often) ends the newest stream, and the others are prefilled again from their
+prompt and answer so far and go on with the same sampler, so their tokens do not change.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Iterator, Sequence
 import torch
 from transformers import DynamicCache
 
-from models.engine import EngineEvent, Finished, StreamRequest
+from models.engine import EngineEvent, Finished, StreamRequest, failure_message
 from models.sampling import TokenSampler
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class BatchedLoop:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.peak_batch = 0  # most streams decoded in one step so far
+        self.failed_steps = 0  # batch steps that failed and were recovered from
 
     def generate(self, request: StreamRequest) -> Iterator[EngineEvent]:
         """The stream's token ids as they are chosen, then a Finished event."""
@@ -117,7 +121,7 @@ class BatchedLoop:
             token = row.sampler(out.logits[0, -1, :])
         except Exception as error:  # this stream's prefill failed (too long, out of memory): only it ends
             log.exception("prefill failed")
-            row.out.put(Finished("error", f"{type(error).__name__}: {error}"))
+            row.out.put(Finished("error", failure_message(error)))
             return
         row.length = len(request.prompt_ids)
         reason = row.emit(token)
@@ -151,17 +155,20 @@ class BatchedLoop:
         try:
             out = self.model(input_ids=inputs, attention_mask=mask, position_ids=positions, cache=self._cache,
                              use_cache=True, logits_to_keep=1)
-        except Exception as error:  # a step of the whole batch failed: end these streams, keep serving
-            log.exception("batched decode step failed")
-            for row in rows:
-                row.out.put(Finished("error", f"{type(error).__name__}: {error}"))
-            self._rows, self._next, self._cache, self._mask = [], [], None, None
+        except Exception as error:  # the step failed (its cache may be half written): see _recover
+            self._recover(error)
             return
         self._cache, self._mask = out.cache, mask
         finished = []
         for i, row in enumerate(rows):
             row.length += 1
-            token = row.sampler(out.logits[i, -1, :])
+            try:
+                token = row.sampler(out.logits[i, -1, :])
+            except Exception as error:  # this stream's own choice failed: only it ends
+                log.exception("sampling failed for one stream")
+                row.out.put(Finished("error", failure_message(error)))
+                finished.append(i)
+                continue
             self._next[i] = token
             reason = row.emit(token)
             if reason is not None:
@@ -169,6 +176,28 @@ class BatchedLoop:
                 finished.append(i)
         if finished:
             self._keep([i for i in range(len(rows)) if i not in finished])
+
+    def _recover(self, error: Exception) -> None:
+        """A batch step failed: end the newest stream, prefill the others again and let them go on."""
+        log.error("a batched decode step failed", exc_info=error)
+        self.failed_steps += 1
+        rows, tokens = self._rows, self._next
+        self._rows, self._next, self._cache, self._mask = [], [], None, None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        rows[-1].out.put(Finished("error", failure_message(error)))
+        for row, token in zip(rows[:-1], tokens[:-1]):
+            # Everything but the pending token is context; the pending token is fed at the next step.
+            context = row.sampler.ids[0, :-1].to(self.device)[None, :]
+            try:
+                cache = DynamicCache()
+                self.model(input_ids=context, cache=cache, use_cache=True, logits_to_keep=1)
+            except Exception as again:
+                log.exception("prefilling a stream again failed")
+                row.out.put(Finished("error", failure_message(again)))
+                continue
+            row.length = context.shape[1]
+            self._join(row, cache, token)
 
     def _drop_stopped(self) -> None:
         stopped = [i for i, row in enumerate(self._rows) if row.request.stop.is_set()]

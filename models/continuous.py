@@ -11,6 +11,10 @@ between steps, prefill chunked into the decode batches. What we add around it:
   cancelled request.
 - A request that cannot fit in the cache even alone is refused with a message (the manager would
   stop for every stream); one that fits waits for room.
+- Failures stay with their stream. A sampler that fails ends its own stream. A forward pass that fails
+  (out of memory, most often) would stop the manager and every stream in it: instead the request being
+  prefilled in that step (else the newest) ends with a message, and the others in the step go on as
+  new requests that carry their answer so far, with the same sampler, so their tokens do not change.
 """
 
 from __future__ import annotations
@@ -30,11 +34,17 @@ from transformers.generation.continuous_batching.cb_logits_processors import (
     ContinuousBatchingLogitsProcessorList,
 )
 
-from models.engine import EngineEvent, Finished, StreamRequest
+from models.engine import EngineEvent, Finished, StreamRequest, failure_message
 from models.sampling import TokenSampler
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 64  # tokens per cache block
+_RESUME = "resume"  # verdict for a stream that shared a failed step without causing it
+MAX_RESUMES = 3  # a stream resumed this often ends, so that repeated failures cannot loop
+
+
+class _StepFailed(Exception):
+    """A forward pass failed; raised through the manager's loop to our handler (never past it)."""
 
 
 def _stop_quietly(manager) -> None:
@@ -49,22 +59,27 @@ class _StreamChoice(ContinuousBatchingLogitsProcessor):
     supported_kwargs: dict[str, type] = {}
     ignored_kwargs: tuple[str, ...] = ()
 
-    def __init__(self, samplers: dict[str, TokenSampler]) -> None:
-        self.samplers = samplers
-        self._rows: list[TokenSampler | None] = []
+    def __init__(self, samplers: dict[str, TokenSampler], verdicts: dict[str, str]) -> None:
+        self.samplers, self.verdicts = samplers, verdicts
+        self._rows: list[tuple[str, TokenSampler | None]] = []
 
     def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
         int32_tensor.zero_()
 
     def prepare_tensor_args(self, requests_with_new_token: list) -> torch.Tensor:
         # Score rows follow this order (the manager appends logits indices in it).
-        self._rows = [self.samplers.get(r.state.request_id) for r in requests_with_new_token]
+        self._rows = [(r.state.request_id, self.samplers.get(r.state.request_id)) for r in requests_with_new_token]
         return torch.zeros(len(self._rows), dtype=torch.int32)
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         chosen = torch.full_like(scores, float("-inf"))  # (rows, vocab)
-        for i, sampler in enumerate(self._rows[:scores.shape[0]]):
-            token = sampler(scores[i]) if sampler is not None else int(scores[i].argmax())
+        for i, (rid, sampler) in enumerate(self._rows[:scores.shape[0]]):
+            try:
+                token = sampler(scores[i]) if sampler is not None else int(scores[i].argmax())
+            except Exception as error:  # this stream's own choice failed: only it ends (its token is dropped)
+                log.exception("sampling failed for one stream")
+                self.verdicts[rid] = failure_message(error)
+                token = 0
             chosen[i, token] = 0.0
         return chosen
 
@@ -82,6 +97,8 @@ class ContinuousEngine:
         self.threads = threads
         self._samplers: dict[str, TokenSampler] = {}
         self._queues: dict[str, queue.Queue] = {}
+        self._verdicts: dict[str, str] = {}  # request id -> _RESUME or the message that ends it
+        self.failed_steps = 0  # forward passes that failed and were recovered from
         self._lock = threading.Lock()
         self._manager = None
         self._router: threading.Thread | None = None
@@ -104,25 +121,36 @@ class ContinuousEngine:
             yield Finished("error", f"this stream needs {needed} tokens of cache (prompt {len(request.prompt_ids)} + "
                                     f"answer {request.max_new_tokens}); the engine holds {self.capacity}")
             return
+        sampler = TokenSampler(request.prompt_ids, request.params, request.seed, self.device)
+        answer: list[int] = []
+        for _ in range(MAX_RESUMES + 1):
+            # Each pass is one manager request; a resumed pass carries the answer so far as prompt.
+            ended = yield from self._run(request, sampler, answer)
+            if ended:
+                return
+        yield Finished("error", "the model failed on this answer several times; try again")
+
+    def _run(self, request: StreamRequest, sampler: TokenSampler, answer: list[int]):
+        """One manager request for this stream; True when the stream ended, False to resume it."""
         manager = self._running_manager()
         rid = uuid.uuid4().hex
         outputs: queue.Queue = queue.Queue()
         with self._lock:
             self._queues[rid] = outputs
-            self._samplers[rid] = TokenSampler(request.prompt_ids, request.params, request.seed, self.device)
+            self._samplers[rid] = sampler
         sent, done = 0, False
         try:
-            added = manager.add_request([int(t) for t in request.prompt_ids], request_id=rid,
-                                        max_new_tokens=request.max_new_tokens, streaming=True,
+            added = manager.add_request([int(t) for t in (*request.prompt_ids, *answer)], request_id=rid,
+                                        max_new_tokens=request.max_new_tokens - len(answer), streaming=True,
                                         eos_token_id=sorted(request.eos) or -1)
             if added is None:
                 done = True
                 yield Finished("error", "the generation engine is not running; try again in a moment")
-                return
+                return True
             while True:
                 if request.stop.is_set():
                     yield Finished("stopped")
-                    return
+                    return True
                 try:
                     item = outputs.get(timeout=0.02)
                 except queue.Empty:
@@ -130,25 +158,36 @@ class ContinuousEngine:
                 if isinstance(item, Finished):  # the manager stopped under this stream
                     done = True
                     yield item
-                    return
+                    return True
                 tokens = item.generated_tokens  # cumulative, the stop token included
+                verdict = self._verdicts.pop(rid, None)
+                if verdict not in (None, _RESUME) and item.status != RequestStatus.FAILED:
+                    tokens = tokens[:-1]  # its sampler failed on the last token, which is a placeholder
                 for token in tokens[sent:]:
+                    answer.append(int(token))
                     yield int(token)
                 sent = len(tokens)
+                if verdict == _RESUME:  # a step it shared failed; its cache is gone: go on as a new request
+                    done = True
+                    return False
+                if verdict is not None:
+                    yield Finished("error", verdict)
+                    return True
                 if item.status == RequestStatus.FAILED:
                     done = True
                     yield Finished("error", str(item.error or "the request failed in the engine"))
-                    return
+                    return True
                 if item.status == RequestStatus.FINISHED:
                     done = True
                     yield Finished("stop" if tokens and tokens[-1] in request.eos else "length")
-                    return
+                    return True
         finally:
-            if not done:  # stopped, or the consumer went away: free its cache now
+            if not done:  # stopped, failed, or the consumer went away: free its cache now
                 manager.cancel_request(rid)
             with self._lock:
                 self._queues.pop(rid, None)
                 self._samplers.pop(rid, None)
+                self._verdicts.pop(rid, None)
 
     def close(self) -> None:
         """Stop the manager's thread (it is not a daemon: a process that never closes it never exits)."""
@@ -176,9 +215,11 @@ class ContinuousEngine:
         manager = self.model.init_continuous_batching(generation_config=config,
                                                       continuous_batching_config=self.config)
         # Our processor replaces whatever the manager built: sampling is per stream (see module docstring).
-        processors = ContinuousBatchingLogitsProcessorList(LogitsProcessorList([_StreamChoice(self._samplers)]))
+        processors = ContinuousBatchingLogitsProcessorList(
+            LogitsProcessorList([_StreamChoice(self._samplers, self._verdicts)]))
         processors.tensors_required = 1
         manager.logit_processor = processors
+        self._guard(manager)
         if self.threads:
             torch.set_num_threads(self.threads)  # the loop thread keeps the count it starts with
         manager.start()
@@ -187,6 +228,41 @@ class ContinuousEngine:
         self._router = threading.Thread(target=self._route, args=(manager,), daemon=True, name="cb-router")
         self._router.start()
         return manager
+
+    def _guard(self, manager) -> None:
+        """Keep a failed forward pass from stopping the manager: it ends one request, not all of them."""
+        step, body = manager._generation_step, manager._generation_loop_body
+
+        def guarded_step() -> None:
+            try:
+                step()
+            except Exception as error:
+                raise _StepFailed() from error
+
+        def guarded_body(batch_processor, bootstrapping: bool) -> bool:
+            try:
+                return body(batch_processor, bootstrapping)
+            except _StepFailed as failed:
+                self._recover(batch_processor, failed.__cause__)
+                return True
+
+        manager._generation_step, manager._generation_loop_body = guarded_step, guarded_body
+
+    def _recover(self, batch_processor, error: BaseException) -> None:
+        """End the request that made the step fail; the others in the step resume as new requests."""
+        log.error("a forward pass of continuous batching failed", exc_info=error)
+        self.failed_steps += 1
+        states = [future.state for future in batch_processor.inputs_and_outputs.prepare_batch_update()[0]]
+        prefilling = [s for s in states if s.generated_len() == 0]
+        culprits = {s.request_id for s in (prefilling or ([max(states, key=lambda s: s.created_time)] if states else []))}
+        with self._lock:
+            for state in states:
+                self._verdicts[state.request_id] = failure_message(error) if state.request_id in culprits else _RESUME
+        for state in states:  # frees their cache blocks; each stream hears of it through the router
+            batch_processor._handle_request_error(error, state)
+            batch_processor.scheduler.finish_request(state.request_id)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _route(self, manager) -> None:
         """Hand each output to its stream's queue; when the manager dies, tell every waiting stream."""

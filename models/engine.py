@@ -2,7 +2,7 @@
 
 Every stream on the same weights, from every pane of every visitor, goes through that weights'
 engine, which decodes the streams running at the same time together. Which engine a placement gets:
-`engine_for` (below).
+`models.serving.build_engines`.
 """
 
 from __future__ import annotations
@@ -41,3 +41,11 @@ class Engine(Protocol):
     """Decodes many streams on one model at once."""
 
     def generate(self, request: StreamRequest) -> Iterator[EngineEvent]: ...
+
+
+def failure_message(error: BaseException) -> str:
+    """The plain sentence a pane shows when the engine fails on its stream (the traceback goes to the log)."""
+    if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
+        return ("the model ran out of memory on this answer; the other answers went on. "
+                "Try a shorter conversation or fewer tokens")
+    return "the model failed on this answer; the other answers went on. Try again"

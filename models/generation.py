@@ -19,7 +19,7 @@ from models.prompt_format import RenderedPrompt, render_prompt
 from models.sampling import TokenSampler
 from models.serving import build_engines
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
-from models.streaming import GenerationResult, PromptReady, StreamEvent, Streamer
+from models.streaming import GenerationResult, PromptReady, StreamEvent, Streamer, StreamFailure
 
 __all__ = ["ContextTooLong", "EngineFailure", "GenerationResult", "LocalStreamer", "PromptReady", "StreamEvent",
            "Streamer", "stream_tokens"]
@@ -103,7 +103,7 @@ def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: Gene
                            duration_s=time.perf_counter() - started, seed=seed)
 
 
-class EngineFailure(RuntimeError):
+class EngineFailure(StreamFailure):
     """The engine ended this stream with an error; the other streams go on."""
 
 

@@ -14,6 +14,10 @@ from models.specs import ContenderSpec, GenerationParams
 FinishReason = str  # "stop" | "length" | "stopped" | "error"
 
 
+class StreamFailure(RuntimeError):
+    """A stream ended with an error whose message is written for the person reading the pane."""
+
+
 @dataclass(frozen=True)
 class PromptReady:
     """First event of a stream: the exact prompt the contender receives."""

@@ -28,7 +28,7 @@ from feedback_db import (
 )
 from models.prompt_format import PromptError, validate_messages
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
-from models.streaming import GenerationResult, PromptReady, Streamer
+from models.streaming import GenerationResult, PromptReady, Streamer, StreamFailure
 from playground.arena import ArenaSampler
 from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, PlaygroundError
 from playground.params import checked_overrides
@@ -311,7 +311,10 @@ class Playground:
                 else:
                     pane.text, pane.status = pane.text + event, "streaming"
                     wakeups.put(pane.position)
+        except StreamFailure as exc:  # its message is written for the pane
+            error = str(exc)
         except Exception as exc:  # one contender failing must not take the others down
+            log.exception("the answer of %s failed", pane.contender.name)
             error = f"{type(exc).__name__}: {exc}"
         if result is None and not error:
             error = "the generator ended without a result"

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from feedback_db import count_rows, get_comparison, rating_of, responses_of
-from models.streaming import GenerationResult, PromptReady
+from models.streaming import GenerationResult, PromptReady, StreamFailure
 from models.registry import weights_from_reference
 from models.specs import ContenderSpec, GenerationParams, LineupSpec
 from playground.comparison import Playground
@@ -25,14 +25,15 @@ def lineup(n: int = 2) -> LineupSpec:
         for i in range(n)))
 
 
-def words_streamer(log: list | None = None, delay: float = 0.0, fail: str | None = None):
+def words_streamer(log: list | None = None, delay: float = 0.0, fail: str | None = None,
+                   failure: Exception = RuntimeError("CUDA out of memory")):
     """A Streamer that answers '<name> says: <last user message>' word by word."""
     def stream(contender, messages, params, *, stop, seed):
         if log is not None:
             log.append((contender.name, list(messages), params, seed))
         yield PromptReady(text=f"PROMPT[{messages[-1]['content']}]", tokens=3)
         if contender.name == fail:
-            raise RuntimeError("CUDA out of memory")
+            raise failure
         words = f"{contender.name} says: {messages[-1]['content']}".split()
         for n, word in enumerate(words, start=1):
             if stop.is_set():
@@ -107,6 +108,18 @@ def test_one_failing_contender_does_not_stop_the_others(database):
         reasons = {r.contender: (r.finish_reason, r.error) for r in responses_of(db, session.comparison_id)}
     assert reasons["c1"] == ("error", "RuntimeError: CUDA out of memory")
     assert reasons["c0"] == ("stop", None)
+
+
+def test_an_engine_failure_is_shown_and_stored_as_its_plain_sentence(database):
+    sentence = "the model ran out of memory on this answer; the other answers went on"
+    core = Playground(lineup(2), words_streamer(fail="c0", failure=StreamFailure(sentence)), database)
+    session = core.new_conversation()
+    run(core, session, "hello")
+    failed = next(p for p in session.panes if p.contender.name == "c0")
+    assert failed.error == sentence and sentence in chat_messages(failed, session)[-1]["content"]
+    with database.session() as db:
+        reasons = {r.contender: (r.finish_reason, r.error) for r in responses_of(db, session.comparison_id)}
+    assert reasons == {"c0": ("error", sentence), "c1": ("stop", None)}
 
 
 def test_stop_ends_every_stream(database):

@@ -14,6 +14,7 @@ from models.continuous import ContinuousEngine
 from models.engine import Finished, StreamRequest
 from models.loading import LoadOptions, load_weights
 from models.registry import weights_from_reference
+from models.sampling import TokenSampler
 from models.specs import GenerationParams
 
 PROMPTS = ["What is the capital of France?", "Tell me a story about a brave little robot who learns to paint.",
@@ -35,7 +36,7 @@ def reference(loaded, ids, params: GenerationParams) -> list[int]:
     return out[0, len(ids):].tolist()
 
 
-def run_staggered(engine, requests, join_after: int = 3):
+def run_staggered(engine, requests, join_after: int = 3, before_start=lambda i: None):
     """Start each stream once the one before has produced `join_after` tokens; collect every stream."""
     results: list[list] = [[] for _ in requests]
     started = [threading.Event() for _ in requests]
@@ -52,6 +53,7 @@ def run_staggered(engine, requests, join_after: int = 3):
     for i in range(len(requests)):
         if i:
             assert started[i].wait(60)
+        before_start(i)
         thread = threading.Thread(target=consume, args=(i,))
         thread.start()
         threads.append(thread)
@@ -163,9 +165,59 @@ def test_a_failing_prefill_ends_only_its_stream(tiny_mha):
     engine = BatchedLoop(loaded.model, loaded.input_device)
     bad = StreamRequest(prompt_ids=[10**6], params=greedy(5), seed=0, stop=threading.Event(), max_new_tokens=5)
     events = list(engine.generate(bad))
-    assert events[-1].reason == "error" and "index" in events[-1].error.lower()
+    assert events[-1] == Finished("error", "the model failed on this answer; the other answers went on. Try again")
     good = request(loaded, PROMPTS[0], greedy(10))
     assert list(engine.generate(good))[:-1] == reference(loaded, list(good.prompt_ids), good.params)
+
+
+def test_a_failing_sampler_ends_only_its_stream(tiny_mha, make_engine, monkeypatch):
+    loaded = load(tiny_mha)
+    engine = make_engine(loaded)
+    requests = [request(loaded, p, greedy(n, 1.3)) for p, n in zip(PROMPTS[:3], [20, 23, 16])]
+    expected = [reference(loaded, list(r.prompt_ids), r.params) for r in requests]
+    choose = TokenSampler.__call__
+
+    def flaky(sampler, logits):  # the stream asking for 23 tokens fails on its fifth
+        if sampler.params.max_new_tokens == 23 and sampler.ids.shape[1] == len(requests[1].prompt_ids) + 4:
+            raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+        return choose(sampler, logits)
+
+    monkeypatch.setattr(TokenSampler, "__call__", flaky)
+    results = run_staggered(engine, requests, join_after=2)
+    assert results[1] == [*expected[1][:4], Finished("error", "the model failed on this answer; the other answers "
+                                                              "went on. Try again")]
+    assert results[0][:-1] == expected[0] and results[2][:-1] == expected[2]
+    later = request(loaded, PROMPTS[3], greedy(10))
+    assert list(engine.generate(later))[:-1] == reference(loaded, list(later.prompt_ids), later.params)
+
+
+def test_a_failed_step_ends_one_stream_and_the_others_go_on_unchanged(tiny_gqa, make_engine, engine_kind,
+                                                                      monkeypatch):
+    """Out of memory in a step shared by three streams: the newest ends, the two others lose nothing."""
+    loaded = load(tiny_gqa)
+    engine = make_engine(loaded)
+    requests = [request(loaded, p, greedy(n, 1.3)) for p, n in zip(PROMPTS[:3], [24, 20, 16])]
+    expected = [reference(loaded, list(r.prompt_ids), r.params) for r in requests]
+    forward, armed, failed = loaded.model.forward, threading.Event(), []
+
+    def failing_forward(*args, **kwargs):
+        ids = kwargs["input_ids"]
+        # Armed once the third stream is on its way: the loop fails its first step with three rows,
+        # continuous batching the step that prefills it (more query tokens than the two decoding streams).
+        if armed.is_set() and not failed and (ids.shape[0] == 3 if engine_kind == "loop" else ids.numel() > 2):
+            failed.append(ids.shape)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(loaded.model, "forward", failing_forward)
+    results = run_staggered(engine, requests, join_after=3, before_start=lambda i: i == 2 and armed.set())
+    assert failed and engine.failed_steps == 1
+    assert results[2][-1] == Finished("error", "the model ran out of memory on this answer; the other answers went "
+                                               "on. Try a shorter conversation or fewer tokens")
+    assert results[0][:-1] == expected[0] and results[1][:-1] == expected[1]
+    assert results[0][-1].reason in ("stop", "length") and results[1][-1].reason in ("stop", "length")
+    later = request(loaded, PROMPTS[3], greedy(10))
+    assert list(engine.generate(later))[:-1] == reference(loaded, list(later.prompt_ids), later.params)
 
 
 @pytest.fixture
