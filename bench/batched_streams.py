@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--cache-tokens", type=int, default=8192)
     parser.add_argument("--batch-tokens", type=int, default=256)
+    parser.add_argument("--compile-level", type=int, default=0,
+                        help="continuous batching's default_compile_level (0: eager)")
     args = parser.parse_args()
 
     lineup = get_lineup("demo")
@@ -86,7 +88,11 @@ def main() -> None:
     if args.engine == "loop":
         engine = BatchedLoop(model, loaded.input_device)
     else:
-        engine = ContinuousEngine(model, cache_tokens=args.cache_tokens, max_batch_tokens=args.batch_tokens)
+        built = time.perf_counter()
+        engine = ContinuousEngine(model, cache_tokens=args.cache_tokens, max_batch_tokens=args.batch_tokens,
+                                  compile_level=args.compile_level)
+        run_streams(engine, prompts[:1], 4)  # warm-up (compiles, when asked to)
+        print(f"engine ready in {time.perf_counter() - built:.1f} s (compile level {args.compile_level})")
     run_streams(engine, prompts[:1], 4)  # warm-up
     print("streams  wall s  x generate  tok/s together  x generate tok/s  mean first token s")
     for n in args.streams:

@@ -88,12 +88,13 @@ class ContinuousEngine:
     """Continuous batching over one model on one device, with our per-stream sampling."""
 
     def __init__(self, model: torch.nn.Module, *, cache_tokens: int, max_batch_tokens: int = 256,
-                 max_requests: int = 32, threads: int | None = None) -> None:
+                 max_requests: int = 32, threads: int | None = None, compile_level: int = 0) -> None:
         self.model, self.device = model, model.device
         self.cache_tokens = max(PAGE_SIZE, cache_tokens // PAGE_SIZE * PAGE_SIZE)
         self.config = ContinuousBatchingConfig(
             page_size=PAGE_SIZE, num_blocks=self.cache_tokens // PAGE_SIZE, max_batch_tokens=max_batch_tokens,
-            max_requests_per_batch=max_requests, use_async_batching=False, auto_switch_to_flash=False)
+            max_requests_per_batch=max_requests, use_async_batching=False, auto_switch_to_flash=False,
+            default_compile_level=compile_level)
         self.threads = threads
         self._samplers: dict[str, TokenSampler] = {}
         self._queues: dict[str, queue.Queue] = {}

@@ -169,6 +169,35 @@ class _Page:
                           unsafe=rest[:n], reasons=rest[n:2 * n], comment=comment)
 
 
+class _Lighter:
+    """Turns one event's successive snapshots into updates that cost Gradio little.
+
+    Gradio rebuilds a component's whole config (its JSON schema included: about 25 ms for a Chatbot
+    on a 2-core CPU) for every property update, gr.skip() too, and does so on its event loop. So a
+    component instance goes out only when its properties differ from what this event last sent;
+    otherwise its plain value does, which Gradio diffs against the last snapshot and sends only if
+    it changed. A layout block whose properties did not change is skipped.
+    """
+
+    def __init__(self, blocks: list[Any]) -> None:
+        self.blocks, self.sent = blocks, {}
+
+    def __call__(self, outputs: list[Any]) -> list[Any]:
+        light = []
+        for i, (block, out) in enumerate(zip(self.blocks, outputs)):
+            if not isinstance(out, gr.blocks.Block):
+                light.append(out)
+                continue
+            props = dict(out.constructor_args)
+            value = props.pop("value", getattr(block, "value", None))  # a property update keeps the value
+            if self.sent.get(i) != props:
+                self.sent[i] = props
+                light.append(out)
+            else:
+                light.append(value if isinstance(block, gr.components.Component) else gr.skip())
+        return light
+
+
 def _refusing(error: Exception) -> gr.Error:
     return gr.Error(str(error))
 
@@ -177,21 +206,21 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
                  max_concurrent: int) -> None:
     """Panes side by side, the vote right under them, then the prompt, parameters and models."""
     page = _Page(core, models_info)
-    skip_form = [gr.skip()] * (len(page.form) + 1)  # the form and the rating status
 
     def conversation(request: gr.Request | None) -> Conversation:
         return store.get(getattr(request, "session_hash", None))
 
     def streamed(run: Iterator[Conversation], extra: list[Any]) -> Iterator[list[Any]]:
-        """Snapshots of a run; the first clears the rating form and the last thank-you."""
-        first = True
+        """Snapshots of a run; the first clears the rating form and the last thank-you (later ones
+        repeat the cleared values, which Gradio's diff does not send, so nothing typed is lost)."""
+        lighter, last = _Lighter(outputs + [page.prompt][:len(extra)]), None
         try:
-            for snapshot in run:
-                rest = page.empty_form() + extra if first else skip_form + [gr.skip()] * len(extra)
-                yield page.render(snapshot) + rest
-                first = False
+            for last in run:
+                yield lighter(page.render(last) + page.empty_form() + extra)
         except PlaygroundError as error:
             raise _refusing(error) from None
+        if last is not None and not last.replaced:  # what an API client keeps: every property (labels name models)
+            yield page.render(last) + page.empty_form() + extra
 
     def check_ask(text: Any, system_prompt: Any, token: Any, request: gr.Request) -> list[Any]:
         """Before queueing: refuse an empty prompt, a busy conversation or a stale page on the prompt

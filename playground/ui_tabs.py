@@ -45,8 +45,11 @@ def leaderboard_tab(database: Database, rounds: int, min_battles: int = DEFAULT_
                 gr.Dataframe(value=rows, headers=headers)]
 
     outputs = [heading, plot, table, matrix]
-    for trigger in (tab.select, refresh.click, include_named.change):
-        trigger(show, inputs=[include_named], outputs=outputs, api_name=False, concurrency_limit=2)
+    # Its own limit, apart from generation's: the board answers however many answers are streaming.
+    board = dict(inputs=[include_named], outputs=outputs, concurrency_limit=2, concurrency_id="leaderboard")
+    refresh.click(show, api_name="leaderboard", api_visibility="undocumented", **board)
+    for trigger in (tab.select, include_named.change):
+        trigger(show, api_name=False, **board)
 
 
 def admin_tab(database: Database, token: str, lineup: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -89,3 +90,46 @@ def test_pane_stop_and_parameters_endpoints(served):
     with pytest.raises(AppError, match="greater than maximum"):
         client.predict(True, 99, 0.9, 50, 1.0, 64, api_name="/set_parameters")
     assert len(demo.conversations) >= 1
+
+
+@pytest.fixture()
+def saturated(tmp_path):
+    """One comparison generates at a time, and generation holds until the test lets it go."""
+    release, streaming = threading.Event(), threading.Event()
+    answer = words_streamer()
+
+    def held(contender, messages, params, *, stop, seed):
+        if "hold" in messages[-1]["content"]:
+            streaming.set()
+            release.wait(120)
+        yield from answer(contender, messages, params, stop=stop, seed=seed)
+
+    argv = ["--data-dir", str(tmp_path), "--port", str(free_port()), "--max-concurrent", "1",
+            "--model", "org/one", "--model", "org/two"]
+    settings = settings_from(argv, {})
+    demo, _ = create_app(settings, streamer=held, log=lambda m: None)
+    launch(demo, settings, block=False)
+    yield settings, release, streaming
+    release.set()
+    demo.close()
+
+
+def test_rating_and_the_leaderboard_answer_while_generation_is_full(saturated):
+    settings, release, streaming = saturated
+    url = f"http://127.0.0.1:{settings.port}/"
+    rater = Client(url, verbose=False)
+    token = token_of(rater.predict("a quick question", "", "", api_name="/ask"))
+    # Two more visitors: one holds the only generation slot, the other waits in the queue behind it.
+    running = Client(url, verbose=False).submit("please hold", "", "", api_name="/ask")
+    assert streaming.wait(60)
+    waiting = Client(url, verbose=False).submit("please hold too", "", "", api_name="/ask")
+    # Bounded waits, so that a rating stuck behind generation fails here instead of hanging.
+    message = rater.submit(*rate_args(token, "a"), api_name="/rate").result(timeout=60)[-1]
+    board = Client(url, verbose=False).submit(True, api_name="/leaderboard").result(timeout=60)
+    assert not running.done() and not waiting.done()  # both were still generating or queued meanwhile
+    assert "stored" in message and "from 1 ratings" in board[0]
+    release.set()
+    running.result(timeout=60), waiting.result(timeout=60)
+    with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM ratings").fetchone() == (1,)
+        assert db.execute("SELECT COUNT(*) FROM comparisons").fetchone() == (3,)
