@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
@@ -74,10 +73,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
     revisions: dict[WeightsSpec, str] = {}
     models_info = "Generation is provided by an external streamer."
     if streamer is None:
-        # Load in a short-lived thread: once a live thread (here, the main one) has run multi-threaded
-        # torch ops, other threads' multi-threaded decoding was measured a third slower (bench/README.md).
-        with ThreadPoolExecutor(1, thread_name_prefix="load") as loader:
-            loaded, plan = loader.submit(_load, lineup, settings, log).result()
+        loaded, plan = _load(lineup, settings, log)
         streamer = LocalStreamer(loaded, kv_cache_gib=settings.kv_cache_gib)
         engines = {w: describe_engine(e) for w, e in streamer.engines.items()}
         models_info = models_markdown(lineup, loaded, plan, engines)
