@@ -74,6 +74,16 @@ def _checked_system(system_prompt: object) -> str | None:
     return system or None
 
 
+def snapshot_interval(refresh_s: float, streaming: int) -> float:
+    """Seconds between two snapshots of one comparison while `streaming` comparisons stream.
+
+    Each snapshot costs the page's server about 10 ms of CPU (render, Gradio's postprocessing and
+    diff), so the interval grows with the comparisons streaming: the page's updates then take the
+    same CPU however many run, and the rest is left to decoding (bench/README.md).
+    """
+    return refresh_s * max(1, streaming)
+
+
 class Playground:
     """Runs comparisons for a lineup and records them in the feedback database."""
 
@@ -93,7 +103,9 @@ class Playground:
         elif len(lineup.contenders) > MAX_PANES:
             raise ValueError(f"lineup {lineup.name!r} has {len(lineup.contenders)} contenders; named mode shows "
                              f"at most {MAX_PANES} side by side: use arena mode to sample pairs from it")
-        self.refresh_s = refresh_s  # at most this often a new snapshot goes to the page
+        self.refresh_s = refresh_s  # at most this often a new snapshot goes to the page (one comparison)
+        self.streaming = 0  # comparisons whose snapshots are being collected now
+        self._count_lock = threading.Lock()
         self.rng = rng or random.SystemRandom()
         self.revisions = dict(revisions or {})  # weights -> resolved commit, when known
 
@@ -273,26 +285,32 @@ class Playground:
         return comparison_id
 
     def _collect(self, conversation: Conversation, wakeups: queue.Queue) -> Iterator[Conversation]:
-        """Yield the conversation whenever the panes changed, at most every refresh_s.
+        """Yield the conversation whenever the panes changed, at most every `snapshot_interval`.
 
         The first snapshot goes out as soon as the comparison exists, and a pane's first text is
-        never held back: only later tokens are gathered into one update per refresh_s.
+        never held back: only later tokens are gathered into one update per interval.
         """
-        yield conversation
-        last_yield, started = time.perf_counter(), set()
-        while conversation.running:  # each thread's last wakeup comes after it stopped counting
-            wakeups.get()
-            if conversation.replaced:  # Clear was pressed: a late snapshot must not bring this one back
-                return
-            first_text = any(p.text and p.position not in started for p in conversation.panes)
-            wait = self.refresh_s - (time.perf_counter() - last_yield)
-            if wait > 0 and conversation.running and not first_text:
-                time.sleep(wait)  # batch the tokens that arrive meanwhile into one update
-            started.update(p.position for p in conversation.panes if p.text)
-            last_yield = time.perf_counter()
+        with self._count_lock:
+            self.streaming += 1
+        try:
             yield conversation
-        if not conversation.replaced:
-            yield conversation
+            last_yield, started = time.perf_counter(), set()
+            while conversation.running:  # each thread's last wakeup comes after it stopped counting
+                wakeups.get()
+                if conversation.replaced:  # Clear was pressed: a late snapshot must not bring this one back
+                    return
+                first_text = any(p.text and p.position not in started for p in conversation.panes)
+                wait = snapshot_interval(self.refresh_s, self.streaming) - (time.perf_counter() - last_yield)
+                if wait > 0 and conversation.running and not first_text:
+                    time.sleep(wait)  # batch the tokens that arrive meanwhile into one update
+                started.update(p.position for p in conversation.panes if p.text)
+                last_yield = time.perf_counter()
+                yield conversation
+            if not conversation.replaced:
+                yield conversation
+        finally:
+            with self._count_lock:
+                self.streaming -= 1
 
     def _contender(self, conversation: Conversation, comparison_id: str, pane: Pane,
                    messages: list[dict[str, str]], params: GenerationParams, seed: int,

@@ -11,7 +11,7 @@ from feedback_db import count_rows, get_comparison, rating_of, responses_of
 from models.streaming import GenerationResult, PromptReady, StreamFailure
 from models.registry import weights_from_reference
 from models.specs import ContenderSpec, GenerationParams, LineupSpec
-from playground.comparison import Playground
+from playground.comparison import Playground, snapshot_interval
 from playground.conversation import PlaygroundError
 from playground.voting import Vote
 from playground.view import chat_messages, pane_label, pane_params, pane_stats
@@ -334,3 +334,20 @@ def test_stop_pressed_while_the_comparison_is_stored_is_kept(database):
     for _ in stream:
         pass
     assert {p.status for p in session.panes} == {"stopped"}
+
+
+def test_snapshots_come_less_often_the_more_comparisons_stream():
+    assert snapshot_interval(0.05, 0) == snapshot_interval(0.05, 1) == 0.05
+    assert snapshot_interval(0.05, 12) == pytest.approx(0.6)
+
+
+def test_the_streaming_count_follows_runs_and_returns_to_zero(database):
+    core = Playground(lineup(2), words_streamer(delay=0.01), database)
+    seen = []
+    for _ in core.ask(core.new_conversation(), "hello"):
+        seen.append(core.streaming)
+    assert set(seen) == {1} and core.streaming == 0
+    run = core.ask(core.new_conversation(), "hello again")
+    next(run)
+    run.close()  # the page went away mid-stream
+    assert core.streaming == 0
