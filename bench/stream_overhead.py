@@ -15,8 +15,8 @@ import statistics
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -74,9 +74,9 @@ def threaded_generate(loaded, ids, tokens):
     return box["r"]
 
 
-def through_core(loaded, ids, tokens):
-    """The comparison core as the app runs it: LocalStreamer with the app's thread split, a pane
-    thread per contender, snapshots, SQLite writes; the second contender answers instantly."""
+def through_core(loaded, ids, tokens, local):
+    """The comparison core as the app runs it: LocalStreamer and its engine (built once, as in the app),
+    a pane thread per contender, snapshots, SQLite writes; the second contender answers instantly."""
     import tempfile
 
     from feedback_db import open_database, sqlite_url
@@ -87,7 +87,6 @@ def through_core(loaded, ids, tokens):
     params = GenerationParams(temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=tokens)
     real = ContenderSpec(name="real", weights=loaded.spec, params=params)
     instant = ContenderSpec(name="instant", weights=loaded.spec, params=params)
-    local = LocalStreamer({loaded.spec: loaded})
 
     def streamer(contender, messages, params, *, stop, seed):
         if contender.name == "real":
@@ -131,15 +130,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     contender = get_lineup("demo").contenders[0]
-    with ThreadPoolExecutor(1) as loader:  # as the app loads: not in the main thread
-        loaded = loader.submit(load_weights, contender.weights, LoadOptions(dtype=args.dtype, device_map="cpu"),
-                               lambda m: None).result()
-    ids = list(LocalStreamer({contender.weights: loaded}).render(contender, PROMPT).input_ids)
-    # Order matters on this 2-core machine: once a thread that is still alive (the main thread, or one
-    # that ran `generate`) has run multi-threaded torch ops, multi-threaded runs in *other* threads lose
-    # about a third of their speed. The app never computes in its main thread (it loads weights in a
-    # short-lived thread), so the comparison core runs first here, in the same condition.
-    paths = {"comparison core": through_core, "generate": plain_generate, "decode loop": playground_stream,
+    loaded = load_weights(contender.weights, LoadOptions(dtype=args.dtype, device_map="cpu"), lambda m: None)
+    local = LocalStreamer({contender.weights: loaded})  # as the app: one engine, built at start
+    ids = list(local.render(contender, PROMPT).input_ids)
+    # The comparison core runs first, as in the app, before any other thread has decoded.
+    paths = {"comparison core": partial(through_core, local=local), "generate": plain_generate,
+             "decode loop": playground_stream,
              "generate in a thread": threaded_generate, "TextIteratorStreamer": textiterator_generate}
     speeds: dict[str, list[float]] = {name: [] for name in paths}
     ttfts: dict[str, list[float]] = {name: [] for name in paths}
@@ -158,6 +154,7 @@ def main() -> None:
         speed = statistics.median(speeds[name])
         ttft = f", first token {statistics.median(ttfts[name]) * 1000:.0f} ms" if ttfts[name] else ""
         print(f"{name:>22}: {speed:6.1f} tok/s  ({speed / base:.3f} of generate){ttft}")
+    local.close()
 
 
 if __name__ == "__main__":

@@ -223,7 +223,8 @@ class ContinuousEngine:
         self._guard(manager)
         if self.threads:
             torch.set_num_threads(self.threads)  # the loop thread keeps the count it starts with
-        manager.start()
+        with torch.inference_mode():  # the loop thread runs in the mode it was started in: no autograd state
+            manager.start()
         # The manager's thread is not a daemon: stop it before the interpreter waits for such threads.
         threading._register_atexit(_stop_quietly, manager)
         self._router = threading.Thread(target=self._route, args=(manager,), daemon=True, name="cb-router")
