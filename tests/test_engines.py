@@ -255,3 +255,18 @@ def test_continuous_engine_refuses_a_stream_larger_than_its_cache_and_keeps_serv
         assert list(engine.generate(small))[:-1] == reference(loaded, list(small.prompt_ids), small.params)
     finally:
         engine.close()
+
+
+def test_streams_that_fit_one_at_a_time_wait_for_cache_and_all_finish(tiny_gqa):
+    """A 128-token cache, three streams of 110 tokens each at once: they take turns, none fails."""
+    loaded = load(tiny_gqa)
+    engine = ContinuousEngine(loaded.model, cache_tokens=128, max_batch_tokens=64)
+    try:
+        requests = [StreamRequest(prompt_ids=[5 + i] * 20, params=greedy(90), seed=0, stop=threading.Event(),
+                                  max_new_tokens=90) for i in range(3)]
+        results = run_staggered(engine, requests, join_after=1)
+        for req, events in zip(requests, results):
+            assert events[-1] == Finished("length")
+            assert events[:-1] == reference(loaded, list(req.prompt_ids), req.params)[:90]
+    finally:
+        engine.close()
