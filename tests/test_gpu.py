@@ -73,3 +73,32 @@ def test_embedded_model_on_the_gpu_matches_the_cpu_and_reports_speed(embedded_ca
     print(f"\nembedded model on {torch.cuda.get_device_name(0)}, float16: "
           f"{result.completion_tokens} tokens in {time.perf_counter() - started:.2f} s, "
           f"{result.tokens_per_s:.1f} tok/s after a first token at {result.time_to_first_token_s * 1000:.0f} ms")
+
+
+@pytest.mark.parametrize("checkpoint", ["tiny_mha", "tiny_gqa"])
+def test_sixteen_streams_on_the_gpu_engine_equal_generate_alone(checkpoint, request):
+    """Continuous batching on CUDA: 16 greedy streams joining mid-decode, each equal to `generate` alone;
+    prints 1 against 16 streams' tokens/s together."""
+    from models.continuous import ContinuousEngine
+    from tests.test_engines import PROMPTS, greedy, reference, run_staggered
+    from tests.test_engines import request as stream_request
+
+    weights = weights_from_reference(str(request.getfixturevalue(checkpoint)))
+    gpu = load_weights(weights, LoadOptions(dtype="float32", device_map="cuda:0"), log=lambda m: None)
+    cpu = load_weights(weights, LoadOptions(dtype="float32", device_map="cpu"), log=lambda m: None)
+    engine = ContinuousEngine(gpu.model, cache_tokens=16 * 256, max_batch_tokens=512)
+    try:
+        requests = [stream_request(gpu, PROMPTS[i % len(PROMPTS)], greedy(24 + i, 1.0 + 0.1 * (i % 2)))
+                    for i in range(16)]
+        started = time.perf_counter()
+        alone = run_staggered(engine, requests[:1])
+        one = sum(len(r) - 1 for r in alone) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        results = run_staggered(engine, requests, join_after=1)
+        together = sum(len(r) - 1 for r in results) / (time.perf_counter() - started)
+        for req, events in zip(requests, results):
+            assert events[:-1] == reference(cpu, list(req.prompt_ids), req.params)
+        print(f"\n{checkpoint} on {torch.cuda.get_device_name(0)}: 1 stream {one:.0f} tok/s, "
+              f"16 streams {together:.0f} tok/s together")
+    finally:
+        engine.close()
