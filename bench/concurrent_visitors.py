@@ -51,9 +51,8 @@ class Api:
     panes: int
     token_index: int | None  # where /ask returns the form token, None when the app has no form token
 
-    def ask_args(self, prompt: str, token: str = "") -> list[Any]:
-        """`token`: the form token of the comparison on screen ("" for a new session's first)."""
-        values = {"text": prompt, "system_prompt": "", "token": token}
+    def ask_args(self, prompt: str) -> list[Any]:
+        values = {"text": prompt, "system_prompt": "", "token": ""}
         return [values.get(p["parameter_name"], p.get("parameter_default")) for p in self.ask_params]
 
     def rate_args(self, token: str, visitor: int) -> list[Any]:

@@ -36,11 +36,10 @@ from concurrent_visitors import (  # noqa: E402  (a sibling script, not a packag
 POLL_S = 0.001
 
 
-def one_comparison(client, api, prompt: str, token: str) -> tuple[float, float | None, str]:
-    """Seconds from submit to the first snapshot and to the first answer text, as the client sees them;
-    then the next form token (the same session asks again)."""
+def one_comparison(client, api, prompt: str) -> tuple[float, float | None]:
+    """Seconds from submit to the first snapshot and to the first answer text, as the client sees them."""
     submitted = time.perf_counter()
-    job = client.submit(*api.ask_args(prompt, token), api_name="/ask")
+    job = client.submit(*api.ask_args(prompt), api_name="/ask")
     snapshot = text = None
     seen = 0
     while not job.done() or seen < len(job.outputs()):
@@ -52,9 +51,8 @@ def one_comparison(client, api, prompt: str, token: str) -> tuple[float, float |
                 text = now
         seen = len(outputs)
         time.sleep(POLL_S)
-    result = job.result()
-    token = str(result[api.token_index]) if api.token_index is not None else ""
-    return snapshot - submitted, (text - submitted) if text else None, token
+    job.result()
+    return snapshot - submitted, (text - submitted) if text else None
 
 
 def one_comparison_raw(client, api, prompt: str) -> tuple[float, float | None]:
@@ -119,14 +117,14 @@ def main() -> None:
         api = read_api(url)
         # Warm-up: the first forward passes of each shape are slow. Each comparison is a new conversation
         # (a new session), so that every prompt is the same length as the visitors'.
-        one_comparison(Client(url, verbose=False), api, "Hello!", "")
+        one_comparison(Client(url, verbose=False), api, "Hello!")
         runs = {}
         for name in ("gradio_client", "event stream"):
             runs[name] = []
             for i in range(args.comparisons):
                 client = Client(url, verbose=False)
                 prompt = PROMPTS[i % len(PROMPTS)]
-                runs[name].append(one_comparison(client, api, prompt, "")[:2] if name == "gradio_client"
+                runs[name].append(one_comparison(client, api, prompt) if name == "gradio_client"
                                   else one_comparison_raw(client, api, prompt))
         firsts = fastest_first_tokens(workdir / "data")[1:]  # the warm-up comparison comes first
     finally:

@@ -102,7 +102,6 @@ class ContinuousEngine:
         self.failed_steps = 0  # forward passes that failed and were recovered from
         self._lock = threading.Lock()
         self._manager = None
-        self._router: threading.Thread | None = None
         # One forward pass in the constructing thread before the manager's thread exists: without it,
         # decoding in that thread ran 30x slower on this CPU (bf16, 2 cores; bench/README.md).
         with torch.inference_mode():
@@ -227,8 +226,7 @@ class ContinuousEngine:
             manager.start()
         # The manager's thread is not a daemon: stop it before the interpreter waits for such threads.
         threading._register_atexit(_stop_quietly, manager)
-        self._router = threading.Thread(target=self._route, args=(manager,), daemon=True, name="cb-router")
-        self._router.start()
+        threading.Thread(target=self._route, args=(manager,), daemon=True, name="cb-router").start()
         return manager
 
     def _guard(self, manager) -> None:

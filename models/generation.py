@@ -2,7 +2,8 @@
 
 `LocalStreamer` renders a contender's prompt, sends the stream to its weights' engine (which decodes
 every stream on those weights in one batch), and turns token ids into text incrementally.
-`stream_tokens` decodes one stream alone: the reference that engines are tested and measured against.
+`decode_alone` decodes one stream alone, the reference that engines are tested and measured against;
+`stream_tokens` is the same as text.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
-from models.engine import Engine, Finished, StreamRequest
+from models.engine import Engine, EngineEvent, Finished, StreamRequest
 from models.loading import LoadedWeights
 from models.prompt_format import RenderedPrompt, render_prompt
 from models.sampling import TokenSampler
@@ -21,12 +22,16 @@ from models.serving import build_engines
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, StreamEvent, Streamer, StreamFailure
 
-__all__ = ["ContextTooLong", "EngineFailure", "GenerationResult", "LocalStreamer", "PromptReady", "StreamEvent",
+__all__ = ["ContextTooLong", "EngineFailure", "decode_alone", "GenerationResult", "LocalStreamer", "PromptReady", "StreamEvent",
            "Streamer", "stream_tokens"]
 
 
 class ContextTooLong(ValueError):
     """The conversation leaves no room for an answer in the model's context."""
+
+
+class EngineFailure(StreamFailure):
+    """The engine ended this stream with an error; the other streams go on."""
 
 
 def answer_tokens(prompt_tokens: int, params: GenerationParams, context_length: int) -> int:
@@ -64,47 +69,65 @@ class _TextDecoder:
 
 
 @torch.inference_mode()
-def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: GenerationParams, *,
-                  stop: threading.Event, seed: int, context_length: int) -> Iterator[str | GenerationResult]:
-    """Decode token by token from `prompt_ids`; yield text deltas, then a GenerationResult.
+def decode_alone(loaded: LoadedWeights, request: StreamRequest) -> Iterator[EngineEvent]:
+    """One stream decoded alone, outside any engine: its token ids (the stop token too), then Finished.
 
-    One stream alone, outside any engine: the reference the engines are measured and tested against.
+    The reference the engines are tested and measured against: the same events an engine yields.
     """
-    started = time.perf_counter()
-    max_new = answer_tokens(len(prompt_ids), params, context_length)
     model, device = loaded.model, loaded.input_device
-    sampler, eos = TokenSampler(prompt_ids, params, seed, device), _eos_ids(loaded)
-    decoder = _TextDecoder(loaded.tokenizer)
-    step_input = torch.tensor([list(prompt_ids)], device=device)  # (1, prompt_len)
-    cache, new_tokens, first_token_s = None, 0, None
-    text, finish = [], "length"
-    while new_tokens < max_new:
-        if stop.is_set():
-            finish = "stopped"
-            break
+    sampler = TokenSampler(request.prompt_ids, request.params, request.seed, device)
+    step_input = torch.tensor([list(request.prompt_ids)], device=device)  # (1, prompt_len)
+    cache = None
+    for _ in range(request.max_new_tokens):
+        if request.stop.is_set():
+            yield Finished("stopped")
+            return
         # Prefill on the first step, then one token at a time against the KV cache.
         # logits_to_keep=1: only the last position's logits are needed, not the prompt's.
         out = model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
         cache = out.cache
         token = sampler(out.logits[0, -1, :])
-        new_tokens += 1
+        yield token
+        if token in request.eos:
+            yield Finished("stop")
+            return
+        step_input = torch.tensor([[token]], device=device)
+    yield Finished("length")
+
+
+def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: GenerationParams, *,
+                  stop: threading.Event, seed: int, context_length: int) -> Iterator[str | GenerationResult]:
+    """`decode_alone` as text: deltas as they are decoded, then a GenerationResult."""
+    started = time.perf_counter()
+    request = StreamRequest(prompt_ids=prompt_ids, params=params, seed=seed, stop=stop,
+                            max_new_tokens=answer_tokens(len(prompt_ids), params, context_length),
+                            eos=frozenset(_eos_ids(loaded)))
+    yield from _as_text(decode_alone(loaded, request), loaded.tokenizer, request, started)
+
+
+def _as_text(events: Iterator[EngineEvent], tokenizer, request: StreamRequest,
+             started: float) -> Iterator[str | GenerationResult]:
+    """A stream's token events as text deltas, then its GenerationResult (the stop token counts as
+    generated but is not shown); an error event raises EngineFailure."""
+    decoder, text, tokens, first_token_s, finished = _TextDecoder(tokenizer), [], 0, None, None
+    for event in events:
+        if isinstance(event, Finished):
+            finished = event
+            break
+        tokens += 1
         if first_token_s is None:
             first_token_s = time.perf_counter() - started
-        if token in eos:
-            finish = "stop"
-            break
-        step_input = torch.tensor([[token]], device=device)
-        delta = decoder.push(token)
+        if event in request.eos:
+            continue
+        delta = decoder.push(event)
         if delta:
             text.append(delta)
             yield delta
-    yield GenerationResult(text="".join(text), finish_reason=finish, prompt_tokens=len(prompt_ids),
-                           completion_tokens=new_tokens, time_to_first_token_s=first_token_s,
-                           duration_s=time.perf_counter() - started, seed=seed)
-
-
-class EngineFailure(StreamFailure):
-    """The engine ended this stream with an error; the other streams go on."""
+    if finished is None or finished.reason == "error":
+        raise EngineFailure(finished.error if finished else "the engine ended the stream without a reason")
+    yield GenerationResult(text="".join(text), finish_reason=finished.reason, prompt_tokens=len(request.prompt_ids),
+                           completion_tokens=tokens, time_to_first_token_s=first_token_s,
+                           duration_s=time.perf_counter() - started, seed=request.seed)
 
 
 class LocalStreamer:
@@ -132,25 +155,7 @@ class LocalStreamer:
         max_new = answer_tokens(len(prompt.input_ids), params, min(context, contender.weights.context_length))
         request = StreamRequest(prompt_ids=prompt.input_ids, params=params, seed=seed, stop=stop,
                                 max_new_tokens=max_new, eos=frozenset(_eos_ids(loaded)))
-        decoder, text, tokens, first_token_s, finished = _TextDecoder(loaded.tokenizer), [], 0, None, None
-        for event in engine.generate(request):
-            if isinstance(event, Finished):
-                finished = event
-                break
-            tokens += 1
-            if first_token_s is None:
-                first_token_s = time.perf_counter() - started
-            if event in request.eos:
-                continue
-            delta = decoder.push(event)
-            if delta:
-                text.append(delta)
-                yield delta
-        if finished is None or finished.reason == "error":
-            raise EngineFailure(finished.error if finished else "the engine ended the stream without a reason")
-        yield GenerationResult(text="".join(text), finish_reason=finished.reason, prompt_tokens=len(prompt.input_ids),
-                               completion_tokens=tokens, time_to_first_token_s=first_token_s,
-                               duration_s=time.perf_counter() - started, seed=seed)
+        yield from _as_text(engine.generate(request), loaded.tokenizer, request, started)
 
     def close(self) -> None:
         """Stop the engines' threads."""

@@ -12,6 +12,7 @@ import torch
 from models.batched_loop import BatchedLoop
 from models.continuous import ContinuousEngine
 from models.engine import Finished, StreamRequest
+from models.generation import decode_alone
 from models.loading import LoadOptions, load_weights
 from models.registry import weights_from_reference
 from models.sampling import TokenSampler
@@ -226,20 +227,8 @@ def request_fixture(request):
 
 
 def stream_tokens_ids(loaded, prompt, params, seed):
-    """Token ids the single-stream decode loop picks, through its own sampler."""
-    from models.sampling import TokenSampler
-
-    ids = loaded.tokenizer.encode(prompt)
-    sampler, cache, step, tokens = TokenSampler(ids, params, seed), None, torch.tensor([ids]), []
-    with torch.inference_mode():
-        for _ in range(params.max_new_tokens):
-            out = loaded.model(input_ids=step, cache=cache, use_cache=True, logits_to_keep=1)
-            cache, token = out.cache, sampler(out.logits[0, -1, :])
-            tokens.append(token)
-            if token == 2:
-                break
-            step = torch.tensor([[token]])
-    return tokens
+    """Token ids the single-stream reference loop picks, through its own sampler."""
+    return list(decode_alone(loaded, request(loaded, prompt, params, seed=seed)))[:-1]
 
 
 def test_continuous_engine_refuses_a_stream_larger_than_its_cache_and_keeps_serving(tiny_gqa):
