@@ -37,6 +37,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lineup", default=env.get("PLAYGROUND_LINEUP", "demo"),
                         help=f"named lineup: {', '.join(lineup_names())} (env PLAYGROUND_LINEUP; default demo)")
+    parser.add_argument("--lineup-file", type=Path, default=env.get("PLAYGROUND_LINEUP_FILE"), metavar="FILE.toml",
+                        help="a lineup file: local weights and OpenAI-compatible servers side by side (see "
+                             "models/lineups/ and examples/); replaces --lineup (env PLAYGROUND_LINEUP_FILE)")
+    parser.add_argument("--allow-unreachable", action="store_true",
+                        help="start even if a remote contender's server is down or lacks its model; its pane "
+                             "says it is unavailable until the server answers")
     parser.add_argument("--model", action="append", default=[], metavar="REF",
                         help="ad-hoc contender, repeatable: a Hub id (org/name[@revision]), a local folder "
                              "or a .gguf file; replaces --lineup")
@@ -104,7 +110,8 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     args = build_parser(env).parse_args(argv)
     cache_dir = args.cache_dir or default_cache_dir(env)
     return Settings(
-        lineup=args.lineup, models=tuple(args.model), host=args.host, port=args.port,
+        lineup=args.lineup, lineup_file=Path(args.lineup_file) if args.lineup_file else None,
+        allow_unreachable=args.allow_unreachable, models=tuple(args.model), host=args.host, port=args.port,
         data_dir=args.data_dir, db_url=args.db_url,
         load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory,
                          cache_dir=cache_dir),

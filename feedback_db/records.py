@@ -40,6 +40,7 @@ MAX_SEED = 2**63 - 1  # BIGINT is signed 64-bit on PostgreSQL
 MAX_COMMENT_CHARS = 10_000  # a public demo must not let one vote store megabytes
 MAX_NAME_CHARS = {
     "lineup": 100, "session_id": 64, "contender": 200, "weights_id": 500, "weights_revision": 100, "rater": 64,
+    "endpoint": 500, "served_model": 500, "system_fingerprint": 200,
 }
 
 
@@ -130,6 +131,13 @@ class ResponseRecord:
     tokens_per_s: float | None = None
     # Made here, not by the store, so the caller knows it (a later turn's continued_from names it).
     id: str = field(default_factory=new_id)
+    # Remote contenders only: the server's base URL (no credentials), the model name it reported, its
+    # fingerprint, the request as sent less the messages / prompt, and its usage counts.
+    endpoint: str | None = None
+    served_model: str | None = None
+    system_fingerprint: str | None = None
+    request: Mapping[str, Any] | None = None
+    usage: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _check_id("id", self.id)
@@ -153,6 +161,16 @@ class ResponseRecord:
         _check_seconds("duration_s", self.duration_s)
         _check_seconds("time_to_first_token_s", self.time_to_first_token_s, optional=True)
         _check_seconds("tokens_per_s", self.tokens_per_s, optional=True)
+        for name in ("endpoint", "served_model", "system_fingerprint"):
+            if getattr(self, name) is not None:
+                _check_name(name, getattr(self, name))
+        if self.endpoint is not None and ("@" in self.endpoint.split("//", 1)[-1].split("/", 1)[0]
+                                          or "?" in self.endpoint):
+            raise ValueError(f"endpoint {self.endpoint!r} carries credentials or a query; store scheme, host and "
+                             "path only")
+        for name in ("request", "usage"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _checked_json(name, getattr(self, name)))
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,14 @@ class Response(Base):
     duration_s: Mapped[float]
     tokens_per_s: Mapped[float | None]
     created_at: Mapped[datetime]
+    # Remote contenders (revision 0004; null for local weights): the server's base URL without
+    # credentials, the model name it reported, its fingerprint, the request as sent less the messages
+    # or prompt (api, template, body) and the server's own usage counts.
+    endpoint: Mapped[str | None] = mapped_column(String(500))
+    served_model: Mapped[str | None] = mapped_column(String(500))
+    system_fingerprint: Mapped[str | None] = mapped_column(String(200))
+    request: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
     comparison: Mapped[Comparison] = relationship(back_populates="responses", foreign_keys=[comparison_id])
 

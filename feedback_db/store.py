@@ -112,6 +112,11 @@ def _response_row(record: ResponseRecord) -> Response:
         time_to_first_token_s=record.time_to_first_token_s,
         duration_s=record.duration_s,
         tokens_per_s=record.tokens_per_s,
+        endpoint=record.endpoint,
+        served_model=record.served_model,
+        system_fingerprint=record.system_fingerprint,
+        request=dict(record.request) if record.request is not None else None,
+        usage=dict(record.usage) if record.usage is not None else None,
         created_at=utc_now(),
     )
 

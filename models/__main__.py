@@ -11,12 +11,14 @@ from typing import Sequence
 
 from models.embedded import default_cache_dir
 from models.prompt_format import PromptError, llama2_prompt_text, validate_messages
-from models.registry import adhoc_lineup, get_lineup, lineup_names
+from models.registry import adhoc_lineup, get_lineup, lineup_from_file, lineup_names
 from models.specs import LineupSpec
 
 
 def _lineup(args: argparse.Namespace) -> LineupSpec:
-    return adhoc_lineup(args.model) if args.model else get_lineup(args.lineup)
+    if args.model:
+        return adhoc_lineup(args.model)
+    return lineup_from_file(args.lineup_file) if args.lineup_file else get_lineup(args.lineup)
 
 
 def _read_messages(path: Path) -> list[dict[str, str]]:
@@ -40,7 +42,10 @@ def prompt_command(args: argparse.Namespace) -> int:
         full = messages
         if contender.system_prompt and not (messages and messages[0].get("role") == "system"):
             full = [{"role": "system", "content": contender.system_prompt}, *messages]
-        if contender.prompt_format == "llama2":
+        if contender.endpoint and contender.endpoint.prompt == "server":
+            text = (f"(rendered by the chat template of the server at {contender.endpoint.url}; these messages "
+                    f"are sent as they are)\n{json.dumps(validate_messages(full), indent=2, ensure_ascii=False)}")
+        elif contender.prompt_format == "llama2":
             text = llama2_prompt_text(validate_messages(full))  # needs no tokenizer: works offline
         else:
             if streamer is None:  # chat templates need the tokenizer, so load the lineup's weights
@@ -74,12 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     prompt = commands.add_parser("prompt", help="print the exact prompt each contender would receive")
     prompt.add_argument("--lineup", default="demo", help=f"one of: {', '.join(lineup_names())}")
+    prompt.add_argument("--lineup-file", type=Path, default=None, metavar="FILE.toml", help="a lineup file")
     prompt.add_argument("--model", action="append", default=[], metavar="REF", help="ad-hoc contender (repeatable)")
     prompt.add_argument("--messages", type=Path, required=True,
                         help="JSON file: a list of role/content messages, system first if any")
     prompt.set_defaults(run=prompt_command)
     plan = commands.add_parser("plan", help="plan GPU placement for a lineup (no GPU or download needed)")
     plan.add_argument("--lineup", default="demo", help=f"one of: {', '.join(lineup_names())}")
+    plan.add_argument("--lineup-file", type=Path, default=None, metavar="FILE.toml",
+                      help="a lineup file (its remote contenders need no placement)")
     plan.add_argument("--model", action="append", default=[], metavar="REF", help="ad-hoc contender (repeatable)")
     plan.add_argument("--gpus", default=None, help="a hypothetical machine, e.g. 4x80GiB, 8x24GiB or "
                       "2x80GiB,1x48GiB (default: the GPUs this machine has)")

@@ -1,4 +1,5 @@
-"""Named weights, contenders and lineups, as data; ad-hoc lineups from `--model` references."""
+"""Named weights and presets; lineups from TOML files (the built-in ones ship in models/lineups/) and
+ad-hoc lineups from `--model` references."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 from typing import Sequence
 
 from models.embedded import EMBEDDED_ID, EMBEDDED_REVISION, INSTALL_HINT
+from models.lineup_file import load_lineup_file
 from models.prompt_format import LLAMA2_DEFAULT_SYSTEM_PROMPT
 from models.specs import ContenderSpec, GenerationParams, LineupSpec, WeightsSpec
+
+BUILTIN_LINEUPS = Path(__file__).with_name("lineups")
 
 _LLAMA2_HOW_TO_GET = (
     "Llama 2 weights are gated: accept Meta's licence at https://huggingface.co/{id}, create a "
@@ -79,26 +83,6 @@ def get_lineup(name: str) -> LineupSpec:
         ) from None
 
 
-register_lineup(LineupSpec(
-    name="demo",
-    description="The embedded SmolLM2-135M-Instruct with three presets; runs on a CPU.",
-    contenders=tuple(
-        ContenderSpec(name=f"SmolLM2-135M ({preset})", weights=WEIGHTS["smollm2-135m-instruct"],
-                      params=PRESETS[preset])
-        for preset in ("precise", "balanced", "creative")
-    ),
-))
-register_lineup(LineupSpec(
-    name="llama2",
-    description="Meta's Llama 2 chat 7B, 13B and 70B with Meta's default system prompt.",
-    contenders=tuple(
-        ContenderSpec(name=f"Llama-2-{size.upper()}-chat", weights=WEIGHTS[f"llama-2-{size}-chat"],
-                      prompt_format="llama2", params=PRESETS["llama2-chat"],
-                      system_prompt=LLAMA2_DEFAULT_SYSTEM_PROMPT)
-        for size in ("7b", "13b", "70b")
-    ),
-))
-
 _LLAMA2_CHAT = re.compile(r"llama-2-\d+b-chat", re.IGNORECASE)
 
 
@@ -151,3 +135,12 @@ def adhoc_lineup(references: Sequence[str], params: GenerationParams | None = No
         ))
     return LineupSpec(name="custom", contenders=tuple(contenders),
                       description="Built from --model arguments.")
+
+
+def lineup_from_file(path: str | Path) -> LineupSpec:
+    """A lineup file (see models/lineup_file.py), with this registry's named weights and presets."""
+    return load_lineup_file(path, weights=WEIGHTS, presets=PRESETS, resolve=weights_from_reference)
+
+
+for _path in sorted(BUILTIN_LINEUPS.glob("*.toml")):
+    register_lineup(lineup_from_file(_path))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 PromptFormat = Literal["llama2", "chat_template"]
+# Who turns the messages into the prompt text of a remote contender: the server's chat template
+# (/v1/chat/completions), or this app, exactly as for local weights (/v1/completions).
+PromptSource = Literal["server", "local"]
 
 
 @dataclass(frozen=True)
@@ -66,15 +71,120 @@ class GenerationParams:
         return asdict(self)
 
 
+def public_url(url: str) -> str:
+    """`url` as stored and shown: scheme, host, port and path; no credentials, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """An OpenAI-compatible server (vLLM, TGI, llama.cpp, `transformers serve`) and a model on it.
+
+    The API key is read from the environment variable `api_key_env` when a request is sent: it is
+    never part of a spec, a record or a page.
+    """
+
+    base_url: str  # up to and including /v1, e.g. http://gpu-box:8000/v1
+    model: str  # the model name on that server
+    api_key_env: str | None = None
+    max_concurrent: int | None = None  # requests this contender has open at once; None: no limit
+    prompt: PromptSource = "server"
+    connect_timeout_s: float = 5.0
+    # The longest silence allowed between two chunks (and before the first) before the answer fails.
+    chunk_timeout_s: float = 60.0
+    # Preset fields without an OpenAI parameter to send anyway, for servers that take them (vLLM,
+    # llama.cpp): "top_k", "repetition_penalty". Unlisted ones are not sent, and the record says so.
+    extra_params: tuple[str, ...] = ()
+    # More request fields, as JSON text (a TOML table in a lineup file), e.g. transformers serve's
+    # {"generation_config": "{\"do_sample\": true}"}. Sent with every request and stored with it.
+    extra_body: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(message for _, message in problems))
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong with it) for every bad field; empty when the spec is sound."""
+        parts, problems = urlsplit(self.base_url if isinstance(self.base_url, str) else ""), []
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(("base_url", f"must be an http:// or https:// URL such as http://gpu-box:8000/v1, "
+                                         f"got {self.base_url!r}"))
+        elif parts.username or parts.password:
+            problems.append(("base_url", "must not carry credentials; put the key in the environment variable "
+                                         "named by api_key_env"))
+        if not isinstance(self.model, str) or not self.model.strip():
+            problems.append(("model", "must name the model on the server (what its /v1/models lists)"))
+        if self.api_key_env is not None and not (isinstance(self.api_key_env, str)
+                                                 and self.api_key_env.replace("_", "a").isalnum()):
+            problems.append(("api_key_env", f"must be the name of an environment variable, such as "
+                                            f"VLLM_API_KEY, got {self.api_key_env!r}"))
+        limit = self.max_concurrent
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            problems.append(("max_concurrent", f"must be a whole number of at least 1, got {limit!r}"))
+        for name in ("connect_timeout_s", "chunk_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+                problems.append((name, f"must be a number of seconds in (0, 3600], got {value!r}"))
+        extra = self.extra_params
+        if not isinstance(extra, tuple) or not set(extra) <= {"top_k", "repetition_penalty"}:
+            problems.append(("extra_params", f"may list only top_k and repetition_penalty, got {extra!r}"))
+        if self.extra_body is not None:
+            try:
+                if not isinstance(json.loads(self.extra_body), dict):
+                    raise ValueError
+            except (TypeError, ValueError):
+                problems.append(("extra_body", f"must be a JSON object (a TOML table), got {self.extra_body!r}"))
+        if self.prompt not in ("server", "local"):
+            problems.append(("prompt", f"must be 'server' (the server's chat template) or 'local' (this app's "
+                                       f"Llama 2 prompt), got {self.prompt!r}"))
+        return [(name, f"{name} {message}") for name, message in problems]
+
+    @property
+    def extra_body_dict(self) -> dict[str, Any]:
+        return json.loads(self.extra_body) if self.extra_body else {}
+
+    @property
+    def url(self) -> str:
+        """The base URL as stored and shown (no credentials)."""
+        return public_url(self.base_url)
+
+    def describe(self) -> str:
+        return f"{self.model} at {self.url}"
+
+
 @dataclass(frozen=True)
 class ContenderSpec:
-    """Weights + prompt format + generation preset + optional system prompt."""
+    """Local weights or a remote endpoint + prompt format + generation preset + optional system prompt."""
 
     name: str
-    weights: WeightsSpec
+    weights: WeightsSpec | None = None
     prompt_format: PromptFormat = "chat_template"
     params: GenerationParams = field(default_factory=GenerationParams)
     system_prompt: str | None = None
+    endpoint: EndpointSpec | None = None
+
+    def __post_init__(self) -> None:
+        if (self.weights is None) == (self.endpoint is None):
+            raise ValueError(f"contender {self.name!r} needs either local weights or an endpoint, not "
+                             f"{'both' if self.weights else 'neither'}")
+        if self.endpoint and self.endpoint.prompt == "local" and self.prompt_format != "llama2":
+            raise ValueError(f"contender {self.name!r}: prompt = 'local' needs prompt_format = 'llama2', the one "
+                             "format this app renders itself; other formats use the server's chat template")
+
+    @property
+    def remote(self) -> bool:
+        return self.endpoint is not None
+
+    @property
+    def source(self) -> str:
+        """The weights or the endpoint, as shown to people."""
+        return self.endpoint.describe() if self.endpoint else self.weights.describe()
 
 
 @dataclass(frozen=True)
@@ -94,8 +204,9 @@ class LineupSpec:
 
     @property
     def weights(self) -> tuple[WeightsSpec, ...]:
-        """Distinct weights in contender order: each is loaded once."""
+        """Distinct local weights in contender order: each is loaded once."""
         seen: dict[WeightsSpec, None] = {}
         for contender in self.contenders:
-            seen.setdefault(contender.weights, None)
+            if contender.weights is not None:  # remote contenders have none to load
+                seen.setdefault(contender.weights, None)
         return tuple(seen)

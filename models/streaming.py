@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 from models.specs import ContenderSpec, GenerationParams
 
@@ -19,11 +19,38 @@ class StreamFailure(RuntimeError):
 
 
 @dataclass(frozen=True)
+class RemoteRequest:
+    """What was sent to a remote contender's server, for the record; never a credential."""
+
+    endpoint: str  # scheme, host, port and path of the base URL
+    api: str  # "chat/completions" (the server's chat template) or "completions" (this app's prompt)
+    body: Mapping[str, Any]  # the request as sent, less the messages or prompt, which are stored apart
+
+    @property
+    def template(self) -> str:
+        """Who rendered the prompt: "server" (its chat template) or "app" (this app, as for local weights)."""
+        return "server" if self.api == "chat/completions" else "app"
+
+
+@dataclass(frozen=True)
 class PromptReady:
-    """First event of a stream: the exact prompt the contender receives."""
+    """First event of a stream: the exact prompt the contender receives.
+
+    For a remote contender whose server applies its own chat template the text is unknown here: it
+    is empty, `tokens` is 0 until the server's usage says, and `remote` records what was sent.
+    """
 
     text: str
     tokens: int
+    remote: RemoteRequest | None = None
+
+
+@dataclass(frozen=True)
+class ServedBy:
+    """What a server says about itself in its answer: the model name it reports, its fingerprint."""
+
+    model: str
+    system_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +64,7 @@ class GenerationResult:
     time_to_first_token_s: float | None
     duration_s: float
     seed: int
+    usage: Mapping[str, Any] | None = None  # a server's own token counts, as it sent them
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -47,7 +75,7 @@ class GenerationResult:
         return (self.completion_tokens - 1) / decode_s if decode_s > 0 else None
 
 
-StreamEvent = PromptReady | str | GenerationResult
+StreamEvent = PromptReady | ServedBy | str | GenerationResult
 
 
 class Streamer(Protocol):
@@ -55,3 +83,25 @@ class Streamer(Protocol):
 
     def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
                  params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]: ...
+
+
+class RoutedStreamer:
+    """Local contenders to the local streamer, remote ones to the remote streamer: one lineup, mixed."""
+
+    def __init__(self, local: Streamer | None, remote: Streamer | None) -> None:
+        self.local, self.remote = local, remote
+        self.engines = getattr(local, "engines", {})  # what the page sizes its concurrency by
+
+    def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
+                 params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
+        streamer = self.remote if contender.remote else self.local
+        if streamer is None:
+            raise StreamFailure(f"{contender.name} has no streamer: it is {'remote' if contender.remote else 'local'} "
+                                "and none was started for it")
+        return streamer(contender, messages, params, stop=stop, seed=seed)
+
+    def close(self) -> None:
+        for streamer in (self.local, self.remote):
+            close = getattr(streamer, "close", None)
+            if close is not None:
+                close()

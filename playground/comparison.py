@@ -28,7 +28,7 @@ from feedback_db import (
 )
 from models.prompt_format import PromptError, validate_messages
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
-from models.streaming import GenerationResult, PromptReady, Streamer, StreamFailure
+from models.streaming import GenerationResult, PromptReady, ServedBy, Streamer, StreamFailure
 from playground.arena import ArenaSampler
 from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, PlaygroundError
 from playground.params import checked_overrides
@@ -319,13 +319,15 @@ class Playground:
 
         Only this thread writes the pane's fields; the collecting loop only reads them.
         """
-        started, result, error, prompt = time.perf_counter(), None, None, None
+        started, result, error, prompt, served = time.perf_counter(), None, None, None, None
         try:
             for event in self.streamer(pane.contender, messages, params, stop=pane.stop, seed=seed):
                 if isinstance(event, GenerationResult):
                     result = event
                 elif isinstance(event, PromptReady):
                     prompt, pane.prompt_text = event, event.text
+                elif isinstance(event, ServedBy):
+                    served = event
                 else:
                     pane.text, pane.status = pane.text + event, "streaming"
                     wakeups.put(pane.position)
@@ -339,7 +341,7 @@ class Playground:
         text = result.text if result else pane.text
         try:
             record = self._record(comparison_id, pane, messages, params, seed, prompt, result, error,
-                                  text, time.perf_counter() - started)
+                                  text, time.perf_counter() - started, served)
             with self.database.session() as db:
                 add_response(db, record)
             pane.response_id = record.id
@@ -356,12 +358,19 @@ class Playground:
 
     def _record(self, comparison_id: str, pane: Pane, messages: list[dict[str, str]], params: GenerationParams,
                 seed: int, prompt: PromptReady | None, result: GenerationResult | None, error: str | None,
-                text: str, elapsed_s: float) -> ResponseRecord:
+                text: str, elapsed_s: float, served: ServedBy | None = None) -> ResponseRecord:
         """Everything needed to reproduce one answer, as stored."""
-        weights = pane.contender.weights
+        weights, endpoint = pane.contender.weights, pane.contender.endpoint
+        remote = prompt.remote if prompt else None
         return ResponseRecord(
             id=new_id(), comparison_id=comparison_id, position=pane.position, contender=pane.contender.name,
-            weights_id=weights.id, weights_revision=self.revisions.get(weights) or weights.revision,
+            weights_id=endpoint.model if endpoint else weights.id,
+            weights_revision=None if endpoint else self.revisions.get(weights) or weights.revision,
+            endpoint=endpoint.url if endpoint else None,
+            served_model=served.model[:500] if served else None,
+            system_fingerprint=served.system_fingerprint[:200] if served and served.system_fingerprint else None,
+            request={"api": remote.api, "template": remote.template, "body": dict(remote.body)} if remote else None,
+            usage=result.usage if result else None,
             messages=messages, prompt_rendered=prompt.text if prompt else "", params=params.as_dict(),
             seed=seed, text=text, finish_reason=result.finish_reason if result and not error else "error",
             error=error, prompt_tokens=result.prompt_tokens if result else (prompt.tokens if prompt else 0),

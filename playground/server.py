@@ -10,13 +10,15 @@ from feedback_db import Database, open_database, sqlite_url
 from models.generation import LocalStreamer, Streamer
 from models.loading import LoadOptions, check_lineup, load_lineup, planned_options
 from models.placement import format_plan
-from models.registry import adhoc_lineup, get_lineup
+from models.registry import adhoc_lineup, get_lineup, lineup_from_file
+from models.remote import RemoteStreamer
 from models.serving import describe_engine
 from models.specs import LineupSpec, WeightsSpec
+from models.streaming import RoutedStreamer
 from playground.arena import ArenaSampler
 from playground.comparison import Playground
 from playground.ui import CSS, build_ui
-from playground.view import models_markdown
+from playground.view import models_markdown, servers_markdown
 
 PROMPT_BUDGET = 512  # tokens of prompt and history a stream is counted with when sizing concurrency
 DEFAULT_CONCURRENT = 4
@@ -30,7 +32,9 @@ class Settings:
     """Everything the app needs; app.py fills it from argv and the environment."""
 
     lineup: str = "demo"
+    lineup_file: Path | None = None  # a lineup file; replaces --lineup
     models: tuple[str, ...] = ()  # --model references; when given they replace the lineup
+    allow_unreachable: bool = False  # start even if a remote contender's server is not ready
     host: str = "127.0.0.1"
     port: int = 7860
     data_dir: Path = Path("data")
@@ -52,9 +56,42 @@ class Settings:
         return self.db_url or sqlite_url(self.data_dir / "feedback.sqlite3")
 
 
+class ServersNotReady(ValueError):
+    """Remote contenders whose servers cannot serve them; the message names each and why."""
+
+
 def resolve_lineup(settings: Settings) -> LineupSpec:
-    """The lineup named by --lineup, or the ad-hoc one built from --model."""
-    return adhoc_lineup(settings.models) if settings.models else get_lineup(settings.lineup)
+    """The ad-hoc lineup built from --model, the one in --lineup-file, or the one named by --lineup."""
+    if settings.models:
+        return adhoc_lineup(settings.models)
+    if settings.lineup_file is not None:
+        return lineup_from_file(settings.lineup_file)
+    return get_lineup(settings.lineup)
+
+
+def check_servers(lineup: LineupSpec, allow_unreachable: bool, log: Callable[[str], None]) -> RemoteStreamer | None:
+    """The remote contenders' streamer, once each server has listed its model (`/v1/models`).
+
+    Servers that are not ready stop the start with one message naming them, unless
+    `allow_unreachable`: then their panes say they are unavailable until the server answers.
+    """
+    remote = [c for c in lineup.contenders if c.remote]
+    if not remote:
+        return None
+    streamer = RemoteStreamer(remote)
+    problems = streamer.check()
+    listed = "\n".join(f"  - {name}: {problem}" for name, problem in problems.items())
+    if problems and not allow_unreachable:
+        streamer.close()
+        raise ServersNotReady(f"{len(problems)} of {len(remote)} remote contenders cannot be served:\n{listed}\n"
+                              "Start those servers or fix the lineup file; or pass --allow-unreachable to start "
+                              "anyway with those panes shown as unavailable.")
+    if problems:
+        log(f"starting anyway (--allow-unreachable); unavailable for now:\n{listed}")
+    for contender in remote:
+        if contender.name not in problems:
+            log(f"{contender.name}: {contender.endpoint.describe()} is ready")
+    return streamer
 
 
 def storage_notice(database: Database) -> str:
@@ -73,11 +110,18 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
     revisions: dict[WeightsSpec, str] = {}
     models_info = "Generation is provided by an external streamer."
     if streamer is None:
-        loaded, plan = _load(lineup, settings, log)
-        streamer = LocalStreamer(loaded, kv_cache_gib=settings.kv_cache_gib)
-        engines = {w: describe_engine(e) for w, e in streamer.engines.items()}
-        models_info = models_markdown(lineup, loaded, plan, engines)
-        revisions = {w: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
+        remote = check_servers(lineup, settings.allow_unreachable, log)  # seconds, before minutes of loading
+        local, sections = None, []
+        if lineup.weights:
+            loaded, plan = _load(lineup, settings, log)
+            local = LocalStreamer(loaded, kv_cache_gib=settings.kv_cache_gib)
+            engines = {w: describe_engine(e) for w, e in local.engines.items()}
+            sections.append(models_markdown(lineup, loaded, plan, engines))
+            revisions = {w: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
+        if remote is not None:
+            sections.append(servers_markdown(lineup, remote.unavailable()))
+        streamer = RoutedStreamer(local, remote) if remote is not None else local
+        models_info = "\n\n".join(sections)
     max_concurrent = settings.max_concurrent or comparisons_that_fit(lineup, streamer, settings.arena.size
                                                                      if settings.mode == "arena" else None)
     log(f"comparisons generated at once: {max_concurrent}")
@@ -92,7 +136,8 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
 
 
 def comparisons_that_fit(lineup: LineupSpec, streamer: Streamer, panes: int | None = None) -> int:
-    """How many comparisons the engines' KV caches hold at once (4 for a streamer without engines).
+    """How many comparisons the engines' KV caches hold at once (4 for a streamer without engines), and
+    no more than a remote contender's `max_concurrent` allows.
 
     A stream is counted at its preset's longest answer plus PROMPT_BUDGET tokens of prompt and history.
     """
@@ -106,6 +151,8 @@ def comparisons_that_fit(lineup: LineupSpec, streamer: Streamer, panes: int | No
         per_stream = max(min(c.weights.context_length, PROMPT_BUDGET + c.params.max_new_tokens) for c in contenders)
         streams = min(len(contenders), panes or len(contenders))
         fits.append(tokens // (per_stream * streams))
+    # A comparison opens at most one request per remote contender.
+    fits += [c.endpoint.max_concurrent for c in lineup.contenders if c.endpoint and c.endpoint.max_concurrent]
     return max(1, min(fits)) if fits else DEFAULT_CONCURRENT
 
 

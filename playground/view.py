@@ -112,3 +112,18 @@ def models_markdown(lineup: LineupSpec, loaded: Mapping[WeightsSpec, Any], plan:
                      f"loaded in {item.load_seconds:.1f} s |")
     warnings = [f"- ⚠️ {w}" for w in (plan.warnings if plan is not None else ())]
     return "\n".join(lines + ([""] + warnings if warnings else []))
+
+
+def servers_markdown(lineup: LineupSpec, unavailable: Mapping[str, str]) -> str:
+    """The remote contenders: server, model, who renders the prompt, request limit, and status."""
+    lines = ["| contender | server | model | prompt | open requests | status |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for contender in lineup.contenders:
+        endpoint = contender.endpoint
+        if endpoint is None:
+            continue
+        prompt = "this app (Llama 2), /v1/completions" if endpoint.prompt == "local" else "server's chat template"
+        status = f"⚠️ unavailable: {unavailable[contender.name]}" if contender.name in unavailable else "ready"
+        lines.append(f"| {contender.name} | `{endpoint.url}` | `{endpoint.model}` | {prompt} | "
+                     f"{endpoint.max_concurrent or 'no limit'} | {status} |")
+    return "\n".join(lines)

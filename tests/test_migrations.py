@@ -34,10 +34,12 @@ from tests.test_feedback_db_support import db_url, postgres_server, postgres_url
 from tests.test_migrations_first_schema import FIRST_SCHEMA_SQL
 
 TABLES = ("comparisons", "responses", "ratings", "answer_judgements")
-# Columns added since revision 0001 and 0002, with the value each old row gets.
-SINCE_0002 = {"comparisons": {"history": "own", "continued_from": None}}
+# Columns added since revisions 0001, 0002 and 0003, with the value each old row gets.
+SINCE_0003 = {"responses": {"endpoint": None, "served_model": None, "system_fingerprint": None, "request": None,
+                            "usage": None}}
+SINCE_0002 = {"comparisons": {"history": "own", "continued_from": None}, **SINCE_0003}
 SINCE_0001 = {"comparisons": {"sampling": None, **SINCE_0002["comparisons"]}, "ratings": {"rater": None},
-              "answer_judgements": {"rank": None}}
+              "answer_judgements": {"rank": None}, **SINCE_0003}
 
 
 def test_revision_0001_makes_exactly_what_the_first_create_all_made(tmp_path: Path) -> None:
@@ -60,7 +62,7 @@ def test_autogenerate_finds_nothing_to_change_after_upgrade(db_url: str) -> None
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-    assert current_revision(database.engine) == head_revision() == "0003"
+    assert current_revision(database.engine) == head_revision() == "0004"
     database.dispose()
 
 
@@ -92,7 +94,7 @@ def test_upgrade_from_0002_keeps_every_row_and_marks_old_turns_as_own_history(db
     engine.dispose()
 
     database = open_database(db_url)
-    assert current_revision(database.engine) == "0003"
+    assert current_revision(database.engine) == "0004"
     _assert_rows_kept(before, _dump(database.engine), SINCE_0002)
     with database.session() as session:  # the old rows read through today's code
         old = get_comparison(session, "c1" * 16)
@@ -113,7 +115,7 @@ def test_downgrade_refuses_to_forget_shared_histories(db_url: str) -> None:  # n
     continued = _continue_a_shared_history(database, parent_id, preferred_id)
     with pytest.raises(RuntimeError, match="1 comparisons with a shared history cannot be told from the others"):
         downgrade(database.engine, "0002")
-    assert current_revision(database.engine) == "0003"
+    assert current_revision(database.engine) == head_revision()
     with database.engine.begin() as connection:
         connection.execute(text("DELETE FROM comparisons WHERE id = :id"), {"id": continued})
     downgrade(database.engine, "0002")

@@ -1,0 +1,324 @@
+"""Contenders on OpenAI-compatible servers (vLLM, TGI, llama.cpp, `transformers serve`), through `openai`.
+
+`RemoteStreamer` is the Streamer for remote contenders: it streams `/v1/chat/completions` (the
+server's chat template) or, for `prompt = "local"`, `/v1/completions` with the Llama 2 prompt this app
+renders itself. Every failure ends one stream with a sentence for its pane (`failure_message`).
+`check` asks each server for `/v1/models` at start: which are unreachable, which lack the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import httpx2 as httpx  # the HTTP client the openai package is built on
+import openai
+
+from models.prompt_format import BOS_TEXT, llama2_prompt_text
+from models.specs import ContenderSpec, EndpointSpec, GenerationParams
+from models.streaming import GenerationResult, PromptReady, RemoteRequest, ServedBy, StreamEvent, StreamFailure
+
+log = logging.getLogger(__name__)
+CHECK_TIMEOUT_S = 10.0  # start-up check: how long one server may take to list its models
+RECHECK_S = 10.0  # an unavailable contender is asked again at most this often
+# Preset fields with no OpenAI parameter: sent only when the endpoint lists them in `extra_params`.
+EXTRA_PARAMS = ("top_k", "repetition_penalty")
+
+
+def _server_text(error: openai.APIStatusError) -> str:
+    """The server's own error text, short: the `message` of an OpenAI error body, else the body."""
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        text = inner.get("message") or inner.get("detail") or json.dumps(body)
+    else:
+        try:
+            text = error.response.text
+        except Exception:  # a stream whose body was never read
+            text = str(body or error.message)
+    text = " ".join(str(text).split()).rstrip(".")
+    return text[:300] + ("…" if len(text) > 300 else "")
+
+
+def failure_message(error: BaseException, endpoint: EndpointSpec, *, partial: bool = False) -> str:
+    """What went wrong with a request to `endpoint`, in plain words for the pane."""
+    url = endpoint.url
+    kept = " The answer so far is kept." if partial else ""
+    if isinstance(error, openai.APIStatusError):
+        status, text = error.status_code, _server_text(error)
+        if status in (401, 403):
+            key = (f"check the key in {endpoint.api_key_env}" if endpoint.api_key_env and os.environ.get(endpoint.api_key_env)
+                   else f"set {endpoint.api_key_env} to a key it accepts" if endpoint.api_key_env
+                   else "name the variable holding its key with api_key_env in the lineup file")
+            return f"The server at {url} refused the API key (HTTP {status}: {text}): {key}."
+        if status == 404:
+            return (f"The server at {url} has no model {endpoint.model!r} or no such endpoint (HTTP 404: {text}). "
+                    "Check the model name against its /v1/models and that base_url ends in /v1.")
+        if status == 429:
+            after = error.response.headers.get("retry-after")
+            wait = f"; it asks to wait {after} s before trying again" if after else ""
+            return f"The server at {url} is limiting requests (HTTP 429: {text}){wait}.{kept}"
+        if status >= 500:
+            return f"The server at {url} failed (HTTP {status}): {text}.{kept}"
+        return f"The server at {url} refused the request (HTTP {status}): {text}."
+    if isinstance(error, openai.APITimeoutError):
+        cause = error.__cause__
+        if isinstance(cause, httpx.ConnectTimeout) or isinstance(cause, httpx.PoolTimeout):
+            return (f"The server at {url} did not accept the connection within {endpoint.connect_timeout_s:g} s "
+                    "(connect_timeout_s): is the address right, and is it up?")
+        return (f"The server at {url} sent nothing for {endpoint.chunk_timeout_s:g} s (chunk_timeout_s), so the "
+                f"answer was ended.{kept}")
+    if isinstance(error, openai.APIConnectionError):
+        cause = error.__cause__
+        if isinstance(cause, httpx.ConnectError):
+            why = str(cause).split("] ")[-1] or "refused"
+            return f"Could not connect to the server at {url} ({why}): is it running?"
+        if partial or isinstance(cause, (httpx.RemoteProtocolError, httpx.ReadError)):
+            return (f"The connection to the server at {url} broke in the middle of the answer (the server may "
+                    f"have stopped or restarted).{kept}")
+        return f"Could not reach the server at {url} ({cause or error})."
+    if isinstance(error, (json.JSONDecodeError, openai.APIResponseValidationError, ValueError, KeyError,
+                          AttributeError, TypeError)):
+        detail = " ".join(str(error).split())[:120]
+        return f"The server at {url} sent a malformed chunk ({type(error).__name__}: {detail}).{kept}"
+    if isinstance(error, openai.APIError):
+        return f"The server at {url} reported an error: {error.message}.{kept}"
+    return f"The request to {url} failed ({type(error).__name__}: {error}).{kept}"
+
+
+@dataclass
+class _State:
+    """What the app knows of one contender's server: a problem, and whether it adds Llama's BOS itself."""
+
+    problem: str | None = None
+    checked_at: float = 0.0
+    server_adds_bos: bool | None = None  # prompt = "local" only; None: not asked yet
+
+
+class RemoteStreamer:
+    """The Streamer for remote contenders; each stream is one HTTP request, closed at once on Stop."""
+
+    def __init__(self, contenders: Sequence[ContenderSpec], env: Mapping[str, str] | None = None, *,
+                 recheck_s: float = RECHECK_S) -> None:
+        self.contenders = {c.name: c for c in contenders if c.endpoint is not None}
+        self.env = os.environ if env is None else env
+        self.recheck_s = recheck_s
+        self._clients: dict[tuple[str, str], openai.OpenAI] = {}
+        self._clients_lock = threading.Lock()
+        self._states = {name: _State() for name in self.contenders}
+        self._limits = {name: threading.BoundedSemaphore(c.endpoint.max_concurrent)
+                        for name, c in self.contenders.items() if c.endpoint.max_concurrent}
+
+    # --- start-up check -------------------------------------------------------------------------------
+
+    def check(self) -> dict[str, str]:
+        """Ask every contender's server for /v1/models; {contender name: problem} for those not ready.
+
+        Contenders that share a server and key share one request.
+        """
+        listings: dict[tuple[str, str | None], tuple[list[str] | None, str | None]] = {}
+        problems = {}
+        for name, contender in self.contenders.items():
+            endpoint = contender.endpoint
+            key = (endpoint.base_url, endpoint.api_key_env)
+            if key not in listings:
+                listings[key] = self._list_models(endpoint)
+            models, problem = listings[key]
+            if problem is None and endpoint.model not in models:
+                shown = ", ".join(repr(m) for m in models[:10]) or "none"
+                problem = (f"the server at {endpoint.url} has no model {endpoint.model!r}; it serves {shown}. "
+                           "Fix `model` in the lineup file")
+            if problem is None and endpoint.prompt == "local":
+                problem = self._ask_bos(contender)
+            state = self._states[name]
+            state.problem, state.checked_at = problem, time.monotonic()
+            if problem:
+                problems[name] = problem
+        return problems
+
+    def unavailable(self) -> dict[str, str]:
+        """{contender name: problem} as last checked."""
+        return {name: s.problem for name, s in self._states.items() if s.problem}
+
+    def _list_models(self, endpoint: EndpointSpec) -> tuple[list[str] | None, str | None]:
+        if endpoint.api_key_env and not self.env.get(endpoint.api_key_env):
+            return None, f"the environment variable {endpoint.api_key_env} (the API key for {endpoint.url}) is not set"
+        try:
+            client = self._client(endpoint).with_options(timeout=httpx.Timeout(
+                CHECK_TIMEOUT_S, connect=endpoint.connect_timeout_s))
+            return [m.id for m in client.models.list().data], None
+        except Exception as error:  # any failure is a reason to name this server, never a traceback
+            return None, failure_message(error, endpoint).rstrip(".")
+
+    def _ask_bos(self, contender: ContenderSpec) -> str | None:
+        """prompt = "local": does the server add Llama's BOS itself, and does it read "<s>" as BOS?
+
+        The text "<s>" is 1 prompt token if the server reads it as BOS and adds none, 2 if it adds one
+        too; anything else means multi-turn Llama 2 prompts would reach the model garbled.
+        """
+        endpoint = contender.endpoint
+        try:
+            answer = self._client(endpoint).with_options(timeout=CHECK_TIMEOUT_S).completions.create(
+                model=endpoint.model, prompt=BOS_TEXT, max_tokens=1, temperature=0.0)
+        except Exception as error:
+            return failure_message(error, endpoint).rstrip(".")
+        tokens = answer.usage.prompt_tokens if answer.usage else None
+        if tokens not in (1, 2, None):
+            return (f"the server at {endpoint.url} reads {BOS_TEXT!r} as {tokens} tokens, not as Llama's BOS token, so "
+                    "it cannot take this app's Llama 2 prompt: use prompt = \"server\" for this contender")
+        self._states[contender.name].server_adds_bos = tokens != 1  # unknown (no usage): as vLLM and TGI do
+        return None
+
+    def _recheck(self, contender: ContenderSpec) -> str | None:
+        """The contender's problem now; a server that was down is asked again at most every recheck_s."""
+        state = self._states[contender.name]
+        if state.problem and time.monotonic() - state.checked_at >= self.recheck_s:
+            models, problem = self._list_models(contender.endpoint)
+            if problem is None and contender.endpoint.model not in models:
+                problem = state.problem
+            if problem is None and contender.endpoint.prompt == "local":
+                problem = self._ask_bos(contender)
+            state.problem, state.checked_at = problem, time.monotonic()
+        return state.problem
+
+    # --- streaming ------------------------------------------------------------------------------------
+
+    def _client(self, endpoint: EndpointSpec) -> openai.OpenAI:
+        key = self.env.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
+        with self._clients_lock:
+            client = self._clients.get((endpoint.base_url, key))
+            if client is None:
+                # max_retries=0: a retry would hide the failure and double the wait; the person retries.
+                client = openai.OpenAI(base_url=endpoint.base_url, api_key=key or "none", max_retries=0)
+                self._clients[(endpoint.base_url, key)] = client
+        return client
+
+    def request(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]], params: GenerationParams,
+                seed: int) -> tuple[str, dict[str, Any], str]:
+        """(api, request body, prompt text) for one answer; the body holds the messages or the prompt."""
+        endpoint = contender.endpoint
+        body: dict[str, Any] = {"model": endpoint.model, "max_tokens": params.max_new_tokens,
+                                "temperature": params.temperature, "top_p": params.top_p, "seed": seed,
+                                "stream": True, "stream_options": {"include_usage": True}}
+        body.update({name: getattr(params, name) for name in endpoint.extra_params})
+        body.update(endpoint.extra_body_dict)
+        if endpoint.prompt == "local":
+            text = llama2_prompt_text(messages)
+            if self._states[contender.name].server_adds_bos is not False:  # the server writes the first BOS
+                text = text.removeprefix(BOS_TEXT)
+            return "completions", {**body, "prompt": text}, text
+        return "chat/completions", {**body, "messages": [dict(m) for m in messages]}, ""
+
+    def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
+                 params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
+        endpoint, started = contender.endpoint, time.perf_counter()
+        problem = self._recheck(contender)
+        if problem:
+            raise StreamFailure(f"{contender.name} is unavailable: {problem}.")
+        if endpoint.api_key_env and not self.env.get(endpoint.api_key_env):
+            raise StreamFailure(f"{contender.name} is unavailable: the environment variable {endpoint.api_key_env} "
+                                f"(the API key for {endpoint.url}) is not set.")
+        api, body, text = self.request(contender, messages, params, seed)
+        sent = {k: v for k, v in body.items() if k not in ("messages", "prompt")}
+        yield PromptReady(text=text, tokens=0, remote=RemoteRequest(endpoint=endpoint.url, api=api, body=sent))
+        limit = self._limits.get(contender.name)
+        while limit is not None and not limit.acquire(timeout=0.05):  # this contender's open requests are capped
+            if stop.is_set():
+                yield GenerationResult(text="", finish_reason="stopped", prompt_tokens=0, completion_tokens=0,
+                                       time_to_first_token_s=None, duration_s=time.perf_counter() - started, seed=seed)
+                return
+        try:
+            yield from self._stream(contender, api, body, stop, seed, started)
+        finally:
+            if limit is not None:
+                limit.release()
+
+    def _stream(self, contender: ContenderSpec, api: str, body: dict[str, Any], stop: threading.Event,
+                seed: int, started: float) -> Iterator[StreamEvent]:
+        endpoint = contender.endpoint
+        client = self._client(endpoint).with_options(timeout=httpx.Timeout(
+            endpoint.chunk_timeout_s, connect=endpoint.connect_timeout_s, pool=endpoint.connect_timeout_s))
+        known = {k: v for k, v in body.items() if k in _KNOWN[api]}
+        extra = {k: v for k, v in body.items() if k not in _KNOWN[api]}
+        text, chunks, first_token_s, finish, usage, served = [], 0, None, None, None, False
+        stream, closer = None, None
+        try:
+            create = client.chat.completions.create if api == "chat/completions" else client.completions.create
+            stream = create(**known, extra_body=extra or None)
+            closer = _close_on_stop(stream, stop)
+            for chunk in stream:
+                if not served and chunk.model:
+                    served = True
+                    yield ServedBy(model=chunk.model, system_fingerprint=getattr(chunk, "system_fingerprint", None) or None)
+                if chunk.usage is not None:
+                    usage = chunk.usage.model_dump(exclude_none=True)
+                for choice in chunk.choices:
+                    delta = choice.delta.content if api == "chat/completions" else choice.text
+                    if delta:
+                        chunks += 1
+                        if first_token_s is None:
+                            first_token_s = time.perf_counter() - started
+                        text.append(delta)
+                        yield delta
+                    finish = choice.finish_reason or finish
+        except Exception as error:
+            if stop.is_set():  # Stop closed the connection: the answer ends as stopped, not failed
+                finish = "stopped"
+            else:
+                log.info("%s: %s failed: %r", contender.name, endpoint.url, error)
+                raise StreamFailure(failure_message(error, endpoint, partial=bool(text))) from error
+        finally:
+            if closer is not None:
+                closer.set()
+            if stream is not None:
+                stream.close()
+        if stop.is_set():
+            finish = "stopped"
+        if finish is None:
+            raise StreamFailure(f"The server at {endpoint.url} closed the stream without finishing the answer "
+                                f"(no finish_reason).{' The answer so far is kept.' if text else ''}")
+        usage = usage or {}
+        yield GenerationResult(
+            text="".join(text), finish_reason=finish if finish in ("stop", "length", "stopped") else "stop",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", chunks)) if finish != "stopped" else chunks,
+            time_to_first_token_s=first_token_s, duration_s=time.perf_counter() - started, seed=seed,
+            usage=usage or None)
+
+    def close(self) -> None:
+        with self._clients_lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+
+# Fields the openai client takes as arguments; the rest of a body goes in extra_body.
+_KNOWN = {
+    "chat/completions": {"model", "messages", "max_tokens", "temperature", "top_p", "seed", "stream",
+                         "stream_options", "stop", "frequency_penalty", "presence_penalty"},
+    "completions": {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stream", "stream_options",
+                    "stop", "frequency_penalty", "presence_penalty"},
+}
+
+
+def _close_on_stop(stream: Any, stop: threading.Event) -> threading.Event:
+    """Close `stream` from a watcher thread as soon as `stop` is set, even while no chunk arrives.
+
+    Returns the event that ends the watcher once the stream is over.
+    """
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if stop.wait(0.05):
+                if not done.is_set():
+                    stream.close()  # the reading thread gets a connection error at once
+                return
+
+    threading.Thread(target=watch, daemon=True, name="remote-stop").start()
+    return done
