@@ -45,14 +45,16 @@ def _server_text(error: openai.APIStatusError) -> str:
     return text[:300] + ("…" if len(text) > 300 else "")
 
 
-def failure_message(error: BaseException, endpoint: EndpointSpec, *, partial: bool = False) -> str:
+def failure_message(error: BaseException, endpoint: EndpointSpec, *, partial: bool = False,
+                    env: Mapping[str, str] | None = None) -> str:
     """What went wrong with a request to `endpoint`, in plain words for the pane."""
+    env = os.environ if env is None else env
     url = endpoint.url
     kept = " The answer so far is kept." if partial else ""
     if isinstance(error, openai.APIStatusError):
         status, text = error.status_code, _server_text(error)
         if status in (401, 403):
-            key = (f"check the key in {endpoint.api_key_env}" if endpoint.api_key_env and os.environ.get(endpoint.api_key_env)
+            key = (f"check the key in {endpoint.api_key_env}" if endpoint.api_key_env and env.get(endpoint.api_key_env)
                    else f"set {endpoint.api_key_env} to a key it accepts" if endpoint.api_key_env
                    else "name the variable holding its key with api_key_env in the lineup file")
             return f"The server at {url} refused the API key (HTTP {status}: {text}): {key}."
@@ -153,7 +155,7 @@ class RemoteStreamer:
                 CHECK_TIMEOUT_S, connect=endpoint.connect_timeout_s))
             return [m.id for m in client.models.list().data], None
         except Exception as error:  # any failure is a reason to name this server, never a traceback
-            return None, failure_message(error, endpoint).rstrip(".")
+            return None, failure_message(error, endpoint, env=self.env).rstrip(".")
 
     def _ask_bos(self, contender: ContenderSpec) -> str | None:
         """prompt = "local": does the server add Llama's BOS itself, and does it read "<s>" as BOS?
@@ -166,7 +168,7 @@ class RemoteStreamer:
             answer = self._client(endpoint).with_options(timeout=CHECK_TIMEOUT_S).completions.create(
                 model=endpoint.model, prompt=BOS_TEXT, max_tokens=1, temperature=0.0)
         except Exception as error:
-            return failure_message(error, endpoint).rstrip(".")
+            return failure_message(error, endpoint, env=self.env).rstrip(".")
         tokens = answer.usage.prompt_tokens if answer.usage else None
         if tokens not in (1, 2, None):
             return (f"the server at {endpoint.url} reads {BOS_TEXT!r} as {tokens} tokens, not as Llama's BOS token, so "
@@ -271,7 +273,7 @@ class RemoteStreamer:
                 finish = "stopped"
             else:
                 log.info("%s: %s failed: %r", contender.name, endpoint.url, error)
-                raise StreamFailure(failure_message(error, endpoint, partial=bool(text))) from error
+                raise StreamFailure(failure_message(error, endpoint, partial=bool(text), env=self.env)) from error
         finally:
             if closer is not None:
                 closer.set()

@@ -46,3 +46,13 @@ def embedded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if (converted_dir(default_cache_dir(os.environ)) / "model.safetensors").is_file():
         return default_cache_dir(os.environ)
     return tmp_path_factory.mktemp("embedded-cache")
+
+
+@pytest.fixture(scope="session")
+def serve_tiny(tiny_mha: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`transformers serve` pinned to the multi-head tiny checkpoint, on loopback, for the whole run."""
+    from tests.servers import transformers_serve
+
+    server = transformers_serve(tiny_mha, tmp_path_factory.mktemp("serve") / "serve.log")
+    yield server
+    server.stop()

@@ -1,0 +1,127 @@
+"""The launched app with a lineup file that mixes local weights and a `transformers serve` endpoint."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from models.loading import LoadOptions
+from playground.server import ServersNotReady, Settings, create_app, launch
+from tests.conftest import REPO
+from tests.servers import free_port
+from tests.test_app_e2e import answers, rate_args, token_of
+
+
+def lineup_file(folder: Path, local: Path, base_url: str, model: str, **endpoint) -> Path:
+    """A lineup file: the tiny checkpoint here (a path relative to the file) and one on a server."""
+    extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in endpoint.items())
+    path = folder / "mixed.toml"
+    path.write_text(f'''name = "mixed"
+
+[[contenders]]
+name = "here"
+weights = "./{local.name}"
+preset = "precise"
+params = {{ repetition_penalty = 1.0, max_new_tokens = 24 }}
+
+[[contenders]]
+name = "there"
+preset = "precise"
+params = {{ repetition_penalty = 1.0, max_new_tokens = 24 }}
+[contenders.endpoint]
+base_url = "{base_url}"
+model = "{model}"
+{extra}''')
+    return path
+
+
+@pytest.fixture()
+def mixed_file(tmp_path: Path, tiny_gqa: Path, tiny_mha: Path, serve_tiny) -> Path:
+    """The grouped-query checkpoint here, the multi-head one on the server: two answers that differ."""
+    (tmp_path / tiny_gqa.name).symlink_to(tiny_gqa)
+    return lineup_file(tmp_path, tmp_path / tiny_gqa.name, serve_tiny.base_url, str(tiny_mha), max_concurrent=4)
+
+
+@pytest.mark.parametrize("mode", ["named", "arena"])
+def test_local_and_remote_side_by_side_rated_and_exported(mode: str, mixed_file: Path, tmp_path: Path, serve_tiny,
+                                                           tiny_mha: Path):
+    settings = Settings(lineup_file=mixed_file, mode=mode, port=free_port(), data_dir=tmp_path / "data",
+                        load=LoadOptions(dtype="float32"))
+    logged: list[str] = []
+    demo, core = create_app(settings, log=logged.append)
+    assert "there: " + f"{tiny_mha} at {serve_tiny.base_url} is ready" in logged
+    assert "comparisons generated at once: 4" in logged  # the endpoint's max_concurrent caps it
+    launch(demo, settings, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
+        for turn in range(2):  # twice: the second comparison is where state bugs live
+            result = client.predict("Tell me about the sky and the sea.", "", "", api_name="/ask")
+            texts = answers(result)
+            assert all(texts) and texts[0] != texts[1]
+            message = client.predict(*rate_args(token_of(result), "a", "better"), api_name="/rate")[-1]
+            assert "stored" in message
+            if mode == "arena":
+                assert "was here" in message and "was there" in message  # names shown after the vote
+            client.predict(api_name="/clear")
+    finally:
+        demo.close()
+    database = settings.data_dir / "feedback.sqlite3"
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT contender, finish_reason, endpoint, served_model FROM responses "
+                          "ORDER BY contender").fetchall()
+    assert [r[0] for r in rows] == ["here", "here", "there", "there"]
+    assert all(r[1] in ("stop", "length") for r in rows)
+    assert {r[2:] for r in rows} == {(None, None), (serve_tiny.base_url, str(tiny_mha))}
+    export = subprocess.run([sys.executable, "-m", "feedback_db", "export", "--db-url", f"sqlite:///{database}",
+                             "--format", "dpo", "--output", "-"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert export.returncode == 0, export.stderr
+    pairs = [json.loads(line) for line in export.stdout.splitlines()]
+    assert len(pairs) == 2  # one preference per rated comparison, whichever pane held which contender
+    assert all({p["chosen_contender"], p["rejected_contender"]} == {"here", "there"} for p in pairs)
+    assert all(p["prompt"] == [{"role": "user", "content": "Tell me about the sky and the sea."}] for p in pairs)
+
+
+def test_an_unreachable_server_stops_the_start_with_one_message(tmp_path: Path, tiny_mha: Path):
+    (tmp_path / tiny_mha.name).symlink_to(tiny_mha)
+    refused = f"http://127.0.0.1:{free_port()}/v1"
+    path = lineup_file(tmp_path, tmp_path / tiny_mha.name, refused, "tiny")
+    with pytest.raises(ServersNotReady, match="1 of 1 remote contenders cannot be served"):
+        create_app(Settings(lineup_file=path, data_dir=tmp_path / "data"), log=lambda m: None)
+    run = subprocess.run([sys.executable, "app.py", "--lineup-file", str(path), "--data-dir", str(tmp_path / "d")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"there: Could not connect to the server at {refused} (Connection refused): is it running?" in run.stderr
+    assert "--allow-unreachable" in run.stderr
+
+
+def test_allow_unreachable_starts_and_shows_the_pane_as_unavailable(tmp_path: Path, tiny_mha: Path):
+    (tmp_path / tiny_mha.name).symlink_to(tiny_mha)
+    refused = f"http://127.0.0.1:{free_port()}/v1"
+    path = lineup_file(tmp_path, tmp_path / tiny_mha.name, refused, "tiny")
+    settings = Settings(lineup_file=path, allow_unreachable=True, port=free_port(), data_dir=tmp_path / "data",
+                        load=LoadOptions(dtype="float32"))
+    logged: list[str] = []
+    demo, core = create_app(settings, log=logged.append)
+    assert any("unavailable for now" in line and "there: Could not connect" in line for line in logged)
+    launch(demo, settings, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
+        for _ in range(2):
+            result = client.predict("Hello", "", "", api_name="/ask")
+            panes = {chatbot["label"].split(": ", 1)[1]: answers([chatbot, chatbot])[0] for chatbot in result[:2]}
+            assert panes["here"]
+            assert "there is unavailable: Could not connect" in panes["there"]
+            client.predict(api_name="/clear")
+    finally:
+        demo.close()
+    with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
+        failed = db.execute("SELECT finish_reason, error, endpoint FROM responses WHERE contender = 'there'").fetchall()
+    assert len(failed) == 2 and all(r[0] == "error" and "unavailable" in r[1] and r[2] == refused for r in failed)
