@@ -27,9 +27,10 @@ Every mistake is reported as one message that names the file, the contender and 
 
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -42,6 +43,7 @@ ENDPOINT_KEYS = {f.name for f in fields(EndpointSpec)}
 PARAM_KEYS = {f.name for f in fields(GenerationParams)}
 PROMPT_FORMATS = ("llama2", "chat_template")
 DEFAULT_PRESET = "balanced"
+MAX_CONTENDERS = 8
 
 
 class LineupFileError(ValueError):
@@ -66,7 +68,7 @@ def load_lineup_file(path: str | Path, *, weights: Mapping[str, WeightsSpec], pr
     except tomllib.TOMLDecodeError as error:
         raise LineupFileError(f"{where}: not valid TOML: {error}") from None
     _unknown(where, "", data, TOP_KEYS)
-    name = _string(where, "", "name", data.get("name", path.stem))
+    name = _string(where, "", "name", data.get("name", path.stem), required=True).strip()
     description = _string(where, "", "description", data.get("description", ""))
     entries = data.get("contenders")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -74,10 +76,28 @@ def load_lineup_file(path: str | Path, *, weights: Mapping[str, WeightsSpec], pr
                               f"got {type(entries).__name__ if entries is not None else 'nothing'}")
     reader = _ContenderReader(where, path.parent, weights, presets, resolve)
     contenders = tuple(reader(index, entry) for index, entry in enumerate(entries, start=1))
+    _check_count(where, contenders)
     try:
         return LineupSpec(name=name, contenders=contenders, description=description)
     except ValueError as error:
         raise LineupFileError(f"{where}: field 'contenders': {error}") from None
+
+
+def _check_count(where: str, contenders: tuple[ContenderSpec, ...]) -> None:
+    """Two to eight contenders with distinct names; the message names the contender at fault."""
+    seen: set[str] = set()
+    for index, contender in enumerate(contenders, start=1):
+        if contender.name in seen:
+            raise LineupFileError(f"{where}: contender #{index} {contender.name!r}: field 'name' repeats an earlier "
+                                  "contender's name; every contender needs its own")
+        seen.add(contender.name)
+        if index > MAX_CONTENDERS:
+            raise LineupFileError(f"{where}: contender #{index} {contender.name!r}: field 'contenders' holds at most "
+                                  f"{MAX_CONTENDERS} contenders, this file has {len(contenders)}")
+    if len(contenders) < 2:
+        only = f"only contender {contenders[0].name!r}" if contenders else "no contenders"
+        raise LineupFileError(f"{where}: field 'contenders' has {only}; a lineup compares 2 to "
+                              f"{MAX_CONTENDERS}: add another [[contenders]] table")
 
 
 class _ContenderReader:
@@ -91,7 +111,7 @@ class _ContenderReader:
             label = f"contender {entry['name'].strip()!r}"
         where = f"{self.where}: {label}"
         _unknown(where, "", entry, CONTENDER_KEYS)
-        name = _string(where, "", "name", entry.get("name"), required=True)
+        name = _string(where, "", "name", entry.get("name"), required=True).strip()
         prompt_format = entry.get("prompt_format", "chat_template")
         if prompt_format not in PROMPT_FORMATS:
             raise LineupFileError(f"{where}: field 'prompt_format' must be one of {', '.join(PROMPT_FORMATS)}, "
@@ -104,11 +124,15 @@ class _ContenderReader:
             raise LineupFileError(f"{where}: field 'weights' or 'endpoint': give exactly one (local weights, or "
                                   f"an [contenders.endpoint] table for a server), not "
                                   f"{'both' if has_weights else 'neither'}")
+        if has_endpoint and "context_length" in entry:
+            raise LineupFileError(f"{where}: field 'context_length' applies to local weights only; a server "
+                                  "decides its own context length")
         weights = self._weights(where, entry) if has_weights else None
         endpoint = self._endpoint(where, entry["endpoint"]) if has_endpoint else None
+        params = self._params(where, entry)
         try:
             return ContenderSpec(name=name, weights=weights, endpoint=endpoint, prompt_format=prompt_format,
-                                 params=self._params(where, entry), system_prompt=system)
+                                 params=params, system_prompt=system)
         except ValueError as error:
             field = "endpoint.prompt" if endpoint and endpoint.prompt == "local" else "prompt_format"
             raise LineupFileError(f"{where}: field '{field}': {error}") from None
@@ -118,11 +142,9 @@ class _ContenderReader:
         if reference in self.weights:
             spec = self.weights[reference]
         else:
-            if reference.startswith((".", "..")):  # relative to the lineup file, not to where the app starts
-                reference = str((self.folder / reference).resolve())
             try:
-                spec = self.resolve(reference)
-            except ValueError as error:
+                spec = self.resolve(self._relative_to_file(reference))
+            except (ValueError, RuntimeError, OSError) as error:  # RuntimeError: ~nobody/x has no home folder
                 raise LineupFileError(f"{where}: field 'weights': {error}; named weights: "
                                       f"{', '.join(sorted(self.weights))}") from None
         if "context_length" in entry:
@@ -130,9 +152,18 @@ class _ContenderReader:
             if isinstance(length, bool) or not isinstance(length, int) or length < 16:
                 raise LineupFileError(f"{where}: field 'context_length' must be a whole number of tokens, "
                                       f"got {length!r}")
-            spec = WeightsSpec(**{**{f.name: getattr(spec, f.name) for f in fields(WeightsSpec)},
-                                  "context_length": length})
+            spec = replace(spec, context_length=length)
         return spec
+
+    def _relative_to_file(self, reference: str) -> str:
+        """A relative path resolved against the lineup file's folder, not where the app starts."""
+        path = Path(reference)
+        if path.is_absolute() or reference.startswith("~"):
+            return reference
+        local = self.folder / path
+        if reference.startswith(".") or reference.lower().endswith(".gguf") or local.exists():
+            return str(local.resolve())
+        return reference  # a Hub id such as org/name@revision
 
     def _endpoint(self, where: str, table: Any) -> EndpointSpec:
         if not isinstance(table, dict):
@@ -144,7 +175,11 @@ class _ContenderReader:
         if isinstance(table.get("extra_params"), list):
             table["extra_params"] = tuple(table["extra_params"])
         if isinstance(table.get("extra_body"), dict):
-            table["extra_body"] = json.dumps(table["extra_body"], sort_keys=True)
+            try:
+                table["extra_body"] = json.dumps(table["extra_body"], sort_keys=True)
+            except (TypeError, ValueError) as error:  # TOML dates and times have no JSON form
+                raise LineupFileError(f"{where}: field 'endpoint.extra_body' must hold only JSON values "
+                                      f"(text, numbers, booleans, lists, tables): {error}") from None
         spec = object.__new__(EndpointSpec)  # checked field by field below, to name the bad one
         defaults = {f.name: f.default for f in fields(EndpointSpec)}
         for key, value in {**defaults, **table}.items():
@@ -157,13 +192,15 @@ class _ContenderReader:
 
     def _params(self, where: str, entry: dict[str, Any]) -> GenerationParams:
         preset = entry.get("preset", DEFAULT_PRESET)
-        if preset not in self.presets:
+        if not isinstance(preset, str) or preset not in self.presets:
             raise LineupFileError(f"{where}: field 'preset' must be one of {', '.join(self.presets)}, got {preset!r}")
         params, overrides = self.presets[preset], entry.get("params", {})
         if not isinstance(overrides, dict):
             raise LineupFileError(f"{where}: field 'params' must be a table such as {{ temperature = 0.2 }}")
         _unknown(where, "params.", overrides, PARAM_KEYS)
         for key, value in overrides.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise LineupFileError(f"{where}: field 'params.{key}' must be a number, got {value!r}")
             try:
                 params = params.with_overrides(**{key: value})
             except (ValueError, TypeError) as error:
@@ -183,5 +220,7 @@ def _string(where: str, prefix: str, key: str, value: Any, *, required: bool = F
 def _unknown(where: str, prefix: str, table: Mapping[str, Any], known: set[str]) -> None:
     unknown = sorted(set(table) - known)
     if unknown:
-        raise LineupFileError(f"{where}: field '{prefix}{unknown[0]}' is not a lineup field; the fields here are "
-                              f"{', '.join(prefix + k for k in sorted(known))}")
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
+        raise LineupFileError(f"{where}: field '{prefix}{unknown[0]}' is not a lineup field; {hint}the fields here "
+                              f"are {', '.join(prefix + k for k in sorted(known))}")

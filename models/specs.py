@@ -111,19 +111,28 @@ class EndpointSpec:
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, what is wrong with it) for every bad field; empty when the spec is sound."""
-        parts, problems = urlsplit(self.base_url if isinstance(self.base_url, str) else ""), []
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        url = self.base_url if isinstance(self.base_url, str) else ""
+        parts, problems = urlsplit(url), []
+        # The authority is checked before the scheme so that no message repeats a password: "user:pw@h/v1"
+        # (no scheme) and "ftp://user:pw@h" carry one as surely as "http://user:pw@h".
+        if "@" in url.partition("//")[2].partition("/")[0] or "@" in url.partition("/")[0]:
+            problems.append(("base_url", "must not carry credentials (user:password@); put the key in the "
+                                         "environment variable named by api_key_env"))
+        elif parts.scheme not in ("http", "https") or not parts.hostname:
             problems.append(("base_url", f"must be an http:// or https:// URL such as http://gpu-box:8000/v1, "
                                          f"got {self.base_url!r}"))
-        elif parts.username or parts.password:
-            problems.append(("base_url", "must not carry credentials; put the key in the environment variable "
-                                         "named by api_key_env"))
+        elif parts.query or parts.fragment or url.endswith(("?", "#")):
+            # A query may hold a key, and the client appends /chat/completions after it, not before.
+            problems.append(("base_url", f"must not have a query or fragment (?… or #…); give the URL up to and "
+                                         f"including /v1 such as {public_url(url)}, and put a key in the "
+                                         f"environment variable named by api_key_env"))
         if not isinstance(self.model, str) or not self.model.strip():
             problems.append(("model", "must name the model on the server (what its /v1/models lists)"))
-        if self.api_key_env is not None and not (isinstance(self.api_key_env, str)
-                                                 and self.api_key_env.replace("_", "a").isalnum()):
-            problems.append(("api_key_env", f"must be the name of an environment variable, such as "
-                                            f"VLLM_API_KEY, got {self.api_key_env!r}"))
+        name = self.api_key_env
+        if name is not None and not (isinstance(name, str) and name.isascii() and name.isidentifier()):
+            # Not repeated in the message: a value that is no variable's name may be the key itself.
+            problems.append(("api_key_env", "must be the name of an environment variable (letters, digits and _), "
+                                            "such as VLLM_API_KEY, never the key itself"))
         limit = self.max_concurrent
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             problems.append(("max_concurrent", f"must be a whole number of at least 1, got {limit!r}"))
@@ -132,7 +141,7 @@ class EndpointSpec:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
                 problems.append((name, f"must be a number of seconds in (0, 3600], got {value!r}"))
         extra = self.extra_params
-        if not isinstance(extra, tuple) or not set(extra) <= {"top_k", "repetition_penalty"}:
+        if not isinstance(extra, tuple) or not all(e in ("top_k", "repetition_penalty") for e in extra):
             problems.append(("extra_params", f"may list only top_k and repetition_penalty, got {extra!r}"))
         if self.extra_body is not None:
             try:
