@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test setup setup-dev plan clean-cache
+.PHONY: run test setup setup-dev plan clean-cache llama-cpp serve-embedded
 
 run: setup
 	$(BIN)/python app.py $(ARGS)
@@ -32,6 +32,30 @@ $(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# llama.cpp's OpenAI-compatible server for tests/test_llama_cpp_server.py, in a venv of its own: its
+# FastAPI and Starlette must never change the versions Gradio pins in $(VENV).
+# pip compiles llama.cpp from source: about 20 minutes on 2 cores.
+# AMX is compiled out: on AMX Xeons (Sapphire Rapids and newer) 0.3.36 segfaults in
+# ggml_backend_amx_mul_mat on the first prompt longer than one token (ggml-org/llama.cpp#20824).
+# --no-cache-dir: pip's wheel cache ignores CFLAGS and could hand back a wheel built with AMX.
+LLAMA_VENV ?= .venv-llama
+LLAMA_CFLAGS ?= $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+
+llama-cpp: $(LLAMA_VENV)/.installed
+
+$(LLAMA_VENV)/.installed:
+	test -x $(LLAMA_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" \
+		$(LLAMA_VENV)/bin/python -m pip install --no-cache-dir 'llama-cpp-python[server]==0.3.36'
+	touch $@
+
 # Removes only the converted embedded model, never the folder around it.
 clean-cache:
 	rm -rf "$${PLAYGROUND_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/llm-playground}/SmolLM2-135M-Instruct"
+
+# The embedded model on `transformers serve` (127.0.0.1:8000), for examples/mixed-serve.toml: a real
+# OpenAI-compatible server on a CPU. Converts the embedded model first if `make run` has not.
+serve-embedded: setup-dev
+	cd "$$($(BIN)/python -c 'import sys; from models.embedded import ensure_converted; print(ensure_converted(log=lambda m: print(m, file=sys.stderr)).parent)')" && \
+		HF_HUB_OFFLINE=1 $(abspath $(BIN))/transformers serve SmolLM2-135M-Instruct --host 127.0.0.1 --port 8000 --device cpu

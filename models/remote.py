@@ -221,7 +221,7 @@ class RemoteStreamer:
         endpoint, started = contender.endpoint, time.perf_counter()
         problem = self._recheck(contender)
         if problem:
-            raise StreamFailure(f"{contender.name} is unavailable: {problem}.")
+            raise StreamFailure(f"{contender.name} is unavailable: {_sentence(problem)}")
         if endpoint.api_key_env and not self.env.get(endpoint.api_key_env):
             raise StreamFailure(f"{contender.name} is unavailable: the environment variable {endpoint.api_key_env} "
                                 f"(the API key for {endpoint.url}) is not set.")
@@ -297,6 +297,10 @@ class RemoteStreamer:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "?", "!")) else text + "."
 
 
 # Fields the openai client takes as arguments; the rest of a body goes in extra_body.

@@ -38,6 +38,10 @@ CSS = """
               box-shadow: 0 -2px 8px rgba(0, 0, 0, 0.12); }
 .gradio-container { padding-bottom: 120px !important; }
 @media (max-width: 700px) { .pane-chat { height: 280px !important; max-height: 280px !important; } }
+/* The models and servers tables scroll sideways on a narrow screen instead of squeezing each column to
+   a letter per line. */
+#models-info table { display: block; overflow-x: auto; max-width: 100%; }
+#models-info th, #models-info td { min-width: 6em; }
 """
 
 

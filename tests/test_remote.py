@@ -308,3 +308,29 @@ def test_a_request_limit_makes_the_next_stream_wait_its_turn(serve_tiny, tiny_mh
     assert order == [("second", "stopped", "")]
     first_stop.set()
     assert list(first)[-1].finish_reason == "stopped"
+
+
+@pytest.mark.slow
+def test_the_embedded_model_on_transformers_serve_answers_as_it_does_here(embedded_cache, database, tmp_path):
+    from models.embedded import ensure_converted
+    from models.registry import WEIGHTS
+
+    folder = ensure_converted(embedded_cache, log=lambda message: None)
+    server = transformers_serve(folder, tmp_path / "serve.log")
+    try:
+        params = GREEDY.with_overrides(max_new_tokens=40)
+        here = ContenderSpec(name="here", weights=WEIGHTS["smollm2-135m-instruct"], params=params)
+        loaded = load_weights(here.weights, LoadOptions(dtype="float32", device_map="cpu", cache_dir=embedded_cache),
+                              log=lambda message: None)
+        local_streamer = LocalStreamer({here.weights: loaded})
+        there = remote("there", server.base_url, str(folder), params=params)
+        streamer = RoutedStreamer(local_streamer, RemoteStreamer([there]))
+        core = Playground(LineupSpec(name="embedded", contenders=(here, there)), streamer, database,
+                          rng=random.Random(0))
+        _, rows = ask(core, "What is the capital of France?")
+        local_streamer.close()
+    finally:
+        server.stop()
+    assert "Paris" in rows["there"].text and rows["there"].text == rows["here"].text
+    assert rows["there"].usage["prompt_tokens"] == rows["here"].prompt_tokens
+    assert rows["there"].completion_tokens == rows["here"].completion_tokens
