@@ -4,14 +4,20 @@
 
 Starts `transformers serve` on the embedded model's converted folder (CPU, float32) and app.py with a
 lineup of two contenders on it: "served" (greedy, --max-new-tokens) and "probe" (one token, so that
-the pair is a real comparison while the served answer is what is measured). For each prompt, in turn:
+the pair is a real comparison while the served answer is what is measured; it answers from a stub
+server on loopback, so that the one request `transformers serve` gets per comparison is the one
+measured). For each prompt, in turn:
 - through the app: the page's protocol read as a browser does (queue/join, then the event stream as
   bytes arrive), and gradio_client (which reads its queue every 50 ms);
-- straight to the server: the same two requests at once with the openai client.
+- straight to the server: the same request with the openai client.
 Per run of the served answer: time to first text from the submit (or the request), and tokens/s from
 the first text to the last (the server's usage gives the token count). Then `--visitors` at once,
 each doing the same, against as many direct pairs at once. The server decodes one request at a time,
 so both sides queue alike.
+
+On a small machine the server and the app share the cores, so what the page costs in CPU slows the
+server's decoding too; `--split-cores` puts the server on the first core and the app and clients on
+the rest, as when the server has a machine of its own (the deployment this is for).
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class Run:
         return (self.tokens - 1) / span if self.tokens > 1 and span > 0 else None
 
 
-def lineup_toml(base_url: str, model: str, max_new_tokens: int) -> str:
+def lineup_toml(base_url: str, model: str, max_new_tokens: int, probe_url: str) -> str:
     contender = '''[[contenders]]
 name = "{name}"
 preset = "precise"
@@ -63,7 +69,7 @@ base_url = "{url}"
 model = "{model}"
 '''
     return ('name = "remote-overhead"\n\n' + contender.format(name="served", tokens=max_new_tokens, url=base_url, model=model)
-            + "\n" + contender.format(name="probe", tokens=1, url=base_url, model=model))
+            + "\n" + contender.format(name="probe", tokens=1, url=probe_url, model="hello"))
 
 
 def body(model: str, prompt: str, max_tokens: int) -> dict:
@@ -73,10 +79,8 @@ def body(model: str, prompt: str, max_tokens: int) -> dict:
 
 
 def direct(client, model: str, prompt: str, max_tokens: int) -> Run:
-    """The served request and the probe at once, straight to the server; the served one's timings."""
-    probe = threading.Thread(target=lambda: list(client.chat.completions.create(**body(model, prompt, 1))))
+    """The served request straight to the server, and its timings."""
     started = time.perf_counter()
-    probe.start()
     first = last = None
     tokens = chunks = 0
     for chunk in client.chat.completions.create(**body(model, prompt, max_tokens)):
@@ -86,7 +90,6 @@ def direct(client, model: str, prompt: str, max_tokens: int) -> Run:
             last = time.perf_counter() - started
             first = first if first is not None else last
             chunks += 1
-    probe.join()
     return Run(first, last, tokens or chunks)
 
 
@@ -210,7 +213,18 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=4)
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "llm-playground")
     parser.add_argument("--extra-args", default="", help="more app.py options")
+    parser.add_argument("--split-cores", action="store_true",
+                        help="the server on the first core, the app and the clients on the others")
     args = parser.parse_args()
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))
+    server_prefix: list[str] = []
+    if args.split_cores:
+        if len(cores) < 2:
+            raise SystemExit("--split-cores needs at least two cores")
+        server_prefix = ["taskset", "-c", str(cores[0])]
+        os.sched_setaffinity(0, cores[1:])  # the app inherits this; the server gets the first core
     import openai
     from transformers import __version__ as transformers_version
 
@@ -219,12 +233,15 @@ def main() -> None:
         raise SystemExit(f"{folder} is missing: run `make run` once (it converts the embedded model)")
     workdir = Path(tempfile.mkdtemp(prefix="remote-overhead-"))
     port = free_port()
-    server = Server([str(Path(sys.executable).parent / "transformers"), "serve", folder.name, "--host", "127.0.0.1",
+    server = Server([*server_prefix, str(Path(sys.executable).parent / "transformers"), "serve", folder.name, "--host", "127.0.0.1",
                      "--port", str(port), "--device", "cpu", "--dtype", "float32"], port, workdir / "serve.log",
                     cwd=folder.parent)
     model = folder.name
     lineup = workdir / "lineup.toml"
-    lineup.write_text(lineup_toml(server.base_url, model, args.max_new_tokens))
+    from tests.stub_openai import StubServer
+
+    probe_server = StubServer()
+    lineup.write_text(lineup_toml(server.base_url, model, args.max_new_tokens, probe_server.base_url))
     app = None
     try:
         app, url = start_app(REPO, workdir / "data", args.cache_dir,
@@ -257,12 +274,17 @@ def main() -> None:
         if app is not None:
             stop_app(app)
         server.stop()
+        probe_server.close()
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"transformers {transformers_version} serve (CPU, float32) on SmolLM2-135M-Instruct; "
-          f"{args.max_new_tokens} new tokens at most, greedy")
+          f"{args.max_new_tokens} new tokens at most, greedy; "
+          + (f"server on core {cores[0]}, app and clients on {cores[1:]}" if args.split_cores
+             else f"server, app and clients sharing cores {cores}"))
     print("| client | answers | first text ms p50 / p95 | straight to the server ms p50 / p95 | added ms (p50) | "
           "tok/s | straight tok/s | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, runs in (("straight", straight), ("page", page), ("gradio_client", gradio)):
+        print(name, " ".join(f"{r.first_s * 1000:.0f}ms/{r.tokens}t/{r.tokens_per_s or 0:.1f}" for r in runs))
     report("event stream (as a browser)", page, straight)
     report("gradio_client", gradio, straight)
     report(f"{args.visitors} visitors at once, event stream", crowd, crowd_direct)

@@ -110,7 +110,7 @@ class RemoteStreamer:
         self.contenders = {c.name: c for c in contenders if c.endpoint is not None}
         self.env = os.environ if env is None else env
         self.recheck_s = recheck_s
-        self._clients: dict[tuple[str, str], openai.OpenAI] = {}
+        self._clients: dict[tuple[str, str, float, float], openai.OpenAI] = {}
         self._clients_lock = threading.Lock()
         self._states = {name: _State() for name in self.contenders}
         self._limits = {name: threading.BoundedSemaphore(c.endpoint.max_concurrent)
@@ -191,13 +191,18 @@ class RemoteStreamer:
     # --- streaming ------------------------------------------------------------------------------------
 
     def _client(self, endpoint: EndpointSpec) -> openai.OpenAI:
+        """One client per server, key and timeouts, made once: its connections are kept and reused."""
         key = self.env.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
+        slot = (endpoint.base_url, key, endpoint.connect_timeout_s, endpoint.chunk_timeout_s)
         with self._clients_lock:
-            client = self._clients.get((endpoint.base_url, key))
+            client = self._clients.get(slot)
             if client is None:
                 # max_retries=0: a retry would hide the failure and double the wait; the person retries.
-                client = openai.OpenAI(base_url=endpoint.base_url, api_key=key or "none", max_retries=0)
-                self._clients[(endpoint.base_url, key)] = client
+                # The read timeout is the longest silence allowed between two chunks.
+                client = openai.OpenAI(base_url=endpoint.base_url, api_key=key or "none", max_retries=0,
+                                       timeout=httpx.Timeout(endpoint.chunk_timeout_s, connect=endpoint.connect_timeout_s,
+                                                             pool=endpoint.connect_timeout_s))
+                self._clients[slot] = client
         return client
 
     def request(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]], params: GenerationParams,
@@ -243,8 +248,7 @@ class RemoteStreamer:
     def _stream(self, contender: ContenderSpec, api: str, body: dict[str, Any], stop: threading.Event,
                 seed: int, started: float) -> Iterator[StreamEvent]:
         endpoint = contender.endpoint
-        client = self._client(endpoint).with_options(timeout=httpx.Timeout(
-            endpoint.chunk_timeout_s, connect=endpoint.connect_timeout_s, pool=endpoint.connect_timeout_s))
+        client = self._client(endpoint)
         known = {k: v for k, v in body.items() if k in _KNOWN[api]}
         extra = {k: v for k, v in body.items() if k not in _KNOWN[api]}
         text, chunks, first_token_s, finish, usage, served = [], 0, None, None, None, False

@@ -8,7 +8,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODELS = ("needs-key", "limited", "malformed", "overloaded")
+MODELS = ("needs-key", "limited", "malformed", "overloaded", "hello")  # "hello" answers "Hello there"
 KEY = "sk-stub-secret-key"
 
 
