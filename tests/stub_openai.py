@@ -1,5 +1,5 @@
 """A small OpenAI-style stub for what no real server does on demand: 401, 429 with Retry-After, a
-malformed chunk. The model name a request asks for picks the behaviour; everything else is served by
+malformed chunk, a 5xx with an error text, vLLM's 404 for a model it does not serve. The model name a request asks for picks the behaviour; everything else is served by
 real servers in the tests."""
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(429, {"error": {"message": "Too many requests in flight"}}, {"Retry-After": "7"})
         elif model == "overloaded":
             self._json(503, {"error": {"message": "engine overloaded, 12 requests waiting"}})
+        elif model not in MODELS:  # as vLLM answers
+            self._json(404, {"error": {"message": f"The model `{model}` does not exist.", "type": "NotFoundError"}})
         else:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")

@@ -251,7 +251,7 @@ def test_a_silent_server_then_a_dead_one_end_one_pane_and_keep_the_partial_answe
         server.stop()
 
 
-def test_stub_401_429_5xx_and_a_malformed_chunk(stub, database):
+def test_stub_401_429_5xx_404_and_a_malformed_chunk(stub, database):
     needs_key = remote("needs-key", stub.base_url, "needs-key", api_key_env="STUB_KEY")
     _, failure = answer(RemoteStreamer([needs_key], env={"STUB_KEY": "wrong-key"}), needs_key)
     assert str(failure) == (f"The server at {stub.base_url} refused the API key (HTTP 401: Invalid API key): "
@@ -266,6 +266,11 @@ def test_stub_401_429_5xx_and_a_malformed_chunk(stub, database):
     overloaded = remote("overloaded", stub.base_url, "overloaded")
     _, failure = answer(RemoteStreamer([overloaded]), overloaded)
     assert str(failure) == f"The server at {stub.base_url} failed (HTTP 503): engine overloaded, 12 requests waiting."
+    unknown = remote("unknown", stub.base_url, "llama-3-typo")
+    _, failure = answer(RemoteStreamer([unknown]), unknown)
+    assert str(failure) == (f"The server at {stub.base_url} has no model 'llama-3-typo' or no such endpoint (HTTP "
+                            "404: The model `llama-3-typo` does not exist). Check the model name against its "
+                            "/v1/models and that base_url ends in /v1.")
     malformed = remote("malformed", stub.base_url, "malformed")
     events, failure = answer(RemoteStreamer([malformed]), malformed)
     assert text_of(events) == "Hello there"
