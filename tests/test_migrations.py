@@ -18,9 +18,11 @@ from feedback_db import (
     Base,
     ComparisonRecord,
     RatingRecord,
+    ResponseRecord,
     SchemaError,
     add_comparison,
     add_rating,
+    add_response,
     current_revision,
     get_comparison,
     head_revision,
@@ -122,6 +124,43 @@ def test_downgrade_refuses_to_forget_shared_histories(db_url: str) -> None:  # n
     assert current_revision(database.engine) == "0002"
     assert _counts(database.engine) == {"comparisons": 1, "responses": 2, "ratings": 0, "answer_judgements": 0}
     database.dispose()
+
+
+def test_remote_provenance_is_stored_and_downgrade_refuses_to_forget_it(db_url: str) -> None:  # noqa: F811
+    database = open_database(db_url)
+    comparison = ComparisonRecord(lineup="mixed", session_id="s", prompt="Hi", n_responses=2)
+    request = {"api": "completions", "template": "app", "body": {"model": "m", "max_tokens": 8, "seed": 3}}
+    with database.session() as session:
+        add_comparison(session, comparison)
+        for position, endpoint in enumerate((None, "http://gpu-box:8000/v1")):
+            add_response(session, ResponseRecord(
+                comparison_id=comparison.id, position=position, contender=f"c{position}", weights_id="m",
+                messages=[{"role": "user", "content": "Hi"}], prompt_rendered="[INST] Hi [/INST]", params={},
+                text="Hello", finish_reason="stop", prompt_tokens=6, completion_tokens=2, duration_s=0.2,
+                endpoint=endpoint, served_model="m" if endpoint else None, system_fingerprint="fp_1" if endpoint else None,
+                request=request if endpoint else None, usage={"prompt_tokens": 6, "completion_tokens": 2} if endpoint else None))
+    with database.session() as session:
+        local, served = responses_of(session, comparison.id)
+        assert (local.endpoint, local.request, local.usage) == (None, None, None)
+        assert (served.endpoint, served.served_model, served.system_fingerprint) == ("http://gpu-box:8000/v1", "m", "fp_1")
+        assert served.request == request and served.usage == {"prompt_tokens": 6, "completion_tokens": 2}
+    with pytest.raises(RuntimeError, match="1 answers of remote contenders would lose which server gave them"):
+        downgrade(database.engine, "0003")
+    assert current_revision(database.engine) == "0004"
+    with database.engine.begin() as connection:
+        connection.execute(text("DELETE FROM responses WHERE endpoint IS NOT NULL"))
+    downgrade(database.engine, "0003")
+    assert current_revision(database.engine) == "0003"
+    assert _counts(database.engine)["responses"] == 1
+    database.dispose()
+
+
+def test_a_response_record_refuses_an_endpoint_with_credentials() -> None:
+    with pytest.raises(ValueError, match="carries credentials or a query"):
+        ResponseRecord(comparison_id="c" * 32, position=0, contender="c", weights_id="m",
+                       messages=[{"role": "user", "content": "Hi"}],
+                       prompt_rendered="", params={}, text="", finish_reason="stop", prompt_tokens=0,
+                       completion_tokens=0, duration_s=0.0, endpoint="http://user:secret@gpu-box/v1")
 
 
 def test_database_made_before_migrations_is_stamped_and_upgraded(tmp_path: Path) -> None:
