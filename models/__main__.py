@@ -66,8 +66,12 @@ def plan_command(args: argparse.Namespace) -> int:
     from models.memory import parse_size
     from models.placement import format_plan, model_requests, parse_gpus, plan_lineup, plan_to_dict, visible_gpus
 
+    lineup = _lineup(args)
+    if not lineup.weights:
+        print(f"lineup {lineup.name!r} has no local weights: every contender is on a server, nothing to place")
+        return 0
     gpus = parse_gpus(args.gpus) if args.gpus else visible_gpus()
-    plan = plan_lineup(model_requests(_lineup(args)), gpus, batch_size=args.batch_size,
+    plan = plan_lineup(model_requests(lineup), gpus, batch_size=args.batch_size,
                        cpu_bytes=parse_size(args.cpu_memory) if args.cpu_memory else None,
                        allow_quantization=not args.no_quantization, allow_offload=not args.no_offload)
     print(json.dumps(plan_to_dict(plan), indent=2) if args.json else format_plan(plan))

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
 import httpx2 as httpx  # the HTTP client the openai package is built on
@@ -100,6 +100,7 @@ class _State:
     problem: str | None = None
     checked_at: float = 0.0
     server_adds_bos: bool | None = None  # prompt = "local" only; None: not asked yet
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one recheck at a time
 
 
 class RemoteStreamer:
@@ -179,14 +180,17 @@ class RemoteStreamer:
     def _recheck(self, contender: ContenderSpec) -> str | None:
         """The contender's problem now; a server that was down is asked again at most every recheck_s."""
         state = self._states[contender.name]
-        if state.problem and time.monotonic() - state.checked_at >= self.recheck_s:
-            models, problem = self._list_models(contender.endpoint)
-            if problem is None and contender.endpoint.model not in models:
-                problem = state.problem
-            if problem is None and contender.endpoint.prompt == "local":
-                problem = self._ask_bos(contender)
-            state.problem, state.checked_at = problem, time.monotonic()
-        return state.problem
+        if not state.problem:
+            return None
+        with state.lock:  # the streams that arrive meanwhile wait for this answer instead of asking too
+            if state.problem and time.monotonic() - state.checked_at >= self.recheck_s:
+                models, problem = self._list_models(contender.endpoint)
+                if problem is None and contender.endpoint.model not in models:
+                    problem = state.problem
+                if problem is None and contender.endpoint.prompt == "local":
+                    problem = self._ask_bos(contender)
+                state.problem, state.checked_at = problem, time.monotonic()
+            return state.problem
 
     # --- streaming ------------------------------------------------------------------------------------
 

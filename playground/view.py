@@ -116,7 +116,7 @@ def models_markdown(lineup: LineupSpec, loaded: Mapping[WeightsSpec, Any], plan:
 
 def servers_markdown(lineup: LineupSpec, unavailable: Mapping[str, str]) -> str:
     """The remote contenders: server, model, who renders the prompt, request limit, and status."""
-    lines = ["| contender | server | model | prompt | open requests | status |",
+    lines = ["| contender | server | model | prompt | open requests | at start |",
              "| --- | --- | --- | --- | --- | --- |"]
     for contender in lineup.contenders:
         endpoint = contender.endpoint

@@ -339,3 +339,19 @@ def test_the_embedded_model_on_transformers_serve_answers_as_it_does_here(embedd
     assert "Paris" in rows["there"].text and rows["there"].text == rows["here"].text
     assert rows["there"].usage["prompt_tokens"] == rows["here"].prompt_tokens
     assert rows["there"].completion_tokens == rows["here"].completion_tokens
+
+
+def test_an_unavailable_contender_works_once_its_server_is_up():
+    port = free_port()
+    late = remote("late", f"http://127.0.0.1:{port}/v1", "hello")
+    streamer = RemoteStreamer([late], recheck_s=0.0)  # the app asks again at most every 10 s
+    assert "Connection refused" in streamer.check()["late"]
+    _, failure = answer(streamer, late)
+    assert str(failure).startswith("late is unavailable: Could not connect")
+    server = StubServer(port)
+    try:
+        events, result = answer(streamer, late)
+    finally:
+        server.close()
+    assert result.finish_reason == "stop" and text_of(events) == "Hello there"
+    assert streamer.unavailable() == {}
