@@ -17,7 +17,7 @@ BUILTIN_LINEUPS = Path(__file__).with_name("lineups")
 
 _LLAMA2_HOW_TO_GET = (
     "Llama 2 weights are gated: accept Meta's licence at https://huggingface.co/{id}, create a "
-    "read token at https://huggingface.co/settings/tokens and run `huggingface-cli login` (or set "
+    "read token at https://huggingface.co/settings/tokens and run `hf auth login` (or set "
     "HF_TOKEN); or download the weights and pass the local folder with --model PATH."
 )
 
@@ -103,7 +103,7 @@ def weights_from_reference(reference: str) -> WeightsSpec:
         )
     gated = bool(_LLAMA2_CHAT.search(hub_id))
     generic = (f"check the id at https://huggingface.co/{hub_id}; for gated models accept the licence "
-               "there and log in with `huggingface-cli login` (or set HF_TOKEN)")
+               "there and log in with `hf auth login` (or set HF_TOKEN)")
     return WeightsSpec(id=hub_id, revision=revision or "main", gated=gated,
                        how_to_get=_LLAMA2_HOW_TO_GET.format(id=hub_id) if gated else generic)
 

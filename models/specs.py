@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -44,6 +45,12 @@ class GenerationParams:
         problems = [f"{name} must be a whole number, got {getattr(self, name)!r}"
                     for name in ("top_k", "max_new_tokens")
                     if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int)]
+        # A raw request can send true, "0.7", NaN or an infinity where a slider sends a number: each
+        # would pass a range check or break every later request of the session.
+        problems += [f"{name} must be a finite number, got {getattr(self, name)!r}"
+                     for name in ("temperature", "top_p", "repetition_penalty")
+                     if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, float))
+                     or not math.isfinite(getattr(self, name))]
         if problems:  # the browser can send 50.5 where a slider meant 50
             raise ValueError("; ".join(problems))
         if not 0.0 <= self.temperature <= 5.0:

@@ -58,3 +58,47 @@ def test_models_prompt_command_in_readme_works(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "<s>[INST] <<SYS>>\nYou are a helpful, respectful and honest assistant." in run.stdout
     assert run.stdout.count("=====") == 6  # a header for each of the three contenders
+
+
+# Commands run on another machine (the GPU server), never in this environment.
+ELSEWHERE = ("vllm ",)
+TOLD = re.compile(r"`((?:hf|huggingface-cli|make|transformers|python3?|\.venv/bin/python) [^`]*)`")
+
+
+def commands_told_to_users() -> list[str]:
+    """Every command the README and the app's messages tell a person to run."""
+    from models.registry import WEIGHTS, weights_from_reference
+
+    messages = [w.how_to_get for w in WEIGHTS.values()] + [weights_from_reference("org/name").how_to_get]
+    told = TOLD.findall(README + "\n".join(messages))
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        told += [line.split("#")[0].strip().removesuffix("&").strip() for line in block.splitlines()]
+    found = []
+    for command in told:
+        command = re.sub(r"^(\w+=\S+ )+", "", command)  # leading VAR=value assignments
+        if command and not command.startswith(("echo ", "cd ", *ELSEWHERE)):
+            found.append(command)
+    return found
+
+
+def test_every_command_told_to_users_exists():
+    commands = commands_told_to_users()
+    assert any(c.startswith("hf auth login") for c in commands)  # the first step of every Llama 2 user
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    bin_dir = REPO / ".venv" / "bin"
+    for command in commands:
+        words = command.split()
+        if words[0] == "make":
+            target = words[1] if len(words) > 1 and "=" not in words[1] else "run"
+            assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"README runs `{command}`: no such target"
+        elif words[0] in ("hf", "huggingface-cli", "transformers"):
+            executable = bin_dir / words[0] if (bin_dir / words[0]).exists() else None
+            assert executable, f"`{command}` is told to users, but {words[0]} is not installed"
+            sub = [w for w in words[1:3] if not w.startswith("-") and "/" not in w and "$" not in w][:2]
+            run = subprocess.run([str(executable), *sub, "--help"], capture_output=True, text=True, timeout=60)
+            assert run.returncode == 0, f"`{command}`: {words[0]} {' '.join(sub)} --help failed: {run.stderr[-300:]}"
+        else:  # python: the script or module must be there
+            module = words[words.index("-m") + 1] if "-m" in words else None
+            script = next((w for w in words[1:] if w.endswith(".py")), None)
+            assert module is None or (REPO / module.replace(".", "/")).exists(), command
+            assert script is None or (REPO / script).exists(), command
