@@ -27,6 +27,7 @@ from .records import (
     ResponseRecord,
     Strength,
     new_id,
+    storable,
 )
 from .schema import AnswerJudgement, Base, Comparison, Rating, Response
 from .store import (
@@ -77,6 +78,7 @@ __all__ = [
     "add_response",
     "build_leaderboard",
     "count_rows",
+    "storable",
     "current_revision",
     "decompose",
     "export_to",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,30 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+# NUL, which PostgreSQL refuses in text and JSON, and lone surrogates (half of a UTF-16 pair), which
+# UTF-8 cannot encode: a visitor can type both and a model can emit NUL (Llama's byte token <0x00>).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def storable(text: str) -> str:
+    """`text` as every supported backend stores it: NUL and lone surrogates become U+FFFD (�).
+
+    Applied to every text a record holds, so SQLite and PostgreSQL store and read back the same.
+    """
+    return _UNSTORABLE.sub(REPLACEMENT, text)
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, list):
+        return [_storable_json(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(str(k)): _storable_json(v) for k, v in value.items()}
+    return value
+
+
 @dataclass(frozen=True)
 class ComparisonRecord:
     """One prompt sent to every contender of a lineup; `id` is what the server hands the browser.
@@ -79,8 +104,10 @@ class ComparisonRecord:
         _check_int("turn", self.turn)
         _check_int("n_responses", self.n_responses, minimum=2)
         _check_text("prompt", self.prompt, allow_blank=False)
+        object.__setattr__(self, "prompt", storable(self.prompt))
         if self.system_prompt is not None:
             _check_text("system_prompt", self.system_prompt)
+            object.__setattr__(self, "system_prompt", storable(self.system_prompt))
         if (self.turn == 0) != (self.parent_id is None):
             raise ValueError(
                 f"turn {self.turn} with parent_id={self.parent_id!r}: the first turn (0) has no parent, "
@@ -152,8 +179,12 @@ class ResponseRecord:
         object.__setattr__(self, "params", _checked_json("params", self.params))
         _check_text("prompt_rendered", self.prompt_rendered)
         _check_text("text", self.text)
+        for name in ("prompt_rendered", "text"):
+            object.__setattr__(self, name, storable(getattr(self, name)))
         _check_one_of("finish_reason", self.finish_reason, FINISH_REASONS)
         _check_error(self.finish_reason, self.error)
+        if self.error is not None:
+            object.__setattr__(self, "error", storable(self.error))
         if self.seed is not None:
             _check_int("seed", self.seed, maximum=MAX_SEED)
         _check_int("prompt_tokens", self.prompt_tokens)
@@ -309,7 +340,7 @@ def _checked_messages(messages: object) -> tuple[dict[str, str], ...]:
             raise ValueError(f"messages[{i}]['content'] must be a string (flatten Gradio's content parts first)")
         if message["role"] == "system" and i != 0:
             raise ValueError(f"messages[{i}] is a system message; only the first message may be one")
-        cleaned.append({"role": message["role"], "content": message["content"]})
+        cleaned.append({"role": message["role"], "content": storable(message["content"])})
     if cleaned[-1]["role"] != "user":
         raise ValueError("the last of messages must be the user's new message (role 'user')")
     return tuple(cleaned)
@@ -320,7 +351,7 @@ def _checked_json(name: str, value: object) -> dict[str, Any]:
         raise ValueError(f"{name} must be a dict, got {type(value).__name__}")
     try:
         # Round trip: a plain copy, and allow_nan=False because PostgreSQL's JSON refuses NaN.
-        return json.loads(json.dumps(dict(value), allow_nan=False))
+        return _storable_json(json.loads(json.dumps(dict(value), allow_nan=False)))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name} must hold only JSON values (str, number, bool, None, list, dict; no NaN): {e}") from None
 
@@ -348,7 +379,7 @@ def _cleaned_rater(rater: object) -> str | None:
     if rater is None:
         return None
     _check_text("rater", rater)
-    text = str(rater).strip()
+    text = storable(str(rater)).strip()
     if len(text) > MAX_NAME_CHARS["rater"]:
         raise ValueError(f"rater is {len(text)} characters; at most {MAX_NAME_CHARS['rater']} fit")
     return text or None
@@ -369,7 +400,7 @@ def _cleaned_note(name: str, value: object) -> str | None:
     if value is None:
         return None
     _check_text(name, value)
-    text = str(value).strip()
+    text = storable(str(value)).strip()
     if len(text) > MAX_COMMENT_CHARS:
         raise ValueError(f"{name} is {len(text)} characters; at most {MAX_COMMENT_CHARS} are kept, shorten it")
     return text or None

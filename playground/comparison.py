@@ -25,6 +25,7 @@ from feedback_db import (
     add_rating,
     add_response,
     new_id,
+    storable,
 )
 from models.prompt_format import PromptError, validate_messages
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
@@ -56,7 +57,7 @@ def checked_prompt(prompt: object) -> str:
     """The prompt as sent, stripped; PlaygroundError when there is nothing to send or too much."""
     if prompt is not None and not isinstance(prompt, str):
         raise PlaygroundError(f"the prompt must be text, got {type(prompt).__name__}")
-    prompt = (prompt or "").strip()
+    prompt = storable(prompt or "").strip()  # what the models see is what is stored, on every backend
     if not prompt:
         raise PlaygroundError("the prompt is empty: type a question or pick an example")
     if len(prompt) > MAX_PROMPT_CHARS:
@@ -68,7 +69,7 @@ def _checked_system(system_prompt: object) -> str | None:
     """The system prompt as sent, stripped; None for none."""
     if system_prompt is not None and not isinstance(system_prompt, str):
         raise PlaygroundError(f"the system prompt must be text, got {type(system_prompt).__name__}")
-    system = (system_prompt or "").strip()
+    system = storable(system_prompt or "").strip()
     if len(system) > MAX_PROMPT_CHARS:
         raise PlaygroundError(f"the system prompt is {len(system)} characters; the limit is {MAX_PROMPT_CHARS}")
     return system or None

@@ -15,6 +15,7 @@ from playground.comparison import Playground, snapshot_interval
 from playground.conversation import PlaygroundError
 from playground.voting import Vote
 from playground.view import chat_messages, pane_label, pane_params, pane_stats
+from tests.test_feedback_db_support import any_db, db_url, postgres_server, postgres_url  # noqa: F401 - fixtures
 
 WEIGHTS = weights_from_reference("org/model")
 
@@ -351,3 +352,21 @@ def test_the_streaming_count_follows_runs_and_returns_to_zero(database):
     next(run)
     run.close()  # the page went away mid-stream
     assert core.streaming == 0
+
+
+def test_a_nul_answer_and_a_lone_surrogate_prompt_are_stored_on_every_backend(any_db):  # noqa: F811
+    """A model can emit NUL (Llama's <0x00> byte token) and a visitor can send a lone surrogate: the
+    comparison and every answer are stored, with U+FFFD in their place, on SQLite and PostgreSQL."""
+    def nul_streamer(contender, messages, params, *, stop, seed):
+        yield PromptReady(text=messages[-1]["content"], tokens=3)
+        yield "a\x00b"
+        yield GenerationResult("a\x00b", "stop", 3, 2, 0.01, 0.02, seed)
+
+    core = Playground(lineup(2), nul_streamer, any_db, rng=random.Random(0))
+    session = core.new_conversation()
+    run(core, session, "half a pair \ud83d here", "system \x00 too")
+    assert [p.status for p in session.panes] == ["done", "done"]
+    with any_db.session() as db:
+        stored = get_comparison(db, session.comparison_id)
+        assert (stored.prompt, stored.system_prompt) == ("half a pair \ufffd here", "system \ufffd too")
+        assert [r.text for r in responses_of(db, session.comparison_id)] == ["a\ufffdb", "a\ufffdb"]

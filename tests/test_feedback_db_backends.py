@@ -177,3 +177,42 @@ def test_postgres_vote_that_loses_the_race_after_its_checks_is_refused(postgres_
         rating = rating_of(session, comparison_id)
         assert (rating.id, rating.choice, count_rows(session)["ratings"]) == (rival[0], "b", 1)
     database.dispose()
+
+
+UNSTORABLE = "nul \x00 here, lone \ud800 surrogate, then \udfff"
+
+
+def test_nul_and_lone_surrogates_are_stored_alike_on_every_backend(any_db: Database) -> None:
+    """PostgreSQL refuses NUL in text and JSON, UTF-8 cannot encode a lone surrogate: both are stored as
+    U+FFFD, the same on SQLite and PostgreSQL, and nothing a visitor or a model produced is lost."""
+    from feedback_db import ResponseRecord, add_response, responses_of, storable
+
+    expected = "nul \ufffd here, lone \ufffd surrogate, then \ufffd"
+    assert storable(UNSTORABLE) == expected and storable("ok 😀") == "ok 😀"  # a real pair stays
+    comparison = ComparisonRecord(lineup="l", session_id="s", prompt=UNSTORABLE, system_prompt=UNSTORABLE,
+                                  n_responses=2)
+    with any_db.session() as session:
+        add_comparison(session, comparison)
+        for position in range(2):
+            failed = position == 1
+            add_response(session, ResponseRecord(
+                comparison_id=comparison.id, position=position, contender=f"c{position}", weights_id="m",
+                messages=[{"role": "system", "content": UNSTORABLE}, {"role": "user", "content": UNSTORABLE}],
+                prompt_rendered=UNSTORABLE, params={"stop": [UNSTORABLE]}, text=UNSTORABLE,
+                finish_reason="error" if failed else "stop", error=UNSTORABLE if failed else None,
+                prompt_tokens=1, completion_tokens=1, duration_s=0.1, usage={"note": UNSTORABLE}))
+    add_rating_with_comment = RatingRecord(comparison_id=comparison.id, kind="pairwise", choice="a",
+                                           comment=UNSTORABLE, unsafe={1: UNSTORABLE})
+    with any_db.session() as session:
+        add_rating(session, add_rating_with_comment)
+    with any_db.session() as session:
+        stored = get_comparison(session, comparison.id)
+        assert (stored.prompt, stored.system_prompt) == (expected, expected)
+        answers = responses_of(session, comparison.id)
+        assert [a.text for a in answers] == [expected, expected] and answers[1].error == expected
+        assert answers[0].messages == [{"role": "system", "content": expected}, {"role": "user", "content": expected}]
+        assert answers[0].prompt_rendered == expected and answers[0].params == {"stop": [expected]}
+        assert answers[0].usage == {"note": expected}
+        rating = rating_of(session, comparison.id)
+        assert rating.comment == expected.strip()
+        assert sorted((j.unsafe, j.unsafe_reason) for j in rating.judgements) == [(False, None), (True, expected)]
