@@ -330,7 +330,8 @@ class Playground:
                 elif isinstance(event, ServedBy):
                     served = event
                 else:
-                    pane.text, pane.status = pane.text + event, "streaming"
+                    # The pane shows what will be stored (NUL from a byte token becomes U+FFFD).
+                    pane.text, pane.status = pane.text + storable(event), "streaming"
                     wakeups.put(pane.position)
         except StreamFailure as exc:  # its message is written for the pane
             error = str(exc)
@@ -339,7 +340,7 @@ class Playground:
             error = f"{type(exc).__name__}: {exc}"
         if result is None and not error:
             error = "the generator ended without a result"
-        text = result.text if result else pane.text
+        text = storable(result.text) if result else pane.text
         try:
             record = self._record(comparison_id, pane, messages, params, seed, prompt, result, error,
                                   text, time.perf_counter() - started, served)

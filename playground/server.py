@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
+from starlette.middleware import Middleware
+
 from feedback_db import Database, open_database, sqlite_url
 from models.generation import LocalStreamer, Streamer
 from models.loading import LoadOptions, check_lineup, load_lineup, planned_options
@@ -17,6 +19,7 @@ from models.specs import LineupSpec, WeightsSpec
 from models.streaming import RoutedStreamer
 from playground.arena import ArenaSampler
 from playground.comparison import Playground
+from playground.guard import Guard
 from playground.ui import CSS, build_ui
 from playground.view import models_markdown, servers_markdown
 
@@ -174,4 +177,5 @@ def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> None:
     running = demo.max_concurrent
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENT, max_size=settings.queue_size or 4 * running + 16)
     demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=not block,
-                css=CSS, footer_links=["api"], quiet=not block)
+                css=CSS, footer_links=["api"], quiet=not block,
+                app_kwargs={"middleware": [Middleware(Guard)]})  # no uploads, no foreign images
