@@ -10,7 +10,7 @@ from playground.comparison import Playground
 from playground.conversation import Conversation, PlaygroundError
 from playground.conversations import ConversationStore
 from playground.params import PARAM_FIELDS, PARAM_RANGES
-from playground.ui_tabs import admin_tab, leaderboard_tab
+from playground.ui_tabs import EXPORT_TTL_S, admin_tab, leaderboard_tab
 from playground.view import (
     chat_messages,
     letter,
@@ -50,7 +50,8 @@ def build_ui(core: Playground, *, title: str, notice: str, models_info: str = ""
              admin_token: str | None = None, conversation_ttl_s: float | None = None) -> gr.Blocks:
     """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set."""
     store = ConversationStore(core.new_conversation, **({"ttl_s": conversation_ttl_s} if conversation_ttl_s else {}))
-    with gr.Blocks(title=title) as demo:
+    # delete_cache: Gradio's copies of served files (the admin's exports) go after EXPORT_TTL_S.
+    with gr.Blocks(title=title, delete_cache=(60, EXPORT_TTL_S)) as demo:
         gr.Markdown(f"# {title}\n{core.lineup.description}")
         gr.Markdown(notice, elem_id="storage-notice")
         with gr.Tab("Compare"):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import hmac
+import shutil
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +22,22 @@ from feedback_db.writers import export_to
 from playground.leaderboard_view import TABLE_HEADERS, leaderboard_rows, ratings_svg, summary, win_rate_rows
 
 STRENGTH_CHOICES = ["any", "negligibly_better", "slightly_better", "better", "significantly_better"]
+# An export's download link is a secret URL that works without the token: it lives this long.
+EXPORT_TTL_S = 600
+WRONG_TOKEN_DELAY_S = 1.0  # slows down guessing; paid by the guesser, never by the owner's export
+
+
+def prune_exports(folder: Path, max_age_s: float = EXPORT_TTL_S) -> int:
+    """Delete the export files in `folder` older than `max_age_s`; return how many went."""
+    cutoff, removed = time.time() - max_age_s, 0
+    for path in folder.glob("feedback-*"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # two exports pruning at once
+            pass
+    return removed
 
 
 def leaderboard_tab(database: Database, rounds: int, min_battles: int = DEFAULT_MIN_BATTLES) -> None:
@@ -73,12 +92,17 @@ def admin_tab(database: Database, token: str, lineup: str) -> None:
             include_errors = gr.Checkbox(label="Include failed answers", value=False)
         run = gr.Button("Export", variant="primary", elem_id="admin-export")
         result = gr.Markdown("", elem_id="admin-summary")
-        download = gr.File(label="Export file", elem_id="admin-file")
+        download = gr.File(label=f"Export file (the link works for {EXPORT_TTL_S // 60} minutes)",
+                           elem_id="admin-file")
+    # The app's own folder, not the shared temp folder's top: removed at exit, pruned at each export.
+    folder = Path(tempfile.mkdtemp(prefix="playground-exports-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    exporting = threading.Lock()  # one export at a time; a token check never waits for it
 
     def export(given: str, fmt: str, ext: str, start: str, end: str, names: str, strength: str,
                blind: bool, this_lineup: bool, unsafe: bool, errors: bool) -> list[Any]:
         if not hmac.compare_digest((given or "").encode(), token.encode()):
-            time.sleep(1.0)  # slows down guessing
+            time.sleep(WRONG_TOKEN_DELAY_S)
             raise gr.Error("wrong admin token")
         try:
             options = ExportOptions(
@@ -89,14 +113,17 @@ def admin_tab(database: Database, token: str, lineup: str) -> None:
                 exclude_unsafe=unsafe, include_errors=errors)
         except ValueError as error:
             raise gr.Error(str(error)) from None
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        path = Path(tempfile.mkdtemp(prefix="feedback-export-")) / f"feedback-{fmt}-{stamp}{ext}"
-        done = export_to(database, options, path)
+        with exporting:
+            prune_exports(folder)
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            path = folder / f"feedback-{fmt}-{stamp}{ext}"
+            done = export_to(database, options, path)
         return [done.line(), str(path)]
 
+    # Several at once, so that guesses sleeping on a wrong token never hold the owner's export up.
     run.click(export, inputs=[secret, export_format, suffix, since, until, contenders, min_strength,
                               blind_only, only_lineup, exclude_unsafe, include_errors],
-              outputs=[result, download], api_name="admin_export", concurrency_limit=1)
+              outputs=[result, download], api_name="admin_export", concurrency_limit=4, concurrency_id="admin")
 
 
 def _moment(text: str) -> datetime | None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from gradio_client import Client
@@ -109,3 +111,32 @@ def test_clear_during_a_stream_is_not_undone_by_it(tmp_path):
             client.predict(api_name="/regenerate")
     finally:
         demo.close()
+
+
+def test_wrong_token_guesses_never_hold_up_the_owners_export(served):
+    """Each wrong guess sleeps a second on the guesser's request, not in the one export slot."""
+    client = Client(f"http://127.0.0.1:{served.port}/", verbose=False)
+    args = ["dpo", ".jsonl", "", "", "", "any", False, False, False, True]
+    guesses = [client.submit(f"guess-{n}", *args, api_name="/admin_export") for n in range(3)]
+    time.sleep(0.2)  # the guesses are in first
+    line, _ = client.predict(TOKEN, *args, api_name="/admin_export")
+    assert line.startswith("exported 6 dpo rows")
+    assert not all(g.done() for g in guesses)  # the owner's export came back while guesses still slept
+    for guess in guesses:
+        with pytest.raises(AppError, match="wrong admin token"):
+            guess.result()
+
+
+def test_exports_live_in_the_apps_own_folder_and_old_ones_are_removed(served, tmp_path):
+    from playground.ui_tabs import prune_exports
+
+    client = Client(f"http://127.0.0.1:{served.port}/", verbose=False)
+    _, path = client.predict(TOKEN, "kto", ".jsonl", "", "", "", "any", False, False, False, True,
+                             api_name="/admin_export")
+    assert Path(path).is_file()
+    old, fresh = tmp_path / "feedback-dpo-old.jsonl", tmp_path / "feedback-dpo-new.jsonl"
+    for file in (old, fresh):
+        file.write_text("{}\n")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert prune_exports(tmp_path, max_age_s=600) == 1
+    assert not old.exists() and fresh.exists()
