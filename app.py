@@ -17,6 +17,8 @@ from playground.server import Settings, create_app, launch
 
 
 MIN_TOKEN_CHARS = 16
+# The hosted profile's per-visitor limits: a person comparing by hand asks a few questions a minute.
+HOSTED_PER_MINUTE, HOSTED_PER_DAY = 6, 200
 
 
 def parse_max_memory(text: str | None) -> dict[int | str, str] | None:
@@ -88,6 +90,20 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                              "(default: as many as the engines' KV caches hold)")
     parser.add_argument("--kv-cache-gib", type=float, default=None,
                         help="KV cache per model on one device, in GiB (default: from free memory)")
+    parser.add_argument("--hosted", action="store_true", default=env.get("PLAYGROUND_HOSTED", "") in ("1", "true"),
+                        help="public demo profile: binds 0.0.0.0 on $PORT (or GRADIO_SERVER_PORT), trusts the "
+                             "proxy's X-Forwarded-For, and limits each visitor to "
+                             f"{HOSTED_PER_MINUTE} comparisons a minute and {HOSTED_PER_DAY} a day unless the "
+                             "limit options say otherwise (env PLAYGROUND_HOSTED=1)")
+    parser.add_argument("--trusted-proxy", action="store_true",
+                        help="the app sits behind a reverse proxy that sets X-Forwarded-For: visitors are told "
+                             "apart by its first hop (on with --hosted)")
+    parser.add_argument("--limit-per-minute", type=int, default=None, metavar="N",
+                        help="comparisons each visitor may start per minute (default: no limit; "
+                             f"{HOSTED_PER_MINUTE} with --hosted)")
+    parser.add_argument("--limit-per-day", type=int, default=None, metavar="N",
+                        help=f"comparisons each visitor may start per day (default: no limit; {HOSTED_PER_DAY} "
+                             "with --hosted)")
     parser.add_argument("--queue-size", type=int, default=None,
                         help="comparisons that may wait for a turn; more get 'busy, try again' "
                              "(default: 4 per comparison that runs, plus 16)")
@@ -109,9 +125,13 @@ def admin_token(wanted: bool, env: Mapping[str, str]) -> str | None:
 def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     args = build_parser(env).parse_args(argv)
     cache_dir = args.cache_dir or default_cache_dir(env)
+    host, port = args.host, args.port
+    if args.hosted:  # a Space or a container: every interface, on the port the platform gives
+        host = "0.0.0.0" if "--host" not in argv else args.host
+        port = args.port if "--port" in argv else int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or 7860)
     return Settings(
         lineup=args.lineup, lineup_file=Path(args.lineup_file) if args.lineup_file else None,
-        allow_unreachable=args.allow_unreachable, models=tuple(args.model), host=args.host, port=args.port,
+        allow_unreachable=args.allow_unreachable, models=tuple(args.model), host=host, port=port,
         data_dir=args.data_dir, db_url=args.db_url,
         load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory,
                          cache_dir=cache_dir),
@@ -119,6 +139,11 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         kv_cache_gib=args.kv_cache_gib, queue_size=args.queue_size,
         leaderboard_rounds=args.leaderboard_rounds, leaderboard_min_battles=args.leaderboard_min_battles,
         admin_token=admin_token(args.admin, env),
+        trusted_proxy=args.trusted_proxy or args.hosted, visitor_salt=env.get("PLAYGROUND_VISITOR_SALT"),
+        limit_per_minute=args.limit_per_minute if args.limit_per_minute is not None else (
+            HOSTED_PER_MINUTE if args.hosted else None),
+        limit_per_day=args.limit_per_day if args.limit_per_day is not None else (
+            HOSTED_PER_DAY if args.hosted else None),
         arena=ArenaSampler(weights=parse_weights(args.arena_weights), avoid=parse_avoid(args.arena_avoid),
                            size=args.arena_size),
     )

@@ -41,7 +41,7 @@ MAX_SEED = 2**63 - 1  # BIGINT is signed 64-bit on PostgreSQL
 MAX_COMMENT_CHARS = 10_000  # a public demo must not let one vote store megabytes
 MAX_NAME_CHARS = {
     "lineup": 100, "session_id": 64, "contender": 200, "weights_id": 500, "weights_revision": 100, "rater": 64,
-    "endpoint": 500, "served_model": 500, "system_fingerprint": 200,
+    "endpoint": 500, "served_model": 500, "system_fingerprint": 200, "visitor": 64,
 }
 
 
@@ -95,10 +95,13 @@ class ComparisonRecord:
     sampling: Mapping[str, Any] | None = None
     history: History = "own"
     continued_from: str | None = None
+    visitor: str | None = None  # a salted hash of the asker's address, never the address
 
     def __post_init__(self) -> None:
         _check_id("id", self.id)
         _check_name("lineup", self.lineup)
+        if self.visitor is not None:
+            _check_name("visitor", self.visitor)
         _check_name("session_id", self.session_id)
         _check_one_of("mode", self.mode, MODES)
         _check_int("turn", self.turn)

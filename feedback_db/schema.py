@@ -113,6 +113,10 @@ class Comparison(Base):
     continued_from: Mapped[str | None] = mapped_column(
         String(32), ForeignKey("responses.id", ondelete="SET NULL", use_alter=True), index=True
     )
+    # Revision 0005: a salted hash of the asker's address (never the address), for per-visitor limits
+    # and abuse removal; and when a comparison was found unfinished after its server stopped.
+    visitor: Mapped[str | None] = mapped_column(String(64))
+    interrupted_at: Mapped[datetime | None]
 
     # foreign_keys: continued_from is a second path between the two tables; this one is the answers'.
     responses: Mapped[list[Response]] = relationship(
@@ -128,6 +132,7 @@ class Comparison(Base):
         CheckConstraint("turn >= 0", name="turn"),
         CheckConstraint("n_responses >= 2", name="n_responses"),
         CheckConstraint(_one_of("history", HISTORIES), name="history"),
+        Index("ix_comparisons_visitor_created_at", "visitor", "created_at"),
     )
 
 

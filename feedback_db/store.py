@@ -7,6 +7,8 @@ conflicting write fails inside the call that caused it.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -42,6 +44,7 @@ def add_comparison(session: Session, record: ComparisonRecord) -> None:
             lineup=record.lineup,
             mode=record.mode,
             session_id=record.session_id,
+            visitor=record.visitor,
             turn=record.turn,
             parent_id=record.parent_id,
             system_prompt=record.system_prompt,
@@ -234,3 +237,28 @@ def count_rows(session: Session) -> dict[str, int]:
         table.name: session.scalar(select(func.count()).select_from(table)) or 0
         for table in Base.metadata.sorted_tables
     }
+
+
+def comparisons_by_visitor(session: Session, visitor: str, since: datetime) -> int:
+    """How many comparisons `visitor` (a salted address hash) asked since `since` (the per-visitor limits)."""
+    query = select(func.count()).select_from(Comparison).where(Comparison.visitor == visitor,
+                                                                Comparison.created_at >= since)
+    return session.scalar(query) or 0
+
+
+def mark_interrupted(session: Session, before: datetime) -> int:
+    """Mark comparisons made before `before` that lack answers as interrupted; return how many.
+
+    Called when an app starts: a server killed mid-generation leaves such comparisons behind. With
+    several app processes on one database, `before` must leave out comparisons another one still runs.
+    """
+    answered = (select(func.count()).select_from(Response).where(Response.comparison_id == Comparison.id)
+                .correlate(Comparison).scalar_subquery())
+    unfinished = select(Comparison).where(Comparison.created_at < before, Comparison.interrupted_at.is_(None),
+                                          answered < Comparison.n_responses)
+    found = list(session.scalars(unfinished))
+    now = utc_now()
+    for comparison in found:
+        comparison.interrupted_at = now
+    session.flush()
+    return len(found)

@@ -24,6 +24,7 @@ from feedback_db import (
     add_comparison,
     add_rating,
     add_response,
+    comparisons_by_visitor,
     new_id,
     storable,
 )
@@ -34,6 +35,7 @@ from playground.arena import ArenaSampler
 from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, PlaygroundError
 from playground.params import checked_overrides
 from playground.view import letter
+from playground.visitors import VisitorPolicy
 from playground.voting import Vote, preferred_position
 
 MAX_PROMPT_CHARS = 8000
@@ -91,8 +93,9 @@ class Playground:
     def __init__(self, lineup: LineupSpec, streamer: Streamer, database: Database, *,
                  mode: Mode = "named", history: HistoryMode | None = None, refresh_s: float = 0.05,
                  rng: random.Random | None = None, revisions: Mapping[WeightsSpec, str] | None = None,
-                 sampler: ArenaSampler | None = None) -> None:
+                 sampler: ArenaSampler | None = None, visitors: VisitorPolicy | None = None) -> None:
         self.lineup, self.streamer, self.database, self.mode = lineup, streamer, database, mode
+        self.visitors = visitors  # per-visitor limits; None: none
         # Arena data is for training: every later turn must be a pair with one prompt (HH protocol).
         self.history: HistoryMode = history or ("shared" if mode == "arena" else "own")
         self.sampler = (sampler or ArenaSampler()) if mode == "arena" else None
@@ -129,22 +132,27 @@ class Playground:
         conversation.overrides = checked_overrides(values) if values else {}
 
     def ask(self, conversation: Conversation, prompt: str, system_prompt: str | None = None, *,
-            form_token: str | None = None) -> Iterator[Conversation]:
+            form_token: str | None = None, visitor: str | None = None) -> Iterator[Conversation]:
         """Send `prompt` to every contender; yield the conversation as answers stream in.
 
         `form_token` is the token of the comparison the page shows ("" for none): a request from a
         page that is behind (a second click, a second tab) is refused instead of starting a turn.
+        `visitor` is the asker's key (VisitorPolicy.key), stored with the comparison and counted
+        against the per-visitor limits.
         """
         prompt, system = checked_prompt(prompt), _checked_system(system_prompt)
         yield from self._claimed_run(conversation, form_token,
-                                     lambda: self._next_turn(conversation, prompt, system))
+                                     lambda: self._next_turn(conversation, prompt, system), visitor)
 
-    def regenerate(self, conversation: Conversation, *, form_token: str | None = None) -> Iterator[Conversation]:
+    def regenerate(self, conversation: Conversation, *, form_token: str | None = None,
+                   visitor: str | None = None) -> Iterator[Conversation]:
         """Run the last turn again as a new comparison (the old one stays stored)."""
-        yield from self._claimed_run(conversation, form_token, lambda: self._same_turn(conversation))
+        yield from self._claimed_run(conversation, form_token, lambda: self._same_turn(conversation), visitor)
 
-    def check_can_ask(self, conversation: Conversation, prompt: object, form_token: str | None) -> None:
-        """What can be refused before a request waits in a queue: the prompt, a busy or stale page.
+    def check_can_ask(self, conversation: Conversation, prompt: object, form_token: str | None,
+                      visitor: str | None = None) -> None:
+        """What can be refused before a request waits in a queue: the prompt, a busy or stale page, a
+        visitor over their limits.
 
         Advisory only: the run itself checks again after claiming the conversation.
         """
@@ -152,6 +160,20 @@ class Playground:
         if conversation.busy:
             raise PlaygroundError(BUSY)
         self.check_current(conversation, form_token)
+        self.check_limits(visitor)
+
+    def check_limits(self, visitor: str | None) -> None:
+        """Refuse a visitor who has asked as much as the limits allow, with the numbers."""
+        windows = self.visitors.windows() if self.visitors and visitor else []
+        if not windows:
+            return
+        with self.database.snapshot() as db:
+            for name, limit, start in windows:
+                used = comparisons_by_visitor(db, visitor, start)
+                if used >= limit:
+                    later = "in a minute" if name == "minute" else "tomorrow"
+                    raise PlaygroundError(f"you have asked {used} questions in the last {name}, and this demo "
+                                          f"takes {limit} per {name} from each visitor: please try again {later}")
 
     def stop(self, conversation: Conversation, position: int | None = None) -> None:
         """Stop one pane's answer (it is kept and rated as it stands), or every pane's."""
@@ -216,7 +238,7 @@ class Playground:
                      conversation.continued_from)
 
     def _claimed_run(self, conversation: Conversation, form_token: str | None,
-                     make_turn: Callable[[], _Turn]) -> Iterator[Conversation]:
+                     make_turn: Callable[[], _Turn], visitor: str | None = None) -> Iterator[Conversation]:
         """Claim the conversation, store the comparison, then stream every pane.
 
         The claim comes first: two requests at once must never both pass the checks after it. The
@@ -226,11 +248,12 @@ class Playground:
         conversation.claim()
         try:
             self.check_current(conversation, form_token)
+            self.check_limits(visitor)
             turn = make_turn()
             plans = self._plans(conversation, turn)
             for pane in conversation.panes:  # before the write, so a Stop pressed meanwhile is not lost
                 pane.stop = threading.Event()
-            comparison_id = self._store_comparison(conversation, turn)
+            comparison_id = self._store_comparison(conversation, turn, visitor)
         except BaseException:
             conversation.release()
             raise
@@ -268,7 +291,7 @@ class Playground:
             plans.append((pane, messages, conversation.params_for(pane), self.rng.randrange(2**31)))
         return plans
 
-    def _store_comparison(self, conversation: Conversation, turn: _Turn) -> str:
+    def _store_comparison(self, conversation: Conversation, turn: _Turn, visitor: str | None = None) -> str:
         comparison_id = new_id()
         try:
             with self.database.session() as db:
@@ -278,7 +301,7 @@ class Playground:
                     prompt=turn.prompt, n_responses=len(conversation.panes),
                     sampling=self.sampler.describe() if self.sampler else None,
                     history=conversation.history_mode if turn.number else "own",
-                    continued_from=turn.continued_from))
+                    continued_from=turn.continued_from, visitor=visitor))
         except Exception:
             log.exception("storing comparison %s failed", comparison_id)
             raise PlaygroundError("the comparison could not be stored, so nothing was sent; "

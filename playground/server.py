@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
+from datetime import datetime, timedelta, timezone
+
 from starlette.middleware import Middleware
 
-from feedback_db import Database, open_database, sqlite_url
+from feedback_db import Database, mark_interrupted, open_database, sqlite_url
 from models.generation import LocalStreamer, Streamer
 from models.loading import LoadOptions, check_lineup, load_lineup, planned_options
 from models.placement import format_plan
@@ -22,6 +24,7 @@ from playground.comparison import Playground
 from playground.guard import Guard
 from playground.ui import CSS, build_ui
 from playground.view import models_markdown, servers_markdown
+from playground.visitors import VisitorPolicy, load_salt
 
 PROMPT_BUDGET = 512  # tokens of prompt and history a stream is counted with when sizing concurrency
 DEFAULT_CONCURRENT = 4
@@ -53,6 +56,12 @@ class Settings:
     leaderboard_rounds: int = 1000
     leaderboard_min_battles: int = 20
     admin_token: str | None = None  # the data tab exists only with a token
+    # Visitors: keyed by a salted hash of their address (the salt from PLAYGROUND_VISITOR_SALT, else
+    # kept in data_dir); comparisons each may start per minute and per day (None: no limit).
+    trusted_proxy: bool = False  # X-Forwarded-For's first hop is the visitor (behind a known proxy)
+    visitor_salt: str | None = None
+    limit_per_minute: int | None = None
+    limit_per_day: int | None = None
 
     @property
     def database_url(self) -> str:
@@ -129,13 +138,32 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
                                                                      if settings.mode == "arena" else None)
     log(f"comparisons generated at once: {max_concurrent}")
     database = open_database(settings.database_url)
+    interrupted = mark_unfinished(database)
+    if interrupted:
+        log(f"{interrupted} comparisons were left unfinished by a server that stopped; marked as interrupted")
+    visitors = VisitorPolicy(salt=load_salt(settings.data_dir, settings.visitor_salt),
+                             trusted_proxy=settings.trusted_proxy, per_minute=settings.limit_per_minute or None,
+                             per_day=settings.limit_per_day or None)  # 0: no limit
     core = Playground(lineup, streamer, database, mode=settings.mode, history=settings.history,
-                      revisions=revisions, sampler=settings.arena)
+                      revisions=revisions, sampler=settings.arena, visitors=visitors)
     demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
                     models_info=models_info, max_concurrent=max_concurrent,
                     leaderboard_rounds=settings.leaderboard_rounds,
                     leaderboard_min_battles=settings.leaderboard_min_battles, admin_token=settings.admin_token)
     return demo, core
+
+
+# Several app processes may share a PostgreSQL database: a comparison younger than this may still be
+# generating in another one. One SQLite file belongs to one process, so everything before its start is over.
+OTHER_PROCESSES_GRACE = timedelta(minutes=30)
+
+
+def mark_unfinished(database: Database) -> int:
+    """At start: mark the comparisons a stopped server left without all their answers as interrupted."""
+    now = datetime.now(timezone.utc)
+    before = now if database.engine.dialect.name == "sqlite" else now - OTHER_PROCESSES_GRACE
+    with database.session() as session:
+        return mark_interrupted(session, before)
 
 
 def comparisons_that_fit(lineup: LineupSpec, streamer: Streamer, panes: int | None = None) -> int:

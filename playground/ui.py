@@ -215,6 +215,14 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
     def conversation(request: gr.Request | None) -> Conversation:
         return store.get(getattr(request, "session_hash", None))
 
+    def visitor(request: gr.Request | None) -> str | None:
+        """The asker's key: a salted hash of the address the server saw (never what the browser says,
+        unless a trusted proxy put it in X-Forwarded-For)."""
+        if core.visitors is None or request is None:
+            return None
+        host = getattr(getattr(request, "client", None), "host", None)
+        return core.visitors.key(host, (getattr(request, "headers", None) or {}).get("x-forwarded-for"))
+
     def streamed(run: Iterator[Conversation], extra: list[Any]) -> Iterator[list[Any]]:
         """Snapshots of a run; the first clears the rating form and the last thank-you (later ones
         repeat the cleared values, which Gradio's diff does not send, so nothing typed is lost)."""
@@ -231,16 +239,18 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
         """Before queueing: refuse an empty prompt, a busy conversation or a stale page on the prompt
         box, leaving the panes as they are (the run itself checks again, atomically)."""
         try:
-            core.check_can_ask(conversation(request), text, token or "")
+            core.check_can_ask(conversation(request), text, token or "", visitor(request))
         except PlaygroundError as error:
             return [gr.validate(False, str(error)), gr.validate(True, ""), gr.validate(True, "")]
         return [gr.validate(True, "")] * 3
 
     def ask(text: Any, system_prompt: Any, token: Any, request: gr.Request) -> Iterator[list[Any]]:
-        yield from streamed(core.ask(conversation(request), text, system_prompt, form_token=token or ""), [""])
+        yield from streamed(core.ask(conversation(request), text, system_prompt, form_token=token or "",
+                                     visitor=visitor(request)), [""])
 
     def again(token: Any, request: gr.Request) -> Iterator[list[Any]]:
-        yield from streamed(core.regenerate(conversation(request), form_token=token or ""), [])
+        yield from streamed(core.regenerate(conversation(request), form_token=token or "",
+                                            visitor=visitor(request)), [])
 
     outputs = page.shown + page.form + [page.status]
     asked = gr.on([page.send.click, page.prompt.submit], ask, inputs=[page.prompt, page.system, page.token],

@@ -37,11 +37,12 @@ from tests.test_migrations_first_schema import FIRST_SCHEMA_SQL
 
 TABLES = ("comparisons", "responses", "ratings", "answer_judgements")
 # Columns added since revisions 0001, 0002 and 0003, with the value each old row gets.
+SINCE_0004 = {"comparisons": {"visitor": None, "interrupted_at": None}}
 SINCE_0003 = {"responses": {"endpoint": None, "served_model": None, "system_fingerprint": None, "request": None,
-                            "usage": None}}
-SINCE_0002 = {"comparisons": {"history": "own", "continued_from": None}, **SINCE_0003}
-SINCE_0001 = {"comparisons": {"sampling": None, **SINCE_0002["comparisons"]}, "ratings": {"rater": None},
-              "answer_judgements": {"rank": None}, **SINCE_0003}
+                            "usage": None}, **SINCE_0004}
+SINCE_0002 = {**SINCE_0003, "comparisons": {"history": "own", "continued_from": None, **SINCE_0004["comparisons"]}}
+SINCE_0001 = {**SINCE_0003, "comparisons": {"sampling": None, **SINCE_0002["comparisons"]},
+              "ratings": {"rater": None}, "answer_judgements": {"rank": None}}
 
 
 def test_revision_0001_makes_exactly_what_the_first_create_all_made(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_autogenerate_finds_nothing_to_change_after_upgrade(db_url: str) -> None
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-    assert current_revision(database.engine) == head_revision() == "0004"
+    assert current_revision(database.engine) == head_revision() == "0005"
     database.dispose()
 
 
@@ -96,7 +97,7 @@ def test_upgrade_from_0002_keeps_every_row_and_marks_old_turns_as_own_history(db
     engine.dispose()
 
     database = open_database(db_url)
-    assert current_revision(database.engine) == "0004"
+    assert current_revision(database.engine) == head_revision()
     _assert_rows_kept(before, _dump(database.engine), SINCE_0002)
     with database.session() as session:  # the old rows read through today's code
         old = get_comparison(session, "c1" * 16)
@@ -146,7 +147,7 @@ def test_remote_provenance_is_stored_and_downgrade_refuses_to_forget_it(db_url: 
         assert served.request == request and served.usage == {"prompt_tokens": 6, "completion_tokens": 2}
     with pytest.raises(RuntimeError, match="1 answers of remote contenders would lose which server gave them"):
         downgrade(database.engine, "0003")
-    assert current_revision(database.engine) == "0004"
+    assert current_revision(database.engine) == head_revision()
     with database.engine.begin() as connection:
         connection.execute(text("DELETE FROM responses WHERE endpoint IS NOT NULL"))
     downgrade(database.engine, "0003")

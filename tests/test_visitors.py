@@ -1,0 +1,125 @@
+"""Visitors told apart by a salted hash of their address, limited per minute and per day, and the
+comparisons a killed server left unfinished marked at the next start."""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import stat
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import ValidationError
+
+from app import settings_from
+from feedback_db import ComparisonRecord, add_comparison, get_comparison
+from playground.comparison import Playground
+from playground.conversation import PlaygroundError
+from playground.server import create_app, launch
+from playground.visitors import VisitorPolicy, load_salt
+from tests.test_app_e2e import free_port
+from tests.test_comparison import lineup, run, words_streamer
+from tests.test_feedback_db_support import store_comparison
+
+SALT = b"0123456789abcdef0123456789abcdef"
+
+
+def test_a_visitor_key_is_a_salted_hash_and_trusts_forwarded_for_only_behind_a_proxy():
+    policy = VisitorPolicy(salt=SALT)
+    key = policy.key("203.0.113.5")
+    assert len(key) == 32 and "203.0.113.5" not in key and key == policy.key("203.0.113.5")
+    assert policy.key("203.0.113.6") != key
+    assert VisitorPolicy(salt=b"another-salt-of-16+bytes").key("203.0.113.5") != key
+    # Anyone can send X-Forwarded-For: without a trusted proxy it changes nothing.
+    assert policy.key("203.0.113.5", "198.51.100.1") == key
+    behind = VisitorPolicy(salt=SALT, trusted_proxy=True)
+    assert behind.key("10.0.0.1", "203.0.113.5, 10.0.0.7") == key  # the first hop is the visitor
+    assert behind.key("10.0.0.1", None) == policy.key("10.0.0.1")
+    with pytest.raises(ValueError, match="per minute limit must be a whole number of at least 1"):
+        VisitorPolicy(salt=SALT, per_minute=0)
+
+
+def test_the_salt_is_kept_private_in_the_data_folder_unless_given(tmp_path):
+    salt = load_salt(tmp_path)
+    assert len(salt) >= 32 and load_salt(tmp_path) == salt  # kept: keys survive a restart
+    assert stat.S_IMODE(os.stat(tmp_path / "visitor-salt").st_mode) == 0o600
+    assert load_salt(tmp_path, "from-the-environment-0123") == b"from-the-environment-0123"
+
+
+def test_limits_refuse_with_the_numbers_and_count_each_visitor_alone(database):
+    core = Playground(lineup(2), words_streamer(), database, rng=random.Random(0),
+                      visitors=VisitorPolicy(salt=SALT, per_minute=2))
+    one, other = core.visitors.key("203.0.113.5"), core.visitors.key("203.0.113.6")
+    for n in range(2):
+        session = core.new_conversation()
+        for _ in core.ask(session, f"question {n}", visitor=one):
+            pass
+    with pytest.raises(PlaygroundError, match="you have asked 2 questions in the last minute, and this demo takes "
+                                              "2 per minute from each visitor: please try again in a minute"):
+        core.check_can_ask(core.new_conversation(), "one more", "", one)
+    with pytest.raises(PlaygroundError, match="asked 2 questions in the last minute"):
+        list(core.ask(core.new_conversation(), "one more", visitor=one))
+    session = core.new_conversation()
+    run(core, session, "someone else")  # no key: not counted, not limited
+    for _ in core.ask(core.new_conversation(), "another visitor", visitor=other):
+        pass
+    with sqlite3.connect(database.engine.url.database) as db:
+        keys = [row[0] for row in db.execute("SELECT visitor FROM comparisons ORDER BY created_at")]
+    assert keys == [one, one, None, other]
+
+
+@pytest.fixture()
+def limited_app(tmp_path):
+    settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
+                              "--model", "org/two", "--limit-per-minute", "1", "--trusted-proxy"], {})
+    demo, core = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    launch(demo, settings, block=False)
+    yield settings, core
+    demo.close()
+
+
+def test_the_launched_app_limits_each_visitor_by_the_address_it_sees(limited_app):
+    settings, core = limited_app
+    url = f"http://127.0.0.1:{settings.port}/"
+    first = Client(url, verbose=False)
+    first.predict("Hello", "", "", api_name="/ask")
+    with pytest.raises(ValidationError, match="you have asked 1 questions in the last minute"):
+        Client(url, verbose=False).predict("Hello again", "", "", api_name="/ask")  # a new session, same address
+    # Behind the trusted proxy, another first hop is another visitor.
+    proxied = Client(url, verbose=False, headers={"X-Forwarded-For": "203.0.113.9, 127.0.0.1"})
+    proxied.predict("From elsewhere", "", "", api_name="/ask")
+    with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
+        keys = [row[0] for row in db.execute("SELECT visitor FROM comparisons ORDER BY created_at")]
+    assert keys == [core.visitors.key("127.0.0.1"), core.visitors.key("127.0.0.1", "203.0.113.9")]
+    stored = (settings.data_dir / "feedback.sqlite3").read_bytes()
+    assert b"127.0.0.1" not in stored and b"203.0.113.9" not in stored  # never the address
+
+
+def test_the_hosted_profile_binds_every_interface_on_the_platforms_port_and_limits_visitors():
+    hosted = settings_from(["--hosted"], {"PORT": "7861"})
+    assert (hosted.host, hosted.port, hosted.trusted_proxy) == ("0.0.0.0", 7861, True)
+    assert (hosted.limit_per_minute, hosted.limit_per_day) == (6, 200)
+    assert settings_from([], {"PLAYGROUND_HOSTED": "1", "GRADIO_SERVER_PORT": "8080"}).port == 8080
+    custom = settings_from(["--hosted", "--limit-per-day", "50", "--port", "9000"], {"PORT": "7861"})
+    assert (custom.limit_per_day, custom.port) == (50, 9000)
+    local = settings_from([], {})
+    assert (local.host, local.trusted_proxy, local.limit_per_minute, local.limit_per_day) == (
+        "127.0.0.1", False, None, None)
+
+
+def test_comparisons_a_killed_server_left_unfinished_are_marked_at_the_next_start(tmp_path):
+    settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
+                              "--model", "org/two"], {})
+    demo, core = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    finished = store_comparison(core.database, ["x", "y"])
+    unfinished = ComparisonRecord(lineup="l", session_id="s", prompt="cut off", n_responses=2)
+    with core.database.session() as session:
+        add_comparison(session, unfinished)
+    core.database.dispose()
+    logged: list[str] = []
+    _, restarted = create_app(settings, streamer=words_streamer(), log=logged.append)
+    assert "1 comparisons were left unfinished by a server that stopped; marked as interrupted" in logged
+    with restarted.database.session() as session:
+        assert get_comparison(session, unfinished.id).interrupted_at is not None
+        assert get_comparison(session, finished).interrupted_at is None
