@@ -1,0 +1,57 @@
+"""The page's queue protocol spoken directly (POST queue/join, then the queue/data event stream), as a
+script or a forged request would, with whatever session hash and data it chooses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from gradio_client.utils import apply_diff
+
+
+def call(url: str, fn_index: int, data: list[Any], session_hash: str, timeout: float = 60.0) -> dict[str, Any]:
+    """One event through the queue: {"success": bool, "data": the outputs, "error": the refusal}.
+
+    A validator's refusal comes back at once (HTTP 422, its messages); a refusal while running comes
+    as the event's error. Streamed outputs arrive as diffs after the first (put together in `state`,
+    for a failure mid-stream); the last message carries them whole.
+    """
+    with httpx.Client(timeout=timeout) as http:
+        joined = http.post(f"{url}gradio_api/queue/join", json={
+            "data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None,
+            "trigger_id": None})
+        if joined.status_code == 422:
+            messages = [d.get("message", "") for d in joined.json().get("detail", []) if isinstance(d, dict)]
+            return {"success": False, "data": None, "error": " ".join(m for m in messages if m)}
+        assert joined.status_code == 200, (joined.status_code, joined.text[:300])
+        state = None
+        with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session_hash}) as events:
+            for line in events.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                kind = message.get("msg")
+                if kind == "process_generating":
+                    output = message["output"]["data"]
+                    state = list(output) if state is None else [apply_diff(old, d) for old, d in zip(state, output)]
+                elif kind == "process_completed":
+                    output = message.get("output") or {}
+                    if not message.get("success"):
+                        return {"success": False, "data": state, "error": str(output.get("error") or output)}
+                    # The last message of a stream carries every output whole, not as a diff.
+                    return {"success": True, "data": output.get("data"), "error": ""}
+    raise AssertionError("the event stream ended without process_completed")
+
+
+def refusal(result: dict[str, Any]) -> str:
+    """The text of a refused event ('' when it succeeded)."""
+    return "" if result["success"] else result["error"]
+
+
+def form_token(outputs: list[Any]) -> str:
+    """The form token among an /ask event's raw outputs (32 hex digits; the raw outputs include the
+    components gradio_client leaves out, so its position differs from gradio_client's)."""
+    tokens = [o for o in outputs if isinstance(o, str) and len(o) == 32 and all(c in "0123456789abcdef" for c in o)]
+    assert len(tokens) == 1, tokens
+    return tokens[0]

@@ -1,0 +1,70 @@
+"""Votes through the raw HTTP queue API: only the session the comparison was issued to may rate it,
+once; forged, replayed, cross-session and unknown votes are refused and change nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+import pytest
+from gradio_client import Client
+
+from app import settings_from
+from playground.server import create_app, launch
+from tests.raw_api import call, form_token, refusal
+from tests.test_app_e2e import free_port, rate_args
+from tests.test_comparison import words_streamer
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("votes")), "--port", str(free_port()),
+                              "--model", "org/one", "--model", "org/two"], {})
+    demo, _ = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    launch(demo, settings, block=False)
+    url = f"http://127.0.0.1:{settings.port}/"
+    client = Client(url, verbose=False)
+    yield url, settings, client._infer_fn_index("/ask", None), client._infer_fn_index("/rate", None)
+    demo.close()
+
+
+def ratings(settings) -> list[tuple]:
+    with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
+        return db.execute("SELECT comparison_id, choice FROM ratings ORDER BY created_at").fetchall()
+
+
+def test_only_the_issuing_session_rates_once_whatever_is_forged(app):
+    url, settings, ask, rate = app
+    owner, stranger = uuid.uuid4().hex[:11], uuid.uuid4().hex[:11]
+    asked = call(url, ask, ["What is the capital of France?", "", ""], owner)
+    assert asked["success"]
+    token = form_token(asked["data"])
+    before = ratings(settings)
+
+    # Another session holding the real token: it was not issued this comparison.
+    assert "nothing to rate" in refusal(call(url, rate, rate_args(token, "a", "better"), stranger))
+    # The owner with a forged or unknown token.
+    assert "earlier answers" in refusal(call(url, rate, rate_args(uuid.uuid4().hex, "a", "better"), owner))
+    # A session the server never saw.
+    assert "nothing to rate" in refusal(call(url, rate, rate_args(token, "b"), uuid.uuid4().hex[:11]))
+    assert ratings(settings) == before
+
+    assert call(url, rate, rate_args(token, "b", "slightly_better"), owner)["success"]
+    stored = ratings(settings)
+    assert len(stored) == len(before) + 1 and stored[-1][1] == "b"
+    # Replayed, by the owner and by anyone else: refused, and the stored vote is unchanged.
+    assert "already rated" in refusal(call(url, rate, rate_args(token, "a", "better"), owner))
+    assert refusal(call(url, rate, rate_args(token, "a", "better"), stranger))
+    assert ratings(settings) == stored
+
+
+def test_a_forged_vote_for_answers_never_shown_is_refused(app):
+    url, settings, ask, rate = app
+    owner = uuid.uuid4().hex[:11]
+    first = form_token(call(url, ask, ["first question", "", ""], owner)["data"])
+    second = form_token(call(url, ask, ["second question", "", first], owner)["data"])
+    before = ratings(settings)
+    # The first comparison's token after the second was shown: a form filled in for earlier answers.
+    assert "earlier answers" in refusal(call(url, rate, rate_args(first, "a", "better"), owner))
+    assert ratings(settings) == before
+    assert call(url, rate, rate_args(second, "tie"), owner)["success"]
