@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -153,14 +154,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         settings = settings_from(sys.argv[1:] if argv is None else argv, os.environ)
-        demo, _ = create_app(settings)
+        demo, core = create_app(settings)
     except (WeightsNotFound, ConfigNotFoundError, KeyError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"error: {message}", file=sys.stderr)
         return 2
     print(f"serving on http://{settings.host}:{settings.port}")
+    signal.signal(signal.SIGTERM, lambda number, frame: _stop_cleanly(core))
     launch(demo, settings)
     return 0
+
+
+def _stop_cleanly(core) -> None:
+    """SIGTERM (a platform restarting the app): end the running answers as stopped, stored as they
+    stand, then let the server close; what a SIGKILL leaves is marked at the next start instead."""
+    cut = core.shutdown()
+    print(f"SIGTERM: {cut} running comparisons stopped and stored; closing", flush=True)
+    raise KeyboardInterrupt  # Gradio's serving loop closes the server on it
 
 
 if __name__ == "__main__":

@@ -110,6 +110,9 @@ class Playground:
         self.refresh_s = refresh_s  # at most this often a new snapshot goes to the page (one comparison)
         self.streaming = 0  # comparisons whose snapshots are being collected now
         self._count_lock = threading.Lock()
+        # Conversations with answers still generating, by id (a Conversation is not hashable): shutdown.
+        self._running: dict[int, Conversation] = {}
+        self._idle = threading.Condition(self._count_lock)
         self.rng = rng or random.SystemRandom()
         self.revisions = dict(revisions or {})  # weights -> resolved commit, when known
 
@@ -265,6 +268,8 @@ class Playground:
         conversation.continued_from = turn.continued_from
         conversation.last_prompt, conversation.system_prompt = turn.prompt, turn.system_prompt
         conversation.running = len(plans)
+        with self._count_lock:
+            self._running[id(conversation)] = conversation
         stops = [pane.stop for pane in conversation.panes]
         wakeups: queue.Queue[int] = queue.Queue()
         for pane, messages, params, seed in plans:
@@ -379,6 +384,10 @@ class Playground:
             conversation.running -= 1
             if not conversation.running:
                 conversation.claimed = False  # the last thread of the run hands the conversation back
+        if not conversation.running:
+            with self._count_lock:
+                self._running.pop(id(conversation), None)
+                self._idle.notify_all()
         wakeups.put(pane.position)
 
     def _record(self, comparison_id: str, pane: Pane, messages: list[dict[str, str]], params: GenerationParams,
@@ -404,6 +413,19 @@ class Playground:
             duration_s=result.duration_s if result else elapsed_s,
             tokens_per_s=result.tokens_per_s if result else None,
         )
+
+    def shutdown(self, timeout_s: float = 30.0) -> int:
+        """Stop every answer still generating and wait (up to `timeout_s`) until each is stored as it
+        stands, marked stopped; return how many comparisons were cut short. Called on SIGTERM."""
+        with self._count_lock:
+            running = list(self._running.values())
+        for conversation in running:
+            conversation.stop_all()
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(timeout=max(0.0, deadline - time.monotonic()))
+        return len(running)
 
     def rate(self, conversation: Conversation, vote: Vote, form_token: str | None = None) -> str:
         """Store the person's rating of the comparison on screen; return a thank-you message.

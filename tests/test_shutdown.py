@@ -1,0 +1,55 @@
+"""SIGTERM while answers stream: they end as stopped, stored as they stand, and the app exits cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from gradio_client import Client
+
+from tests.conftest import REPO
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigterm_stops_running_answers_stores_them_and_exits(tiny_mha, tiny_gqa, tmp_path):
+    port = free_port()
+    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--data-dir", str(tmp_path), "--model",
+                            str(tiny_mha), "--model", str(tiny_gqa), "--dtype", "float32"], cwd=REPO,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 180
+        while True:
+            assert app.poll() is None and time.monotonic() < deadline, app.stdout.read() if app.poll() else "no page"
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        client = Client(url, verbose=False)
+        job = client.submit("Tell me a very long story about the sea.", "", "", api_name="/ask")
+        while not any(str(o[0]).count("assistant") for o in job.outputs()):  # the first text is on screen
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        app.send_signal(signal.SIGTERM)
+        output, _ = app.communicate(timeout=60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+    assert app.returncode == 0, output[-2000:]
+    assert "SIGTERM: 1 running comparisons stopped and stored; closing" in output
+    with sqlite3.connect(tmp_path / "feedback.sqlite3") as db:
+        rows = db.execute("SELECT finish_reason, length(text) FROM responses").fetchall()
+        (interrupted,), = db.execute("SELECT COUNT(*) FROM comparisons WHERE interrupted_at IS NOT NULL")
+    assert len(rows) == 2 and interrupted == 0
+    assert all(reason in ("stopped", "stop", "length") for reason, _ in rows)
+    assert any(reason == "stopped" for reason, _ in rows)
