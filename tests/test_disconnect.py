@@ -1,0 +1,49 @@
+"""A visitor who goes away mid-stream: the generation stops, and the partial answers are stored as stopped."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from models.loading import LoadOptions
+from playground.server import Settings, create_app, launch
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_client_that_disconnects_mid_stream_stops_its_generation(tiny_mha, tiny_gqa, tmp_path):
+    settings = Settings(models=(str(tiny_mha), str(tiny_gqa)), port=free_port(), data_dir=tmp_path,
+                        load=LoadOptions(dtype="float32"))
+    demo, core = create_app(settings, log=lambda m: None)
+    launch(demo, settings, block=False)
+    try:
+        url = f"http://127.0.0.1:{settings.port}/"
+        fn_index = Client(url, verbose=False)._infer_fn_index("/ask", None)
+        session = uuid.uuid4().hex[:11]
+        with httpx.Client(timeout=60) as http:
+            http.post(f"{url}gradio_api/queue/join", json={
+                "data": ["Tell me a very long story about the sea.", "", ""], "fn_index": fn_index,
+                "session_hash": session, "event_data": None, "trigger_id": None}).raise_for_status()
+            with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as events:
+                seen = 0
+                for line in events.iter_lines():
+                    seen += line.startswith("data:") and '"process_generating"' in line
+                    if seen >= 3:  # answers are streaming: the visitor leaves
+                        break
+        deadline = time.monotonic() + 60
+        while core.streaming and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        with sqlite3.connect(tmp_path / "feedback.sqlite3") as db:
+            rows = db.execute("SELECT finish_reason, completion_tokens FROM responses").fetchall()
+    finally:
+        demo.close()
+    assert len(rows) == 2, rows
+    assert any(reason == "stopped" for reason, _ in rows), rows
