@@ -26,8 +26,8 @@ __all__ = ["ContextTooLong", "EngineFailure", "decode_alone", "GenerationResult"
            "Streamer", "stream_tokens"]
 
 
-class ContextTooLong(ValueError):
-    """The conversation leaves no room for an answer in the model's context."""
+class ContextTooLong(StreamFailure):
+    """Even the newest message leaves no room for an answer in the model's context."""
 
 
 class EngineFailure(StreamFailure):
@@ -38,9 +38,31 @@ def answer_tokens(prompt_tokens: int, params: GenerationParams, context_length: 
     """How many tokens the answer may have: the preset's limit, or what the context leaves."""
     room = context_length - prompt_tokens
     if room <= 0:
-        raise ContextTooLong(f"the conversation is {prompt_tokens} tokens, the model's context is "
-                             f"{context_length}; press Clear to start a new conversation")
+        raise ContextTooLong(f"the conversation is {prompt_tokens} tokens and the model's context is "
+                             f"{context_length}, which leaves no room for an answer: shorten the message or the "
+                             "system prompt, or press Clear to start a new conversation")
     return min(params.max_new_tokens, room)
+
+
+def answer_reserve(params: GenerationParams, context_length: int) -> int:
+    """Tokens kept free for the answer before older exchanges are left out: the preset's limit, at
+    most a quarter of the context (a long answer limit must not push out the whole conversation)."""
+    return min(params.max_new_tokens, max(16, context_length // 4))
+
+
+def fit_messages(messages: Sequence[Mapping[str, str]], count_tokens, context_length: int,
+                 reserve: int) -> tuple[list[Mapping[str, str]], int]:
+    """`messages` with the oldest user/assistant exchanges left out until the prompt plus `reserve`
+    answer tokens fit the context; the system prompt and the newest message always stay.
+
+    Returns the messages to send and how many exchanges were left out. `count_tokens(messages)` is
+    the prompt's length in the contender's own tokens.
+    """
+    head = list(messages[:1]) if messages and messages[0].get("role") == "system" else []
+    body, dropped = list(messages[len(head):]), 0
+    while len(body) > 1 and count_tokens(head + body) + reserve > context_length:
+        body, dropped = body[2:], dropped + 1  # one user message and the answer to it
+    return head + body, dropped
 
 
 def _eos_ids(loaded: LoadedWeights) -> set[int]:
@@ -149,10 +171,18 @@ class LocalStreamer:
                  params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
         loaded, engine = self.loaded[contender.weights], self.engines[contender.weights]
         started = time.perf_counter()
-        prompt = self.render(contender, messages)
-        yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids))
         context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
-        max_new = answer_tokens(len(prompt.input_ids), params, min(context, contender.weights.context_length))
+        context = min(context, contender.weights.context_length)
+        rendered: dict[int, RenderedPrompt] = {}
+
+        def count(candidate: list[Mapping[str, str]]) -> int:
+            rendered[len(candidate)] = self.render(contender, candidate)
+            return len(rendered[len(candidate)].input_ids)
+
+        sent, dropped = fit_messages(messages, count, context, answer_reserve(params, context))
+        prompt = rendered.get(len(sent)) or self.render(contender, sent)
+        yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids), dropped_exchanges=dropped)
+        max_new = answer_tokens(len(prompt.input_ids), params, context)
         request = StreamRequest(prompt_ids=prompt.input_ids, params=params, seed=seed, stop=stop,
                                 max_new_tokens=max_new, eos=frozenset(_eos_ids(loaded)))
         yield from _as_text(engine.generate(request), loaded.tokenizer, request, started)

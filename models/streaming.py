@@ -43,6 +43,8 @@ class PromptReady:
     text: str
     tokens: int
     remote: RemoteRequest | None = None
+    # The oldest user/assistant exchanges left out so that the prompt and an answer fit the context.
+    dropped_exchanges: int = 0
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from playground.voting import Vote, preferred_position
 
 MAX_PROMPT_CHARS = 8000
 MAX_PANES = 4
+MAX_TURNS = 50  # per conversation: a public demo must not grow one conversation without end
 log = logging.getLogger(__name__)
 
 
@@ -75,6 +76,12 @@ def _checked_system(system_prompt: object) -> str | None:
     if len(system) > MAX_PROMPT_CHARS:
         raise PlaygroundError(f"the system prompt is {len(system)} characters; the limit is {MAX_PROMPT_CHARS}")
     return system or None
+
+
+def _without_oldest(messages: list[dict[str, str]], exchanges: int) -> list[dict[str, str]]:
+    """`messages` less the `exchanges` oldest user/assistant pairs after the system prompt."""
+    head = messages[:1] if messages and messages[0]["role"] == "system" else []
+    return head + messages[len(head) + 2 * exchanges:]
 
 
 def snapshot_interval(refresh_s: float, streaming: int) -> float:
@@ -221,6 +228,9 @@ class Playground:
             return _Turn(prompt, system, 0, None, [list(p.history) for p in panes])
         exchange = [{"role": "user", "content": conversation.last_prompt or ""}]
         number, parent = conversation.turn + 1, conversation.comparison_id
+        if number >= MAX_TURNS:
+            raise PlaygroundError(f"this conversation has {number} turns, the most one may have is {MAX_TURNS}: "
+                                  "press Clear to start a new one")
         if conversation.history_mode == "own":
             return _Turn(prompt, system, number, parent,
                          [p.history + exchange + [{"role": "assistant", "content": p.text}] for p in panes])
@@ -355,6 +365,11 @@ class Playground:
                     result = event
                 elif isinstance(event, PromptReady):
                     prompt, pane.prompt_text = event, event.text
+                    if event.dropped_exchanges:  # the record keeps what the model was sent
+                        messages = _without_oldest(messages, event.dropped_exchanges)
+                        pane.notice = (f"the {event.dropped_exchanges} oldest exchange"
+                                       f"{'s were' if event.dropped_exchanges > 1 else ' was'} left out to fit "
+                                       "the model's context")
                 elif isinstance(event, ServedBy):
                     served = event
                 else:

@@ -39,6 +39,7 @@ class Pane:
     response_id: str | None = None  # the stored response of the comparison on screen
     params: GenerationParams | None = None  # what the answer on screen was sampled with
     stop: threading.Event = field(default_factory=threading.Event)  # this pane's own Stop
+    notice: str | None = None  # shown under the answer, e.g. that old exchanges were left out
 
     @property
     def finished(self) -> bool:
@@ -46,7 +47,7 @@ class Pane:
 
     def reset_answer(self) -> None:
         self.text, self.status, self.result, self.error, self.prompt_text = "", "waiting", None, None, None
-        self.response_id, self.params = None, None
+        self.response_id, self.params, self.notice = None, None, None
 
 
 @dataclass

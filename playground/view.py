@@ -50,7 +50,8 @@ def pane_stats(pane: Pane) -> str:
     speed = f"{result.tokens_per_s:.1f} tok/s" if result.tokens_per_s else "– tok/s"
     reason = {"stop": "finished", "length": "hit max tokens", "stopped": "stopped by you"}.get(
         result.finish_reason, result.finish_reason)
-    return f"first token {ttft} · {speed} · {result.completion_tokens} tokens · {reason}"
+    line = f"first token {ttft} · {speed} · {result.completion_tokens} tokens · {reason}"
+    return f"{line} · ⚠️ {pane.notice}" if pane.notice else line
 
 
 def rating_prompt(conversation: Conversation) -> str:

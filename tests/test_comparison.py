@@ -370,3 +370,32 @@ def test_a_nul_answer_and_a_lone_surrogate_prompt_are_stored_on_every_backend(an
         stored = get_comparison(db, session.comparison_id)
         assert (stored.prompt, stored.system_prompt) == ("half a pair \ufffd here", "system \ufffd too")
         assert [r.text for r in responses_of(db, session.comparison_id)] == ["a\ufffdb", "a\ufffdb"]
+
+
+def test_left_out_exchanges_are_shown_and_stored_as_sent(database):
+    def trimming_streamer(contender, messages, params, *, stop, seed):
+        dropped = 1 if len(messages) > 2 else 0  # a model with room for one exchange less
+        yield PromptReady(text="PROMPT", tokens=3, dropped_exchanges=dropped)
+        yield GenerationResult(f"answer to {messages[-1]['content']}", "stop", 3, 2, 0.01, 0.02, seed)
+
+    core = Playground(lineup(2), trimming_streamer, database, rng=random.Random(0))
+    session = core.new_conversation()
+    run(core, session, "first", "Be brief.")
+    run(core, session, "second", "Be brief.")
+    assert all("the 1 oldest exchange was left out to fit the model's context" in pane_stats(p) for p in session.panes)
+    with database.session() as db:
+        stored = responses_of(db, session.comparison_id)
+    assert [m["content"] for m in stored[0].messages] == ["Be brief.", "second"]
+
+
+def test_a_conversation_has_at_most_max_turns(database, monkeypatch):
+    import playground.comparison as comparison
+
+    monkeypatch.setattr(comparison, "MAX_TURNS", 3)
+    core = Playground(lineup(2), words_streamer(), database, rng=random.Random(0))
+    session = core.new_conversation()
+    for n in range(3):
+        run(core, session, f"turn {n}")
+    with pytest.raises(PlaygroundError, match="this conversation has 3 turns, the most one may have is 3: press "
+                                              "Clear to start a new one"):
+        run(core, session, "one too many")

@@ -128,3 +128,31 @@ def test_local_streamer_renders_then_streams_through_the_engine(tiny_mha):
     assert "".join(e for e in events if isinstance(e, str)) == result.text
 
 
+
+
+def test_the_oldest_exchanges_are_left_out_to_fit_the_context(tiny_mha):
+    from dataclasses import replace
+
+    loaded = _load(tiny_mha)
+    spec = replace(loaded.spec, context_length=160)
+    contender = ContenderSpec(name="tiny", weights=spec, params=GREEDY.with_overrides(max_new_tokens=24))
+    streamer = LocalStreamer({spec: loaded}, kv_cache_gib=0.01)
+    system = {"role": "system", "content": "Be brief."}
+    exchanges = [[{"role": "user", "content": f"Question number {n} about the sea and the sky?"},
+                  {"role": "assistant", "content": f"Answer number {n}: the sea is blue, the sky too."}]
+                 for n in range(6)]
+    messages = [system, *[m for pair in exchanges for m in pair], {"role": "user", "content": "And now?"}]
+    try:
+        events = list(streamer(contender, messages, contender.params, stop=threading.Event(), seed=1))
+        ready = events[0]
+        assert isinstance(ready, PromptReady) and 0 < ready.dropped_exchanges < 6
+        kept = [system, *[m for pair in exchanges[ready.dropped_exchanges:] for m in pair], messages[-1]]
+        assert ready.text == streamer.render(contender, kept).text  # the system prompt and the newest stay
+        assert ready.tokens + 24 <= 160 < len(streamer.render(contender, messages).input_ids)
+        assert isinstance(events[-1], GenerationResult)
+        # Even the newest message alone does not fit: refused with the numbers, as a plain sentence.
+        huge = [system, {"role": "user", "content": "sea and sky " * 200}]
+        with pytest.raises(ContextTooLong, match=r"the conversation is \d+ tokens and the model's context is 160"):
+            list(streamer(contender, huge, contender.params, stop=threading.Event(), seed=1))
+    finally:
+        streamer.close()
