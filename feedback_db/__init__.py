@@ -37,10 +37,12 @@ from .store import (
     add_response,
     comparisons_by_visitor,
     count_rows,
+    delete_session_data,
     get_comparison,
     mark_interrupted,
     rating_of,
     responses_of,
+    session_data,
 )
 from .writers import export_to
 
@@ -81,6 +83,8 @@ __all__ = [
     "build_leaderboard",
     "comparisons_by_visitor",
     "count_rows",
+    "delete_session_data",
+    "session_data",
     "mark_interrupted",
     "storable",
     "current_revision",

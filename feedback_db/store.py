@@ -262,3 +262,31 @@ def mark_interrupted(session: Session, before: datetime) -> int:
         comparison.interrupted_at = now
     session.flush()
     return len(found)
+
+
+def session_data(session: Session, session_ids: list[str]) -> list[Comparison]:
+    """What is stored about these conversations: their comparisons, oldest first, answers and rating loaded."""
+    if not session_ids:
+        return []
+    query = (select(Comparison).where(Comparison.session_id.in_(session_ids)).order_by(Comparison.created_at)
+             .options(selectinload(Comparison.responses), selectinload(Comparison.rating)))
+    return list(session.scalars(query))
+
+
+def delete_session_data(session: Session, session_ids: list[str], *, ratings_only: bool) -> int:
+    """Delete these conversations' ratings, or everything stored about them; return the rows' count.
+
+    A visitor's own request: comparisons (with their answers and ratings, by cascade) or only the
+    ratings go; nothing of any other conversation is touched.
+    """
+    found = session_data(session, session_ids)
+    if ratings_only:
+        ratings = [c.rating for c in found if c.rating is not None]
+        for rating in ratings:
+            session.delete(rating)
+        session.flush()
+        return len(ratings)
+    for comparison in reversed(found):  # later turns first: they point at earlier ones
+        session.delete(comparison)
+    session.flush()
+    return len(found)

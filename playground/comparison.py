@@ -25,6 +25,8 @@ from feedback_db import (
     add_rating,
     add_response,
     comparisons_by_visitor,
+    delete_session_data,
+    session_data,
     new_id,
     storable,
 )
@@ -76,6 +78,11 @@ def _checked_system(system_prompt: object) -> str | None:
     if len(system) > MAX_PROMPT_CHARS:
         raise PlaygroundError(f"the system prompt is {len(system)} characters; the limit is {MAX_PROMPT_CHARS}")
     return system or None
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _without_oldest(messages: list[dict[str, str]], exchanges: int) -> list[dict[str, str]]:
@@ -428,6 +435,30 @@ class Playground:
             duration_s=result.duration_s if result else elapsed_s,
             tokens_per_s=result.tokens_per_s if result else None,
         )
+
+    def stored_about(self, conversation_ids: list[str]) -> str:
+        """What the database holds about these conversations (one browser session's), as markdown."""
+        with self.database.snapshot() as db:
+            found = session_data(db, conversation_ids)
+            lines = [f"- {c.created_at:%Y-%m-%d %H:%M} UTC, turn {c.turn + 1}: “{_short(c.prompt)}” — "
+                     f"{len(c.responses)} answers, " + ("rated" if c.rating is not None else "not rated")
+                     + (f", your comment: “{_short(c.rating.comment)}”" if c.rating and c.rating.comment else "")
+                     for c in found]
+        if not lines:
+            return "Nothing is stored about this session."
+        return ("Stored about this session (prompts, system prompts, the answers and your ratings; no name, and "
+                "no address: only a salted hash of it, to limit how often one visitor asks):\n\n" + "\n".join(lines))
+
+    def forget(self, conversation: Conversation, conversation_ids: list[str], *, ratings_only: bool) -> str:
+        """Delete this browser session's ratings, or everything stored about it; what was deleted."""
+        if conversation.busy:
+            raise PlaygroundError("answers are still streaming: wait until they finish, or press Stop, first")
+        with self.database.session() as db:
+            deleted = delete_session_data(db, conversation_ids, ratings_only=ratings_only)
+        if ratings_only:
+            return f"Deleted {deleted} rating{'s' if deleted != 1 else ''} of this session."
+        return (f"Deleted {deleted} comparison{'s' if deleted != 1 else ''} of this session, with their answers and "
+                "ratings.")
 
     def shutdown(self, timeout_s: float = 30.0) -> int:
         """Stop every answer still generating and wait (up to `timeout_s`) until each is stored as it

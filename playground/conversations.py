@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from playground.conversation import Conversation, PlaygroundError
@@ -16,6 +16,8 @@ DEFAULT_TTL_S = 6 * 3600.0
 class _Entry:
     conversation: Conversation
     touched: float
+    # Every conversation this browser session had (Clear starts a new one): what "your data" covers.
+    earlier: list[str] = field(default_factory=list)
 
 
 class ConversationStore:
@@ -53,8 +55,17 @@ class ConversationStore:
         """Put a new conversation in the old one's place (Clear)."""
         key = self._checked(key)
         with self._lock:
-            self._entries[key] = _Entry(conversation, self.clock())
+            old = self._entries.get(key)
+            earlier = (old.earlier + [old.conversation.id]) if old else []
+            self._entries[key] = _Entry(conversation, self.clock(), earlier)
         return conversation
+
+    def conversation_ids(self, key: str | None) -> list[str]:
+        """The ids of every conversation this browser session had, the current one last."""
+        key = self._checked(key)
+        with self._lock:
+            entry = self._entries.get(key)
+            return (entry.earlier + [entry.conversation.id]) if entry else []
 
     def drop(self, key: str | None) -> None:
         """The page went away: stop its streams and forget it."""

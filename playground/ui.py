@@ -131,6 +131,14 @@ class _Page:
                             for name, r in PARAM_RANGES.items()]
         with gr.Accordion("Models", open=False):
             gr.Markdown(models_info, elem_id="models-info")
+        with gr.Accordion("Your data", open=False):
+            gr.Markdown("What this page stored about your visit, and deleting it before it is exported.")
+            with gr.Row():
+                self.show_data = gr.Button("Show what is stored", elem_id="show-data")
+                self.delete_ratings = gr.Button("Delete my ratings", elem_id="delete-ratings")
+                self.delete_all = gr.Button("Delete everything from this session", variant="stop",
+                                            elem_id="delete-all")
+            self.data = gr.Markdown("", elem_id="your-data")
 
     @property
     def shown(self) -> list[Any]:
@@ -334,6 +342,34 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
                     + [gr.Radio(visible=method == "ranking") for _ in page.ranks])
         page.method.change(show_method, inputs=[page.method], outputs=[*page.scores, *page.ranks],
                            api_visibility="undocumented", concurrency_limit=None)
+
+    def session_ids(request: gr.Request) -> list[str]:
+        return store.conversation_ids(getattr(request, "session_hash", None))
+
+    def show_data(request: gr.Request) -> str:
+        return core.stored_about(session_ids(request))
+
+    def delete_ratings(request: gr.Request) -> str:
+        try:
+            return core.forget(conversation(request), session_ids(request), ratings_only=True)
+        except PlaygroundError as error:
+            raise _refusing(error) from None
+
+    def delete_all(request: gr.Request) -> list[Any]:
+        """Everything of this browser session goes, and the page starts over (its comparisons are gone)."""
+        try:
+            message = core.forget(conversation(request), session_ids(request), ratings_only=False)
+        except PlaygroundError as error:
+            raise _refusing(error) from None
+        fresh = store.replace(getattr(request, "session_hash", None), core.clear(conversation(request)))
+        return page.render(fresh) + page.empty_form() + [message]
+
+    # Only the session the request comes from: the browser names nothing but its own session hash.
+    page.show_data.click(show_data, outputs=[page.data], api_name="my_data", concurrency_limit=None)
+    page.delete_ratings.click(delete_ratings, outputs=[page.data], api_name="delete_my_ratings",
+                              concurrency_limit=None)
+    page.delete_all.click(delete_all, outputs=outputs + [page.data], api_name="delete_my_session",
+                          concurrency_limit=None)
 
     def on_load(request: gr.Request) -> list[Any]:
         return page.render(conversation(request))
