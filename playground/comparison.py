@@ -43,6 +43,8 @@ from playground.voting import Vote, preferred_position
 MAX_PROMPT_CHARS = 8000
 MAX_PANES = 4
 MAX_TURNS = 50  # per conversation: a public demo must not grow one conversation without end
+UNEXPECTED = ("this answer failed on the server; the other answers went on, and the server's log has the "
+              "details")
 log = logging.getLogger(__name__)
 
 
@@ -366,6 +368,7 @@ class Playground:
         Only this thread writes the pane's fields; the collecting loop only reads them.
         """
         started, result, error, prompt, served = time.perf_counter(), None, None, None, None
+        shown = None  # what the pane says when it is not the error itself
         try:
             for event in self.streamer(pane.contender, messages, params, stop=pane.stop, seed=seed):
                 if isinstance(event, GenerationResult):
@@ -387,7 +390,8 @@ class Playground:
             error = str(exc)
         except Exception as exc:  # one contender failing must not take the others down
             log.exception("the answer of %s failed", pane.contender.name)
-            error = f"{type(exc).__name__}: {exc}"
+            # The page gets a sentence; the record keeps what happened, for whoever owns the data.
+            shown, error = UNEXPECTED, f"{type(exc).__name__}: {exc}"
         if result is None and not error:
             error = "the generator ended without a result"
         text = storable(result.text) if result else pane.text
@@ -400,7 +404,7 @@ class Playground:
         except Exception:  # the pane must still finish, or the page would wait forever
             log.exception("storing the answer of %s to %s failed", pane.contender.name, comparison_id)
             error = "the answer could not be stored (the server log has the details)"
-        pane.result, pane.error, pane.text = result, error, text
+        pane.result, pane.error, pane.text = result, (shown if error and shown else error), text
         pane.status = "error" if error else ("stopped" if result.finish_reason == "stopped" else "done")
         with conversation.lock:
             conversation.running -= 1

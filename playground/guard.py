@@ -3,6 +3,7 @@
 A plain ASGI middleware, wrapped around Gradio's app through `launch(app_kwargs=...)`:
 - the page has no upload component, so `POST …/upload` (which Gradio serves to anyone, files of any
   size, and serves back) is refused;
+- a full queue is told as "busy, try again in a moment", not as Gradio's queue arithmetic;
 - every response carries a Content-Security-Policy that lets images, audio and video come only from
   the page itself (or data:/blob: URLs), so a markdown image in a model's answer cannot reach another
   host (a tracking pixel), and frames, plugins and foreign form targets are refused too.
@@ -28,6 +29,9 @@ HEADERS = [
     (b"referrer-policy", b"no-referrer"),
 ]
 NO_UPLOADS = json.dumps({"error": "this app takes no uploads"}).encode()
+# Gradio answers a join to a full queue with 503 and "Queue is full. Max size is N…": said for people.
+BUSY = json.dumps({"detail": "This demo is busy: every place in the queue is taken. Please try again in a "
+                             "moment."}).encode()
 
 
 class Guard:
@@ -46,9 +50,22 @@ class Guard:
             await send({"type": "http.response.body", "body": NO_UPLOADS})
             return
 
+        joining = scope["path"].rstrip("/").endswith("/queue/join")
+        busy = False
+
         async def with_policy(message: Message) -> None:
+            nonlocal busy
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *HEADERS]}
+                headers = [*message.get("headers", []), *HEADERS]
+                if joining and message.get("status") == 503:  # the queue is full
+                    busy = True
+                    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+                    headers.append((b"content-length", str(len(BUSY)).encode()))
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and busy:
+                if message.get("more_body"):
+                    return  # Gradio's own text is dropped; ours goes out whole with the last part
+                message = {"type": "http.response.body", "body": BUSY}
             await send(message)
 
         await self.app(scope, receive, with_policy)

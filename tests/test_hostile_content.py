@@ -89,3 +89,46 @@ def test_hostile_answers_and_prompts_run_nothing_and_reach_no_other_host(browser
     assert any("198.51.100.7/pixel.png" in u for u in blocked)  # the markdown image was tried, and stopped
     assert [u for u in foreign if u not in blocked] == []
     page.close()
+
+
+def test_a_full_queue_says_busy_try_again_in_plain_words(tmp_path):
+    """One comparison at a time and one place in the queue: the third visitor at once is told the demo
+    is busy, with HTTP 503, instead of Gradio's queue arithmetic."""
+    import threading
+    import time
+    import uuid
+
+    import httpx
+    from gradio_client import Client
+
+    from app import settings_from
+    from playground.server import create_app, launch
+    from tests.test_app_e2e import free_port
+    from tests.test_comparison import words_streamer
+
+    settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
+                              "--model", "org/two", "--max-concurrent", "1", "--queue-size", "1"], {})
+    demo, _ = create_app(settings, streamer=words_streamer(delay=0.3), log=lambda m: None)
+    launch(demo, settings, block=False)
+    try:
+        url = f"http://127.0.0.1:{settings.port}/"
+        fn_index = Client(url, verbose=False)._infer_fn_index("/ask", None)
+        answers: list[httpx.Response] = []
+
+        def join() -> None:
+            answers.append(httpx.post(f"{url}gradio_api/queue/join", timeout=30, json={
+                "data": ["Tell me about the sea", "", ""], "fn_index": fn_index,
+                "session_hash": uuid.uuid4().hex[:11], "event_data": None, "trigger_id": None}))
+
+        for _ in range(4):
+            threading.Thread(target=join).start()
+            time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while len(answers) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        demo.close()
+    busy = [a for a in answers if a.status_code == 503]
+    assert busy, [a.status_code for a in answers]
+    assert all(a.json() == {"detail": "This demo is busy: every place in the queue is taken. Please try again "
+                                      "in a moment."} for a in busy)
