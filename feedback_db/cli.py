@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--min-strength", choices=STRENGTHS, help="only preferences at least this strong")
     export.add_argument("--blind-only", action="store_true", help="only ratings given before names were shown")
     export.add_argument("--exclude-unsafe", action="store_true", help="leave out answers flagged unsafe")
+    export.add_argument("--with-visitor", action="store_true",
+                        help="add each row's visitor key (a salted hash of the asker's address), to find one "
+                             "visitor's data; left out by default")
     export.add_argument("--include-errors", action="store_true",
                         help="keep answers that failed (left out by default; never SFT rows)")
     export.set_defaults(run=_run_export)
@@ -105,6 +108,7 @@ def _run_export(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
             where=RatingFilter(since=args.since, until=args.until, lineup=args.lineup, blind_only=args.blind_only),
             contenders=frozenset(args.contender), min_strength=args.min_strength,
             exclude_unsafe=args.exclude_unsafe, include_errors=args.include_errors,
+            include_visitor=args.with_visitor,
         )
     except ValueError as e:
         raise UsageError(str(e)) from None

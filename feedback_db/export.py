@@ -60,6 +60,8 @@ class ExportOptions:
     min_strength: Strength | None = None
     exclude_unsafe: bool = False
     include_errors: bool = False  # a failed answer's text is a partial reply or nothing: out by default
+    # The asker's salted address hash, to find one visitor's data: never exported unless asked for.
+    include_visitor: bool = False
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -121,7 +123,7 @@ def _pair_rows(rated: RatedComparison, options: ExportOptions, tally: Tally) -> 
         row = {"prompt": _prompt(chosen), "chosen": _reply(chosen), "rejected": _reply(rejected)}
         if options.format == "reward":
             row["margin"] = pair.margin
-        yield row | _trace(rated) | {
+        yield row | _trace(rated, options) | {
             "strength": pair.strength,
             "chosen_contender": chosen.contender,
             "rejected_contender": rejected.contender,
@@ -189,7 +191,7 @@ def _kto_rows(rated: RatedComparison, options: ExportOptions, tally: Tally) -> I
             tally.skipped[reason] += 1
             continue
         label, source = labels[answer.position]
-        yield {"prompt": _prompt(answer), "completion": _reply(answer), "label": label} | _trace(rated) | {
+        yield {"prompt": _prompt(answer), "completion": _reply(answer), "label": label} | _trace(rated, options) | {
             "label_source": source,
             "contender": answer.contender,
             "position": answer.position,
@@ -247,7 +249,7 @@ def _sft_rows(rated: RatedComparison, options: ExportOptions, tally: Tally) -> I
         if reason is not None:
             tally.skipped[reason] += 1
             continue
-        yield {"messages": _prompt(answer) + _reply(answer)} | _trace(rated) | {
+        yield {"messages": _prompt(answer) + _reply(answer)} | _trace(rated, options) | {
             "contender": answer.contender,
             "position": answer.position,
         }
@@ -265,14 +267,15 @@ def _reply(answer: RatedAnswer) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": answer.text}]
 
 
-def _trace(rated: RatedComparison) -> dict[str, Any]:
-    return {
+def _trace(rated: RatedComparison, options: ExportOptions) -> dict[str, Any]:
+    trace = {
         "comparison_id": rated.comparison_id,
         "rating_id": rated.rating_id,
         "lineup": rated.lineup,
         "blind": rated.blind,
         "kind": rated.kind,
     }
+    return trace | {"visitor": rated.visitor} if options.include_visitor else trace
 
 
 ROW_BUILDERS = {"dpo": _pair_rows, "reward": _pair_rows, "kto": _kto_rows, "sft": _sft_rows}

@@ -65,6 +65,7 @@ class RatedComparison:
     strength: Strength | None
     rater: str | None
     answers: tuple[RatedAnswer, ...]
+    visitor: str | None = None  # the asker's salted address hash; exported only when asked for
 
     def answer(self, position: int) -> RatedAnswer:
         """The answer shown at pane `position`."""
@@ -108,7 +109,7 @@ def _ratings_page(where: RatingFilter, after: tuple[datetime, str] | None, limit
     """The next `limit` ratings after `after` in (created_at, id) order: a range scan of one index."""
     query = (
         select(Rating.id.label("rating_id"), Rating.comparison_id, Rating.created_at, Rating.kind, Rating.choice,
-               Rating.strength, Rating.blind, Rating.rater, Comparison.lineup, Comparison.mode)
+               Rating.strength, Rating.blind, Rating.rater, Comparison.lineup, Comparison.mode, Comparison.visitor)
         .join(Comparison, Comparison.id == Rating.comparison_id)
         .order_by(Rating.created_at, Rating.id)  # the id breaks ties between equal timestamps
         .limit(limit)
@@ -157,5 +158,5 @@ def _rated(rating: Any, answers: list[RatedAnswer], with_text: bool) -> RatedCom
     return RatedComparison(
         comparison_id=rating.comparison_id, rating_id=rating.rating_id, rated_at=rating.created_at,
         lineup=rating.lineup, mode=rating.mode, blind=rating.blind, kind=rating.kind, choice=rating.choice,
-        strength=rating.strength, rater=rating.rater, answers=tuple(answers),
+        strength=rating.strength, rater=rating.rater, answers=tuple(answers), visitor=rating.visitor,
     )

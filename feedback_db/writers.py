@@ -49,7 +49,10 @@ def export_to(database: Database, options: ExportOptions, destination: Path | Te
         if not isinstance(destination, Path):
             write_jsonl(rows, destination)
         elif destination.suffix == ".parquet":
-            write_parquet(rows, destination, SCHEMAS[options.format])
+            schema = SCHEMAS[options.format]
+            if options.include_visitor:
+                schema = schema.append(pa.field("visitor", pa.string()))
+            write_parquet(rows, destination, schema)
         elif destination.suffix == ".jsonl":
             with _replaced_on_success(destination) as partial, partial.open("w", encoding="utf-8") as out:
                 write_jsonl(rows, out)

@@ -123,3 +123,25 @@ def test_comparisons_a_killed_server_left_unfinished_are_marked_at_the_next_star
     with restarted.database.session() as session:
         assert get_comparison(session, unfinished.id).interrupted_at is not None
         assert get_comparison(session, finished).interrupted_at is None
+
+
+def test_exports_leave_the_visitor_key_out_unless_the_admin_asks(database, tmp_path):
+    from feedback_db import ExportOptions
+    from feedback_db.writers import export_to
+    import pyarrow.parquet as pq
+    import json as json_module
+
+    core = Playground(lineup(2), words_streamer(), database, rng=random.Random(0),
+                      visitors=VisitorPolicy(salt=SALT))
+    key = core.visitors.key("203.0.113.5")
+    session = core.new_conversation()
+    for _ in core.ask(session, "a question", visitor=key):
+        pass
+    from playground.voting import Vote
+    core.rate(session, Vote(choice="a", strength="better"))
+    plain, keyed = tmp_path / "plain.jsonl", tmp_path / "keyed.parquet"
+    export_to(database, ExportOptions(format="dpo"), plain)
+    export_to(database, ExportOptions(format="dpo", include_visitor=True), keyed)
+    (row,) = [json_module.loads(line) for line in plain.read_text().splitlines()]
+    assert "visitor" not in row and key not in plain.read_text()
+    assert pq.read_table(keyed).column("visitor").to_pylist() == [key]
