@@ -402,3 +402,16 @@ def test_a_conversation_has_at_most_max_turns(database, monkeypatch):
     with pytest.raises(PlaygroundError, match="this conversation has 3 turns, the most one may have is 3: press "
                                               "Clear to start a new one"):
         run(core, session, "one too many")
+
+
+def test_a_huge_system_prompt_is_refused_with_the_numbers_and_nothing_is_stored(database):
+    core = Playground(lineup(2), words_streamer(), database, rng=random.Random(0))
+    session = core.new_conversation()
+    with pytest.raises(PlaygroundError, match="the system prompt is 100000 characters; the limit is 8000"):
+        run(core, session, "hello", "x" * 100_000)
+    with pytest.raises(PlaygroundError, match="the prompt is 8001 characters; the limit is 8000"):
+        run(core, session, "y" * 8001)
+    with database.session() as db:
+        assert count_rows(db)["comparisons"] == 0
+    run(core, session, "hello", "Be brief.")  # the conversation is not stuck
+    assert all(p.status == "done" for p in session.panes)
