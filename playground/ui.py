@@ -241,7 +241,9 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
         except PlaygroundError as error:
             raise _refusing(error) from None
         if last is not None and not last.replaced:  # what an API client keeps: every property (labels name models)
-            yield page.render(last) + page.empty_form() + extra
+            # Gradio sends this last one whole, not as a diff: the form, the status and the prompt box are
+            # left as they are, or what the person began (a rank, a next question) would be wiped.
+            yield page.render(last) + [gr.skip()] * (len(page.form) + 1 + len(extra))
 
     def check_ask(text: Any, system_prompt: Any, token: Any, request: gr.Request) -> list[Any]:
         """Before queueing: refuse an empty prompt, a busy conversation or a stale page on the prompt

@@ -68,3 +68,17 @@ def test_a_forged_vote_for_answers_never_shown_is_refused(app):
     assert "earlier answers" in refusal(call(url, rate, rate_args(first, "a", "better"), owner))
     assert ratings(settings) == before
     assert call(url, rate, rate_args(second, "tie"), owner)["success"]
+
+
+def test_the_last_snapshot_leaves_a_rating_begun_and_a_next_question_alone(app):
+    """Gradio sends an event's last message whole, not as a diff. Had it carried the cleared form,
+    a rank or a verdict picked between the last streamed snapshot and it (seconds on a loaded
+    server) would be wiped, and so would a next question being typed."""
+    url, settings, ask, rate = app
+    final = call(url, ask, ["What is the capital of France?", "", ""], uuid.uuid4().hex[:11])
+    assert final["success"]
+    # After the form token and the continue-from choice: two answers' rating form (verdict, strength,
+    # 2 unsafe flags, 2 reasons, the comment), the rating status and the prompt box.
+    data = final["data"]
+    untouched = data[data.index(form_token(data)) + 2:]
+    assert len(untouched) == 9 and all(out == {"__type__": "update"} for out in untouched), untouched
