@@ -12,7 +12,10 @@ A plain ASGI middleware, wrapped around Gradio's app through `launch(app_kwargs=
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Awaitable, Callable
+
+from playground.downloads import PREFIX, OneTimeDownloads
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -29,20 +32,25 @@ HEADERS = [
     (b"referrer-policy", b"no-referrer"),
 ]
 NO_UPLOADS = json.dumps({"error": "this app takes no uploads"}).encode()
+GONE = json.dumps({"error": "this download link was used already or has expired: export again"}).encode()
+CHUNK = 1 << 20
 # Gradio answers a join to a full queue with 503 and "Queue is full. Max size is N…": said for people.
 BUSY = json.dumps({"detail": "This demo is busy: every place in the queue is taken. Please try again in a "
                              "moment."}).encode()
 
 
 class Guard:
-    """Refuses uploads and adds the content policy to every HTTP response."""
+    """Refuses uploads, serves one-time export links, and adds the content policy to every response."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, app: App, downloads: OneTimeDownloads | None = None) -> None:
+        self.app, self.downloads = app, downloads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["method"] == "GET" and PREFIX in scope["path"] and self.downloads is not None:
+            await self._download(scope["path"].split(PREFIX, 1)[1], send)
             return
         if scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/upload"):
             await send({"type": "http.response.start", "status": 403,
@@ -69,3 +77,23 @@ class Guard:
             await send(message)
 
         await self.app(scope, receive, with_policy)
+
+    async def _download(self, key: str, send: Send) -> None:
+        """The file behind a one-time link, then gone; 404 for a used, expired or unknown link."""
+        path = self.downloads.take(key)
+        if path is None:
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"application/json"), *HEADERS]})
+            await send({"type": "http.response.body", "body": GONE})
+            return
+        try:
+            disposition = f'attachment; filename="{path.name}"'.encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"application/octet-stream"), (b"content-disposition", disposition),
+                (b"content-length", str(path.stat().st_size).encode()), (b"cache-control", b"no-store"), *HEADERS]})
+            with path.open("rb") as file:
+                while chunk := file.read(CHUNK):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            Path(path).unlink(missing_ok=True)

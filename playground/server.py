@@ -206,4 +206,5 @@ def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> None:
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENT, max_size=settings.queue_size or 4 * running + 16)
     demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=not block,
                 css=CSS, footer_links=["api"], quiet=not block,
-                app_kwargs={"middleware": [Middleware(Guard)]})  # no uploads, no foreign images
+                # No uploads, no foreign images, and the admin's one-time export links.
+                app_kwargs={"middleware": [Middleware(Guard, downloads=getattr(demo, "downloads", None))]})

@@ -10,6 +10,7 @@ from playground.comparison import Playground
 from playground.conversation import Conversation, PlaygroundError
 from playground.conversations import ConversationStore
 from playground.params import PARAM_FIELDS, PARAM_RANGES
+from playground.downloads import OneTimeDownloads
 from playground.ui_tabs import EXPORT_TTL_S, admin_tab, leaderboard_tab
 from playground.view import (
     chat_messages,
@@ -50,16 +51,17 @@ def build_ui(core: Playground, *, title: str, notice: str, models_info: str = ""
              admin_token: str | None = None, conversation_ttl_s: float | None = None) -> gr.Blocks:
     """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set."""
     store = ConversationStore(core.new_conversation, **({"ttl_s": conversation_ttl_s} if conversation_ttl_s else {}))
-    # delete_cache: Gradio's copies of served files (the admin's exports) go after EXPORT_TTL_S.
-    with gr.Blocks(title=title, delete_cache=(60, EXPORT_TTL_S)) as demo:
+    downloads = OneTimeDownloads(EXPORT_TTL_S)  # the admin's exports: one-time links, served by the guard
+    with gr.Blocks(title=title) as demo:
         gr.Markdown(f"# {title}\n{core.lineup.description}")
         gr.Markdown(notice, elem_id="storage-notice")
         with gr.Tab("Compare"):
             _compare_tab(demo, core, store, models_info, max_concurrent)
         leaderboard_tab(core.database, leaderboard_rounds, min_battles=leaderboard_min_battles)
         if admin_token:
-            admin_tab(core.database, admin_token, core.lineup.name)
-    demo.conversations = store  # for tests and operators: how many conversations the server holds
+            admin_tab(core.database, admin_token, core.lineup.name, downloads)
+    demo.conversations = store
+    demo.downloads = downloads  # for tests and operators: how many conversations the server holds
     demo.max_concurrent = max_concurrent
     return demo
 

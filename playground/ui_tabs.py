@@ -19,6 +19,7 @@ from feedback_db.export import ExportOptions
 from feedback_db.leaderboard import DEFAULT_MIN_BATTLES, leaderboard_of
 from feedback_db.reading import RatingFilter
 from feedback_db.writers import export_to
+from playground.downloads import OneTimeDownloads
 from playground.leaderboard_view import TABLE_HEADERS, leaderboard_rows, ratings_svg, summary, win_rate_rows
 
 STRENGTH_CHOICES = ["any", "negligibly_better", "slightly_better", "better", "significantly_better"]
@@ -71,7 +72,7 @@ def leaderboard_tab(database: Database, rounds: int, min_battles: int = DEFAULT_
         trigger(show, api_name=False, **board)
 
 
-def admin_tab(database: Database, token: str, lineup: str) -> None:
+def admin_tab(database: Database, token: str, lineup: str, downloads: OneTimeDownloads) -> None:
     """Exports for trainers; every request must carry the admin token, checked on the server."""
     with gr.Tab("Data (admin)"):
         gr.Markdown("Exports of the stored feedback for reward-model, DPO, KTO and SFT training. "
@@ -92,8 +93,7 @@ def admin_tab(database: Database, token: str, lineup: str) -> None:
             include_errors = gr.Checkbox(label="Include failed answers", value=False)
         run = gr.Button("Export", variant="primary", elem_id="admin-export")
         result = gr.Markdown("", elem_id="admin-summary")
-        download = gr.File(label=f"Export file (the link works for {EXPORT_TTL_S // 60} minutes)",
-                           elem_id="admin-file")
+        download = gr.Markdown("", elem_id="admin-file")
     # The app's own folder, not the shared temp folder's top: removed at exit, pruned at each export.
     folder = Path(tempfile.mkdtemp(prefix="playground-exports-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
@@ -118,7 +118,9 @@ def admin_tab(database: Database, token: str, lineup: str) -> None:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
             path = folder / f"feedback-{fmt}-{stamp}{ext}"
             done = export_to(database, options, path)
-        return [done.line(), str(path)]
+        link = downloads.offer(path)  # not a file output: Gradio would serve that to anyone with its URL
+        return [done.line(), f"[Download {path.name}]({link}) — the link works once, within "
+                             f"{EXPORT_TTL_S // 60} minutes."]
 
     # Several at once, so that guesses sleeping on a wrong token never hold the owner's export up.
     run.click(export, inputs=[secret, export_format, suffix, since, until, contenders, min_strength,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import random
 import time
@@ -64,15 +65,31 @@ def served(tmp_path_factory):
     demo.close()
 
 
-def test_admin_export_needs_the_token(served, tmp_path):
-    client = Client(f"http://127.0.0.1:{served.port}/", verbose=False)
+def download_link(url: str, markdown: str) -> str:
+    """The one-time link in the data tab's answer, as a full URL."""
+    match = re.search(r"\]\((playground-export/[A-Za-z0-9_-]+)\)", markdown)
+    assert match, markdown
+    return url + match.group(1)
+
+
+def test_admin_export_needs_the_token_and_its_link_works_once(served, tmp_path):
+    url = f"http://127.0.0.1:{served.port}/"
+    client = Client(url, verbose=False)
     args = ["dpo", ".jsonl", "", "", "", "any", False, False, False, True]
     with pytest.raises(AppError, match="wrong admin token"):
         client.predict("guess", *args, api_name="/admin_export")
-    line, path = client.predict(TOKEN, *args, api_name="/admin_export")
-    assert line.startswith("exported 6 dpo rows from 6 ratings")
-    rows = [json.loads(x) for x in open(path, encoding="utf-8")]
+    line, link = client.predict(TOKEN, *args, api_name="/admin_export")
+    assert line.startswith("exported 6 dpo rows from 6 ratings") and "works once" in link
+    with urllib.request.urlopen(download_link(url, link), timeout=30) as answer:
+        assert "attachment" in answer.headers["Content-Disposition"]
+        rows = [json.loads(x) for x in answer.read().decode().splitlines()]
     assert len(rows) == 6 and all(r["comparison_id"] and r["chosen"][0]["role"] == "assistant" for r in rows)
+    with pytest.raises(urllib.error.HTTPError) as used:  # once: the file is gone after it was sent
+        urllib.request.urlopen(download_link(url, link), timeout=30)
+    assert used.value.code == 404 and b"used already or has expired" in used.value.read()
+    with pytest.raises(urllib.error.HTTPError) as guessed:
+        urllib.request.urlopen(f"{url}playground-export/{'A' * 43}", timeout=30)
+    assert guessed.value.code == 404
     with pytest.raises(AppError, match="is not a date"):
         client.predict(TOKEN, "dpo", ".jsonl", "yesterday", "", "", "any", False, False, False, True,
                        api_name="/admin_export")
@@ -127,13 +144,23 @@ def test_wrong_token_guesses_never_hold_up_the_owners_export(served):
             guess.result()
 
 
-def test_exports_live_in_the_apps_own_folder_and_old_ones_are_removed(served, tmp_path):
+def test_export_links_expire_and_take_their_file_with_them(tmp_path):
+    from playground.downloads import OneTimeDownloads
+
+    downloads = OneTimeDownloads(ttl_s=0.2)
+    kept, expired = tmp_path / "feedback-dpo-a.jsonl", tmp_path / "feedback-dpo-b.jsonl"
+    for file in (kept, expired):
+        file.write_text("{}\n")
+    stale = downloads.offer(expired).rsplit("/", 1)[1]
+    time.sleep(0.3)
+    fresh = downloads.offer(kept).rsplit("/", 1)[1]  # making an offer clears the expired ones
+    assert downloads.take(stale) is None and not expired.exists()
+    assert downloads.take(fresh) == kept and downloads.take(fresh) is None
+
+
+def test_old_export_files_are_pruned(tmp_path):
     from playground.ui_tabs import prune_exports
 
-    client = Client(f"http://127.0.0.1:{served.port}/", verbose=False)
-    _, path = client.predict(TOKEN, "kto", ".jsonl", "", "", "", "any", False, False, False, True,
-                             api_name="/admin_export")
-    assert Path(path).is_file()
     old, fresh = tmp_path / "feedback-dpo-old.jsonl", tmp_path / "feedback-dpo-new.jsonl"
     for file in (old, fresh):
         file.write_text("{}\n")
