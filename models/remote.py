@@ -131,26 +131,37 @@ class RemoteStreamer:
             key = (endpoint.base_url, endpoint.api_key_env)
             if key not in listings:
                 listings[key] = self._list_models(endpoint)
-            models, problem = listings[key]
-            if problem is None and endpoint.model not in models:
-                shown = ", ".join(repr(m) for m in models[:10]) or "none"
-                problem = (f"the server at {endpoint.url} has no model {endpoint.model!r}; it serves {shown}. "
-                           "Fix `model` in the lineup file")
-            if problem is None and endpoint.prompt == "local":
-                problem = self._ask_bos(contender)
+            problem = self._problem(contender, listings[key])
             state = self._states[name]
             state.problem, state.checked_at = problem, time.monotonic()
             if problem:
                 problems[name] = problem
         return problems
 
+    def _problem(self, contender: ContenderSpec, listing: tuple[list[str] | None, str | None]) -> str | None:
+        """What stops this contender, given its server's model listing (or why there is none)."""
+        endpoint, (models, problem) = contender.endpoint, listing
+        if problem is None and endpoint.model not in models:
+            shown = ", ".join(repr(m) for m in models[:10]) or "none"
+            problem = (f"the server at {endpoint.url} has no model {endpoint.model!r}; it serves {shown}. "
+                       "Fix `model` in the lineup file")
+        if problem is None and endpoint.prompt == "local":
+            problem = self._ask_bos(contender)
+        return problem
+
+    def _missing_key(self, endpoint: EndpointSpec) -> str | None:
+        if endpoint.api_key_env and not self.env.get(endpoint.api_key_env):
+            return f"the environment variable {endpoint.api_key_env} (the API key for {endpoint.url}) is not set"
+        return None
+
     def unavailable(self) -> dict[str, str]:
         """{contender name: problem} as last checked."""
         return {name: s.problem for name, s in self._states.items() if s.problem}
 
     def _list_models(self, endpoint: EndpointSpec) -> tuple[list[str] | None, str | None]:
-        if endpoint.api_key_env and not self.env.get(endpoint.api_key_env):
-            return None, f"the environment variable {endpoint.api_key_env} (the API key for {endpoint.url}) is not set"
+        missing = self._missing_key(endpoint)
+        if missing:
+            return None, missing
         try:
             client = self._client(endpoint).with_options(timeout=httpx.Timeout(
                 CHECK_TIMEOUT_S, connect=endpoint.connect_timeout_s))
@@ -184,11 +195,7 @@ class RemoteStreamer:
             return None
         with state.lock:  # the streams that arrive meanwhile wait for this answer instead of asking too
             if state.problem and time.monotonic() - state.checked_at >= self.recheck_s:
-                models, problem = self._list_models(contender.endpoint)
-                if problem is None and contender.endpoint.model not in models:
-                    problem = state.problem
-                if problem is None and contender.endpoint.prompt == "local":
-                    problem = self._ask_bos(contender)
+                problem = self._problem(contender, self._list_models(contender.endpoint))
                 state.problem, state.checked_at = problem, time.monotonic()
             return state.problem
 
@@ -228,12 +235,9 @@ class RemoteStreamer:
     def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
                  params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
         endpoint, started = contender.endpoint, time.perf_counter()
-        problem = self._recheck(contender)
+        problem = self._recheck(contender) or self._missing_key(endpoint)
         if problem:
             raise StreamFailure(f"{contender.name} is unavailable: {_sentence(problem)}")
-        if endpoint.api_key_env and not self.env.get(endpoint.api_key_env):
-            raise StreamFailure(f"{contender.name} is unavailable: the environment variable {endpoint.api_key_env} "
-                                f"(the API key for {endpoint.url}) is not set.")
         api, body, text = self.request(contender, messages, params, seed)
         sent = {k: v for k, v in body.items() if k not in ("messages", "prompt")}
         yield PromptReady(text=text, tokens=0, remote=RemoteRequest(endpoint=endpoint.url, api=api, body=sent))
