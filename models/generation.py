@@ -20,7 +20,8 @@ from models.prompt_format import RenderedPrompt, render_prompt
 from models.sampling import TokenSampler
 from models.serving import build_engines
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
-from models.streaming import GenerationResult, PromptReady, StreamEvent, Streamer, StreamFailure
+from models.streaming import (GenerationResult, PromptReady, StreamEvent, Streamer, StreamFailure,
+                              drop_oldest_exchanges)
 
 __all__ = ["ContextTooLong", "EngineFailure", "decode_alone", "GenerationResult", "LocalStreamer", "PromptReady", "StreamEvent",
            "Streamer", "stream_tokens"]
@@ -58,11 +59,12 @@ def fit_messages(messages: Sequence[Mapping[str, str]], count_tokens, context_le
     Returns the messages to send and how many exchanges were left out. `count_tokens(messages)` is
     the prompt's length in the contender's own tokens.
     """
-    head = list(messages[:1]) if messages and messages[0].get("role") == "system" else []
-    body, dropped = list(messages[len(head):]), 0
-    while len(body) > 1 and count_tokens(head + body) + reserve > context_length:
-        body, dropped = body[2:], dropped + 1  # one user message and the answer to it
-    return head + body, dropped
+    sent, dropped = list(messages), 0
+    has_system = bool(messages) and messages[0].get("role") == "system"
+    while len(sent) - has_system > 1 and count_tokens(sent) + reserve > context_length:
+        dropped += 1  # one user message and the answer to it
+        sent = drop_oldest_exchanges(messages, dropped)
+    return sent, dropped
 
 
 def _eos_ids(loaded: LoadedWeights) -> set[int]:

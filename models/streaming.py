@@ -80,6 +80,12 @@ class GenerationResult:
 StreamEvent = PromptReady | ServedBy | str | GenerationResult
 
 
+def drop_oldest_exchanges(messages: Sequence[Mapping[str, str]], exchanges: int) -> list[Mapping[str, str]]:
+    """`messages` less the `exchanges` oldest user/assistant pairs after the system prompt (if any)."""
+    head = list(messages[:1]) if messages and messages[0].get("role") == "system" else []
+    return head + list(messages[len(head) + 2 * exchanges:])
+
+
 class Streamer(Protocol):
     """The seam the comparison core calls: text deltas between a PromptReady and a GenerationResult."""
 

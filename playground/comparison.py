@@ -32,7 +32,8 @@ from feedback_db import (
 )
 from models.prompt_format import PromptError, validate_messages
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
-from models.streaming import GenerationResult, PromptReady, ServedBy, Streamer, StreamFailure
+from models.streaming import (GenerationResult, PromptReady, ServedBy, Streamer, StreamFailure,
+                              drop_oldest_exchanges)
 from playground.arena import ArenaSampler
 from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, PlaygroundError
 from playground.params import checked_overrides
@@ -85,12 +86,6 @@ def _checked_system(system_prompt: object) -> str | None:
 def _short(text: str, limit: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _without_oldest(messages: list[dict[str, str]], exchanges: int) -> list[dict[str, str]]:
-    """`messages` less the `exchanges` oldest user/assistant pairs after the system prompt."""
-    head = messages[:1] if messages and messages[0]["role"] == "system" else []
-    return head + messages[len(head) + 2 * exchanges:]
 
 
 def snapshot_interval(refresh_s: float, streaming: int) -> float:
@@ -376,7 +371,7 @@ class Playground:
                 elif isinstance(event, PromptReady):
                     prompt, pane.prompt_text = event, event.text
                     if event.dropped_exchanges:  # the record keeps what the model was sent
-                        messages = _without_oldest(messages, event.dropped_exchanges)
+                        messages = drop_oldest_exchanges(messages, event.dropped_exchanges)
                         pane.notice = (f"the {event.dropped_exchanges} oldest exchange"
                                        f"{'s were' if event.dropped_exchanges > 1 else ' was'} left out to fit "
                                        "the model's context")
