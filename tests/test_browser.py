@@ -54,10 +54,11 @@ def tiny_app(tmp_path_factory, tiny_mha, tiny_gqa):
     demo.close()
 
 
-def paced_app(tmp_path_factory, *argv: str):
+def paced_app(tmp_path_factory, *argv: str, streamer=paced_streamer):
+    """app.py's settings from `argv`, generation by `streamer`, launched on a free port."""
     settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("paced")), "--port", str(free_port()),
                               *argv], {})
-    demo, _ = create_app(settings, streamer=paced_streamer, log=lambda m: None)
+    demo, _ = create_app(settings, streamer=streamer, log=lambda m: None)
     launch(demo, settings, block=False)
     return demo, f"http://127.0.0.1:{settings.port}/", settings
 

@@ -11,10 +11,8 @@ import uuid
 import httpx
 import pytest
 
-from app import settings_from
-from playground.server import create_app, launch
 from tests.raw_api import call, form_token
-from tests.test_app_e2e import free_port
+from tests.test_browser import paced_app
 from tests.test_comparison import words_streamer
 
 SOUND = [True, 0.5, 0.9, 40, 1.1, 128]  # override on, temperature, top_p, top_k, repetition penalty, max tokens
@@ -29,13 +27,11 @@ BAD = {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("params")), "--port", str(free_port()),
-                              "--model", "org/one", "--model", "org/two"], {})
-    demo, _ = create_app(settings, streamer=words_streamer(), log=lambda m: None)
-    launch(demo, settings, block=False)
+    demo, url, settings = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
+                                    streamer=words_streamer())
     setters = [i for i, dep in enumerate(demo.fns.values()) if getattr(dep.fn, "__name__", "") == "set_overrides"]
     ask = next(i for i, dep in enumerate(demo.fns.values()) if dep.api_name == "ask")
-    yield f"http://127.0.0.1:{settings.port}/", settings, setters, ask
+    yield url, settings, setters, ask
     demo.close()
 
 

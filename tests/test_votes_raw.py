@@ -9,20 +9,16 @@ import uuid
 import pytest
 from gradio_client import Client
 
-from app import settings_from
-from playground.server import create_app, launch
 from tests.raw_api import call, form_token, refusal
-from tests.test_app_e2e import free_port, rate_args
+from tests.test_app_e2e import rate_args
+from tests.test_browser import paced_app
 from tests.test_comparison import words_streamer
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("votes")), "--port", str(free_port()),
-                              "--model", "org/one", "--model", "org/two"], {})
-    demo, _ = create_app(settings, streamer=words_streamer(), log=lambda m: None)
-    launch(demo, settings, block=False)
-    url = f"http://127.0.0.1:{settings.port}/"
+    demo, url, settings = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
+                                    streamer=words_streamer())
     client = Client(url, verbose=False)
     yield url, settings, client._infer_fn_index("/ask", None), client._infer_fn_index("/rate", None)
     demo.close()
