@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +19,11 @@ EXAMPLE_URLS = "sqlite:///data/feedback.sqlite3 (a file, relative to the working
 BUSY_TIMEOUT_MS = 10_000
 # WAL lets readers and one writer work at once; busy_timeout makes a writer wait for the lock instead of
 # failing with "database is locked" (measured: without it most of 8 concurrent writers failed).
-# foreign_keys is off by default in SQLite, per connection.
+# foreign_keys is off by default in SQLite, per connection. busy_timeout comes first so that it covers
+# the others.
 SNAPSHOT_OPTION = "feedback_db_snapshot"  # an execution option: this transaction only reads
-SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", "PRAGMA foreign_keys=ON")
+SQLITE_PRAGMAS = (f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", "PRAGMA foreign_keys=ON")
+WAL_PRAGMA = "PRAGMA journal_mode=WAL"
 
 
 def sqlite_url(path: Path) -> str:
@@ -144,6 +148,27 @@ def _make_sqlite_folder(url: URL) -> None:
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the file in WAL mode, retrying while another connection does the same.
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is locked" at once,
+    without the busy handler, to a connection that asks while another holds a read lock (its deadlock
+    rule); replicas opening one new file together hit it in 3 of 30 tries. Once one of them has switched,
+    the mode is stored in the file and the others' switch is a no-op.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute(WAL_PRAGMA)
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -153,6 +178,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
+        _switch_to_wal(cursor)
         cursor.close()
 
     @event.listens_for(engine, "begin")
