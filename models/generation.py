@@ -14,57 +14,21 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
+from models.context import ContextTooLong, answer_reserve, answer_tokens, fit_messages
 from models.engine import Engine, EngineEvent, Finished, StreamRequest
 from models.loading import LoadedWeights
 from models.prompt_format import RenderedPrompt, render_prompt
 from models.sampling import TokenSampler
 from models.serving import build_engines
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
-from models.streaming import (GenerationResult, PromptReady, StreamEvent, Streamer, StreamFailure,
-                              drop_oldest_exchanges)
+from models.streaming import GenerationResult, PromptReady, StreamEvent, Streamer, StreamFailure
 
 __all__ = ["ContextTooLong", "EngineFailure", "decode_alone", "GenerationResult", "LocalStreamer", "PromptReady", "StreamEvent",
            "Streamer", "stream_tokens"]
 
 
-class ContextTooLong(StreamFailure):
-    """Even the newest message leaves no room for an answer in the model's context."""
-
-
 class EngineFailure(StreamFailure):
     """The engine ended this stream with an error; the other streams go on."""
-
-
-def answer_tokens(prompt_tokens: int, params: GenerationParams, context_length: int) -> int:
-    """How many tokens the answer may have: the preset's limit, or what the context leaves."""
-    room = context_length - prompt_tokens
-    if room <= 0:
-        raise ContextTooLong(f"the conversation is {prompt_tokens} tokens and the model's context is "
-                             f"{context_length}, which leaves no room for an answer: shorten the message or the "
-                             "system prompt, or press Clear to start a new conversation")
-    return min(params.max_new_tokens, room)
-
-
-def answer_reserve(params: GenerationParams, context_length: int) -> int:
-    """Tokens kept free for the answer before older exchanges are left out: the preset's limit, at
-    most a quarter of the context (a long answer limit must not push out the whole conversation)."""
-    return min(params.max_new_tokens, max(16, context_length // 4))
-
-
-def fit_messages(messages: Sequence[Mapping[str, str]], count_tokens, context_length: int,
-                 reserve: int) -> tuple[list[Mapping[str, str]], int]:
-    """`messages` with the oldest user/assistant exchanges left out until the prompt plus `reserve`
-    answer tokens fit the context; the system prompt and the newest message always stay.
-
-    Returns the messages to send and how many exchanges were left out. `count_tokens(messages)` is
-    the prompt's length in the contender's own tokens.
-    """
-    sent, dropped = list(messages), 0
-    has_system = bool(messages) and messages[0].get("role") == "system"
-    while len(sent) - has_system > 1 and count_tokens(sent) + reserve > context_length:
-        dropped += 1  # one user message and the answer to it
-        sent = drop_oldest_exchanges(messages, dropped)
-    return sent, dropped
 
 
 def _eos_ids(loaded: LoadedWeights) -> set[int]:

@@ -21,6 +21,8 @@
     max_concurrent = 16                # requests this contender has open at once
     extra_params = ["top_k", "repetition_penalty"]  # preset fields vLLM takes beyond OpenAI's
     prompt = "local"                   # this app renders the Llama 2 prompt; /v1/completions
+    context_length = 4096              # else what /v1/models says (vLLM's max_model_len)
+    tokenizer = "llama-2-70b-chat"     # counts its tokens: long conversations are trimmed to fit
 
 Every mistake is reported as one message that names the file, the contender and the field.
 """
@@ -125,8 +127,8 @@ class _ContenderReader:
                                   f"an [contenders.endpoint] table for a server), not "
                                   f"{'both' if has_weights else 'neither'}")
         if has_endpoint and "context_length" in entry:
-            raise LineupFileError(f"{where}: field 'context_length' applies to local weights only; a server "
-                                  "decides its own context length")
+            raise LineupFileError(f"{where}: field 'context_length' applies to local weights; for a server, "
+                                  "set endpoint.context_length to the context it was started with")
         weights = self._weights(where, entry) if has_weights else None
         endpoint = self._endpoint(where, entry["endpoint"]) if has_endpoint else None
         params = self._params(where, entry)
@@ -138,15 +140,7 @@ class _ContenderReader:
             raise LineupFileError(f"{where}: field '{field}': {error}") from None
 
     def _weights(self, where: str, entry: dict[str, Any]) -> WeightsSpec:
-        reference = _string(where, "", "weights", entry["weights"], required=True).strip()
-        if reference in self.weights:
-            spec = self.weights[reference]
-        else:
-            try:
-                spec = self.resolve(self._relative_to_file(reference))
-            except (ValueError, RuntimeError, OSError) as error:  # RuntimeError: ~nobody/x has no home folder
-                raise LineupFileError(f"{where}: field 'weights': {error}; named weights: "
-                                      f"{', '.join(sorted(self.weights))}") from None
+        spec = self._reference(where, "weights", entry["weights"])
         if "context_length" in entry:
             length = entry["context_length"]
             if isinstance(length, bool) or not isinstance(length, int) or length < 16:
@@ -154,6 +148,17 @@ class _ContenderReader:
                                       f"got {length!r}")
             spec = replace(spec, context_length=length)
         return spec
+
+    def _reference(self, where: str, field: str, value: Any) -> WeightsSpec:
+        """Named weights, a Hub id (org/name@revision), a folder or a .gguf, relative to the file."""
+        reference = _string(where, "", field, value, required=True).strip()
+        if reference in self.weights:
+            return self.weights[reference]
+        try:
+            return self.resolve(self._relative_to_file(reference))
+        except (ValueError, RuntimeError, OSError) as error:  # RuntimeError: ~nobody/x has no home folder
+            raise LineupFileError(f"{where}: field '{field}': {error}; named weights: "
+                                  f"{', '.join(sorted(self.weights))}") from None
 
     def _relative_to_file(self, reference: str) -> str:
         """A relative path resolved against the lineup file's folder, not where the app starts."""
@@ -172,6 +177,8 @@ class _ContenderReader:
         for key in ("base_url", "model"):
             _string(where, "endpoint.", key, table.get(key), required=True)
         table = dict(table)
+        if "tokenizer" in table:
+            table["tokenizer"] = self._reference(where, "endpoint.tokenizer", table["tokenizer"])
         if isinstance(table.get("extra_params"), list):
             table["extra_params"] = tuple(table["extra_params"])
         if isinstance(table.get("extra_body"), dict):

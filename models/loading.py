@@ -84,6 +84,20 @@ def check_available(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log
         ) from None
 
 
+def load_tokenizer(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log: Log = print) -> Any:
+    """Only the tokenizer of `spec` (a remote contender's token counter): no model weights are read."""
+    if Path(spec.id).is_absolute() and not spec.gguf_file:  # a folder may hold the tokenizer files alone
+        source, kwargs = spec.id, {}
+    else:
+        source, kwargs = _source(spec, options, log)
+    try:
+        return AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split())[:400] or type(error).__name__  # its reasons span several lines
+        raise WeightsNotFound(f"cannot load the tokenizer of {spec.describe()}: {reason}\n"
+                              f"How to get it: {spec.how_to_get}") from None
+
+
 def resolve_dtype(name: str, config: Any, on_gpu: bool) -> torch.dtype:
     """`auto`: the checkpoint's dtype on a GPU; bfloat16 on a CPU, where it decodes ~1.6x faster
     than float32 (DESIGN.md, measured) and float16 kernels are slow."""

@@ -4,6 +4,8 @@
 server's chat template) or, for `prompt = "local"`, `/v1/completions` with the Llama 2 prompt this app
 renders itself. Every failure ends one stream with a sentence for its pane (`failure_message`).
 `check` asks each server for `/v1/models` at start: which are unreachable, which lack the model.
+A contender whose tokenizer and context length are known is fitted as local weights are
+(models/context.py): the oldest exchanges left out with a notice, the answer limit capped to fit.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,8 +22,9 @@ from typing import Any, Iterator, Mapping, Sequence
 import httpx2 as httpx  # the HTTP client the openai package is built on
 import openai
 
-from models.prompt_format import BOS_TEXT, llama2_prompt_text
-from models.specs import ContenderSpec, EndpointSpec, GenerationParams
+from models.context import ContextTooLong, answer_reserve, answer_tokens, fit_messages
+from models.prompt_format import BOS_TEXT, PromptError, llama2_prompt_text, render_prompt
+from models.specs import ContenderSpec, EndpointSpec, GenerationParams, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, RemoteRequest, ServedBy, StreamEvent, StreamFailure
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,10 @@ CHECK_TIMEOUT_S = 10.0  # start-up check: how long one server may take to list i
 RECHECK_S = 10.0  # an unavailable contender is asked again at most this often
 # Preset fields with no OpenAI parameter: sent only when the endpoint lists them in `extra_params`.
 EXTRA_PARAMS = ("top_k", "repetition_penalty")
+# How servers say a prompt and its answer do not fit: vLLM ("maximum context length is 4096 tokens"),
+# TGI ("must have less than 4096 tokens"), llama.cpp ("exceeds the available context size").
+CONTEXT_ERROR = re.compile(r"context (length|size|window)|less than \d+ tokens|too many tokens|prompt is too long",
+                           re.IGNORECASE)
 
 
 def _server_text(error: openai.APIStatusError) -> str:
@@ -67,6 +75,9 @@ def failure_message(error: BaseException, endpoint: EndpointSpec, *, partial: bo
             return f"The server at {url} is limiting requests (HTTP 429: {text}){wait}.{kept}"
         if status >= 500:
             return f"The server at {url} failed (HTTP {status}): {text}.{kept}"
+        if CONTEXT_ERROR.search(text):
+            return (f"The conversation is too long for the server at {url} (HTTP {status}: {text}): shorten the "
+                    "message or the system prompt, or press Clear to start a new conversation.")
         return f"The server at {url} refused the request (HTTP {status}): {text}."
     if isinstance(error, openai.APITimeoutError):
         cause = error.__cause__
@@ -100,6 +111,7 @@ class _State:
     problem: str | None = None
     checked_at: float = 0.0
     server_adds_bos: bool | None = None  # prompt = "local" only; None: not asked yet
+    listed_context: int | None = None  # the context length the server's /v1/models gives, if any
     lock: threading.Lock = field(default_factory=threading.Lock)  # one recheck at a time
 
 
@@ -107,8 +119,10 @@ class RemoteStreamer:
     """The Streamer for remote contenders; each stream is one HTTP request, closed at once on Stop."""
 
     def __init__(self, contenders: Sequence[ContenderSpec], env: Mapping[str, str] | None = None, *,
-                 recheck_s: float = RECHECK_S) -> None:
+                 recheck_s: float = RECHECK_S, tokenizers: Mapping[WeightsSpec, Any] | None = None) -> None:
+        """`tokenizers` holds the loaded tokenizer of each endpoint's `tokenizer` (models.loading.load_tokenizer)."""
         self.contenders = {c.name: c for c in contenders if c.endpoint is not None}
+        self.tokenizers = dict(tokenizers or {})
         self.env = os.environ if env is None else env
         self.recheck_s = recheck_s
         self._clients: dict[tuple[str, str, float, float], openai.OpenAI] = {}
@@ -124,25 +138,39 @@ class RemoteStreamer:
 
         Contenders that share a server and key share one request.
         """
-        listings: dict[tuple[str, str | None], tuple[list[str] | None, str | None]] = {}
+        listings: dict[tuple[str, str | None], Listing] = {}
         problems = {}
         for name, contender in self.contenders.items():
             endpoint = contender.endpoint
             key = (endpoint.base_url, endpoint.api_key_env)
             if key not in listings:
                 listings[key] = self._list_models(endpoint)
-            problem = self._problem(contender, listings[key])
-            state = self._states[name]
-            state.problem, state.checked_at = problem, time.monotonic()
+            problem = self._update(contender, listings[key])
             if problem:
                 problems[name] = problem
         return problems
 
-    def _problem(self, contender: ContenderSpec, listing: tuple[list[str] | None, str | None]) -> str | None:
+    def _update(self, contender: ContenderSpec, listing: Listing) -> str | None:
+        """Keep what the listing says of this contender: its problem, and its server's context length."""
+        state, (models, _) = self._states[contender.name], listing
+        state.problem, state.checked_at = self._problem(contender, listing), time.monotonic()
+        if models is not None and models.get(contender.endpoint.model) is not None:
+            state.listed_context = models[contender.endpoint.model]
+        return state.problem
+
+    def context_length(self, contender: ContenderSpec) -> int | None:
+        """The contender's context in tokens: its lineup's `context_length`, else what its server lists."""
+        return contender.endpoint.context_length or self._states[contender.name].listed_context
+
+    def tokenizer(self, contender: ContenderSpec) -> Any | None:
+        """The tokenizer that counts the contender's tokens, if its endpoint names one."""
+        return self.tokenizers.get(contender.endpoint.tokenizer) if contender.endpoint.tokenizer else None
+
+    def _problem(self, contender: ContenderSpec, listing: Listing) -> str | None:
         """What stops this contender, given its server's model listing (or why there is none)."""
         endpoint, (models, problem) = contender.endpoint, listing
         if problem is None and endpoint.model not in models:
-            shown = ", ".join(repr(m) for m in models[:10]) or "none"
+            shown = ", ".join(repr(m) for m in list(models)[:10]) or "none"
             problem = (f"the server at {endpoint.url} has no model {endpoint.model!r}; it serves {shown}. "
                        "Fix `model` in the lineup file")
         if problem is None and endpoint.prompt == "local":
@@ -158,14 +186,14 @@ class RemoteStreamer:
         """{contender name: problem} as last checked."""
         return {name: s.problem for name, s in self._states.items() if s.problem}
 
-    def _list_models(self, endpoint: EndpointSpec) -> tuple[list[str] | None, str | None]:
+    def _list_models(self, endpoint: EndpointSpec) -> Listing:
         missing = self._missing_key(endpoint)
         if missing:
             return None, missing
         try:
             client = self._client(endpoint).with_options(timeout=httpx.Timeout(
                 CHECK_TIMEOUT_S, connect=endpoint.connect_timeout_s))
-            return [m.id for m in client.models.list().data], None
+            return {m.id: _listed_context(m) for m in client.models.list().data}, None
         except Exception as error:  # any failure is a reason to name this server, never a traceback
             return None, failure_message(error, endpoint, env=self.env).rstrip(".")
 
@@ -195,8 +223,7 @@ class RemoteStreamer:
             return None
         with state.lock:  # the streams that arrive meanwhile wait for this answer instead of asking too
             if state.problem and time.monotonic() - state.checked_at >= self.recheck_s:
-                problem = self._problem(contender, self._list_models(contender.endpoint))
-                state.problem, state.checked_at = problem, time.monotonic()
+                self._update(contender, self._list_models(contender.endpoint))
             return state.problem
 
     # --- streaming ------------------------------------------------------------------------------------
@@ -216,11 +243,39 @@ class RemoteStreamer:
                 self._clients[slot] = client
         return client
 
+    def fit(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
+            params: GenerationParams) -> tuple[list[Mapping[str, str]], int, int, int | ContextTooLong]:
+        """(messages to send, exchanges left out, prompt tokens, answer limit) for one answer.
+
+        Without a tokenizer and a context length nothing is counted: every message is sent with the
+        preset's limit, and a server that finds them too long says so. The answer limit is the
+        ContextTooLong to raise when even the newest message leaves no room.
+        """
+        context, tokenizer = self.context_length(contender), self.tokenizer(contender)
+        if context is None or tokenizer is None:
+            return list(messages), 0, 0, params.max_new_tokens
+
+        def count(candidate: list[Mapping[str, str]]) -> int:
+            try:
+                return len(render_prompt(contender.prompt_format, candidate, tokenizer).input_ids)
+            except PromptError as error:
+                raise StreamFailure(f"{contender.name}: {error}") from None
+
+        sent, dropped = fit_messages(messages, count, context, answer_reserve(params, context))
+        tokens = count(sent)
+        try:
+            return sent, dropped, tokens, answer_tokens(tokens, params, context)
+        except ContextTooLong as too_long:
+            return sent, dropped, tokens, too_long
+
     def request(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]], params: GenerationParams,
-                seed: int) -> tuple[str, dict[str, Any], str]:
-        """(api, request body, prompt text) for one answer; the body holds the messages or the prompt."""
+                seed: int, *, max_tokens: int | None = None) -> tuple[str, dict[str, Any], str]:
+        """(api, request body, prompt text) for one answer; the body holds the messages or the prompt.
+
+        `max_tokens`: the answer limit when fitting capped it below the preset's.
+        """
         endpoint = contender.endpoint
-        body: dict[str, Any] = {"model": endpoint.model, "max_tokens": params.max_new_tokens,
+        body: dict[str, Any] = {"model": endpoint.model, "max_tokens": max_tokens or params.max_new_tokens,
                                 "temperature": params.temperature, "top_p": params.top_p, "seed": seed,
                                 "stream": True, "stream_options": {"include_usage": True}}
         body.update({name: getattr(params, name) for name in endpoint.extra_params})
@@ -238,9 +293,15 @@ class RemoteStreamer:
         problem = self._recheck(contender) or self._missing_key(endpoint)
         if problem:
             raise StreamFailure(f"{contender.name} is unavailable: {_sentence(problem)}")
-        api, body, text = self.request(contender, messages, params, seed)
+        messages, dropped, tokens, limit_or_failure = self.fit(contender, messages, params)
+        too_long = limit_or_failure if isinstance(limit_or_failure, ContextTooLong) else None
+        api, body, text = self.request(contender, messages, params, seed,
+                                       max_tokens=None if too_long else limit_or_failure)
         sent = {k: v for k, v in body.items() if k not in ("messages", "prompt")}
-        yield PromptReady(text=text, tokens=0, remote=RemoteRequest(endpoint=endpoint.url, api=api, body=sent))
+        yield PromptReady(text=text, tokens=tokens, dropped_exchanges=dropped,
+                          remote=RemoteRequest(endpoint=endpoint.url, api=api, body=sent))
+        if too_long is not None:  # nothing is sent: the server would refuse it
+            raise too_long
         limit = self._limits.get(contender.name)
         while limit is not None and not limit.acquire(timeout=0.05):  # this contender's open requests are capped
             if stop.is_set():
@@ -248,13 +309,15 @@ class RemoteStreamer:
                                        time_to_first_token_s=None, duration_s=time.perf_counter() - started, seed=seed)
                 return
         try:
-            yield from self._stream(contender, api, body, stop, seed, started)
+            yield from self._stream(contender, api, body, stop, seed, started, tokens)
         finally:
             if limit is not None:
                 limit.release()
 
     def _stream(self, contender: ContenderSpec, api: str, body: dict[str, Any], stop: threading.Event,
-                seed: int, started: float) -> Iterator[StreamEvent]:
+                seed: int, started: float, counted: int) -> Iterator[StreamEvent]:
+        """One request's events; `counted` is the prompt's length counted here (0: not counted), kept when
+        the server sends no usage (llama.cpp)."""
         endpoint = contender.endpoint
         client = self._client(endpoint)
         known = {k: v for k, v in body.items() if k in _KNOWN[api]}
@@ -299,7 +362,7 @@ class RemoteStreamer:
         usage = usage or {}
         yield GenerationResult(
             text="".join(text), finish_reason=finish if finish in ("stop", "length", "stopped") else "stop",
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            prompt_tokens=int(usage.get("prompt_tokens", counted)),
             completion_tokens=int(usage.get("completion_tokens", chunks)) if finish != "stopped" else chunks,
             time_to_first_token_s=first_token_s, duration_s=time.perf_counter() - started, seed=seed,
             usage=usage or None)
@@ -309,6 +372,15 @@ class RemoteStreamer:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+
+
+Listing = tuple[dict[str, int | None] | None, str | None]  # {model: listed context} or None, and a problem
+
+
+def _listed_context(model: Any) -> int | None:
+    """The context length a server lists with a model: vLLM's `max_model_len`; others list none."""
+    value = (model.model_extra or {}).get("max_model_len")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _sentence(text: str) -> str:

@@ -12,6 +12,7 @@ PromptFormat = Literal["llama2", "chat_template"]
 # Who turns the messages into the prompt text of a remote contender: the server's chat template
 # (/v1/chat/completions), or this app, exactly as for local weights (/v1/completions).
 PromptSource = Literal["server", "local"]
+MIN_CONTEXT, MAX_CONTEXT = 16, 10_000_000  # tokens: sound bounds for a context length anyone sets
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,11 @@ class EndpointSpec:
     # More request fields, as JSON text (a TOML table in a lineup file), e.g. transformers serve's
     # {"generation_config": "{\"do_sample\": true}"}. Sent with every request and stored with it.
     extra_body: str | None = None
+    # The server's context in tokens; None: what its /v1/models says (vLLM's max_model_len), if anything.
+    context_length: int | None = None
+    # Weights whose tokenizer counts this contender's tokens (only the tokenizer is loaded), so that a
+    # long conversation is trimmed and the answer limit capped to fit, as for local weights.
+    tokenizer: WeightsSpec | None = None
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -156,6 +162,14 @@ class EndpointSpec:
                     raise ValueError
             except (TypeError, ValueError):
                 problems.append(("extra_body", f"must be a JSON object (a TOML table), got {self.extra_body!r}"))
+        length = self.context_length
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int)
+                                   or not MIN_CONTEXT <= length <= MAX_CONTEXT):
+            problems.append(("context_length", f"must be a whole number of tokens from {MIN_CONTEXT} to "
+                                               f"{MAX_CONTEXT}, got {length!r}"))
+        if self.tokenizer is not None and not isinstance(self.tokenizer, WeightsSpec):
+            problems.append(("tokenizer", f"must name weights whose tokenizer counts this model's tokens, got "
+                                          f"{self.tokenizer!r}"))
         if self.prompt not in ("server", "local"):
             problems.append(("prompt", f"must be 'server' (the server's chat template) or 'local' (this app's "
                                        f"Llama 2 prompt), got {self.prompt!r}"))

@@ -12,12 +12,12 @@ from starlette.middleware import Middleware
 
 from feedback_db import Database, mark_interrupted, open_database, sqlite_url
 from models.generation import LocalStreamer, Streamer
-from models.loading import LoadOptions, check_lineup, load_lineup, planned_options
+from models.loading import LoadOptions, check_lineup, load_lineup, load_tokenizer, planned_options
 from models.placement import format_plan
 from models.registry import adhoc_lineup, get_lineup, lineup_from_file
 from models.remote import RemoteStreamer
 from models.serving import describe_engine
-from models.specs import LineupSpec, WeightsSpec
+from models.specs import ContenderSpec, LineupSpec, WeightsSpec
 from models.streaming import RoutedStreamer
 from playground.arena import ArenaSampler
 from playground.comparison import Playground
@@ -81,16 +81,21 @@ def resolve_lineup(settings: Settings) -> LineupSpec:
     return get_lineup(settings.lineup)
 
 
-def check_servers(lineup: LineupSpec, allow_unreachable: bool, log: Callable[[str], None]) -> RemoteStreamer | None:
+def check_servers(lineup: LineupSpec, allow_unreachable: bool, log: Callable[[str], None],
+                  options: LoadOptions = LoadOptions()) -> RemoteStreamer | None:
     """The remote contenders' streamer, once each server has listed its model (`/v1/models`).
 
     Servers that are not ready stop the start with one message naming them, unless
-    `allow_unreachable`: then their panes say they are unavailable until the server answers.
+    `allow_unreachable`: then their panes say they are unavailable until the server answers. The
+    tokenizers the endpoints name are loaded first; one that cannot be raises WeightsNotFound.
     """
     remote = [c for c in lineup.contenders if c.remote]
     if not remote:
         return None
-    streamer = RemoteStreamer(remote)
+    tokenizers = {}
+    for spec in dict.fromkeys(c.endpoint.tokenizer for c in remote if c.endpoint.tokenizer):
+        tokenizers[spec] = load_tokenizer(spec, options, log)
+    streamer = RemoteStreamer(remote, tokenizers=tokenizers)
     problems = streamer.check()
     listed = "\n".join(f"  - {name}: {problem}" for name, problem in problems.items())
     if problems and not allow_unreachable:
@@ -103,7 +108,22 @@ def check_servers(lineup: LineupSpec, allow_unreachable: bool, log: Callable[[st
     for contender in remote:
         if contender.name not in problems:
             log(f"{contender.name}: {contender.endpoint.describe()} is ready")
+        fitting = context_fitting(streamer, contender)
+        if fitting:
+            log(f"{contender.name}: {fitting}")
     return streamer
+
+
+def context_fitting(streamer: RemoteStreamer, contender: ContenderSpec) -> str:
+    """How a remote contender's conversations are fitted to its context, when a piece is missing."""
+    context, endpoint = streamer.context_length(contender), contender.endpoint
+    if context is not None and endpoint.tokenizer is not None:
+        return ""
+    missing = [] if endpoint.tokenizer else ["endpoint.tokenizer (weights whose tokenizer counts its tokens)"]
+    if context is None:
+        missing.append("endpoint.context_length (its server lists none)")
+    return (f"long conversations are sent whole and its server's error is shown, since the lineup sets no "
+            f"{' and no '.join(missing)}")
 
 
 def storage_notice(database: Database) -> str:
@@ -122,7 +142,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
     revisions: dict[WeightsSpec, str] = {}
     models_info = "Generation is provided by an external streamer."
     if streamer is None:
-        remote = check_servers(lineup, settings.allow_unreachable, log)  # seconds, before minutes of loading
+        remote = check_servers(lineup, settings.allow_unreachable, log, settings.load)  # before minutes of loading
         local, sections = None, []
         if lineup.weights:
             loaded, plan = _load(lineup, settings, log)
@@ -131,7 +151,8 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
             sections.append(models_markdown(lineup, loaded, plan, engines))
             revisions = {w: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
         if remote is not None:
-            sections.append(servers_markdown(lineup, remote.unavailable()))
+            contexts = {c.name: remote.context_length(c) for c in lineup.contenders if c.remote}
+            sections.append(servers_markdown(lineup, remote.unavailable(), contexts))
         streamer = RoutedStreamer(local, remote) if remote is not None else local
         models_info = "\n\n".join(sections)
     max_concurrent = settings.max_concurrent or comparisons_that_fit(lineup, streamer, settings.arena.size

@@ -115,16 +115,25 @@ def models_markdown(lineup: LineupSpec, loaded: Mapping[WeightsSpec, Any], plan:
     return "\n".join(lines + ([""] + warnings if warnings else []))
 
 
-def servers_markdown(lineup: LineupSpec, unavailable: Mapping[str, str]) -> str:
-    """The remote contenders: server, model, who renders the prompt, request limit, and status."""
-    lines = ["| contender | server | model | prompt | open requests | at start |",
-             "| --- | --- | --- | --- | --- | --- |"]
+def servers_markdown(lineup: LineupSpec, unavailable: Mapping[str, str],
+                     contexts: Mapping[str, int | None] | None = None) -> str:
+    """The remote contenders: server, model, who renders the prompt, context, request limit, and status.
+
+    `contexts` holds each contender's context length, where its lineup or its server gives one.
+    """
+    contexts = contexts or {}
+    lines = ["| contender | server | model | prompt | context | open requests | at start |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for contender in lineup.contenders:
         endpoint = contender.endpoint
         if endpoint is None:
             continue
         prompt = "this app (Llama 2), /v1/completions" if endpoint.prompt == "local" else "server's chat template"
+        context = contexts.get(contender.name)
+        fitted = ("old exchanges left out to fit" if context and endpoint.tokenizer
+                  else "not counted here (no tokenizer)" if context else "unknown")
+        context_text = f"{context} tokens, {fitted}" if context else fitted
         status = f"⚠️ unavailable: {unavailable[contender.name]}" if contender.name in unavailable else "ready"
-        lines.append(f"| {contender.name} | `{endpoint.url}` | `{endpoint.model}` | {prompt} | "
+        lines.append(f"| {contender.name} | `{endpoint.url}` | `{endpoint.model}` | {prompt} | {context_text} | "
                      f"{endpoint.max_concurrent or 'no limit'} | {status} |")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """A small OpenAI-style stub for what no real server does on demand: 401, 429 with Retry-After, a
-malformed chunk, a 5xx with an error text, vLLM's 404 for a model it does not serve. The model name a request asks for picks the behaviour; everything else is served by
-real servers in the tests."""
+malformed chunk, a 5xx with an error text, vLLM's 404 for a model it does not serve, vLLM's 400 for
+a conversation longer than its context, and vLLM's `max_model_len` in /v1/models. The model name a
+request asks for picks the behaviour; everything else is served by real servers in the tests."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODELS = ("needs-key", "limited", "malformed", "overloaded", "hello")  # "hello" answers "Hello there"
+# "hello" and "small" answer "Hello there"; "small" lists a context of SMALL_CONTEXT tokens.
+MODELS = ("needs-key", "limited", "malformed", "overloaded", "hello", "small", "too-long")
+SMALL_CONTEXT, CONTEXT = 160, 4096
+TOO_LONG = ("This model's maximum context length is 4096 tokens. However, you requested 4352 tokens (4096 in the "
+            "messages, 256 in the completion). Please reduce the length of the messages or completion.")
 KEY = "sk-stub-secret-key"
 
 
@@ -38,18 +43,23 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.authorizations.append(self.headers.get("Authorization"))
         if self.path == "/v1/models":
-            self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]})
+            self._json(200, {"object": "list", "data": [
+                {"id": m, "object": "model", "max_model_len": SMALL_CONTEXT if m == "small" else CONTEXT}
+                for m in MODELS]})
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
 
     def do_POST(self) -> None:
         self.server.authorizations.append(self.headers.get("Authorization"))
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self.server.requests.append(request)
         model = request.get("model")
         if model == "needs-key" and self.headers.get("Authorization") != f"Bearer {KEY}":
             self._json(401, {"error": {"message": "Invalid API key", "type": "invalid_request_error"}})
         elif model == "limited":
             self._json(429, {"error": {"message": "Too many requests in flight"}}, {"Retry-After": "7"})
+        elif model == "too-long":
+            self._json(400, {"object": "error", "message": TOO_LONG, "type": "BadRequestError", "code": 400})
         elif model == "overloaded":
             self._json(503, {"error": {"message": "engine overloaded, 12 requests waiting"}})
         elif model not in MODELS:  # as vLLM answers
@@ -69,13 +79,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class StubServer(ThreadingHTTPServer):
-    """Serves on a free loopback port in a thread; `authorizations` holds each request's header."""
+    """Serves on a free loopback port in a thread; `authorizations` holds each request's header and
+    `requests` each POST's body."""
 
     daemon_threads = True
 
     def __init__(self, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.authorizations: list[str | None] = []
+        self.requests: list[dict] = []
         self.base_url = f"http://127.0.0.1:{self.server_address[1]}/v1"
         threading.Thread(target=self.serve_forever, daemon=True).start()
 

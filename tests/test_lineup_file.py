@@ -135,6 +135,15 @@ connect_timeout_s = 2.5
 chunk_timeout_s = 30
 extra_params = ["top_k", "repetition_penalty"]
 extra_body = { generation_config = { do_sample = true }, stop = ["</s>"] }
+context_length = 4096
+tokenizer = "llama-2-70b-chat"
+
+[[contenders]]
+name = "Remote counted by a folder"
+[contenders.endpoint]
+base_url = "http://127.0.0.1:8000/v1"
+model = "tiny"
+tokenizer = "./ckpt"
 """
 
 
@@ -145,7 +154,7 @@ def test_mixed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)  # relative weights follow the file, not the working directory
     lineup = lineup_from_file(path)
     assert (lineup.name, lineup.description) == ("mixed", "one of each")
-    folder_c, gguf_c, hub_c, remote_c = lineup.contenders
+    folder_c, gguf_c, hub_c, remote_c, counted_c = lineup.contenders
     assert folder_c.name == "Local folder" and folder_c.weights.id == str((folder / "ckpt").resolve())
     assert folder_c.params == replace(PRESETS["llama2-chat"], max_new_tokens=128, temperature=0.0)
     assert (gguf_c.weights.id, gguf_c.weights.gguf_file) == (str(folder.resolve()), "model.Q4_K_M.gguf")
@@ -155,7 +164,9 @@ def test_mixed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert remote_c.endpoint == EndpointSpec(
         base_url="https://gpu-box:8000/v1/", model="meta-llama/Llama-2-70b-chat-hf", api_key_env="VLLM_API_KEY",
         max_concurrent=16, prompt="local", connect_timeout_s=2.5, chunk_timeout_s=30,
-        extra_params=("top_k", "repetition_penalty"), extra_body=remote_c.endpoint.extra_body)
+        extra_params=("top_k", "repetition_penalty"), extra_body=remote_c.endpoint.extra_body, context_length=4096,
+        tokenizer=WEIGHTS["llama-2-70b-chat"])
+    assert counted_c.endpoint.tokenizer == folder_c.weights and counted_c.endpoint.context_length is None
     assert isinstance(remote_c.endpoint.extra_body, str)
     body = {"generation_config": {"do_sample": True}, "stop": ["</s>"]}
     assert json.loads(remote_c.endpoint.extra_body) == body == remote_c.endpoint.extra_body_dict
@@ -213,6 +224,10 @@ BAD = [
     bad(GOOD + remote(URL + f'api_key_env = "sk-{SECRET}"'), R, "endpoint.api_key_env", SECRET,
         id="api-key-env-holds-a-key"),
     bad(GOOD + remote(URL, extra="context_length = 2048\n"), R, "context_length", id="context-length-on-a-server"),
+    bad(GOOD + remote(URL + "context_length = 8"), R, "endpoint.context_length", id="endpoint-context-too-small"),
+    bad(GOOD + remote(URL + 'context_length = "4k"'), R, "endpoint.context_length", id="endpoint-context-text"),
+    bad(GOOD + remote(URL + 'tokenizer = "not a model"'), R, "endpoint.tokenizer", id="tokenizer-not-found"),
+    bad(GOOD + remote(URL + "tokenizer = 7"), R, "endpoint.tokenizer", id="tokenizer-not-text"),
     bad(GOOD + '[[contenders]]\nname = "E"\nendpoint = "http://h/v1"\n', "contender 'E'", "endpoint",
         id="endpoint-not-a-table"),
     bad(GOOD + local("W").replace("llama-2-7b-chat", "not a model"), "contender 'W'", "weights",

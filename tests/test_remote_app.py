@@ -57,6 +57,9 @@ def test_local_and_remote_side_by_side_rated_and_exported(mode: str, mixed_file:
     demo, core = create_app(settings, log=logged.append)
     assert "there: " + f"{tiny_mha} at {serve_tiny.base_url} is ready" in logged
     assert "comparisons generated at once: 4" in logged  # the endpoint's max_concurrent caps it
+    assert ("there: long conversations are sent whole and its server's error is shown, since the lineup sets no "
+            "endpoint.tokenizer (weights whose tokenizer counts its tokens) and no endpoint.context_length (its "
+            "server lists none)") in logged
     launch(demo, settings, block=False)
     try:
         client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
@@ -86,6 +89,61 @@ def test_local_and_remote_side_by_side_rated_and_exported(mode: str, mixed_file:
     assert len(pairs) == 2  # one preference per rated comparison, whichever pane held which contender
     assert all({p["chosen_contender"], p["rejected_contender"]} == {"here", "there"} for p in pairs)
     assert all(p["prompt"] == [{"role": "user", "content": "Tell me about the sky and the sea."}] for p in pairs)
+
+
+def test_a_remote_contenders_long_conversation_is_trimmed_with_a_notice(tmp_path: Path, tiny_gqa: Path,
+                                                                        tiny_mha: Path, serve_tiny):
+    (tmp_path / tiny_gqa.name).symlink_to(tiny_gqa)
+    (tmp_path / "counter").symlink_to(tiny_mha)  # the served checkpoint's tokenizer, beside the file
+    path = lineup_file(tmp_path, tmp_path / tiny_gqa.name, serve_tiny.base_url, str(tiny_mha), context_length=160,
+                       tokenizer="./counter")
+    settings = Settings(lineup_file=path, port=free_port(), data_dir=tmp_path / "data",
+                        load=LoadOptions(dtype="float32"))
+    logged: list[str] = []
+    demo, core = create_app(settings, log=logged.append)
+    assert not any("long conversations are sent whole" in line for line in logged)
+    assert "| there | " in core_models_tab(demo) and "160 tokens, old exchanges left out to fit" in core_models_tab(demo)
+    launch(demo, settings, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
+        notices, token = [], ""
+        for turn in range(5):
+            result = client.predict(f"Question {turn}: tell me about the sky, the sea, the wind and the rain today.",
+                                    "", token, api_name="/ask")
+            token = token_of(result)
+            assert all(answers(result))
+            notices.append(("left out to fit" in result[2], "left out to fit" in result[3]))
+    finally:
+        demo.close()
+    assert notices[0] == (False, False) and notices[-1] == (False, True)  # only the 160-token server's pane
+    with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
+        last = dict(db.execute("SELECT contender, messages FROM responses WHERE comparison_id = (SELECT comparison_id "
+                               "FROM responses ORDER BY created_at DESC LIMIT 1)").fetchall())
+        usage = db.execute("SELECT prompt_tokens, request FROM responses WHERE contender = 'there'").fetchall()
+    here, there = json.loads(last["here"]), json.loads(last["there"])
+    assert len(here) == 9 and len(there) < 9 and there[-1] == here[-1]  # the record keeps what was sent
+    # The server's own count of each prompt, plus the capped answer limit, fits its 160 tokens.
+    assert all(tokens + json.loads(request)["body"]["max_tokens"] <= 160 for tokens, request in usage)
+
+
+def test_a_tokenizer_that_cannot_be_loaded_stops_the_start_with_one_message(tmp_path: Path, tiny_mha: Path,
+                                                                            serve_tiny):
+    (tmp_path / tiny_mha.name).symlink_to(tiny_mha)
+    (tmp_path / "no-tokenizer").mkdir()
+    (tmp_path / "no-tokenizer" / "config.json").write_bytes((tiny_mha / "config.json").read_bytes())
+    path = lineup_file(tmp_path, tmp_path / tiny_mha.name, serve_tiny.base_url, str(tiny_mha),
+                       tokenizer="./no-tokenizer")
+    run = subprocess.run([sys.executable, "app.py", "--lineup-file", str(path), "--data-dir", str(tmp_path / "d")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert f"cannot load the tokenizer of {tmp_path / 'no-tokenizer'}: Couldn't instantiate the backend" in run.stderr
+    assert "saved with save_pretrained" in run.stderr
+
+
+def core_models_tab(demo) -> str:
+    """The text of the page's model tab (its Markdown blocks)."""
+    return "\n".join(str(block.value) for block in demo.blocks.values() if type(block).__name__ == "Markdown")
 
 
 def test_an_unreachable_server_stops_the_start_with_one_message(tmp_path: Path, tiny_mha: Path):
