@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import gc
+import io
+import logging
 import threading
 import time
+import weakref
 
 import pytest
 import torch
@@ -217,6 +221,39 @@ def test_a_failed_step_ends_one_stream_and_the_others_go_on_unchanged(tiny_gqa, 
                                                "on. Try a shorter conversation or fewer tokens")
     assert results[0][:-1] == expected[0] and results[1][:-1] == expected[1]
     assert results[0][-1].reason in ("stop", "length") and results[1][-1].reason in ("stop", "length")
+    later = request(loaded, PROMPTS[3], greedy(10))
+    assert list(engine.generate(later))[:-1] == reference(loaded, list(later.prompt_ids), later.params)
+
+
+def test_out_of_memory_frees_what_the_failed_step_held_and_the_next_stream_works(tiny_gqa, make_engine,
+                                                                                   monkeypatch):
+    """The step's tensors must not outlive the failure: a kept exception keeps its traceback's frames,
+    and with them every activation of the step (on a GPU, the memory the next answer needs)."""
+    # Log as the app does, to a stream that formats each record at once; pytest's own capture keeps the
+    # records, and with them the exception this test is about.
+    logged = io.StringIO()
+    for name in ("models.continuous", "models.batched_loop"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "propagate", False)
+        monkeypatch.setattr(logger, "handlers", [logging.StreamHandler(logged)])
+    loaded = load(tiny_gqa)
+    engine = make_engine(loaded)
+    forward, held = loaded.model.forward, []
+
+    def failing_forward(*args, **kwargs):
+        if not held:
+            activations = torch.ones(64, 1024, 1024)  # 256 MiB, as a step's activations would hold
+            held.append(weakref.ref(activations))
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(loaded.model, "forward", failing_forward)
+    failed = list(engine.generate(request(loaded, PROMPTS[0], greedy(12))))
+    assert failed == [Finished("error", "the model ran out of memory on this answer; the other answers went on. "
+                                        "Try a shorter conversation or fewer tokens")]
+    gc.collect()
+    assert held[0]() is None  # nothing kept the failed step's tensors
+    assert "Traceback" in logged.getvalue() and "OutOfMemoryError" in logged.getvalue()  # the server's log has it
     later = request(loaded, PROMPTS[3], greedy(10))
     assert list(engine.generate(later))[:-1] == reference(loaded, list(later.prompt_ids), later.params)
 
