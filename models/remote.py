@@ -244,29 +244,28 @@ class RemoteStreamer:
         return client
 
     def fit(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
-            params: GenerationParams) -> tuple[list[Mapping[str, str]], int, int, int | ContextTooLong]:
-        """(messages to send, exchanges left out, prompt tokens, answer limit) for one answer.
+            params: GenerationParams) -> tuple[list[Mapping[str, str]], int, int]:
+        """(messages to send, exchanges left out, their prompt's tokens) for one answer.
 
-        Without a tokenizer and a context length nothing is counted: every message is sent with the
-        preset's limit, and a server that finds them too long says so. The answer limit is the
-        ContextTooLong to raise when even the newest message leaves no room.
+        Without a tokenizer and a context length nothing is counted (0 tokens): every message is sent,
+        and a server that finds them too long says so.
         """
         context, tokenizer = self.context_length(contender), self.tokenizer(contender)
         if context is None or tokenizer is None:
-            return list(messages), 0, 0, params.max_new_tokens
+            return list(messages), 0, 0
 
         def count(candidate: list[Mapping[str, str]]) -> int:
-            try:
-                return len(render_prompt(contender.prompt_format, candidate, tokenizer).input_ids)
-            except PromptError as error:
-                raise StreamFailure(f"{contender.name}: {error}") from None
+            return self.count_tokens(contender, candidate)
 
         sent, dropped = fit_messages(messages, count, context, answer_reserve(params, context))
-        tokens = count(sent)
+        return sent, dropped, count(sent)
+
+    def count_tokens(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]]) -> int:
+        """The prompt's length in the contender's tokens, as its tokenizer and prompt format render it."""
         try:
-            return sent, dropped, tokens, answer_tokens(tokens, params, context)
-        except ContextTooLong as too_long:
-            return sent, dropped, tokens, too_long
+            return len(render_prompt(contender.prompt_format, messages, self.tokenizer(contender)).input_ids)
+        except PromptError as error:
+            raise StreamFailure(f"{contender.name}: {error}") from None
 
     def request(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]], params: GenerationParams,
                 seed: int, *, max_tokens: int | None = None) -> tuple[str, dict[str, Any], str]:
@@ -293,10 +292,14 @@ class RemoteStreamer:
         problem = self._recheck(contender) or self._missing_key(endpoint)
         if problem:
             raise StreamFailure(f"{contender.name} is unavailable: {_sentence(problem)}")
-        messages, dropped, tokens, limit_or_failure = self.fit(contender, messages, params)
-        too_long = limit_or_failure if isinstance(limit_or_failure, ContextTooLong) else None
-        api, body, text = self.request(contender, messages, params, seed,
-                                       max_tokens=None if too_long else limit_or_failure)
+        messages, dropped, tokens = self.fit(contender, messages, params)
+        max_tokens, too_long = None, None
+        if tokens:  # counted: the answer limit is what the context leaves, if less than the preset's
+            try:
+                max_tokens = answer_tokens(tokens, params, self.context_length(contender))
+            except ContextTooLong as error:
+                too_long = error
+        api, body, text = self.request(contender, messages, params, seed, max_tokens=max_tokens)
         sent = {k: v for k, v in body.items() if k not in ("messages", "prompt")}
         yield PromptReady(text=text, tokens=tokens, dropped_exchanges=dropped,
                           remote=RemoteRequest(endpoint=endpoint.url, api=api, body=sent))

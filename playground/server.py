@@ -18,7 +18,7 @@ from models.registry import adhoc_lineup, get_lineup, lineup_from_file
 from models.remote import RemoteStreamer
 from models.serving import describe_engine
 from models.specs import ContenderSpec, LineupSpec, WeightsSpec
-from models.streaming import RoutedStreamer
+from models.streaming import RoutedStreamer, StreamFailure
 from playground.arena import ArenaSampler
 from playground.comparison import Playground
 from playground.guard import Guard
@@ -96,6 +96,13 @@ def check_servers(lineup: LineupSpec, allow_unreachable: bool, log: Callable[[st
     for spec in dict.fromkeys(c.endpoint.tokenizer for c in remote if c.endpoint.tokenizer):
         tokenizers[spec] = load_tokenizer(spec, options, log)
     streamer = RemoteStreamer(remote, tokenizers=tokenizers)
+    for contender in remote:  # a tokenizer that cannot render the contender's prompts would fail every answer
+        if contender.endpoint.tokenizer:
+            try:
+                streamer.count_tokens(contender, [{"role": "user", "content": "Hello"}])
+            except StreamFailure as failure:
+                streamer.close()
+                raise ServersNotReady(f"endpoint.tokenizer of {failure}") from None
     problems = streamer.check()
     listed = "\n".join(f"  - {name}: {problem}" for name, problem in problems.items())
     if problems and not allow_unreachable:

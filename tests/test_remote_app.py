@@ -141,6 +141,20 @@ def test_a_tokenizer_that_cannot_be_loaded_stops_the_start_with_one_message(tmp_
     assert "saved with save_pretrained" in run.stderr
 
 
+def test_a_tokenizer_without_the_contenders_chat_template_stops_the_start(tmp_path: Path, tiny_mha: Path,
+                                                                          serve_tiny):
+    from transformers import AutoTokenizer
+
+    (tmp_path / tiny_mha.name).symlink_to(tiny_mha)
+    plain = AutoTokenizer.from_pretrained(tiny_mha)
+    plain.chat_template = None
+    plain.save_pretrained(tmp_path / "plain")
+    path = lineup_file(tmp_path, tmp_path / tiny_mha.name, serve_tiny.base_url, str(tiny_mha), tokenizer="./plain",
+                       context_length=512)
+    with pytest.raises(ServersNotReady, match=r"^endpoint.tokenizer of there: tokenizer .* has no chat template"):
+        create_app(Settings(lineup_file=path, data_dir=tmp_path / "data"), log=lambda m: None)
+
+
 def core_models_tab(demo) -> str:
     """The text of the page's model tab (its Markdown blocks)."""
     return "\n".join(str(block.value) for block in demo.blocks.values() if type(block).__name__ == "Markdown")
