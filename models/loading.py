@@ -85,7 +85,8 @@ def check_available(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log
 
 
 def load_tokenizer(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log: Log = print) -> Any:
-    """Only the tokenizer of `spec` (a remote contender's token counter): no model weights are read."""
+    """Only the tokenizer of `spec` (a remote contender's token counter): no model is loaded. (The
+    embedded model's tokenizer lives in its conversion, made once on first use.)"""
     if Path(spec.id).is_absolute() and not spec.gguf_file:  # a folder may hold the tokenizer files alone
         source, kwargs = spec.id, {}
     else:

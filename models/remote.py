@@ -24,7 +24,7 @@ import openai
 
 from models.context import ContextTooLong, answer_reserve, answer_tokens, fit_messages
 from models.prompt_format import BOS_TEXT, PromptError, llama2_prompt_text, render_prompt
-from models.specs import ContenderSpec, EndpointSpec, GenerationParams, WeightsSpec
+from models.specs import MIN_CONTEXT, ContenderSpec, EndpointSpec, GenerationParams, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, RemoteRequest, ServedBy, StreamEvent, StreamFailure
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,9 @@ def failure_message(error: BaseException, endpoint: EndpointSpec, *, partial: bo
         if status >= 500:
             return f"The server at {url} failed (HTTP {status}): {text}.{kept}"
         if CONTEXT_ERROR.search(text):
-            return (f"The conversation is too long for the server at {url} (HTTP {status}: {text}): shorten the "
-                    "message or the system prompt, or press Clear to start a new conversation.")
+            return (f"The conversation and the answer's token limit do not fit the context of the server at {url} "
+                    f"(HTTP {status}: {text}): shorten the message or press Clear to start a new conversation; if "
+                    "a new one fails too, lower max_new_tokens.")
         return f"The server at {url} refused the request (HTTP {status}): {text}."
     if isinstance(error, openai.APITimeoutError):
         cause = error.__cause__
@@ -102,6 +103,25 @@ def failure_message(error: BaseException, endpoint: EndpointSpec, *, partial: bo
     if isinstance(error, openai.APIError):
         return f"The server at {url} reported an error: {error.message}.{kept}"
     return f"The request to {url} failed ({type(error).__name__}: {error}).{kept}"
+
+
+def count_margin(context: int) -> int:
+    """Tokens left free beyond this app's count: a server may count the same prompt a few tokens apart
+    (another tokenizer version; Llama 2's segments encoded apart here and joined there), and it refuses
+    a request whose prompt plus max_tokens exceed its context by even one."""
+    return max(4, context // 128)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """One answer's messages after fitting, their count (0: not counted), and the answer limit
+    (None: the preset's), or the ContextTooLong to raise once the prompt is recorded."""
+
+    messages: list[Mapping[str, str]]
+    dropped: int = 0
+    tokens: int = 0
+    max_tokens: int | None = None
+    too_long: ContextTooLong | None = None
 
 
 @dataclass
@@ -154,13 +174,15 @@ class RemoteStreamer:
         """Keep what the listing says of this contender: its problem, and its server's context length."""
         state, (models, _) = self._states[contender.name], listing
         state.problem, state.checked_at = self._problem(contender, listing), time.monotonic()
-        if models is not None and models.get(contender.endpoint.model) is not None:
+        if models is not None and contender.endpoint.model in models:  # what the server says now, even none
             state.listed_context = models[contender.endpoint.model]
         return state.problem
 
     def context_length(self, contender: ContenderSpec) -> int | None:
-        """The contender's context in tokens: its lineup's `context_length`, else what its server lists."""
-        return contender.endpoint.context_length or self._states[contender.name].listed_context
+        """The contender's context in tokens: the smaller of its lineup's `context_length` and what its
+        server lists, where either is known (a larger lineup value would only earn the server's refusal)."""
+        known = [n for n in (contender.endpoint.context_length, self._states[contender.name].listed_context) if n]
+        return min(known) if known else None
 
     def tokenizer(self, contender: ContenderSpec) -> Any | None:
         """The tokenizer that counts the contender's tokens, if its endpoint names one."""
@@ -243,22 +265,29 @@ class RemoteStreamer:
                 self._clients[slot] = client
         return client
 
-    def fit(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
-            params: GenerationParams) -> tuple[list[Mapping[str, str]], int, int]:
-        """(messages to send, exchanges left out, their prompt's tokens) for one answer.
+    def fit(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]], params: GenerationParams) -> Fitted:
+        """The messages to send for one answer, their count and the answer limit.
 
-        Without a tokenizer and a context length nothing is counted (0 tokens): every message is sent,
-        and a server that finds them too long says so.
+        Without a tokenizer and a context length nothing is counted: every message is sent with the
+        preset's limit, and a server that finds them too long says so.
         """
         context, tokenizer = self.context_length(contender), self.tokenizer(contender)
         if context is None or tokenizer is None:
-            return list(messages), 0, 0
+            return Fitted(list(messages))
+        counts: dict[int, int] = {}
 
         def count(candidate: list[Mapping[str, str]]) -> int:
-            return self.count_tokens(contender, candidate)
+            counts[len(candidate)] = self.count_tokens(contender, candidate)
+            return counts[len(candidate)]
 
-        sent, dropped = fit_messages(messages, count, context, answer_reserve(params, context))
-        return sent, dropped, count(sent)
+        margin = count_margin(context)
+        sent, dropped = fit_messages(messages, count, context, answer_reserve(params, context) + margin)
+        tokens = counts.get(len(sent)) or count(sent)
+        try:
+            limit = answer_tokens(tokens, params, context)
+        except ContextTooLong as too_long:
+            return Fitted(sent, dropped, tokens, too_long=too_long)
+        return Fitted(sent, dropped, tokens, max(1, min(limit, context - tokens - margin)))
 
     def count_tokens(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]]) -> int:
         """The prompt's length in the contender's tokens, as its tokenizer and prompt format render it."""
@@ -271,10 +300,10 @@ class RemoteStreamer:
                 seed: int, *, max_tokens: int | None = None) -> tuple[str, dict[str, Any], str]:
         """(api, request body, prompt text) for one answer; the body holds the messages or the prompt.
 
-        `max_tokens`: the answer limit when fitting capped it below the preset's.
+        `max_tokens`: the answer limit fitting found (at most the preset's); None: the preset's.
         """
         endpoint = contender.endpoint
-        body: dict[str, Any] = {"model": endpoint.model, "max_tokens": max_tokens or params.max_new_tokens,
+        body: dict[str, Any] = {"model": endpoint.model, "max_tokens": params.max_new_tokens if max_tokens is None else max_tokens,
                                 "temperature": params.temperature, "top_p": params.top_p, "seed": seed,
                                 "stream": True, "stream_options": {"include_usage": True}}
         body.update({name: getattr(params, name) for name in endpoint.extra_params})
@@ -292,19 +321,13 @@ class RemoteStreamer:
         problem = self._recheck(contender) or self._missing_key(endpoint)
         if problem:
             raise StreamFailure(f"{contender.name} is unavailable: {_sentence(problem)}")
-        messages, dropped, tokens = self.fit(contender, messages, params)
-        max_tokens, too_long = None, None
-        if tokens:  # counted: the answer limit is what the context leaves, if less than the preset's
-            try:
-                max_tokens = answer_tokens(tokens, params, self.context_length(contender))
-            except ContextTooLong as error:
-                too_long = error
-        api, body, text = self.request(contender, messages, params, seed, max_tokens=max_tokens)
+        fitted = self.fit(contender, messages, params)
+        api, body, text = self.request(contender, fitted.messages, params, seed, max_tokens=fitted.max_tokens)
         sent = {k: v for k, v in body.items() if k not in ("messages", "prompt")}
-        yield PromptReady(text=text, tokens=tokens, dropped_exchanges=dropped,
+        yield PromptReady(text=text, tokens=fitted.tokens, dropped_exchanges=fitted.dropped,
                           remote=RemoteRequest(endpoint=endpoint.url, api=api, body=sent))
-        if too_long is not None:  # nothing is sent: the server would refuse it
-            raise too_long
+        if fitted.too_long is not None:  # the record has the prompt; nothing is sent, the server would refuse it
+            raise fitted.too_long
         limit = self._limits.get(contender.name)
         while limit is not None and not limit.acquire(timeout=0.05):  # this contender's open requests are capped
             if stop.is_set():
@@ -312,7 +335,7 @@ class RemoteStreamer:
                                        time_to_first_token_s=None, duration_s=time.perf_counter() - started, seed=seed)
                 return
         try:
-            yield from self._stream(contender, api, body, stop, seed, started, tokens)
+            yield from self._stream(contender, api, body, stop, seed, started, fitted.tokens)
         finally:
             if limit is not None:
                 limit.release()
@@ -351,6 +374,8 @@ class RemoteStreamer:
                 finish = "stopped"
             else:
                 log.info("%s: %s failed: %r", contender.name, endpoint.url, error)
+                if isinstance(error, openai.APIStatusError) and CONTEXT_ERROR.search(_server_text(error)):
+                    self._update(contender, self._list_models(endpoint))  # restarted with another context?
                 raise StreamFailure(failure_message(error, endpoint, partial=bool(text), env=self.env)) from error
         finally:
             if closer is not None:
@@ -383,7 +408,7 @@ Listing = tuple[dict[str, int | None] | None, str | None]  # {model: listed cont
 def _listed_context(model: Any) -> int | None:
     """The context length a server lists with a model: vLLM's `max_model_len`; others list none."""
     value = (model.model_extra or {}).get("max_model_len")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= MIN_CONTEXT else None
 
 
 def _sentence(text: str) -> str:

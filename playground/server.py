@@ -128,7 +128,8 @@ def context_fitting(streamer: RemoteStreamer, contender: ContenderSpec) -> str:
         return ""
     missing = [] if endpoint.tokenizer else ["endpoint.tokenizer (weights whose tokenizer counts its tokens)"]
     if context is None:
-        missing.append("endpoint.context_length (its server lists none)")
+        asked = contender.name not in streamer.unavailable()
+        missing.append(f"endpoint.context_length ({'its server lists none' if asked else 'its server could not be asked'})")
     return (f"long conversations are sent whole and its server's error is shown, since the lineup sets no "
             f"{' and no '.join(missing)}")
 

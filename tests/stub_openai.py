@@ -44,7 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.authorizations.append(self.headers.get("Authorization"))
         if self.path == "/v1/models":
             self._json(200, {"object": "list", "data": [
-                {"id": m, "object": "model", "max_model_len": SMALL_CONTEXT if m == "small" else CONTEXT}
+                {"id": m, "object": "model", "max_model_len": self.server.contexts.get(m, CONTEXT)}
                 for m in MODELS]})
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
@@ -58,7 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(401, {"error": {"message": "Invalid API key", "type": "invalid_request_error"}})
         elif model == "limited":
             self._json(429, {"error": {"message": "Too many requests in flight"}}, {"Retry-After": "7"})
-        elif model == "too-long":
+        elif model == "too-long" or model in self.server.too_long:
             self._json(400, {"object": "error", "message": TOO_LONG, "type": "BadRequestError", "code": 400})
         elif model == "overloaded":
             self._json(503, {"error": {"message": "engine overloaded, 12 requests waiting"}})
@@ -80,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class StubServer(ThreadingHTTPServer):
     """Serves on a free loopback port in a thread; `authorizations` holds each request's header and
-    `requests` each POST's body."""
+    `requests` each POST's body. A test may change `contexts` and `too_long` while it serves."""
 
     daemon_threads = True
 
@@ -88,6 +88,8 @@ class StubServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.authorizations: list[str | None] = []
         self.requests: list[dict] = []
+        self.contexts = {"small": SMALL_CONTEXT}  # what /v1/models lists as max_model_len (else CONTEXT)
+        self.too_long: set[str] = set()  # models that answer vLLM's context-length 400 as "too-long" does
         self.base_url = f"http://127.0.0.1:{self.server_address[1]}/v1"
         threading.Thread(target=self.serve_forever, daemon=True).start()
 

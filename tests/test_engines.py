@@ -251,7 +251,11 @@ def test_out_of_memory_frees_what_the_failed_step_held_and_the_next_stream_works
     failed = list(engine.generate(request(loaded, PROMPTS[0], greedy(12))))
     assert failed == [Finished("error", "the model ran out of memory on this answer; the other answers went on. "
                                         "Try a shorter conversation or fewer tokens")]
-    gc.collect()
+    for _ in range(100):  # the engine's thread may still be leaving its except block
+        gc.collect()
+        if held[0]() is None:
+            break
+        time.sleep(0.02)
     assert held[0]() is None  # nothing kept the failed step's tensors
     assert "Traceback" in logged.getvalue() and "OutOfMemoryError" in logged.getvalue()  # the server's log has it
     later = request(loaded, PROMPTS[3], greedy(10))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from contextlib import closing
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -243,7 +244,7 @@ def test_replicas_opening_a_new_sqlite_file_at_once_all_switch_it_to_wal(tmp_pat
     for round_ in range(12):
         url = sqlite_url(tmp_path / f"round-{round_}.sqlite3")
         assert _open_at_once(url, replicas=6) == [], f"round {round_}"
-        with sqlite3.connect(tmp_path / f"round-{round_}.sqlite3") as connection:
+        with closing(sqlite3.connect(tmp_path / f"round-{round_}.sqlite3")) as connection:
             assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

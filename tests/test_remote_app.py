@@ -121,11 +121,13 @@ def test_a_remote_contenders_long_conversation_is_trimmed_with_a_notice(tmp_path
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
         last = dict(db.execute("SELECT contender, messages FROM responses WHERE comparison_id = (SELECT comparison_id "
                                "FROM responses ORDER BY created_at DESC LIMIT 1)").fetchall())
-        usage = db.execute("SELECT prompt_tokens, request FROM responses WHERE contender = 'there'").fetchall()
+        usage = db.execute("SELECT usage, request FROM responses WHERE contender = 'there'").fetchall()
     here, there = json.loads(last["here"]), json.loads(last["there"])
     assert len(here) == 9 and len(there) < 9 and there[-1] == here[-1]  # the record keeps what was sent
     # The server's own count of each prompt, plus the capped answer limit, fits its 160 tokens.
-    assert all(tokens + json.loads(request)["body"]["max_tokens"] <= 160 for tokens, request in usage)
+    assert len(usage) == 5
+    assert all(json.loads(used)["prompt_tokens"] + json.loads(request)["body"]["max_tokens"] <= 160
+               for used, request in usage)
 
 
 def test_a_tokenizer_that_cannot_be_loaded_stops_the_start_with_one_message(tmp_path: Path, tiny_mha: Path,

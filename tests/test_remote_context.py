@@ -17,7 +17,7 @@ from models.context import ContextTooLong
 from models.loading import load_tokenizer
 from models.prompt_format import render_prompt
 from models.registry import weights_from_reference
-from models.remote import RemoteStreamer
+from models.remote import RemoteStreamer, count_margin
 from models.specs import LineupSpec
 from models.streaming import GenerationResult, PromptReady, drop_oldest_exchanges
 from playground.comparison import Playground
@@ -64,24 +64,43 @@ def test_a_long_conversation_is_trimmed_to_the_context_the_server_lists(stub: St
     assert prompt.dropped_exchanges > 0
     assert sent == drop_oldest_exchanges(messages, prompt.dropped_exchanges)
     assert sent[0] == SYSTEM and sent[-1] == messages[-1]
-    # What was sent is counted, leaves the reserve (100 tokens, at most a quarter of 160: 40) free, and
-    # one exchange more would not have left it.
-    assert prompt.tokens == len(render_prompt("chat_template", sent, tokenizer).input_ids)
-    assert prompt.tokens + 40 <= SMALL_CONTEXT
+    # What was sent is counted, leaves the reserve (100 tokens, at most a quarter of 160: 40) and the
+    # margin for a server's own count (4) free, and one exchange more would not have left them.
+    margin = count_margin(SMALL_CONTEXT)
+    assert margin == 4 and prompt.tokens == len(render_prompt("chat_template", sent, tokenizer).input_ids)
+    assert prompt.tokens + 40 + margin <= SMALL_CONTEXT
     one_more = drop_oldest_exchanges(messages, prompt.dropped_exchanges - 1)
-    assert len(render_prompt("chat_template", one_more, tokenizer).input_ids) + 40 > SMALL_CONTEXT
-    # The answer limit is what the context leaves, below the preset's 100; the record says so.
-    assert stub.requests[-1]["max_tokens"] == SMALL_CONTEXT - prompt.tokens < 100
-    assert prompt.remote.body["max_tokens"] == SMALL_CONTEXT - prompt.tokens
+    assert len(render_prompt("chat_template", one_more, tokenizer).input_ids) + 40 + margin > SMALL_CONTEXT
+    # The answer limit is what the context leaves less the margin, below the preset's 100; the record says so.
+    assert stub.requests[-1]["max_tokens"] == SMALL_CONTEXT - prompt.tokens - margin < 100
+    assert prompt.remote.body["max_tokens"] == SMALL_CONTEXT - prompt.tokens - margin
 
 
-def test_the_lineups_context_length_wins_over_the_servers(stub: StubServer, counted):  # noqa: F811
+def test_the_smaller_of_the_lineups_and_the_servers_context_counts(stub: StubServer, counted):  # noqa: F811
     spec, tokenizer = counted
     hello = remote("hello", stub.base_url, "hello", tokenizer=spec, context_length=120)
-    streamer = RemoteStreamer([hello], tokenizers={spec: tokenizer})
-    assert streamer.check() == {} and streamer.context_length(hello) == 120  # the server lists 4096
+    small = remote("small", stub.base_url, "small", tokenizer=spec, context_length=4096)
+    streamer = RemoteStreamer([hello, small], tokenizers={spec: tokenizer})
+    assert streamer.check() == {}
+    assert streamer.context_length(hello) == 120  # the server lists 4096
+    assert streamer.context_length(small) == SMALL_CONTEXT  # a lineup's 4096 would earn the server's refusal
     events, _ = answer(streamer, hello, conversation(6))
-    assert prompt_of(events).dropped_exchanges > 0 and prompt_of(events).tokens + 24 <= 120
+    assert prompt_of(events).dropped_exchanges > 0 and prompt_of(events).tokens + 24 + 4 <= 120
+
+
+def test_a_servers_context_error_makes_the_app_read_its_listing_again(stub: StubServer, counted):  # noqa: F811
+    spec, tokenizer = counted
+    small = remote("small", stub.base_url, "small", tokenizer=spec)
+    streamer = RemoteStreamer([small], tokenizers={spec: tokenizer})
+    streamer.check()
+    stub.contexts["small"], stub.too_long = 120, {"small"}  # restarted with a smaller context
+    _, failure = answer(streamer, small, conversation(3))
+    assert "do not fit the context of the server" in str(failure)
+    assert streamer.context_length(small) == 120  # read again after the refusal
+    stub.too_long.clear()
+    events, result = answer(streamer, small, conversation(3))
+    assert isinstance(result, GenerationResult)
+    assert prompt_of(events).tokens + stub.requests[-1]["max_tokens"] <= 120
 
 
 def test_a_newest_message_too_long_for_the_context_is_refused_with_the_numbers(stub: StubServer, counted):  # noqa: F811
@@ -107,10 +126,10 @@ def test_without_a_tokenizer_everything_is_sent_and_the_servers_refusal_is_told_
     events, failure = answer(streamer, too_long, messages)
     assert stub.requests[-1]["messages"] == messages and prompt_of(events).dropped_exchanges == 0
     assert str(failure) == (
-        f"The conversation is too long for the server at {stub.base_url} (HTTP 400: This model's maximum context "
-        "length is 4096 tokens. However, you requested 4352 tokens (4096 in the messages, 256 in the completion). "
-        "Please reduce the length of the messages or completion): shorten the message or the system prompt, or "
-        "press Clear to start a new conversation.")
+        f"The conversation and the answer's token limit do not fit the context of the server at {stub.base_url} "
+        "(HTTP 400: This model's maximum context length is 4096 tokens. However, you requested 4352 tokens (4096 in "
+        "the messages, 256 in the completion). Please reduce the length of the messages or completion): shorten the "
+        "message or press Clear to start a new conversation; if a new one fails too, lower max_new_tokens.")
     assert context_fitting(streamer, too_long) == (
         "long conversations are sent whole and its server's error is shown, since the lineup sets no "
         "endpoint.tokenizer (weights whose tokenizer counts its tokens)")
@@ -125,7 +144,7 @@ def test_the_start_says_which_piece_is_missing(stub: StubServer, counted):  # no
     assert context_fitting(streamer, fitted) == ""
     assert context_fitting(streamer, unlisted) == (
         "long conversations are sent whole and its server's error is shown, since the lineup sets no "
-        "endpoint.context_length (its server lists none)")
+        "endpoint.context_length (its server could not be asked)")
 
 
 @pytest.mark.parametrize("prompt", ["local", "server"])
@@ -141,9 +160,9 @@ def test_the_count_here_equals_the_real_servers_usage_and_the_answer_fits(serve_
     assert isinstance(result, GenerationResult), result
     assert prompt_ready.dropped_exchanges > 0
     # transformers serve counts the prompt it was sent exactly as this app did.
-    assert result.prompt_tokens == prompt_ready.tokens
+    assert result.usage is not None and result.usage["prompt_tokens"] == prompt_ready.tokens
     limit = prompt_ready.remote.body["max_tokens"]
-    assert limit == 200 - prompt_ready.tokens < 1500
+    assert limit == 200 - prompt_ready.tokens - count_margin(200) < 1500
     assert result.completion_tokens <= limit and result.prompt_tokens + result.completion_tokens <= 200
 
 
