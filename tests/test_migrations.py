@@ -18,6 +18,7 @@ from sqlalchemy import Engine, MetaData, create_engine, insert, select, text
 from feedback_db import (
     Base,
     ComparisonRecord,
+    Database,
     RatingRecord,
     ResponseRecord,
     SchemaError,
@@ -117,13 +118,8 @@ def test_downgrade_refuses_to_forget_shared_histories(db_url: str) -> None:  # n
     with database.session() as session:
         preferred_id = responses_of(session, parent_id)[0].id
     continued = _continue_a_shared_history(database, parent_id, preferred_id)
-    with pytest.raises(RuntimeError, match="1 comparisons with a shared history cannot be told from the others"):
-        downgrade(database.engine, "0002")
-    assert current_revision(database.engine) == head_revision()
-    with database.engine.begin() as connection:
-        connection.execute(text("DELETE FROM comparisons WHERE id = :id"), {"id": continued})
-    downgrade(database.engine, "0002")
-    assert current_revision(database.engine) == "0002"
+    _refused_until_cleared(database, "0002", "1 comparisons with a shared history cannot be told from the others",
+                           "DELETE FROM comparisons WHERE id = :id", {"id": continued})
     assert _counts(database.engine) == {"comparisons": 1, "responses": 2, "ratings": 0, "answer_judgements": 0}
     database.dispose()
 
@@ -146,13 +142,8 @@ def test_remote_provenance_is_stored_and_downgrade_refuses_to_forget_it(db_url: 
         assert (local.endpoint, local.request, local.usage) == (None, None, None)
         assert (served.endpoint, served.served_model, served.system_fingerprint) == ("http://gpu-box:8000/v1", "m", "fp_1")
         assert served.request == request and served.usage == {"prompt_tokens": 6, "completion_tokens": 2}
-    with pytest.raises(RuntimeError, match="1 answers of remote contenders would lose which server gave them"):
-        downgrade(database.engine, "0003")
-    assert current_revision(database.engine) == head_revision()
-    with database.engine.begin() as connection:
-        connection.execute(text("DELETE FROM responses WHERE endpoint IS NOT NULL"))
-    downgrade(database.engine, "0003")
-    assert current_revision(database.engine) == "0003"
+    _refused_until_cleared(database, "0003", "1 answers of remote contenders would lose which server gave them",
+                           "DELETE FROM responses WHERE endpoint IS NOT NULL")
     assert _counts(database.engine)["responses"] == 1
     database.dispose()
 
@@ -199,13 +190,8 @@ def test_downgrade_keeps_rows_and_refuses_to_drop_rankings(db_url: str) -> None:
     database = open_database(db_url)
     store_comparison(database, ["x", "y"])
     _rank_something(database)
-    with pytest.raises(RuntimeError, match="1 ranking ratings cannot be kept by revision 0001"):
-        downgrade(database.engine, "0001")
-    assert current_revision(database.engine) == head_revision()
-    with database.engine.begin() as connection:
-        connection.execute(text("DELETE FROM ratings WHERE kind = 'ranking'"))
-    downgrade(database.engine, "0001")
-    assert current_revision(database.engine) == "0001"
+    _refused_until_cleared(database, "0001", "1 ranking ratings cannot be kept by revision 0001",
+                           "DELETE FROM ratings WHERE kind = 'ranking'")
     assert _counts(database.engine) == {"comparisons": 2, "responses": 4, "ratings": 0, "answer_judgements": 0}
     upgrade(database.engine)
     assert current_revision(database.engine) == head_revision()
@@ -249,6 +235,19 @@ def test_replicas_opening_a_new_sqlite_file_at_once_all_switch_it_to_wal(tmp_pat
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+def _refused_until_cleared(database: Database, revision: str, refusal: str, clear: str,
+                           params: dict[str, Any] | None = None) -> None:
+    """A downgrade to `revision` is refused with `refusal` and changes nothing; once the rows the SQL
+    `clear` deletes are gone, it goes through."""
+    with pytest.raises(RuntimeError, match=refusal):
+        downgrade(database.engine, revision)
+    assert current_revision(database.engine) == head_revision()
+    with database.engine.begin() as connection:
+        connection.execute(text(clear), params or {})
+    downgrade(database.engine, revision)
+    assert current_revision(database.engine) == revision
 
 
 def _open_at_once(url: str, *, replicas: int) -> list[BaseException]:
