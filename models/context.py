@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
+from models.prompt_format import RenderedPrompt
 from models.specs import GenerationParams
 from models.streaming import StreamFailure, drop_oldest_exchanges
 
@@ -33,17 +34,19 @@ def answer_reserve(params: GenerationParams, context_length: int) -> int:
     return min(params.max_new_tokens, max(16, context_length // 4))
 
 
-def fit_messages(messages: Messages, count_tokens: Callable[[list[Mapping[str, str]]], int], context_length: int,
-                 reserve: int) -> tuple[list[Mapping[str, str]], int]:
+def fit_messages(messages: Messages, render: Callable[[list[Mapping[str, str]]], RenderedPrompt], context_length: int,
+                 reserve: int) -> tuple[list[Mapping[str, str]], int, RenderedPrompt]:
     """`messages` with the oldest user/assistant exchanges left out until the prompt plus `reserve`
     answer tokens fit the context; the system prompt and the newest message always stay.
 
-    Returns the messages to send and how many exchanges were left out. `count_tokens(messages)` is
-    the prompt's length in the contender's own tokens.
+    Returns the messages to send, how many exchanges were left out, and their prompt. `render(messages)`
+    is the prompt in the contender's own tokens; each candidate is rendered once.
     """
     sent, dropped = list(messages), 0
+    prompt = render(sent)
     has_system = bool(messages) and messages[0].get("role") == "system"
-    while len(sent) - has_system > 1 and count_tokens(sent) + reserve > context_length:
+    while len(sent) - has_system > 1 and len(prompt.input_ids) + reserve > context_length:
         dropped += 1  # one user message and the answer to it
         sent = drop_oldest_exchanges(messages, dropped)
-    return sent, dropped
+        prompt = render(sent)
+    return sent, dropped, prompt

@@ -139,14 +139,8 @@ class LocalStreamer:
         started = time.perf_counter()
         context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
         context = min(context, contender.weights.context_length)
-        rendered: dict[int, RenderedPrompt] = {}
-
-        def count(candidate: list[Mapping[str, str]]) -> int:
-            rendered[len(candidate)] = self.render(contender, candidate)
-            return len(rendered[len(candidate)].input_ids)
-
-        sent, dropped = fit_messages(messages, count, context, answer_reserve(params, context))
-        prompt = rendered.get(len(sent)) or self.render(contender, sent)
+        _, dropped, prompt = fit_messages(messages, lambda candidate: self.render(contender, candidate), context,
+                                          answer_reserve(params, context))
         yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids), dropped_exchanges=dropped)
         max_new = answer_tokens(len(prompt.input_ids), params, context)
         request = StreamRequest(prompt_ids=prompt.input_ids, params=params, seed=seed, stop=stop,

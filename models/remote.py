@@ -23,7 +23,7 @@ import httpx2 as httpx  # the HTTP client the openai package is built on
 import openai
 
 from models.context import ContextTooLong, answer_reserve, answer_tokens, fit_messages
-from models.prompt_format import BOS_TEXT, PromptError, llama2_prompt_text, render_prompt
+from models.prompt_format import BOS_TEXT, PromptError, RenderedPrompt, llama2_prompt_text, render_prompt
 from models.specs import MIN_CONTEXT, ContenderSpec, EndpointSpec, GenerationParams, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, RemoteRequest, ServedBy, StreamEvent, StreamFailure
 
@@ -274,25 +274,20 @@ class RemoteStreamer:
         context, tokenizer = self.context_length(contender), self.tokenizer(contender)
         if context is None or tokenizer is None:
             return Fitted(list(messages))
-        counts: dict[int, int] = {}
-
-        def count(candidate: list[Mapping[str, str]]) -> int:
-            counts[len(candidate)] = self.count_tokens(contender, candidate)
-            return counts[len(candidate)]
-
         margin = count_margin(context)
-        sent, dropped = fit_messages(messages, count, context, answer_reserve(params, context) + margin)
-        tokens = counts.get(len(sent)) or count(sent)
+        sent, dropped, prompt = fit_messages(messages, lambda candidate: self.render(contender, candidate), context,
+                                             answer_reserve(params, context) + margin)
+        tokens = len(prompt.input_ids)
         try:
             limit = answer_tokens(tokens, params, context)
         except ContextTooLong as too_long:
             return Fitted(sent, dropped, tokens, too_long=too_long)
         return Fitted(sent, dropped, tokens, max(1, min(limit, context - tokens - margin)))
 
-    def count_tokens(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]]) -> int:
-        """The prompt's length in the contender's tokens, as its tokenizer and prompt format render it."""
+    def render(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]]) -> RenderedPrompt:
+        """The prompt as the contender's tokenizer and prompt format render it: what fitting counts."""
         try:
-            return len(render_prompt(contender.prompt_format, messages, self.tokenizer(contender)).input_ids)
+            return render_prompt(contender.prompt_format, messages, self.tokenizer(contender))
         except PromptError as error:
             raise StreamFailure(f"{contender.name}: {error}") from None
 

@@ -99,7 +99,7 @@ def check_servers(lineup: LineupSpec, allow_unreachable: bool, log: Callable[[st
     for contender in remote:  # a tokenizer that cannot render the contender's prompts would fail every answer
         if contender.endpoint.tokenizer:
             try:
-                streamer.count_tokens(contender, [{"role": "user", "content": "Hello"}])
+                streamer.render(contender, [{"role": "user", "content": "Hello"}])
             except StreamFailure as failure:
                 streamer.close()
                 raise ServersNotReady(f"endpoint.tokenizer of {failure}") from None
