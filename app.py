@@ -49,10 +49,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--model", action="append", default=[], metavar="REF",
                         help="ad-hoc contender, repeatable: a Hub id (org/name[@revision]), a local folder "
                              "or a .gguf file; replaces --lineup")
-    parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                        help="address to serve on (env GRADIO_SERVER_NAME; default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", "7860")),
-                        help="port (env GRADIO_SERVER_PORT; default 7860)")
+    # No defaults here: settings_from tells a value the person gave from the profile's (--hosted).
+    parser.add_argument("--host", default=None,
+                        help="address to serve on (env GRADIO_SERVER_NAME; default 127.0.0.1, 0.0.0.0 with --hosted)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="port (env GRADIO_SERVER_PORT; default 7860; with --hosted $PORT first)")
     parser.add_argument("--data-dir", type=Path, default=Path(env.get("PLAYGROUND_DATA_DIR", "data")),
                         help="folder of the SQLite feedback database (env PLAYGROUND_DATA_DIR; default ./data)")
     parser.add_argument("--db-url", default=env.get("PLAYGROUND_DB_URL"),
@@ -126,10 +127,11 @@ def admin_token(wanted: bool, env: Mapping[str, str]) -> str | None:
 def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     args = build_parser(env).parse_args(argv)
     cache_dir = args.cache_dir or default_cache_dir(env)
-    host, port = args.host, args.port
-    if args.hosted:  # a Space or a container: every interface, on the port the platform gives
-        host = "0.0.0.0" if "--host" not in argv else args.host
-        port = args.port if "--port" in argv else int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or 7860)
+    # Hosted (a Space or a container): every interface, on the port the platform gives, unless given.
+    host = args.host if args.host is not None else ("0.0.0.0" if args.hosted
+                                                    else env.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    port = args.port if args.port is not None else int((env.get("PORT") if args.hosted else None)
+                                                       or env.get("GRADIO_SERVER_PORT") or 7860)
     return Settings(
         lineup=args.lineup, lineup_file=Path(args.lineup_file) if args.lineup_file else None,
         allow_unreachable=args.allow_unreachable, models=tuple(args.model), host=host, port=port,

@@ -103,6 +103,11 @@ def test_the_hosted_profile_binds_every_interface_on_the_platforms_port_and_limi
     assert settings_from([], {"PLAYGROUND_HOSTED": "1", "GRADIO_SERVER_PORT": "8080"}).port == 8080
     custom = settings_from(["--hosted", "--limit-per-day", "50", "--port", "9000"], {"PORT": "7861"})
     assert (custom.limit_per_day, custom.port) == (50, 9000)
+    # The = spelling is the same option (it once fell back to the profile's host and port).
+    joined = settings_from(["--hosted", "--port=9001", "--host=127.0.0.1"], {"PORT": "7861"})
+    assert (joined.host, joined.port) == ("127.0.0.1", 9001)
+    assert settings_from([], {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "8081"}).port == 8081
+    assert settings_from([], {"GRADIO_SERVER_NAME": "0.0.0.0"}).host == "0.0.0.0"
     local = settings_from([], {})
     assert (local.host, local.trusted_proxy, local.limit_per_minute, local.limit_per_day) == (
         "127.0.0.1", False, None, None)
