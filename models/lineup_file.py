@@ -69,6 +69,10 @@ def load_lineup_file(path: str | Path, *, weights: Mapping[str, WeightsSpec], pr
         raise LineupFileError(f"{where}: cannot be read ({error})") from None
     except tomllib.TOMLDecodeError as error:
         raise LineupFileError(f"{where}: not valid TOML: {error}") from None
+    except RecursionError:  # tomllib recurses once per level of [ ] or { } (issue 15: 100k deep)
+        raise LineupFileError(f"{where}: lists or tables nested too deeply to read ([[[…]]] or {{a = {{a = …}}}}); "
+                              "a lineup file needs only a few levels (contenders, endpoint, params): remove the "
+                              "extra nesting") from None
     _unknown(where, "", data, TOP_KEYS)
     name = _string(where, "", "name", data.get("name", path.stem), required=True).strip()
     description = _string(where, "", "description", data.get("description", ""))

@@ -288,6 +288,30 @@ def test_app_refuses_a_bad_file_with_one_line(tmp_path: Path):
     assert "Traceback" not in result.stderr and SECRET not in result.stderr + result.stdout
 
 
+# Issue 15: tomllib recurses once per level, so these died with a 3,000-line RecursionError.
+DEEP = {"lists": "x = " + "[" * 100_000 + "]" * 100_000 + "\n",
+        "inline-tables": "x = " + "{a = " * 10_000 + "1" + "}" * 10_000 + "\n"}
+
+
+@pytest.mark.parametrize("nesting", DEEP.values(), ids=DEEP.keys())
+def test_a_deeply_nested_file_gets_one_message(tmp_path: Path, nesting: str):
+    path = write(tmp_path, nesting + GOOD * 2)
+    with pytest.raises(LineupFileError) as caught:
+        lineup_from_file(path)
+    assert str(caught.value) == (f"{path}: lists or tables nested too deeply to read ([[[…]]] or {{a = {{a = …}}}}); "
+                                 "a lineup file needs only a few levels (contenders, endpoint, params): remove the "
+                                 "extra nesting")
+
+
+def test_app_refuses_a_deeply_nested_file_with_one_line(tmp_path: Path):
+    path = write(tmp_path, DEEP["inline-tables"] + GOOD * 2)
+    result = run("app.py", "--lineup-file", str(path))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [f"error: {path}: lists or tables nested too deeply to read ([[[…]]] or "
+                                          "{a = {a = …}}); a lineup file needs only a few levels (contenders, "
+                                          "endpoint, params): remove the extra nesting"]
+
+
 # --- python -m models prompt | plan ----------------------------------------------------------------
 
 def test_prompt_command_renders_llama2_for_local_and_remote(tmp_path: Path):
