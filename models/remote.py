@@ -30,8 +30,6 @@ from models.streaming import GenerationResult, PromptReady, RemoteRequest, Serve
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 10.0  # start-up check: how long one server may take to list its models
 RECHECK_S = 10.0  # an unavailable contender is asked again at most this often
-# Preset fields with no OpenAI parameter: sent only when the endpoint lists them in `extra_params`.
-EXTRA_PARAMS = ("top_k", "repetition_penalty")
 # How servers say a prompt and its answer do not fit: vLLM ("maximum context length is 4096 tokens"),
 # TGI ("must have less than 4096 tokens"), llama.cpp ("exceeds the available context size").
 CONTEXT_ERROR = re.compile(r"context (length|size|window)|less than \d+ tokens|too many tokens|prompt is too long",

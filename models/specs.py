@@ -13,6 +13,26 @@ PromptFormat = Literal["llama2", "chat_template"]
 # (/v1/chat/completions), or this app, exactly as for local weights (/v1/completions).
 PromptSource = Literal["server", "local"]
 MIN_CONTEXT, MAX_CONTEXT = 16, 10_000_000  # tokens: sound bounds for a context length anyone sets
+# Preset fields with no OpenAI parameter: sent only when an endpoint lists them in `extra_params`.
+EXTRA_PARAMS = ("top_k", "repetition_penalty")
+# Request fields models/remote.py sets in every request (RemoteStreamer.request), with the contender
+# field each comes from, or why the app sets it. extra_body may not override them (issue 15): another
+# "model" goes to a model the start-up check never saw, and "stream = false" breaks the stream reader.
+REQUEST_FIELDS_FROM = {"model": "endpoint.model", "messages": "the conversation and system_prompt",
+                       "prompt": "the conversation, prompt_format and endpoint.prompt",
+                       "max_tokens": "params.max_new_tokens", "temperature": "params.temperature",
+                       "top_p": "params.top_p", **{name: f'params.{name} with endpoint.extra_params = ["{name}"]'
+                                                   for name in EXTRA_PARAMS}}
+REQUEST_FIELDS_ALWAYS = {"stream": "every answer is streamed", "stream_options": "every answer asks for its token usage",
+                         "seed": "each answer's seed is drawn and recorded"}
+# Environment variables api_key_env may not name: their values would be sent to a server as its key.
+OWN_VARIABLE_PREFIXES = ("PLAYGROUND_", "GRADIO_")  # this app's own settings and secrets (admin token, salt)
+SYSTEM_VARIABLES = frozenset({
+    "PATH", "HOME", "USER", "USERNAME", "LOGNAME", "SHELL", "PWD", "OLDPWD", "TERM", "LANG", "LANGUAGE", "TZ",
+    "TMPDIR", "TMP", "TEMP", "HOSTNAME", "DISPLAY", "EDITOR", "VISUAL", "PAGER", "MAIL", "SHLVL", "PORT",
+    "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES", "HF_HOME", "USERPROFILE", "APPDATA", "LOCALAPPDATA", "SYSTEMROOT",
+    "COMSPEC", "PATHEXT", "PROGRAMFILES", "WINDIR"})
+SYSTEM_VARIABLE_PREFIXES = ("LC_", "XDG_", "SSH_", "LD_", "PYTHON", "CONDA_", "DBUS_")
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,25 @@ class GenerationParams:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _not_a_key(name: str) -> str:
+    """Why the variable `name` holds no server's API key ("" when it may): the app's own, or the system's."""
+    upper = name.upper()  # Windows reads Path as PATH
+    own = next((prefix for prefix in OWN_VARIABLE_PREFIXES if upper.startswith(prefix)), None)
+    if own:
+        return f"one of this app's own settings and secrets ({own}*)"
+    if upper in SYSTEM_VARIABLES or upper.startswith(SYSTEM_VARIABLE_PREFIXES):
+        return "a system variable, not an API key"
+    return ""
+
+
+def _overridden(key: str) -> str:
+    """Why extra_body may not set `key`, a field the app sets in every request, and what to do instead."""
+    if key in REQUEST_FIELDS_FROM:
+        return (f"must not set {key!r}: the app sets it in every request from the contender's own fields; use "
+                f"{REQUEST_FIELDS_FROM[key]} instead")
+    return f"must not set {key!r}: the app sets it in every request ({REQUEST_FIELDS_ALWAYS[key]}); remove it"
 
 
 def public_url(url: str) -> str:
@@ -146,6 +185,10 @@ class EndpointSpec:
             # Not repeated in the message: a value that is no variable's name may be the key itself.
             problems.append(("api_key_env", "must be the name of an environment variable (letters, digits and _), "
                                             "such as VLLM_API_KEY, never the key itself"))
+        elif name is not None and _not_a_key(name):
+            problems.append(("api_key_env", f"names {name}, {_not_a_key(name)}: its value would be sent to the "
+                                            "contender's server as its API key; name a variable that holds only "
+                                            "that server's key, such as OPENAI_API_KEY or VLLM_API_KEY"))
         limit = self.max_concurrent
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             problems.append(("max_concurrent", f"must be a whole number of at least 1, got {limit!r}"))
@@ -154,14 +197,18 @@ class EndpointSpec:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
                 problems.append((name, f"must be a number of seconds in (0, 3600], got {value!r}"))
         extra = self.extra_params
-        if not isinstance(extra, tuple) or not all(e in ("top_k", "repetition_penalty") for e in extra):
-            problems.append(("extra_params", f"may list only top_k and repetition_penalty, got {extra!r}"))
+        if not isinstance(extra, tuple) or not all(e in EXTRA_PARAMS for e in extra):
+            problems.append(("extra_params", f"may list only {' and '.join(EXTRA_PARAMS)}, got {extra!r}"))
         if self.extra_body is not None:
             try:
-                if not isinstance(json.loads(self.extra_body), dict):
+                body = json.loads(self.extra_body)
+                if not isinstance(body, dict):
                     raise ValueError
             except (TypeError, ValueError):
                 problems.append(("extra_body", f"must be a JSON object (a TOML table), got {self.extra_body!r}"))
+            else:
+                problems += [("extra_body", _overridden(key)) for key in sorted(body)
+                             if key in REQUEST_FIELDS_FROM or key in REQUEST_FIELDS_ALWAYS]
         length = self.context_length
         if length is not None and (isinstance(length, bool) or not isinstance(length, int)
                                    or not MIN_CONTEXT <= length <= MAX_CONTEXT):

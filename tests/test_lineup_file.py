@@ -14,7 +14,9 @@ import pytest
 from models.lineup_file import LineupFileError
 from models.prompt_format import LLAMA2_DEFAULT_SYSTEM_PROMPT, llama2_prompt_text, validate_messages
 from models.registry import BUILTIN_LINEUPS, PRESETS, WEIGHTS, get_lineup, lineup_from_file
-from models.specs import ContenderSpec, EndpointSpec, public_url
+from models.remote import RemoteStreamer
+from models.specs import (REQUEST_FIELDS_ALWAYS, REQUEST_FIELDS_FROM, ContenderSpec, EndpointSpec,
+                          public_url)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -374,3 +376,62 @@ def test_url_and_describe_show_no_credentials():
     assert endpoint.url == "http://gpu-box:8000/v1"
     assert endpoint.describe() == "llama at http://gpu-box:8000/v1"
     assert ContenderSpec(name="x", endpoint=endpoint).source == endpoint.describe()
+
+
+# --- api_key_env names a key, extra_body adds fields (issue 15) --------------------------------------
+
+# Each value would go to the lineup's server as its bearer key.
+NOT_KEYS = {"PLAYGROUND_ADMIN_TOKEN": "one of this app's own settings and secrets (PLAYGROUND_*)",
+            "PLAYGROUND_VISITOR_SALT": "one of this app's own settings and secrets (PLAYGROUND_*)",
+            "PLAYGROUND_DB_URL": "one of this app's own settings and secrets (PLAYGROUND_*)",
+            "PATH": "a system variable, not an API key", "Path": "a system variable, not an API key",
+            "HOME": "a system variable, not an API key", "LC_ALL": "a system variable, not an API key"}
+
+
+@pytest.mark.parametrize(("variable", "why"), NOT_KEYS.items(), ids=NOT_KEYS.keys())
+def test_api_key_env_refuses_variables_that_are_not_a_servers_key(tmp_path: Path, variable: str, why: str):
+    path = write(tmp_path, GOOD + remote(URL + f'api_key_env = "{variable}"'))
+    with pytest.raises(LineupFileError) as caught:
+        lineup_from_file(path)
+    assert str(caught.value) == (f"{path}: {R}: field 'endpoint.api_key_env': api_key_env names {variable}, {why}: "
+                                 "its value would be sent to the contender's server as its API key; name a variable "
+                                 "that holds only that server's key, such as OPENAI_API_KEY or VLLM_API_KEY")
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "VLLM_API_KEY", "HF_TOKEN", "MY_PATH_KEY"])
+def test_api_key_env_takes_a_keys_variable(tmp_path: Path, variable: str):
+    path = write(tmp_path, GOOD + remote(URL + f'api_key_env = "{variable}"'))
+    assert lineup_from_file(path).contenders[1].endpoint.api_key_env == variable
+
+
+def test_extra_body_refuses_exactly_the_fields_the_app_sends():
+    """The refused set is what RemoteStreamer.request writes, for both APIs and every extra param."""
+    endpoint = EndpointSpec(base_url="http://gpu-box:8000/v1", model="m", extra_params=("top_k", "repetition_penalty"))
+    sent: set[str] = set()
+    for contender in (ContenderSpec(name="chat", endpoint=endpoint),
+                      ContenderSpec(name="local", endpoint=replace(endpoint, prompt="local"), prompt_format="llama2")):
+        _, body, _ = RemoteStreamer([contender], env={}).request(contender, MESSAGES, PRESETS["balanced"], seed=1)
+        sent |= set(body)
+    assert sent == set(REQUEST_FIELDS_FROM) | set(REQUEST_FIELDS_ALWAYS)
+
+
+@pytest.mark.parametrize("key", sorted({*REQUEST_FIELDS_FROM, *REQUEST_FIELDS_ALWAYS}))
+def test_extra_body_may_not_override_what_the_app_sends(tmp_path: Path, key: str):
+    path = write(tmp_path, GOOD + remote(URL + f'extra_body = {{ stop = ["</s>"], {key} = false }}'))
+    with pytest.raises(LineupFileError) as caught:
+        lineup_from_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {R}: field 'endpoint.extra_body': extra_body must not set {key!r}: the app "
+                              "sets it in every request"), message
+    assert ("; use " if key in REQUEST_FIELDS_FROM else "; remove it") in message
+
+
+def test_extra_body_model_and_stream_messages(tmp_path: Path):
+    path = write(tmp_path, GOOD + remote(URL + 'extra_body = { model = "other", stream = false }'))
+    with pytest.raises(LineupFileError) as caught:
+        lineup_from_file(path)
+    assert str(caught.value) == (f"{path}: {R}: field 'endpoint.extra_body': extra_body must not set 'model': the app "
+                                 "sets it in every request from the contender's own fields; use endpoint.model instead")
+    with pytest.raises(ValueError, match="^extra_body must not set 'stream': the app sets it in every request "
+                                         r"\(every answer is streamed\); remove it$"):
+        EndpointSpec(base_url="http://gpu-box:8000/v1", model="m", extra_body='{"stream": false}')
