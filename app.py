@@ -20,6 +20,9 @@ from playground.server import Settings, create_app, launch
 MIN_TOKEN_CHARS = 16
 # The hosted profile's per-visitor limits: a person comparing by hand asks a few questions a minute.
 HOSTED_PER_MINUTE, HOSTED_PER_DAY = 6, 200
+SPACE_FRAMERS = ("https://huggingface.co",)
+# One comparison running and the next one waiting: more from one visitor at once is a flood.
+HOSTED_IN_FLIGHT = 2
 
 
 def parse_max_memory(text: str | None) -> dict[int | str, str] | None:
@@ -97,15 +100,20 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                              "proxy's X-Forwarded-For, and limits each visitor to "
                              f"{HOSTED_PER_MINUTE} comparisons a minute and {HOSTED_PER_DAY} a day unless the "
                              "limit options say otherwise (env PLAYGROUND_HOSTED=1)")
-    parser.add_argument("--trusted-proxy", action="store_true",
-                        help="the app sits behind a reverse proxy that sets X-Forwarded-For: visitors are told "
-                             "apart by its first hop (on with --hosted)")
+    parser.add_argument("--trusted-proxy", type=int, nargs="?", const=1, default=None, metavar="N",
+                        help="the app sits behind N reverse proxies (default 1) that each append to "
+                             "X-Forwarded-For: the visitor is the hop the first of them added, N-th from the "
+                             "right; hops a client wrote are never trusted (1 with --hosted; without it the "
+                             "header is ignored)")
     parser.add_argument("--limit-per-minute", type=int, default=None, metavar="N",
                         help="comparisons each visitor may start per minute (default: no limit; "
                              f"{HOSTED_PER_MINUTE} with --hosted)")
     parser.add_argument("--limit-per-day", type=int, default=None, metavar="N",
                         help=f"comparisons each visitor may start per day (default: no limit; {HOSTED_PER_DAY} "
                              "with --hosted)")
+    parser.add_argument("--limit-in-flight", type=int, default=None, metavar="N",
+                        help="comparisons each visitor may have running or waiting at once (default: no limit; "
+                             f"{HOSTED_IN_FLIGHT} with --hosted)")
     parser.add_argument("--queue-size", type=int, default=None,
                         help="comparisons that may wait for a turn; more get 'busy, try again' "
                              "(default: 4 per comparison that runs, plus 16)")
@@ -142,7 +150,12 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         kv_cache_gib=args.kv_cache_gib, queue_size=args.queue_size,
         leaderboard_rounds=args.leaderboard_rounds, leaderboard_min_battles=args.leaderboard_min_battles,
         admin_token=admin_token(args.admin, env),
-        trusted_proxy=args.trusted_proxy or args.hosted, visitor_salt=env.get("PLAYGROUND_VISITOR_SALT"),
+        trusted_proxies=args.trusted_proxy if args.trusted_proxy is not None else (1 if args.hosted else 0),
+        visitor_salt=env.get("PLAYGROUND_VISITOR_SALT"),
+        # A Space shows the app in a frame on huggingface.co; anywhere else no site may frame it.
+        framed_by=SPACE_FRAMERS if env.get("SYSTEM") == "spaces" else (),
+        limit_in_flight=args.limit_in_flight if args.limit_in_flight is not None else (
+            HOSTED_IN_FLIGHT if args.hosted else None),
         limit_per_minute=args.limit_per_minute if args.limit_per_minute is not None else (
             HOSTED_PER_MINUTE if args.hosted else None),
         limit_per_day=args.limit_per_day if args.limit_per_day is not None else (

@@ -31,8 +31,10 @@ from .records import (
 )
 from .schema import AnswerJudgement, Base, Comparison, Rating, Response
 from .store import (
+    LimitReached,
     RatingRefused,
     add_comparison,
+    add_comparison_within,
     add_rating,
     add_response,
     comparisons_by_visitor,
@@ -56,6 +58,7 @@ __all__ = [
     "Comparison",
     "ComparisonRecord",
     "Database",
+    "LimitReached",
     "Decomposition",
     "ExportOptions",
     "ExportSummary",
@@ -78,6 +81,7 @@ __all__ = [
     "SchemaError",
     "Strength",
     "add_comparison",
+    "add_comparison_within",
     "add_rating",
     "add_response",
     "build_leaderboard",

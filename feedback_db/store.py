@@ -7,9 +7,10 @@ conflicting write fails inside the call that caused it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -19,6 +20,34 @@ from .schema import AnswerJudgement, Base, Comparison, Rating, Response, utc_now
 
 class RatingRefused(ValueError):
     """A vote the store will not keep; the message is meant for the person who voted."""
+
+
+class LimitReached(ValueError):
+    """A visitor has asked as many comparisons in `window` as `limit` allows (`used` so far)."""
+
+    def __init__(self, window: str, used: int, limit: int) -> None:
+        super().__init__(f"{used} comparisons in the last {window}; the limit is {limit}")
+        self.window, self.used, self.limit = window, used, limit
+
+
+def add_comparison_within(session: Session, record: ComparisonRecord,
+                          limits: Sequence[tuple[str, int, datetime]] = ()) -> None:
+    """Store a new comparison unless its visitor has reached a limit: (window name, limit, window start).
+
+    Counting and storing happen in one transaction that no other admission of the same visitor can
+    interleave with, in this process or another: SQLite's writers hold the file's lock from BEGIN
+    IMMEDIATE on; PostgreSQL takes an advisory lock on the visitor until the transaction ends. Without
+    it, 60 asks at once from one visitor all counted 0 before any was stored (issue 15).
+    """
+    if record.visitor and limits:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                            {"key": f"visitor:{record.visitor}"})
+        for window, limit, start in limits:
+            used = comparisons_by_visitor(session, record.visitor, start)
+            if used >= limit:
+                raise LimitReached(window, used, limit)
+    add_comparison(session, record)
 
 
 def add_comparison(session: Session, record: ComparisonRecord) -> None:

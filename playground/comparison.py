@@ -11,6 +11,7 @@ import queue
 import random
 import threading
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
@@ -21,7 +22,8 @@ from feedback_db import (
     RatingRecord,
     RatingRefused,
     ResponseRecord,
-    add_comparison,
+    LimitReached,
+    add_comparison_within,
     add_rating,
     add_response,
     comparisons_by_visitor,
@@ -36,9 +38,10 @@ from models.streaming import (GenerationResult, PromptReady, ServedBy, Streamer,
                               drop_oldest_exchanges)
 from playground.arena import ArenaSampler
 from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, PlaygroundError
+from playground.markup import shown_as_text
 from playground.params import checked_overrides
 from playground.view import letter
-from playground.visitors import VisitorPolicy
+from playground.visitors import InFlight, VisitorPolicy
 from playground.voting import Vote, preferred_position
 
 MAX_PROMPT_CHARS = 8000
@@ -46,6 +49,9 @@ MAX_PANES = 4
 MAX_TURNS = 50  # per conversation: a public demo must not grow one conversation without end
 UNEXPECTED = ("this answer failed on the server; the other answers went on, and the server's log has the "
               "details")
+PAGE_BEHIND = ("this page is behind: the conversation has moved on since it was shown. Look at the answers on "
+               "screen now and try again")
+STALE_FORM = "this rating form was filled in for earlier answers; rate the answers on screen now"
 log = logging.getLogger(__name__)
 
 
@@ -66,11 +72,17 @@ def checked_prompt(prompt: object) -> str:
     if prompt is not None and not isinstance(prompt, str):
         raise PlaygroundError(f"the prompt must be text, got {type(prompt).__name__}")
     prompt = storable(prompt or "").strip()  # what the models see is what is stored, on every backend
-    if not prompt:
+    if not _visible(prompt):  # zero-width characters and a BOM are as empty as spaces
         raise PlaygroundError("the prompt is empty: type a question or pick an example")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise PlaygroundError(f"the prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
     return prompt
+
+
+def _visible(text: str) -> bool:
+    """Whether `text` shows anything: not only spaces, controls and format characters (Unicode Cf:
+    zero-width spaces and joiners, the BOM, soft hyphens, direction marks)."""
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cf", "Cc", "Zs") for c in text)
 
 
 def _checked_system(system_prompt: object) -> str | None:
@@ -83,9 +95,16 @@ def _checked_system(system_prompt: object) -> str | None:
     return system or None
 
 
+def _over_limit(reached: LimitReached) -> PlaygroundError:
+    later = "in a minute" if reached.window == "minute" else "tomorrow"
+    return PlaygroundError(f"you have asked {reached.used} questions in the last {reached.window}, and this demo "
+                           f"takes {reached.limit} per {reached.window} from each visitor: please try again {later}")
+
+
 def _short(text: str, limit: int = 80) -> str:
+    """One line of at most `limit` characters, for markdown: markup in it shows as text."""
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return shown_as_text(text if len(text) <= limit else text[:limit - 1] + "…")
 
 
 def snapshot_interval(refresh_s: float, streaming: int) -> float:
@@ -107,6 +126,7 @@ class Playground:
                  sampler: ArenaSampler | None = None, visitors: VisitorPolicy | None = None) -> None:
         self.lineup, self.streamer, self.database, self.mode = lineup, streamer, database, mode
         self.visitors = visitors  # per-visitor limits; None: none
+        self.in_flight = InFlight(visitors.in_flight if visitors else None)
         # Arena data is for training: every later turn must be a pair with one prompt (HH protocol).
         self.history: HistoryMode = history or ("shared" if mode == "arena" else "own")
         self.sampler = (sampler or ArenaSampler()) if mode == "arena" else None
@@ -155,26 +175,48 @@ class Playground:
         against the per-visitor limits.
         """
         prompt, system = checked_prompt(prompt), _checked_system(system_prompt)
-        yield from self._claimed_run(conversation, form_token,
-                                     lambda: self._next_turn(conversation, prompt, system), visitor)
+        yield from self._admitted(conversation, visitor, self._claimed_run(
+            conversation, form_token, lambda: self._next_turn(conversation, prompt, system), visitor))
 
     def regenerate(self, conversation: Conversation, *, form_token: str | None = None,
                    visitor: str | None = None) -> Iterator[Conversation]:
         """Run the last turn again as a new comparison (the old one stays stored)."""
-        yield from self._claimed_run(conversation, form_token, lambda: self._same_turn(conversation), visitor)
+        yield from self._admitted(conversation, visitor, self._claimed_run(
+            conversation, form_token, lambda: self._same_turn(conversation), visitor))
+
+    def _admitted(self, conversation: Conversation, visitor: str | None,
+                  run: Iterator[Conversation]) -> Iterator[Conversation]:
+        """The run, counted as the visitor's running comparison until it ends (InFlight)."""
+        if not self.in_flight.start(visitor, conversation.id):
+            raise PlaygroundError(self._in_flight_refusal())
+        try:
+            yield from run
+        finally:
+            self.in_flight.finish(visitor, conversation.id)
+
+    def abandon(self, conversation: Conversation) -> None:
+        """An ask whose page is gone before its run started: its place in the visitor's count goes."""
+        self.in_flight.forget(conversation.id)
 
     def check_can_ask(self, conversation: Conversation, prompt: object, form_token: str | None,
                       visitor: str | None = None) -> None:
         """What can be refused before a request waits in a queue: the prompt, a busy or stale page, a
-        visitor over their limits.
+        visitor over their limits or with as many asks running and waiting as `in_flight` allows.
 
-        Advisory only: the run itself checks again after claiming the conversation.
+        Called where a request joins the queue: an ask it passes holds one of the visitor's places
+        until its run ends (or `abandon`). The run itself checks the rest again, atomically.
         """
         checked_prompt(prompt)
         if conversation.busy:
             raise PlaygroundError(BUSY)
         self.check_current(conversation, form_token)
         self.check_limits(visitor)
+        if not self.in_flight.admit(visitor, conversation.id):  # last: once admitted, the ask holds a place
+            raise PlaygroundError(self._in_flight_refusal())
+
+    def _in_flight_refusal(self) -> str:
+        return (f"you have {self.in_flight.limit} questions running or waiting already, and this demo takes no "
+                "more at once from one visitor: wait until an answer has finished")
 
     def check_limits(self, visitor: str | None) -> None:
         """Refuse a visitor who has asked as much as the limits allow, with the numbers."""
@@ -185,9 +227,7 @@ class Playground:
             for name, limit, start in windows:
                 used = comparisons_by_visitor(db, visitor, start)
                 if used >= limit:
-                    later = "in a minute" if name == "minute" else "tomorrow"
-                    raise PlaygroundError(f"you have asked {used} questions in the last {name}, and this demo "
-                                          f"takes {limit} per {name} from each visitor: please try again {later}")
+                    raise _over_limit(LimitReached(name, used, limit))
 
     def stop(self, conversation: Conversation, position: int | None = None) -> None:
         """Stop one pane's answer (it is kept and rated as it stands), or every pane's."""
@@ -200,6 +240,7 @@ class Playground:
         """Stop whatever runs and start a new conversation; the old one's stream yields no more."""
         conversation.replaced = True
         conversation.stop_all()
+        self.in_flight.forget(conversation.id)  # an ask of it still waiting in the queue is cancelled
         return self.new_conversation()
 
     def continue_with(self, conversation: Conversation, position: int, form_token: str | None = None) -> None:
@@ -219,11 +260,14 @@ class Playground:
         return position
 
     @staticmethod
-    def check_current(conversation: Conversation, form_token: str | None) -> None:
-        """Refuse a request from a page that shows an earlier comparison than the conversation's."""
+    def check_current(conversation: Conversation, form_token: str | None, refusal: str = PAGE_BEHIND) -> None:
+        """Refuse a request from a page that shows an earlier comparison than the conversation's.
+
+        None is for callers without a page (scripts, tests); the page always sends a string, and a
+        missing or malformed token from it is a wrong one (ui.py turns it into "").
+        """
         if form_token is not None and form_token != (conversation.form_token or ""):
-            raise PlaygroundError("this page is behind: the conversation has moved on since it was shown. "
-                                  "Look at the answers on screen now and try again")
+            raise PlaygroundError(refusal)
 
     def _next_turn(self, conversation: Conversation, prompt: str, system: str | None) -> _Turn:
         """The turn after the one on screen: each pane's own history, or the preferred answer's for all."""
@@ -265,7 +309,6 @@ class Playground:
         conversation.claim()
         try:
             self.check_current(conversation, form_token)
-            self.check_limits(visitor)
             turn = make_turn()
             plans = self._plans(conversation, turn)
             for pane in conversation.panes:  # before the write, so a Stop pressed meanwhile is not lost
@@ -312,15 +355,18 @@ class Playground:
 
     def _store_comparison(self, conversation: Conversation, turn: _Turn, visitor: str | None = None) -> str:
         comparison_id = new_id()
+        limits = self.visitors.windows() if self.visitors and visitor else []
         try:
-            with self.database.session() as db:
-                add_comparison(db, ComparisonRecord(
+            with self.database.session() as db:  # counted and stored at once: the limits hold under a burst
+                add_comparison_within(db, ComparisonRecord(
                     id=comparison_id, lineup=self.lineup.name, mode=conversation.mode, session_id=conversation.id,
                     turn=turn.number, parent_id=turn.parent_id, system_prompt=turn.system_prompt,
                     prompt=turn.prompt, n_responses=len(conversation.panes),
                     sampling=self.sampler.describe() if self.sampler else None,
                     history=conversation.history_mode if turn.number else "own",
-                    continued_from=turn.continued_from, visitor=visitor))
+                    continued_from=turn.continued_from, visitor=visitor), limits)
+        except LimitReached as reached:
+            raise _over_limit(reached) from None
         except Exception:
             log.exception("storing comparison %s failed", comparison_id)
             raise PlaygroundError("the comparison could not be stored, so nothing was sent; "
@@ -480,9 +526,7 @@ class Playground:
         """
         if conversation.comparison_id is None:
             raise PlaygroundError("there is nothing to rate yet: ask something first")
-        if form_token is not None and form_token != conversation.form_token:
-            raise PlaygroundError("this rating form was filled in for earlier answers; rate the answers on "
-                                  "screen now")
+        self.check_current(conversation, form_token, STALE_FORM)
         if not conversation.all_finished or conversation.busy:
             raise PlaygroundError("wait until every answer has finished, or press Stop under the ones still "
                                   "streaming, before rating")

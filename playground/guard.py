@@ -12,7 +12,10 @@ A plain ASGI middleware, wrapped around Gradio's app through `launch(app_kwargs=
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
+from urllib.parse import parse_qs
 from typing import Any, Awaitable, Callable
 
 from playground.downloads import PREFIX, OneTimeDownloads
@@ -26,8 +29,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 # No default-src: Gradio's own scripts and styles are inline; what is listed is what content can abuse.
 POLICY = ("img-src 'self' data: blob:; media-src 'self' data: blob:; frame-src 'none'; object-src 'none'; "
           "base-uri 'self'; form-action 'self'")
-HEADERS = [
-    (b"content-security-policy", POLICY.encode()),
+HEADERS = [  # besides the policy, which names the hosts that may frame the page
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
@@ -39,22 +41,95 @@ BUSY = json.dumps({"detail": "This demo is busy: every place in the queue is tak
                              "moment."}).encode()
 
 
-class Guard:
-    """Refuses uploads, serves one-time export links, and adds the content policy to every response."""
+class OpenStreams:
+    """Which browser sessions have their queue event stream open now, as the guard sees the requests.
 
-    def __init__(self, app: App, downloads: OneTimeDownloads | None = None) -> None:
-        self.app, self.downloads = app, downloads
+    Gradio runs a queued event whether or not anyone will read its result: an ask joined by a script
+    that never opens its stream would still generate (issue 15 stored 1,000 such). The page opens its
+    stream right after joining, so an ask that starts with no stream open, once `grace_s` has passed
+    since it joined, has no one to show it to.
+    """
+
+    def __init__(self, grace_s: float = 3.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace_s, self.clock = grace_s, clock
+        self.watched = False  # set by the Guard that sees the requests; unwatched, every session counts as there
+        self._open: dict[str, int] = {}
+        self._joined: dict[str, float] = {}
+        self._changed = threading.Condition()
+
+    def joined(self, session: str) -> None:
+        """A request of the session joined the queue now (its validator passed)."""
+        now = self.clock()
+        with self._changed:
+            if len(self._joined) > 1000:  # joins whose events never ran (cancelled in the queue)
+                self._joined = {k: t for k, t in self._joined.items() if now - t < 10 * self.grace_s}
+            self._joined[session] = now
+
+    def opened(self, session: str) -> None:
+        with self._changed:
+            self._open[session] = self._open.get(session, 0) + 1
+            self._changed.notify_all()
+
+    def closed(self, session: str) -> None:
+        with self._changed:
+            left = self._open.get(session, 1) - 1
+            if left > 0:
+                self._open[session] = left
+            else:
+                self._open.pop(session, None)
+
+    def is_open(self, session: str) -> bool:
+        with self._changed:
+            return session in self._open
+
+    def wait(self, session: str) -> bool:
+        """Whether the session's stream is open, waiting until `grace_s` after it joined at the latest."""
+        if not self.watched:
+            return True
+        with self._changed:
+            deadline = self._joined.pop(session, self.clock()) + self.grace_s
+            while session not in self._open:
+                left = deadline - self.clock()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+
+class Guard:
+    """Refuses uploads, serves one-time export links, adds the content policy to every response, and
+    tells which sessions have their event stream open."""
+
+    def __init__(self, app: App, downloads: OneTimeDownloads | None = None, streams: OpenStreams | None = None,
+                 frame_ancestors: str = "'none'") -> None:
+        self.app, self.downloads, self.streams = app, downloads, streams
+        if streams is not None:
+            streams.watched = True
+        self.headers = [(b"content-security-policy", f"{POLICY}; frame-ancestors {frame_ancestors}".encode()),
+                        *HEADERS]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.streams is not None and scope["method"] == "GET" and scope["path"].endswith("/queue/data"):
+            session = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [""])[0]
+            if session:
+                self.streams.opened(session)
+                try:
+                    await self._app(scope, receive, send)
+                finally:
+                    self.streams.closed(session)
+                return
+        await self._app(scope, receive, send)
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "GET" and PREFIX in scope["path"] and self.downloads is not None:
             await self._download(scope["path"].split(PREFIX, 1)[1], send)
             return
         if scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/upload"):
             await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"application/json"), *HEADERS]})
+                        "headers": [(b"content-type", b"application/json"), *self.headers]})
             await send({"type": "http.response.body", "body": NO_UPLOADS})
             return
 
@@ -64,7 +139,7 @@ class Guard:
         async def with_policy(message: Message) -> None:
             nonlocal busy
             if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), *HEADERS]
+                headers = [*message.get("headers", []), *self.headers]
                 if joining and message.get("status") == 503:  # the queue is full
                     busy = True
                     headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
@@ -83,14 +158,14 @@ class Guard:
         path = self.downloads.take(key)
         if path is None:
             await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"application/json"), *HEADERS]})
+                        "headers": [(b"content-type", b"application/json"), *self.headers]})
             await send({"type": "http.response.body", "body": GONE})
             return
         try:
             disposition = f'attachment; filename="{path.name}"'.encode()
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"application/octet-stream"), (b"content-disposition", disposition),
-                (b"content-length", str(path.stat().st_size).encode()), (b"cache-control", b"no-store"), *HEADERS]})
+                (b"content-length", str(path.stat().st_size).encode()), (b"cache-control", b"no-store"), *self.headers]})
             with path.open("rb") as file:
                 while chunk := file.read(CHUNK):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})

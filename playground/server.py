@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 from datetime import datetime, timedelta, timezone
 
@@ -22,6 +24,7 @@ from models.streaming import RoutedStreamer, StreamFailure
 from playground.arena import ArenaSampler
 from playground.comparison import Playground
 from playground.guard import Guard
+from playground.page_script import HEAD
 from playground.ui import CSS, build_ui
 from playground.view import models_markdown, servers_markdown
 from playground.visitors import VisitorPolicy, load_salt
@@ -58,10 +61,12 @@ class Settings:
     admin_token: str | None = None  # the data tab exists only with a token
     # Visitors: keyed by a salted hash of their address (the salt from PLAYGROUND_VISITOR_SALT, else
     # kept in data_dir); comparisons each may start per minute and per day (None: no limit).
-    trusted_proxy: bool = False  # X-Forwarded-For's first hop is the visitor (behind a known proxy)
+    trusted_proxies: int = 0  # reverse proxies in front that append to X-Forwarded-For (0: ignore it)
     visitor_salt: str | None = None
     limit_per_minute: int | None = None
     limit_per_day: int | None = None
+    limit_in_flight: int | None = None  # comparisons one visitor may have running or waiting at once
+    framed_by: tuple[str, ...] = ()  # origins that may show the page in a frame (a Space's); none by default
 
     @property
     def database_url(self) -> str:
@@ -171,8 +176,8 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
     if interrupted:
         log(f"{interrupted} comparisons were left unfinished by a server that stopped; marked as interrupted")
     visitors = VisitorPolicy(salt=load_salt(settings.data_dir, settings.visitor_salt),
-                             trusted_proxy=settings.trusted_proxy, per_minute=settings.limit_per_minute or None,
-                             per_day=settings.limit_per_day or None)  # 0: no limit
+                             trusted_proxies=settings.trusted_proxies, per_minute=settings.limit_per_minute or None,
+                             per_day=settings.limit_per_day or None, in_flight=settings.limit_in_flight or None)
     core = Playground(lineup, streamer, database, mode=settings.mode, history=settings.history,
                       revisions=revisions, sampler=settings.arena, visitors=visitors)
     demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
@@ -229,11 +234,36 @@ def _load(lineup: LineupSpec, settings: Settings, log: Callable[[str], None]) ->
     return load_lineup(lineup, options, log=log, checked=True), plan
 
 
+@contextmanager
+def _no_proxy_rewrite() -> Iterator[None]:
+    """uvicorn, as Gradio starts it, takes X-Forwarded-For as the client's address for requests from
+    loopback (FORWARDED_ALLOW_IPS, default 127.0.0.1): anyone on the same host, or any proxy that passes
+    the header on, could pick a new visitor key per request. The peer's address stays the client's;
+    VisitorPolicy reads the header itself, and only the hops trusted proxies added."""
+    before = os.environ.get("FORWARDED_ALLOW_IPS")
+    os.environ["FORWARDED_ALLOW_IPS"] = ""  # read when Gradio builds uvicorn's Config, inside launch()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("FORWARDED_ALLOW_IPS", None)
+        else:
+            os.environ["FORWARDED_ALLOW_IPS"] = before
+
+
 def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> None:
     """Serve the page; `block=False` returns at once (tests)."""
     running = demo.max_concurrent
+    # The queue holds 4 comparisons waiting per one that runs, plus 16.
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENT, max_size=settings.queue_size or 4 * running + 16)
+    with _no_proxy_rewrite():
+        _serve(demo, settings, block)
+
+
+def _serve(demo: gr.Blocks, settings: Settings, block: bool) -> None:
     demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=not block,
-                css=CSS, footer_links=["api"], quiet=not block,
+                css=CSS, head=HEAD, footer_links=["api"], quiet=not block,
                 # No uploads, no foreign images, and the admin's one-time export links.
-                app_kwargs={"middleware": [Middleware(Guard, downloads=getattr(demo, "downloads", None))]})
+                app_kwargs={"middleware": [Middleware(Guard, downloads=getattr(demo, "downloads", None),
+                                                      streams=getattr(demo, "streams", None),
+                                                      frame_ancestors=" ".join(settings.framed_by) or "'none'")]})

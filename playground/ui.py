@@ -11,7 +11,8 @@ from playground.conversation import Conversation, PlaygroundError
 from playground.conversations import ConversationStore
 from playground.params import PARAM_FIELDS, PARAM_RANGES
 from playground.downloads import OneTimeDownloads
-from playground.ui_tabs import EXPORT_TTL_S, admin_tab, leaderboard_tab
+from playground.guard import OpenStreams
+from playground.ui_tabs import EXPORT_TTL_S, admin_tab, leaderboard_tab, refusal
 from playground.view import (
     chat_messages,
     letter,
@@ -52,16 +53,18 @@ def build_ui(core: Playground, *, title: str, notice: str, models_info: str = ""
     """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set."""
     store = ConversationStore(core.new_conversation, **({"ttl_s": conversation_ttl_s} if conversation_ttl_s else {}))
     downloads = OneTimeDownloads(EXPORT_TTL_S)  # the admin's exports: one-time links, served by the guard
+    streams = OpenStreams()  # which pages read their events; the guard watches the requests
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"# {title}\n{core.lineup.description}")
         gr.Markdown(notice, elem_id="storage-notice")
         with gr.Tab("Compare"):
-            _compare_tab(demo, core, store, models_info, max_concurrent)
+            _compare_tab(demo, core, store, streams, models_info, max_concurrent)
         leaderboard_tab(core.database, leaderboard_rounds, min_battles=leaderboard_min_battles)
         if admin_token:
-            admin_tab(core.database, admin_token, core.lineup.name, downloads)
+            admin_tab(core.database, admin_token, core.lineup.name, downloads, lambda r: visitor_key(core, r) or "")
     demo.conversations = store
     demo.downloads = downloads  # for tests and operators: how many conversations the server holds
+    demo.streams = streams
     demo.max_concurrent = max_concurrent
     return demo
 
@@ -214,11 +217,29 @@ class _Lighter:
 
 
 def _refusing(error: Exception) -> gr.Error:
-    return gr.Error(str(error))
+    return refusal(str(error))
 
 
-def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, models_info: str,
-                 max_concurrent: int) -> None:
+def visitor_key(core: Playground, request: gr.Request | None) -> str | None:
+    """The asker's key: a salted hash of the address the server saw (never what the browser says,
+    unless trusted proxies put it in X-Forwarded-For)."""
+    if core.visitors is None or request is None:
+        return None
+    host = getattr(getattr(request, "client", None), "host", None)
+    return core.visitors.key(host, (getattr(request, "headers", None) or {}).get("x-forwarded-for"))
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or ""
+
+
+def _token(value: Any) -> str:
+    """The form token the page sent; anything but a string (null included) is a wrong token, never none."""
+    return value if isinstance(value, str) else ""
+
+
+def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, streams: OpenStreams,
+                 models_info: str, max_concurrent: int) -> None:
     """Panes side by side, the vote right under them, then the prompt, parameters and models."""
     page = _Page(core, models_info)
 
@@ -226,12 +247,7 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
         return store.get(getattr(request, "session_hash", None))
 
     def visitor(request: gr.Request | None) -> str | None:
-        """The asker's key: a salted hash of the address the server saw (never what the browser says,
-        unless a trusted proxy put it in X-Forwarded-For)."""
-        if core.visitors is None or request is None:
-            return None
-        host = getattr(getattr(request, "client", None), "host", None)
-        return core.visitors.key(host, (getattr(request, "headers", None) or {}).get("x-forwarded-for"))
+        return visitor_key(core, request)
 
     def streamed(run: Iterator[Conversation], extra: list[Any]) -> Iterator[list[Any]]:
         """Snapshots of a run; the first clears the rating form and the last thank-you (later ones
@@ -248,20 +264,30 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
             yield page.render(last) + [gr.skip()] * (len(page.form) + 1 + len(extra))
 
     def check_ask(text: Any, system_prompt: Any, token: Any, request: gr.Request) -> list[Any]:
-        """Before queueing: refuse an empty prompt, a busy conversation or a stale page on the prompt
-        box, leaving the panes as they are (the run itself checks again, atomically)."""
+        """Before queueing: refuse an empty prompt, a busy conversation, a stale page or a visitor over
+        their limits on the prompt box, leaving the panes as they are (the run checks again, atomically)."""
         try:
-            core.check_can_ask(conversation(request), text, token or "", visitor(request))
+            core.check_can_ask(conversation(request), text, _token(token), visitor(request))
         except PlaygroundError as error:
             return [gr.validate(False, str(error)), gr.validate(True, ""), gr.validate(True, "")]
+        streams.joined(_session(request))
         return [gr.validate(True, "")] * 3
 
+    def present(request: gr.Request) -> Conversation:
+        """The conversation, if its page still reads the answers; an ask nobody would see is dropped
+        before it generates (a script can join thousands and read none)."""
+        c = conversation(request)
+        if not streams.wait(_session(request)):
+            core.abandon(c)
+            raise refusal("this page stopped listening before its question's turn came; ask again")
+        return c
+
     def ask(text: Any, system_prompt: Any, token: Any, request: gr.Request) -> Iterator[list[Any]]:
-        yield from streamed(core.ask(conversation(request), text, system_prompt, form_token=token or "",
+        yield from streamed(core.ask(present(request), text, system_prompt, form_token=_token(token),
                                      visitor=visitor(request)), [""])
 
     def again(token: Any, request: gr.Request) -> Iterator[list[Any]]:
-        yield from streamed(core.regenerate(conversation(request), form_token=token or "",
+        yield from streamed(core.regenerate(present(request), form_token=_token(token),
                                             visitor=visitor(request)), [])
 
     outputs = page.shown + page.form + [page.status]
@@ -286,7 +312,7 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
     def rate(request: gr.Request, token: Any, *values: Any) -> list[Any]:
         c = conversation(request)
         try:
-            message = core.rate(c, vote_from_form(page.n, page.form_values(list(values))), token)
+            message = core.rate(c, vote_from_form(page.n, page.form_values(list(values))), _token(token))
         except (PlaygroundError, FormError) as error:
             raise _refusing(error) from None
         return page.render(c) + [message]
@@ -319,7 +345,7 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, mo
     def pick(position: Any, token: Any, request: gr.Request) -> list[Any]:
         c = conversation(request)
         try:
-            core.continue_with(c, position, token or "")
+            core.continue_with(c, position, _token(token))
         except PlaygroundError as error:
             raise _refusing(error) from None
         return page.render(c)

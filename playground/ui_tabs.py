@@ -10,7 +10,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -20,12 +20,21 @@ from feedback_db.leaderboard import DEFAULT_MIN_BATTLES, leaderboard_of
 from feedback_db.reading import RatingFilter
 from feedback_db.writers import export_to
 from playground.downloads import OneTimeDownloads
+from playground.visitors import FailedAttempts
 from playground.leaderboard_view import TABLE_HEADERS, leaderboard_rows, ratings_svg, summary, win_rate_rows
 
 STRENGTH_CHOICES = ["any", "negligibly_better", "slightly_better", "better", "significantly_better"]
 # An export's download link is a secret URL that works without the token: it lives this long.
 EXPORT_TTL_S = 600
-WRONG_TOKEN_DELAY_S = 1.0  # slows down guessing; paid by the guesser, never by the owner's export
+# Wrong admin tokens one visitor may send a minute; then every export request from them is refused at
+# once, the right token too, so guessing gets nowhere and costs the server nothing.
+WRONG_TOKENS_PER_MINUTE = 5
+
+
+def refusal(message: str) -> gr.Error:
+    """A refusal for the page: no traceback in the server's log (it is not a fault), and its text shown
+    as text (Gradio renders an error's message as HTML, and messages may quote what was sent)."""
+    return gr.Error(message.replace("<", "&lt;"), print_exception=False)
 
 
 def prune_exports(folder: Path, max_age_s: float = EXPORT_TTL_S) -> int:
@@ -72,8 +81,12 @@ def leaderboard_tab(database: Database, rounds: int, min_battles: int = DEFAULT_
         trigger(show, api_name=False, **board)
 
 
-def admin_tab(database: Database, token: str, lineup: str, downloads: OneTimeDownloads) -> None:
-    """Exports for trainers; every request must carry the admin token, checked on the server."""
+def admin_tab(database: Database, token: str, lineup: str, downloads: OneTimeDownloads,
+              visitor: Callable[[gr.Request | None], str]) -> None:
+    """Exports for trainers; every request must carry the admin token, checked where it joins the queue.
+
+    `visitor` tells who asks (the same key as the visitor limits), for counting wrong tokens.
+    """
     with gr.Tab("Data (admin)"):
         gr.Markdown("Exports of the stored feedback for reward-model, DPO, KTO and SFT training. "
                     "Needs the admin token the app was started with (`PLAYGROUND_ADMIN_TOKEN`).")
@@ -98,12 +111,25 @@ def admin_tab(database: Database, token: str, lineup: str, downloads: OneTimeDow
     folder = Path(tempfile.mkdtemp(prefix="playground-exports-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     exporting = threading.Lock()  # one export at a time; a token check never waits for it
+    wrong = FailedAttempts(limit=WRONG_TOKENS_PER_MINUTE, window_s=60.0)
+
+    def check_token(request: gr.Request, given: Any, *rest: Any) -> list[Any]:
+        """Before the queue: a wrong token is refused at once and counted, and never takes a worker."""
+        who = visitor(request)
+        if wrong.blocked(who):
+            refused = (f"more than {WRONG_TOKENS_PER_MINUTE} wrong admin tokens came from your address in the "
+                       "last minute: wait a minute, then give the token the app was started with")
+        elif not _same(given, token):
+            wrong.failed(who)
+            refused = "wrong admin token"
+        else:
+            return [gr.validate(True, "")] * (len(rest) + 1)
+        return [gr.validate(False, refused), *([gr.validate(True, "")] * len(rest))]
 
     def export(given: str, fmt: str, ext: str, start: str, end: str, names: str, strength: str,
                blind: bool, this_lineup: bool, unsafe: bool, errors: bool) -> list[Any]:
-        if not hmac.compare_digest((given or "").encode(), token.encode()):
-            time.sleep(WRONG_TOKEN_DELAY_S)
-            raise gr.Error("wrong admin token")
+        if not _same(given, token):  # the validator refused it already; a request cannot skip it
+            raise refusal("wrong admin token")
         try:
             options = ExportOptions(
                 format=fmt, where=RatingFilter(since=_moment(start), until=_moment(end),
@@ -112,7 +138,7 @@ def admin_tab(database: Database, token: str, lineup: str, downloads: OneTimeDow
                 min_strength=None if strength == "any" else strength,
                 exclude_unsafe=unsafe, include_errors=errors)
         except ValueError as error:
-            raise gr.Error(str(error)) from None
+            raise refusal(str(error)) from None
         with exporting:
             prune_exports(folder)
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -122,10 +148,15 @@ def admin_tab(database: Database, token: str, lineup: str, downloads: OneTimeDow
         return [done.line(), f"[Download {path.name}]({link}) — the link works once, within "
                              f"{EXPORT_TTL_S // 60} minutes."]
 
-    # Several at once, so that guesses sleeping on a wrong token never hold the owner's export up.
+    # The token is checked before the queue (validator), so guesses never take a place or a worker.
     run.click(export, inputs=[secret, export_format, suffix, since, until, contenders, min_strength,
                               blind_only, only_lineup, exclude_unsafe, include_errors],
-              outputs=[result, download], api_name="admin_export", concurrency_limit=4, concurrency_id="admin")
+              outputs=[result, download], api_name="admin_export", api_visibility="undocumented",
+              validator=check_token, concurrency_limit=1, concurrency_id="admin")
+
+
+def _same(given: Any, token: str) -> bool:
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode())
 
 
 def _moment(text: str) -> datetime | None:
@@ -135,5 +166,5 @@ def _moment(text: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise gr.Error(f"{text!r} is not a date or time: write it like 2026-11-01 or 2026-11-01T12:00") from None
+        raise refusal(f"{text!r} is not a date or time: write it like 2026-11-01 or 2026-11-01T12:00") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
 from playground.conversation import Conversation, Pane
+from playground.markup import shown_as_text
 
 
 def letter(position: int) -> str:
@@ -20,18 +21,19 @@ def pane_label(pane: Pane, conversation: Conversation) -> str:
 
 
 def chat_messages(pane: Pane, conversation: Conversation) -> list[dict[str, str]]:
-    """The pane's conversation as role/content dicts, the answer in progress last."""
-    messages = list(pane.history)
+    """The pane's conversation as role/content dicts, the answer in progress last; markup in prompts
+    and answers shows as text (playground.markup)."""
+    messages = [{"role": m["role"], "content": shown_as_text(m["content"])} for m in pane.history]
     if conversation.last_prompt is None or pane.status == "idle":
         return messages
-    messages.append({"role": "user", "content": conversation.last_prompt})
+    messages.append({"role": "user", "content": shown_as_text(conversation.last_prompt)})
     answer = pane.text
     if pane.status == "error":
         answer = f"{answer}\n\n⚠️ This contender failed: {pane.error}".strip()
     elif pane.status == "stopped":
         answer = f"{answer} ⏹ (stopped)".strip()
     if answer or pane.status != "waiting":
-        messages.append({"role": "assistant", "content": answer})
+        messages.append({"role": "assistant", "content": shown_as_text(answer)})
     return messages
 
 

@@ -14,6 +14,7 @@ from gradio_client.exceptions import AppError, ValidationError
 
 from models.loading import LoadOptions
 from playground.server import Settings, create_app, launch
+from playground.markup import shown_as_text
 from tests.conftest import REPO
 
 
@@ -81,8 +82,9 @@ def test_prompt_stream_rate_and_read_back(served):
                                "ORDER BY position", (comparison_id,)).fetchall()
         assert [r[0] for r in responses] == [0, 1]
         assert {r[2] for r in responses} == {str(m) for m in settings.models}
-        # The chatbot renders control characters and runs of spaces its own way: compare the rest.
-        assert [squeeze(r[3]) for r in responses] == [squeeze(a) for a in answers(result)]
+        # The chatbot renders control characters and runs of spaces its own way: compare the rest. Markup
+        # in an answer is sent to the page escaped (playground.markup), and stored as generated.
+        assert [squeeze(shown_as_text(r[3])) for r in responses] == [squeeze(a) for a in answers(result)]
         assert all(r[4] in ("stop", "length") and r[5] is not None and r[7].startswith("<s><|user|>")
                    for r in responses)
         rating = db.execute("SELECT kind, choice, strength, comment, blind FROM ratings WHERE comparison_id = ?",

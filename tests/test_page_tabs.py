@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import AppError, ValidationError
 
 from app import settings_from
 from feedback_db.leaderboard import Battle, build_leaderboard
@@ -51,7 +51,9 @@ def test_plot_ticks_stay_few_however_far_ratings_spread():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tabs-data")
-    argv = ["--data-dir", str(data_dir), "--port", str(free_port()), "--admin", "--leaderboard-rounds", "20"]
+    # Behind a trusted proxy, so that tests can speak from several addresses (X-Forwarded-For).
+    argv = ["--data-dir", str(data_dir), "--port", str(free_port()), "--admin", "--leaderboard-rounds", "20",
+            "--trusted-proxy"]
     settings = settings_from(argv, {"PLAYGROUND_ADMIN_TOKEN": TOKEN})
     demo, core = create_app(settings, streamer=words_streamer(), log=lambda m: None)
     # Seed blind ratings through the core, as arena visitors would.
@@ -74,9 +76,9 @@ def download_link(url: str, markdown: str) -> str:
 
 def test_admin_export_needs_the_token_and_its_link_works_once(served, tmp_path):
     url = f"http://127.0.0.1:{served.port}/"
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, headers={"X-Forwarded-For": "203.0.113.50"})
     args = ["dpo", ".jsonl", "", "", "", "any", False, False, False, True]
-    with pytest.raises(AppError, match="wrong admin token"):
+    with pytest.raises(ValidationError, match="wrong admin token"):
         client.predict("guess", *args, api_name="/admin_export")
     line, link = client.predict(TOKEN, *args, api_name="/admin_export")
     assert line.startswith("exported 6 dpo rows from 6 ratings") and "works once" in link
@@ -130,18 +132,34 @@ def test_clear_during_a_stream_is_not_undone_by_it(tmp_path):
         demo.close()
 
 
-def test_wrong_token_guesses_never_hold_up_the_owners_export(served):
-    """Each wrong guess sleeps a second on the guesser's request, not in the one export slot."""
-    client = Client(f"http://127.0.0.1:{served.port}/", verbose=False)
+def test_wrong_token_guesses_are_refused_at_the_door_and_limited_per_address(served):
+    """40 concurrent wrong guesses from one address: each refused before the queue (no worker, no
+    sleep), after 5 the address is refused outright, and the owner's export elsewhere is not held up."""
+    url = f"http://127.0.0.1:{served.port}/"
     args = ["dpo", ".jsonl", "", "", "", "any", False, False, False, True]
-    guesses = [client.submit(f"guess-{n}", *args, api_name="/admin_export") for n in range(3)]
-    time.sleep(0.2)  # the guesses are in first
-    line, _ = client.predict(TOKEN, *args, api_name="/admin_export")
+    guesser = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.66"})
+    guesses = [guesser.submit(f"guess-{n}", *args, api_name="/admin_export") for n in range(40)]
+    started = time.perf_counter()
+    owner = Client(url, verbose=False, headers={"X-Forwarded-For": "203.0.113.51"})
+    line, _ = owner.predict(TOKEN, *args, api_name="/admin_export")
     assert line.startswith("exported 6 dpo rows")
-    assert not all(g.done() for g in guesses)  # the owner's export came back while guesses still slept
+    owner_s = time.perf_counter() - started
+    refusals = []
     for guess in guesses:
-        with pytest.raises(AppError, match="wrong admin token"):
+        with pytest.raises(ValidationError) as refused:
             guess.result()
+        refusals.append(str(refused.value))
+    assert sum(r.rstrip().endswith(": wrong admin token") for r in refusals) == 5, refusals
+    assert sum("more than 5 wrong admin tokens came from your address" in r for r in refusals) == 35
+    with pytest.raises(ValidationError, match="more than 5 wrong admin tokens"):  # the right token too, now
+        guesser.predict(TOKEN, *args, api_name="/admin_export")
+    print(f"owner's export with 40 guesses at once: {owner_s:.2f} s")
+
+
+def test_admin_export_is_not_listed_in_the_api_page(served):
+    with urllib.request.urlopen(f"http://127.0.0.1:{served.port}/gradio_api/info", timeout=30) as answer:
+        info = answer.read().decode()
+    assert "admin_export" not in info and "/ask" in info
 
 
 def test_export_links_expire_and_take_their_file_with_them(tmp_path):

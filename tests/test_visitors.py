@@ -33,9 +33,14 @@ def test_a_visitor_key_is_a_salted_hash_and_trusts_forwarded_for_only_behind_a_p
     assert VisitorPolicy(salt=b"another-salt-of-16+bytes").key("203.0.113.5") != key
     # Anyone can send X-Forwarded-For: without a trusted proxy it changes nothing.
     assert policy.key("203.0.113.5", "198.51.100.1") == key
-    behind = VisitorPolicy(salt=SALT, trusted_proxy=True)
-    assert behind.key("10.0.0.1", "203.0.113.5, 10.0.0.7") == key  # the first hop is the visitor
+    behind = VisitorPolicy(salt=SALT, trusted_proxies=1)
+    assert behind.key("10.0.0.1", "203.0.113.5") == key  # the hop the proxy added is the visitor
     assert behind.key("10.0.0.1", None) == policy.key("10.0.0.1")
+    # A client-written first hop changes nothing: the proxy's own hop is the right-most.
+    assert behind.key("10.0.0.1", "198.51.100.77, 203.0.113.5") == key
+    two = VisitorPolicy(salt=SALT, trusted_proxies=2)  # a CDN, then a load balancer
+    assert two.key("10.0.0.1", "198.51.100.77, 203.0.113.5, 10.0.0.7") == key
+    assert two.key("10.0.0.1", "203.0.113.5") == policy.key("10.0.0.1")  # did not pass both: the peer
     with pytest.raises(ValueError, match="per minute limit must be a whole number of at least 1"):
         VisitorPolicy(salt=SALT, per_minute=0)
 
@@ -86,19 +91,24 @@ def test_the_launched_app_limits_each_visitor_by_the_address_it_sees(limited_app
     first.predict("Hello", "", "", api_name="/ask")
     with pytest.raises(ValidationError, match="you have asked 1 questions in the last minute"):
         Client(url, verbose=False).predict("Hello again", "", "", api_name="/ask")  # a new session, same address
-    # Behind the trusted proxy, another first hop is another visitor.
-    proxied = Client(url, verbose=False, headers={"X-Forwarded-For": "203.0.113.9, 127.0.0.1"})
+    # Behind the trusted proxy, the hop it added is the visitor; what the client wrote before it is not.
+    spoofed = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.1, 127.0.0.1"})
+    with pytest.raises(ValidationError, match="you have asked 1 questions in the last minute"):
+        spoofed.predict("A new first hop", "", "", api_name="/ask")
+    proxied = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"})
     proxied.predict("From elsewhere", "", "", api_name="/ask")
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
         keys = [row[0] for row in db.execute("SELECT visitor FROM comparisons ORDER BY created_at")]
     assert keys == [core.visitors.key("127.0.0.1"), core.visitors.key("127.0.0.1", "203.0.113.9")]
+    assert keys[1] == core.visitors.key("203.0.113.9")
     stored = (settings.data_dir / "feedback.sqlite3").read_bytes()
     assert b"127.0.0.1" not in stored and b"203.0.113.9" not in stored  # never the address
 
 
 def test_the_hosted_profile_binds_every_interface_on_the_platforms_port_and_limits_visitors():
     hosted = settings_from(["--hosted"], {"PORT": "7861"})
-    assert (hosted.host, hosted.port, hosted.trusted_proxy) == ("0.0.0.0", 7861, True)
+    assert (hosted.host, hosted.port, hosted.trusted_proxies, hosted.limit_in_flight) == (
+        "0.0.0.0", 7861, 1, 2)
     assert (hosted.limit_per_minute, hosted.limit_per_day) == (6, 200)
     assert settings_from([], {"PLAYGROUND_HOSTED": "1", "GRADIO_SERVER_PORT": "8080"}).port == 8080
     custom = settings_from(["--hosted", "--limit-per-day", "50", "--port", "9000"], {"PORT": "7861"})
@@ -109,8 +119,10 @@ def test_the_hosted_profile_binds_every_interface_on_the_platforms_port_and_limi
     assert settings_from([], {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "8081"}).port == 8081
     assert settings_from([], {"GRADIO_SERVER_NAME": "0.0.0.0"}).host == "0.0.0.0"
     local = settings_from([], {})
-    assert (local.host, local.trusted_proxy, local.limit_per_minute, local.limit_per_day) == (
-        "127.0.0.1", False, None, None)
+    assert (local.host, local.trusted_proxies, local.limit_per_minute, local.limit_per_day,
+            local.limit_in_flight) == ("127.0.0.1", 0, None, None, None)
+    assert settings_from(["--trusted-proxy"], {}).trusted_proxies == 1
+    assert settings_from(["--trusted-proxy", "2", "--hosted"], {}).trusted_proxies == 2
 
 
 def test_comparisons_a_killed_server_left_unfinished_are_marked_at_the_next_start(tmp_path):
