@@ -8,6 +8,8 @@ keeps its own positions. A finished or stopped stream leaves at once, and its ca
 A failure stays with its stream: a failed prefill or sampler ends that stream; a failed batch step
 (out of memory, most often) ends the newest stream, and the others are prefilled again from their
 prompt and answer so far and go on with the same sampler, so their tokens do not change.
+The thread is a daemon, so an idle loop never holds the process open; `close` (also at exit) ends it
+between two steps.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Iterator, Sequence
 import torch
 from transformers import DynamicCache
 
-from models.engine import EngineEvent, Finished, StreamRequest, failure_message
+from models.engine import EngineEvent, Finished, StreamRequest, close_at_exit, failure_message
 from models.sampling import TokenSampler
 
 log = logging.getLogger(__name__)
@@ -53,21 +55,24 @@ class BatchedLoop:
 
     def __init__(self, model: torch.nn.Module, input_device: torch.device, max_batch: int = 16) -> None:
         self.model, self.device, self.max_batch = model, input_device, max_batch
-        self._incoming: queue.Queue[_Row] = queue.Queue()
+        self._incoming: queue.Queue[_Row | None] = queue.Queue()  # None only wakes the loop (close)
         self._rows: list[_Row] = []
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # (rows, cache length): 0 where a row is left padding
         self._next: list[int] = []  # each row's token to feed on the next step
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._closed = False
         self.peak_batch = 0  # most streams decoded in one step so far
         self.failed_steps = 0  # batch steps that failed and were recovered from
+        close_at_exit(self)
 
     def generate(self, request: StreamRequest) -> Iterator[EngineEvent]:
         """The stream's token ids as they are chosen, then a Finished event."""
         row = _Row(request, TokenSampler(request.prompt_ids, request.params, request.seed, self.device))
-        self._incoming.put(row)
-        self._ensure_thread()
+        if not self._submit(row):
+            yield Finished("stopped")
+            return
         while True:
             event = row.out.get()
             yield event
@@ -78,15 +83,32 @@ class BatchedLoop:
     def active(self) -> int:
         return len(self._rows)
 
-    def _ensure_thread(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop decoding: running and waiting streams end as stopped, later ones at once; the decode
+        thread ends after the step it is in, joined for at most `timeout_s`. Safe to call twice."""
         with self._lock:
+            self._closed, thread = True, self._thread
+        self._incoming.put(None)  # an idle loop waits on the queue: wake it now
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def _submit(self, row: _Row) -> bool:
+        """Queue a stream for the loop, starting the loop if it is not running; False once closed."""
+        with self._lock:  # with close and the loop's idle exit: no row is queued after either looked
+            if self._closed:
+                return False
+            self._incoming.put(row)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, daemon=True, name="batched-decode")
                 self._thread.start()
+        return True
 
     @torch.inference_mode()
     def _loop(self) -> None:
         while True:
+            if self._closed:
+                self._end_all()
+                return
             try:
                 # Block only when nothing decodes; otherwise take whoever arrived since the last step.
                 if self._rows and len(self._rows) >= self.max_batch:
@@ -100,6 +122,9 @@ class BatchedLoop:
                             return
                     continue
                 row = None
+            if row is not None and self._closed:  # taken as close came: it ends with the others, at the top
+                row.out.put(Finished("stopped"))
+                continue
             if row is not None:
                 self._admit(row)
                 if len(self._rows) < self.max_batch:
@@ -107,6 +132,18 @@ class BatchedLoop:
             self._drop_stopped()
             if self._rows:
                 self._step()
+
+    def _end_all(self) -> None:
+        """Closed: every stream in the batch or still queued ends as stopped, and the cache is freed."""
+        with self._lock:
+            waiting = []
+            while not self._incoming.empty():
+                waiting.append(self._incoming.get_nowait())
+            self._thread = None
+        for row in [*self._rows, *waiting]:
+            if row is not None:
+                row.out.put(Finished("stopped"))
+        self._rows, self._next, self._cache, self._mask = [], [], None, None
 
     def _admit(self, row: _Row) -> None:
         """Prefill a new stream alone, hand out its first token, and join it to the batch."""

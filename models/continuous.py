@@ -102,6 +102,8 @@ class ContinuousEngine:
         self.failed_steps = 0  # forward passes that failed and were recovered from
         self._lock = threading.Lock()
         self._manager = None
+        self._router: threading.Thread | None = None
+        self._closed = False
         # One forward pass in the constructing thread before the manager's thread exists: without it,
         # decoding in that thread ran 30x slower on this CPU (bf16, 2 cores; bench/README.md).
         with torch.inference_mode():
@@ -121,6 +123,9 @@ class ContinuousEngine:
             yield Finished("error", f"this stream needs {needed} tokens of cache (prompt {len(request.prompt_ids)} + "
                                     f"answer {request.max_new_tokens}); the engine holds {self.capacity}")
             return
+        if self._closed:
+            yield Finished("stopped")
+            return
         sampler = TokenSampler(request.prompt_ids, request.params, request.seed, self.device)
         answer: list[int] = []
         for _ in range(MAX_RESUMES + 1):
@@ -133,6 +138,9 @@ class ContinuousEngine:
     def _run(self, request: StreamRequest, sampler: TokenSampler, answer: list[int]):
         """One manager request for this stream; True when the stream ended, False to resume it."""
         manager = self._running_manager()
+        if manager is None:  # closed meanwhile
+            yield Finished("stopped")
+            return True
         rid = uuid.uuid4().hex
         outputs: queue.Queue = queue.Queue()
         with self._lock:
@@ -189,17 +197,25 @@ class ContinuousEngine:
                 self._samplers.pop(rid, None)
                 self._verdicts.pop(rid, None)
 
-    def close(self) -> None:
-        """Stop the manager's thread (it is not a daemon: a process that never closes it never exits)."""
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the manager's thread (it is not a daemon: a process that never closes it never exits) and
+        the router's; streams still running end as stopped, later ones at once. Safe to call twice."""
         with self._lock:
+            self._closed = True
             manager, self._manager = self._manager, None
+            router, self._router = self._router, None
         if manager is not None:
             for rid in list(self._queues):
                 manager.cancel_request(rid)
-            manager.stop(block=True, timeout=30)
+            manager.stop(block=True, timeout=timeout_s)
+        if router is not None and router is not threading.current_thread():
+            router.join(timeout_s)  # it tells the streams still waiting, then ends
 
     def _running_manager(self):
+        """The manager, started again if it died; None once the engine is closed."""
         with self._lock:
+            if self._closed:
+                return None
             if self._manager is not None and self._manager.is_running():
                 return self._manager
             if self._manager is not None:  # it died of a fatal error: every stream in it has been told
@@ -226,7 +242,8 @@ class ContinuousEngine:
             manager.start()
         # The manager's thread is not a daemon: stop it before the interpreter waits for such threads.
         threading._register_atexit(_stop_quietly, manager)
-        threading.Thread(target=self._route, args=(manager,), daemon=True, name="cb-router").start()
+        self._router = threading.Thread(target=self._route, args=(manager,), daemon=True, name="cb-router")
+        self._router.start()
         return manager
 
     def _guard(self, manager) -> None:
@@ -274,9 +291,14 @@ class ContinuousEngine:
                 error = manager.background_thread_status.fatal_error
                 with self._lock:
                     waiting = list(self._queues.values()) if self._manager is manager or self._manager is None else []
+                if error:
+                    ended = Finished("error", f"the generation engine stopped: {error!r}")
+                elif self._closed:  # close(): the app is stopping, so each answer stands as it is
+                    ended = Finished("stopped")
+                else:
+                    ended = Finished("error", "the generation engine was stopped")
                 for outputs in waiting:
-                    outputs.put(Finished("error", f"the generation engine stopped: {error!r}" if error
-                                         else "the generation engine was stopped"))
+                    outputs.put(ended)
                 return
             with self._lock:
                 outputs = self._queues.get(out.request_id)

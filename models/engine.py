@@ -8,6 +8,7 @@ engine, which decodes the streams running at the same time together. Which engin
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol, Sequence
 
@@ -41,6 +42,25 @@ class Engine(Protocol):
     """Decodes many streams on one model at once."""
 
     def generate(self, request: StreamRequest) -> Iterator[EngineEvent]: ...
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop decoding: streams still running end as stopped, later ones at once; the engine's threads
+        are joined, waiting at most about `timeout_s`. Safe to call twice."""
+        ...
+
+
+def close_at_exit(engine: Engine) -> None:
+    """Close `engine` when the interpreter exits, before it joins non-daemon threads and long before it
+    stops daemon ones: a daemon thread stopped inside a torch op aborts the process with "terminate
+    called without an active exception" (issue 15). Holds the engine weakly, so a dropped one is freed."""
+    ref = weakref.ref(engine)
+
+    def close() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.close()
+
+    threading._register_atexit(close)  # threading's hook: runs before the interpreter joins any thread
 
 
 def failure_message(error: BaseException) -> str:

@@ -147,9 +147,8 @@ class LocalStreamer:
                                 max_new_tokens=max_new, eos=frozenset(_eos_ids(loaded)))
         yield from _as_text(engine.generate(request), loaded.tokenizer, request, started)
 
-    def close(self) -> None:
-        """Stop the engines' threads."""
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop every engine: streams still running end as stopped, and each engine's threads are joined
+        (at most about `timeout_s` each). Safe to call twice."""
         for engine in self.engines.values():
-            close = getattr(engine, "close", None)
-            if close is not None:
-                close()
+            engine.close(timeout_s)

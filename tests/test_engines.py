@@ -97,8 +97,7 @@ def make_engine(engine_kind):
 
     yield make
     for engine in made:
-        if isinstance(engine, ContinuousEngine):
-            engine.close()  # its thread is not a daemon
+        engine.close()
 
 
 @pytest.mark.parametrize("checkpoint", ["tiny_mha", "tiny_gqa"])
