@@ -293,22 +293,26 @@ def mark_interrupted(session: Session, before: datetime) -> int:
     return len(found)
 
 
-def session_data(session: Session, session_ids: list[str]) -> list[Comparison]:
-    """What is stored about these conversations: their comparisons, oldest first, answers and rating loaded."""
+def session_data(session: Session, session_ids: list[str], visitor: str | None = None) -> list[Comparison]:
+    """What is stored about these conversations: their comparisons, oldest first, answers and rating loaded;
+    with `visitor`, only the comparisons that visitor asked."""
     if not session_ids:
         return []
     query = (select(Comparison).where(Comparison.session_id.in_(session_ids)).order_by(Comparison.created_at)
              .options(selectinload(Comparison.responses), selectinload(Comparison.rating)))
+    if visitor is not None:
+        query = query.where(Comparison.visitor == visitor)
     return list(session.scalars(query))
 
 
-def delete_session_data(session: Session, session_ids: list[str], *, ratings_only: bool) -> int:
+def delete_session_data(session: Session, session_ids: list[str], *, ratings_only: bool,
+                        visitor: str | None = None) -> int:
     """Delete these conversations' ratings, or everything stored about them; return the rows' count.
 
     A visitor's own request: comparisons (with their answers and ratings, by cascade) or only the
-    ratings go; nothing of any other conversation is touched.
+    ratings go; nothing of any other conversation, or with `visitor` of any other visitor, is touched.
     """
-    found = session_data(session, session_ids)
+    found = session_data(session, session_ids, visitor)
     if ratings_only:
         ratings = [c.rating for c in found if c.rating is not None]
         for rating in ratings:

@@ -481,25 +481,35 @@ class Playground:
             tokens_per_s=result.tokens_per_s if result else None,
         )
 
-    def stored_about(self, conversation_ids: list[str]) -> str:
-        """What the database holds about these conversations (one browser session's), as markdown."""
+    def stored_about(self, conversation_ids: list[str], visitor: str | None = None) -> str:
+        """What the database holds about these conversations (one browser session's), as markdown.
+
+        With `visitor`, only what that visitor asked: a session hash is chosen by the browser and travels
+        in URLs, so it is not enough on its own to read what was asked from another address."""
         with self.database.snapshot() as db:
-            found = session_data(db, conversation_ids)
+            found = session_data(db, conversation_ids, visitor)
+            elsewhere = len(session_data(db, conversation_ids)) - len(found) if visitor is not None else 0
             lines = [f"- {c.created_at:%Y-%m-%d %H:%M} UTC, turn {c.turn + 1}: “{_short(c.prompt)}” — "
                      f"{len(c.responses)} answers, " + ("rated" if c.rating is not None else "not rated")
                      + (f", your comment: “{_short(c.rating.comment)}”" if c.rating and c.rating.comment else "")
                      for c in found]
+        other = (f"\n\n{elsewhere} more comparison{'s' if elsewhere != 1 else ''} of this session "
+                 f"{'were' if elsewhere != 1 else 'was'} asked from another network address: shown and deleted only "
+                 "from there." if elsewhere else "")
         if not lines:
-            return "Nothing is stored about this session."
+            return "Nothing is stored about this session." + other
         return ("Stored about this session (prompts, system prompts, the answers and your ratings; no name, and "
-                "no address: only a salted hash of it, to limit how often one visitor asks):\n\n" + "\n".join(lines))
+                "no address: only a salted hash of it, to limit how often one visitor asks):\n\n" + "\n".join(lines)
+                + other)
 
-    def forget(self, conversation: Conversation, conversation_ids: list[str], *, ratings_only: bool) -> str:
-        """Delete this browser session's ratings, or everything stored about it; what was deleted."""
-        if conversation.busy:
+    def forget(self, conversation: Conversation | None, conversation_ids: list[str], *, ratings_only: bool,
+               visitor: str | None = None) -> str:
+        """Delete this browser session's ratings, or everything stored about it (with `visitor`, what that
+        visitor asked); what was deleted. `conversation` is the session's current one (None: it has none)."""
+        if conversation is not None and conversation.busy:
             raise PlaygroundError("answers are still streaming: wait until they finish, or press Stop, first")
         with self.database.session() as db:
-            deleted = delete_session_data(db, conversation_ids, ratings_only=ratings_only)
+            deleted = delete_session_data(db, conversation_ids, ratings_only=ratings_only, visitor=visitor)
         if ratings_only:
             return f"Deleted {deleted} rating{'s' if deleted != 1 else ''} of this session."
         return (f"Deleted {deleted} comparison{'s' if deleted != 1 else ''} of this session, with their answers and "

@@ -10,6 +10,7 @@ from typing import Callable
 from playground.conversation import Conversation, PlaygroundError
 
 DEFAULT_TTL_S = 6 * 3600.0
+UNASKED_TTL_S = 15 * 60.0  # a conversation that never asked anything
 
 
 @dataclass
@@ -29,11 +30,12 @@ class ConversationStore:
     """
 
     def __init__(self, factory: Callable[[], Conversation], ttl_s: float = DEFAULT_TTL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, unasked_ttl_s: float = UNASKED_TTL_S) -> None:
         self.factory, self.ttl_s, self.clock = factory, ttl_s, clock
+        self.unasked_ttl_s = min(unasked_ttl_s, ttl_s)
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
-        self._next_sweep = clock() + ttl_s
+        self._next_sweep = clock() + min(self.unasked_ttl_s, 60.0)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -50,6 +52,13 @@ class ConversationStore:
             conversation = entry.conversation
         self._sweep(now)
         return conversation
+
+    def peek(self, key: str | None) -> Conversation | None:
+        """The conversation of this browser session if it has one; nothing is made (a page load, a
+        look at "Your data")."""
+        with self._lock:
+            entry = self._entries.get(key) if key else None
+            return entry.conversation if entry else None
 
     def replace(self, key: str | None, conversation: Conversation) -> Conversation:
         """Put a new conversation in the old one's place (Clear)."""
@@ -75,15 +84,24 @@ class ConversationStore:
             entry.conversation.replaced = True
             entry.conversation.stop_all()
 
-    def _sweep(self, now: float) -> None:
-        if now < self._next_sweep:
-            return
+    def sweep(self) -> set[str]:
+        """Forget the conversations idle past their time; return the session hashes still held."""
+        now = self.clock()
         with self._lock:
-            self._next_sweep = now + min(self.ttl_s, 60.0)
-            stale = [k for k, e in self._entries.items()
-                     if now - e.touched > self.ttl_s and not e.conversation.busy]
+            self._next_sweep = now + min(self.unasked_ttl_s, 60.0)
+            stale = [k for k, e in self._entries.items() if now - e.touched > self._ttl(e) and not e.conversation.busy]
             for key in stale:
                 del self._entries[key]
+            return set(self._entries)
+
+    def _ttl(self, entry: _Entry) -> float:
+        # A page that never asked anything holds nothing worth keeping long: a script can open thousands.
+        asked = entry.earlier or entry.conversation.comparison_id is not None
+        return self.ttl_s if asked else self.unasked_ttl_s
+
+    def _sweep(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self.sweep()
 
     @staticmethod
     def _checked(key: str | None) -> str:

@@ -23,9 +23,11 @@ from models.specs import ContenderSpec, LineupSpec, WeightsSpec
 from models.streaming import RoutedStreamer, StreamFailure
 from playground.arena import ArenaSampler
 from playground.comparison import Playground
+from playground.conversations import UNASKED_TTL_S
 from playground.guard import Guard
 from playground.page_script import HEAD
 from playground.ui import CSS, build_ui
+from playground.ui_sessions import Sweeper, lean_sessions
 from playground.view import models_markdown, servers_markdown
 from playground.visitors import VisitorPolicy, load_salt
 
@@ -67,6 +69,7 @@ class Settings:
     limit_per_day: int | None = None
     limit_in_flight: int | None = None  # comparisons one visitor may have running or waiting at once
     framed_by: tuple[str, ...] = ()  # origins that may show the page in a frame (a Space's); none by default
+    unasked_ttl_s: float = UNASKED_TTL_S  # a page that never asked is forgotten after this long idle
 
     @property
     def database_url(self) -> str:
@@ -183,7 +186,8 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
     demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
                     models_info=models_info, max_concurrent=max_concurrent,
                     leaderboard_rounds=settings.leaderboard_rounds,
-                    leaderboard_min_battles=settings.leaderboard_min_battles, admin_token=settings.admin_token)
+                    leaderboard_min_battles=settings.leaderboard_min_battles, admin_token=settings.admin_token,
+                    unasked_ttl_s=settings.unasked_ttl_s)
     return demo, core
 
 
@@ -261,9 +265,14 @@ def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> None:
 
 
 def _serve(demo: gr.Blocks, settings: Settings, block: bool) -> None:
-    demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=not block,
+    demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=True,
                 css=CSS, head=HEAD, footer_links=["api"], quiet=not block,
                 # No uploads, no foreign images, and the admin's one-time export links.
                 app_kwargs={"middleware": [Middleware(Guard, downloads=getattr(demo, "downloads", None),
                                                       streams=getattr(demo, "streams", None),
                                                       frame_ancestors=" ".join(settings.framed_by) or "'none'")]})
+    # Before the first session: Gradio's per-session state starts lean and is swept (ui_sessions).
+    store = demo.conversations
+    demo.sweeper = Sweeper(lean_sessions(demo), store.unasked_ttl_s, store.sweep).start()
+    if block:
+        demo.block_thread()

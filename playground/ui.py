@@ -8,10 +8,11 @@ import gradio as gr
 
 from playground.comparison import Playground
 from playground.conversation import Conversation, PlaygroundError
-from playground.conversations import ConversationStore
+from playground.conversations import UNASKED_TTL_S, ConversationStore
 from playground.params import PARAM_FIELDS, PARAM_RANGES
 from playground.downloads import OneTimeDownloads
 from playground.guard import OpenStreams
+from playground.ui_sessions import LeanStateHolder
 from playground.ui_tabs import EXPORT_TTL_S, admin_tab, leaderboard_tab, refusal
 from playground.view import (
     chat_messages,
@@ -49,9 +50,15 @@ CSS = """
 
 def build_ui(core: Playground, *, title: str, notice: str, models_info: str = "", max_concurrent: int = 1,
              leaderboard_rounds: int = 1000, leaderboard_min_battles: int = 20,
-             admin_token: str | None = None, conversation_ttl_s: float | None = None) -> gr.Blocks:
-    """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set."""
-    store = ConversationStore(core.new_conversation, **({"ttl_s": conversation_ttl_s} if conversation_ttl_s else {}))
+             admin_token: str | None = None, conversation_ttl_s: float | None = None,
+             unasked_ttl_s: float = UNASKED_TTL_S) -> gr.Blocks:
+    """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set.
+
+    A page's conversation is forgotten after `conversation_ttl_s` without use, or `unasked_ttl_s` if it
+    never asked anything; Gradio's own state of such a session goes then too (ui_sessions).
+    """
+    store = ConversationStore(core.new_conversation, unasked_ttl_s=unasked_ttl_s,
+                              **({"ttl_s": conversation_ttl_s} if conversation_ttl_s else {}))
     downloads = OneTimeDownloads(EXPORT_TTL_S)  # the admin's exports: one-time links, served by the guard
     streams = OpenStreams()  # which pages read their events; the guard watches the requests
     with gr.Blocks(title=title) as demo:
@@ -216,6 +223,20 @@ class _Lighter:
         return light
 
 
+def _changed_only(blocks: list[Any], outputs: list[Any]) -> list[Any]:
+    """`outputs` with each property update that changes nothing on its block sent as its plain value
+    (a layout block: skipped), so that Gradio makes no per-session copy of that block."""
+    light = []
+    for block, out in zip(blocks, outputs):
+        if isinstance(out, gr.blocks.Block):
+            props = dict(out.constructor_args)
+            value = props.pop("value", getattr(block, "value", None))
+            if all(getattr(block, name, None) == wanted for name, wanted in props.items()):
+                out = value if isinstance(block, gr.components.Component) else gr.skip()
+        light.append(out)
+    return light
+
+
 def _refusing(error: Exception) -> gr.Error:
     return refusal(str(error))
 
@@ -376,19 +397,22 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, st
     def session_ids(request: gr.Request) -> list[str]:
         return store.conversation_ids(getattr(request, "session_hash", None))
 
+    # "Your data" covers this browser session's comparisons asked from the requester's own address.
     def show_data(request: gr.Request) -> str:
-        return core.stored_about(session_ids(request))
+        return core.stored_about(session_ids(request), visitor(request))
 
     def delete_ratings(request: gr.Request) -> str:
         try:
-            return core.forget(conversation(request), session_ids(request), ratings_only=True)
+            return core.forget(store.peek(_session(request)), session_ids(request), ratings_only=True,
+                               visitor=visitor(request))
         except PlaygroundError as error:
             raise _refusing(error) from None
 
     def delete_all(request: gr.Request) -> list[Any]:
         """Everything of this browser session goes, and the page starts over (its comparisons are gone)."""
         try:
-            message = core.forget(conversation(request), session_ids(request), ratings_only=False)
+            message = core.forget(conversation(request), session_ids(request), ratings_only=False,
+                                  visitor=visitor(request))
         except PlaygroundError as error:
             raise _refusing(error) from None
         fresh = store.replace(getattr(request, "session_hash", None), core.clear(conversation(request)))
@@ -402,10 +426,16 @@ def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, st
                           concurrency_limit=None)
 
     def on_load(request: gr.Request) -> list[Any]:
-        return page.render(conversation(request))
+        """A new page shows its panes' contenders (in named mode) and presets. Only what differs from the
+        page as built goes out: Gradio keeps a copy of every component updated for a session."""
+        return _changed_only(page.shown, page.render(conversation(request)))
 
     demo.load(on_load, outputs=page.shown, api_visibility="undocumented", show_progress="hidden")
     def forget(request: gr.Request) -> None:
-        store.drop(getattr(request, "session_hash", None))
+        """The page closed: its conversation stops and goes, and so does Gradio's state of the session."""
+        store.drop(_session(request))
+        holder = getattr(demo, "state_holder", None)
+        if isinstance(holder, LeanStateHolder):
+            holder.forget(_session(request))
 
     demo.unload(forget)

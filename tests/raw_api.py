@@ -10,14 +10,15 @@ import httpx
 from gradio_client.utils import apply_diff
 
 
-def call(url: str, fn_index: int, data: list[Any], session_hash: str, timeout: float = 60.0) -> dict[str, Any]:
+def call(url: str, fn_index: int, data: list[Any], session_hash: str, timeout: float = 60.0,
+         headers: dict[str, str] | None = None) -> dict[str, Any]:
     """One event through the queue: {"success": bool, "data": the outputs, "error": the refusal}.
 
     A validator's refusal comes back at once (HTTP 422, its messages); a refusal while running comes
     as the event's error. Streamed outputs arrive as diffs after the first (put together in `state`,
     for a failure mid-stream); the last message carries them whole.
     """
-    with httpx.Client(timeout=timeout) as http:
+    with httpx.Client(timeout=timeout, headers=headers) as http:
         joined = http.post(f"{url}gradio_api/queue/join", json={
             "data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None,
             "trigger_id": None})

@@ -132,3 +132,79 @@ def test_a_full_queue_says_busy_try_again_in_plain_words(tmp_path):
     assert busy, [a.status_code for a in answers]
     assert all(a.json() == {"detail": "This demo is busy: every place in the queue is taken. Please try again "
                                       "in a moment."} for a in busy)
+
+
+def echo_streamer(contender, messages, params, *, stop, seed):
+    """A contender that answers with the prompt itself, as a remote one echoing markup would."""
+    text = messages[-1]["content"]
+    yield PromptReady(text=text, tokens=3)
+    for start in range(0, len(text), 60):
+        yield text[start:start + 60]
+    yield GenerationResult(text, "stop", 3, len(text) // 4, 0.01, 0.05, seed)
+
+
+# Elements a rendered answer must never hold: links or actions that run script, animations that could
+# rewrite a link, and styles that could cover the page.
+FORBIDDEN = ("a[href^='javascript' i], a[href^='data' i], [formaction], [xlink\\:href], animate, set, use, "
+             "[style*='position']")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM) and not __import__("os").environ.get("CI"),
+                    reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_svg_mathml_and_styled_markup_is_inert_in_answers_prompts_and_your_data(browser, tmp_path_factory):  # noqa: F811
+    from tests.test_public_page import HOSTILE_MARKUP
+
+    demo, url, _ = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two", streamer=echo_streamer)
+    page = browser.new_page(viewport=WIDE)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        page.goto(url)
+        page.locator("#prompt textarea").fill("\n\n".join(HOSTILE_MARKUP))
+        page.locator("#send").click()
+        submit = page.locator("#submit-rating")
+        submit.wait_for(state="visible", timeout=60_000)
+        page.get_by_text("Your data").click()
+        page.locator("#show-data").click()
+        page.locator("#your-data").get_by_text("turn 1").wait_for(timeout=30_000)
+        shown = "#pane-0 .message-content, #pane-1 .message-content, #your-data .prose"
+        assert page.locator("#pane-0").get_by_text('<svg><a href="javascript:alert(1)">').count() >= 1  # as text
+        found = page.locator(f":is({shown}) :is({FORBIDDEN})")
+        assert found.count() == 0, [found.nth(i).evaluate("e => e.outerHTML") for i in range(found.count())]
+        # Click every element the answers, the prompt bubbles and "Your data" rendered.
+        clicked = 0
+        for element in page.locator(f":is({shown}) *").all():
+            if element.is_visible():
+                element.click(force=True, timeout=2000, no_wait_after=True)
+                clicked += 1
+        page.wait_for_timeout(500)
+        assert clicked > 10 and dialogs == [] and page.url == url
+        # Nothing covers the rating form: the point at the button's middle is the button.
+        box = submit.bounding_box()
+        on_top = page.evaluate("([x, y]) => document.elementFromPoint(x, y).closest('#submit-rating') !== null",
+                               [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2])
+        assert on_top
+
+        # The page's own script, should markup reach the DOM some other way: styles and animations go at
+        # once, and a click on a script link (here one set after the observer ran) is cancelled.
+        page.evaluate("""() => {
+            const bubble = document.querySelector('#pane-0 .message-content');
+            bubble.insertAdjacentHTML('beforeend', '<div id="cover" style="position:fixed;inset:0;z-index:9999">' +
+                '</div><svg id="injected" width="60" height="60"><a id="svg-link"><rect width="60" height="60"/>' +
+                '<set attributeName="href" to="javascript:alert(11)"/></a></svg>' +
+                '<math><mi id="math-link" href="javascript:alert(12)">m</mi></math>');
+        }""")
+        page.wait_for_timeout(200)
+        assert page.locator("#cover").get_attribute("style") is None
+        assert page.locator("#injected set").count() == 0 and page.locator("#math-link").get_attribute("href") is None
+        page.evaluate("""() => document.querySelector('#svg-link')
+            .setAttributeNS('http://www.w3.org/1999/xlink', 'xlink:href', 'javascript:alert(13)')""")
+        page.locator("#injected rect").click(force=True)
+        page.evaluate("() => { const a = document.createElementNS('http://www.w3.org/2000/svg', 'a');"
+                      " a.id = 'late'; document.querySelector('#injected').appendChild(a); }")
+        page.wait_for_timeout(300)
+        assert dialogs == []
+    finally:
+        page.close()
+        demo.close()

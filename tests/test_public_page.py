@@ -292,3 +292,61 @@ def test_the_page_may_be_framed_only_by_a_space(tmp_path_factory):
     from app import settings_from
 
     assert settings_from([], {"SYSTEM": "spaces"}).framed_by == ("https://huggingface.co",)
+
+
+def test_your_data_needs_the_address_as_well_as_the_session(tmp_path_factory):
+    """A session hash travels in URLs; from another address it neither shows nor deletes what was asked."""
+    demo, url, settings = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
+                                    "--trusted-proxy", streamer=words_streamer())
+    try:
+        client = Client(url, verbose=False)
+        ask, mine = client._infer_fn_index("/ask", None), client._infer_fn_index("/my_data", None)
+        delete = client._infer_fn_index("/delete_my_session", None)
+        session, home, elsewhere = uuid.uuid4().hex[:11], {"X-Forwarded-For": "203.0.113.7"}, {
+            "X-Forwarded-For": "198.51.100.8"}
+        assert call(url, ask, ["my private question", "", ""], session, headers=home)["success"]
+        seen = call(url, mine, [], session, headers=elsewhere)["data"][0]
+        assert "private" not in seen and "1 more comparison of this session was asked from another" in seen
+        call(url, delete, [], session, headers=elsewhere)
+        assert stored(settings) == 1  # nothing deleted from elsewhere
+        assert "my private question" in call(url, mine, [], session, headers=home)["data"][0]
+        call(url, delete, [], session, headers=home)
+        assert stored(settings) == 0
+    finally:
+        demo.close()
+
+
+def test_sessions_that_never_ask_leave_nothing_behind(tmp_path_factory):
+    """New session hashes by the hundred (what a script mints for nothing): no copy of the page per
+    session, and once idle, no conversation, no Gradio state and no message queue is left for them."""
+    from dataclasses import replace
+
+    from app import settings_from
+    from playground.server import create_app, launch
+    from tests.test_app_e2e import free_port
+
+    settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("sessions")), "--port", str(free_port()),
+                              "--model", "org/one", "--model", "org/two"], {})
+    settings = replace(settings, unasked_ttl_s=0.5)
+    demo, _ = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    launch(demo, settings, block=False)
+    try:
+        url = f"http://127.0.0.1:{settings.port}/"
+        client = Client(url, verbose=False)
+        mine, board = client._infer_fn_index("/my_data", None), client._infer_fn_index("/leaderboard", None)
+        client.predict("Keep me", "", "", api_name="/ask")  # a session that asked: kept
+        for n in range(100):
+            session = uuid.uuid4().hex[:11]
+            assert "Nothing is stored" in call(url, mine, [], session)["data"][0]
+            if n % 10 == 0:
+                assert call(url, board, [False], session)["success"]
+        holder = demo.state_holder
+        assert len(demo.conversations) == 1  # "Your data" made no conversation
+        assert all(not state.config_values for state in holder.session_data.values())  # no copies of the page
+        time.sleep(0.6)
+        assert demo.sweeper.run_once() == 100
+        assert list(demo.conversations.sweep()) == [client.session_hash] == list(holder.session_data)
+        assert set(demo._queue.pending_messages_per_session) <= {client.session_hash}
+        assert "Keep me" in client.predict(api_name="/my_data")  # the kept one still has its conversation
+    finally:
+        demo.close()
