@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from models.configs import ConfigNotFoundError
 from models.embedded import default_cache_dir
+from models.lineups import lineup_names
 from models.loading import DTYPES, LoadOptions, WeightsNotFound
-from models.registry import lineup_names
+from models.placement import ConfigNotFoundError
 from playground.arena import ArenaSampler, parse_avoid, parse_weights
 from playground.server import Settings, create_app, launch
 

@@ -23,11 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from models.batched_loop import BatchedLoop  # noqa: E402
-from models.continuous import ContinuousEngine  # noqa: E402
-from models.engine import Finished, StreamRequest  # noqa: E402
+from models.engines import BatchedLoop, ContinuousEngine, Finished, StreamRequest  # noqa: E402
+from models.lineups import get_lineup  # noqa: E402
 from models.loading import LoadOptions, load_lineup  # noqa: E402
-from models.registry import get_lineup  # noqa: E402
 from models.specs import GenerationParams  # noqa: E402
 
 PROMPTS = ["What is the capital of France?", "Explain in two sentences why the sky is blue.",

@@ -16,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from feedback_db import open_database, sqlite_url  # noqa: E402
-from models.generation import LocalStreamer  # noqa: E402
+from models.lineups import get_lineup  # noqa: E402
 from models.loading import LoadOptions, load_lineup  # noqa: E402
-from models.registry import get_lineup  # noqa: E402
+from models.local import LocalStreamer  # noqa: E402
 from playground.comparison import Playground  # noqa: E402
 
 

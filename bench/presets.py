@@ -4,7 +4,7 @@
                           [--only NAME,...] [--streams 2] [--cores N] [--quiet]
 
 Each candidate answers every example prompt (`EXAMPLES` in playground/ui.py) with seeds 0, 1, 2, ...
-through `models.generation.stream_tokens` (the single-stream decode loop the app's engines are tested
+through `models.local.stream_tokens` (the single-stream decode loop the app's engines are tested
 against: the same per-stream sampler, the model's chat template, bfloat16 on the CPU). Two answers
 decode at a time, each on its share of the cores. A greedy candidate is deterministic and answers each
 prompt once. Every answer is a function of (candidate, prompt, seed): a rerun gives the same table
@@ -20,7 +20,7 @@ except for the speeds. Printed per candidate:
 
 A candidate is dropped once two of its answers have run to max_new_tokens (it cannot end reliably); its
 numbers then cover the answers it gave (`answers` shows how many of those planned). The chosen three
-(CHOSEN; the script checks that they match PRESETS in models/registry.py) then answer again on fresh
+(CHOSEN; the script checks that they match PRESETS in models/lineups/registry.py) then answer again on fresh
 seeds 200, 201, ...; a greedy one keeps its grid answers, which no seed changes.
 """
 
@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from models.generation import GenerationResult, stream_tokens  # noqa: E402
+from models.lineups import PRESETS, get_lineup  # noqa: E402
 from models.loading import LoadedWeights, LoadOptions, load_lineup  # noqa: E402
+from models.local import GenerationResult, stream_tokens  # noqa: E402
 from models.prompt_format import render_prompt  # noqa: E402
-from models.registry import PRESETS, get_lineup  # noqa: E402
 from models.specs import ContenderSpec, GenerationParams  # noqa: E402
 
 G = GenerationParams

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from transformers import TextIteratorStreamer  # noqa: E402
 
-from models.generation import LocalStreamer, stream_tokens  # noqa: E402
+from models.lineups import get_lineup  # noqa: E402
 from models.loading import LoadOptions, load_weights  # noqa: E402
-from models.registry import get_lineup  # noqa: E402
+from models.local import LocalStreamer, stream_tokens  # noqa: E402
 from models.specs import GenerationParams  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
@@ -80,7 +80,7 @@ def through_core(loaded, ids, tokens, local):
     import tempfile
 
     from feedback_db import open_database, sqlite_url
-    from models.generation import GenerationResult, PromptReady
+    from models.local import GenerationResult, PromptReady
     from models.specs import ContenderSpec, LineupSpec
     from playground.comparison import Playground
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Sequence
 
 from models.embedded import default_cache_dir
+from models.lineups import adhoc_lineup, get_lineup, lineup_from_file, lineup_names
 from models.prompt_format import PromptError, llama2_prompt_text, validate_messages
-from models.registry import adhoc_lineup, get_lineup, lineup_from_file, lineup_names
 from models.specs import LineupSpec
 
 
@@ -49,7 +49,7 @@ def prompt_command(args: argparse.Namespace) -> int:
             text = llama2_prompt_text(validate_messages(full))  # needs no tokenizer: works offline
         else:
             if streamer is None:  # chat templates need the tokenizer, so load the lineup's weights
-                from models.generation import LocalStreamer
+                from models.local import LocalStreamer
                 from models.loading import LoadOptions, load_lineup
 
                 options = LoadOptions(device_map="cpu", cache_dir=default_cache_dir(os.environ))
@@ -63,8 +63,15 @@ def prompt_command(args: argparse.Namespace) -> int:
 
 def plan_command(args: argparse.Namespace) -> int:
     """Print where every model of the lineup would live, on the visible or a hypothetical machine."""
-    from models.memory import parse_size
-    from models.placement import format_plan, model_requests, parse_gpus, plan_lineup, plan_to_dict, visible_gpus
+    from models.placement import (
+        format_plan,
+        model_requests,
+        parse_gpus,
+        parse_size,
+        plan_lineup,
+        plan_to_dict,
+        visible_gpus,
+    )
 
     lineup = _lineup(args)
     if not lineup.weights:

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta, timezone
 from starlette.middleware import Middleware
 
 from feedback_db import Database, mark_interrupted, open_database, sqlite_url
-from models.generation import LocalStreamer, Streamer
+from models.engines import describe_engine
+from models.lineups import adhoc_lineup, get_lineup, lineup_from_file
 from models.loading import LoadOptions, check_lineup, load_lineup, load_tokenizer, planned_options
+from models.local import LocalStreamer, Streamer
 from models.placement import format_plan
-from models.registry import adhoc_lineup, get_lineup, lineup_from_file
 from models.remote import RemoteStreamer
-from models.serving import describe_engine
 from models.specs import ContenderSpec, LineupSpec, WeightsSpec
 from models.streaming import RoutedStreamer, StreamFailure
 from playground.arena import ArenaSampler

@@ -9,7 +9,7 @@ import pytest
 
 from feedback_db import count_rows, get_comparison, rating_of, responses_of
 from models.streaming import GenerationResult, PromptReady, StreamFailure
-from models.registry import weights_from_reference
+from models.lineups import weights_from_reference
 from models.specs import ContenderSpec, GenerationParams, LineupSpec
 from playground.comparison import Playground, snapshot_interval
 from playground.conversation import PlaygroundError

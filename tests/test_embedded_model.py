@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from models.embedded import ensure_converted, gguf_path
-from models.generation import LocalStreamer
+from models.lineups import get_lineup
 from models.loading import LoadOptions, load_lineup
-from models.registry import get_lineup
+from models.local import LocalStreamer
 from playground.comparison import Playground
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from models.batched_loop import BatchedLoop
-from models.continuous import ContinuousEngine
-from models.engine import Finished
+from models.engines import BatchedLoop, ContinuousEngine, Finished
 from tests.conftest import REPO
 from tests.test_engines import OFFLOAD_MAP, PROMPTS, greedy, load, request
 
@@ -22,10 +20,10 @@ from tests.test_engines import OFFLOAD_MAP, PROMPTS, greedy, load, request
 # long greedy stream without stop tokens, and exits from the consuming thread once tokens flow.
 EXIT_MID_DECODE = """
 import json, sys, threading
-from models.engine import StreamRequest
-from models.generation import LocalStreamer
+from models.engines.protocol import StreamRequest
+from models.local import LocalStreamer
 from models.loading import LoadOptions, load_weights
-from models.registry import weights_from_reference
+from models.lineups.registry import weights_from_reference
 from models.specs import GenerationParams
 
 path, device_map, offload = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]

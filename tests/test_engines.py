@@ -13,13 +13,10 @@ import weakref
 import pytest
 import torch
 
-from models.batched_loop import BatchedLoop
-from models.continuous import ContinuousEngine
-from models.engine import Finished, StreamRequest
-from models.generation import decode_alone
+from models.engines import BatchedLoop, ContinuousEngine, Finished, StreamRequest, TokenSampler
+from models.lineups import weights_from_reference
 from models.loading import LoadOptions, load_weights
-from models.registry import weights_from_reference
-from models.sampling import TokenSampler
+from models.local import decode_alone
 from models.specs import GenerationParams
 
 PROMPTS = ["What is the capital of France?", "Tell me a story about a brave little robot who learns to paint.",
@@ -231,7 +228,7 @@ def test_out_of_memory_frees_what_the_failed_step_held_and_the_next_stream_works
     # Log as the app does, to a stream that formats each record at once; pytest's own capture keeps the
     # records, and with them the exception this test is about.
     logged = io.StringIO()
-    for name in ("models.continuous", "models.batched_loop"):
+    for name in ("models.engines.continuous", "models.engines.batched_loop"):
         logger = logging.getLogger(name)
         monkeypatch.setattr(logger, "propagate", False)
         monkeypatch.setattr(logger, "handlers", [logging.StreamHandler(logged)])

@@ -7,7 +7,9 @@ import threading
 import pytest
 import torch
 
-from models.generation import (
+from models.lineups import weights_from_reference
+from models.loading import LoadOptions, load_weights
+from models.local import (
     ContextTooLong,
     GenerationResult,
     LocalStreamer,
@@ -15,8 +17,6 @@ from models.generation import (
     _TextDecoder,
     stream_tokens,
 )
-from models.loading import LoadOptions, load_weights
-from models.registry import weights_from_reference
 from models.specs import ContenderSpec, GenerationParams
 
 GREEDY = GenerationParams(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, max_new_tokens=24)

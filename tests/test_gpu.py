@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-from models.generation import stream_tokens
+from models.lineups import adhoc_lineup, get_lineup, weights_from_reference
 from models.loading import LoadOptions, load_weights, planned_options
-from models.registry import adhoc_lineup, get_lineup, weights_from_reference
+from models.local import stream_tokens
 from models.specs import GenerationParams
 
 pytestmark = [pytest.mark.gpu,
@@ -79,7 +79,7 @@ def test_embedded_model_on_the_gpu_matches_the_cpu_and_reports_speed(embedded_ca
 def test_sixteen_streams_on_the_gpu_engine_equal_generate_alone(checkpoint, request):
     """Continuous batching on CUDA: 16 greedy streams joining mid-decode, each equal to `generate` alone;
     prints 1 against 16 streams' tokens/s together."""
-    from models.continuous import ContinuousEngine
+    from models.engines import ContinuousEngine
     from tests.test_engines import PROMPTS, greedy, reference, run_staggered
     from tests.test_engines import request as stream_request
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from models.lineup_file import LineupFileError
+from models.lineups import BUILTIN_LINEUPS, PRESETS, WEIGHTS, LineupFileError, get_lineup, lineup_from_file
 from models.prompt_format import LLAMA2_DEFAULT_SYSTEM_PROMPT, llama2_prompt_text, validate_messages
-from models.registry import BUILTIN_LINEUPS, PRESETS, WEIGHTS, get_lineup, lineup_from_file
 from models.remote import RemoteStreamer
 from models.specs import (REQUEST_FIELDS_ALWAYS, REQUEST_FIELDS_FROM, ContenderSpec, EndpointSpec,
                           public_url)

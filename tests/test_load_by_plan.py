@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
-from models.generation import GenerationResult, stream_tokens
+from models.lineups import adhoc_lineup, get_lineup, weights_from_reference
 from models.loading import LoadOptions, load_weights, planned_options
+from models.local import GenerationResult, stream_tokens
 from models.placement import parse_gpus
-from models.registry import adhoc_lineup, get_lineup, weights_from_reference
 from models.specs import GenerationParams
 from tests.conftest import REPO
 

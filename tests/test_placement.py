@@ -9,12 +9,9 @@ import pytest
 import torch
 from transformers import LlamaConfig
 
-from models.configs import ConfigNotFoundError, load_config, shipped_config
-from models.device_maps import device_of, split_layers
-from models.memory import GiB, MiB, count_parameters, decoder_layers, format_gib, kv_cache_bytes, meta_model
-from models.memory import weights_bytes
 from models.placement import (
     CUDA_CONTEXT_BYTES,
+    ConfigNotFoundError,
     Gpu,
     LineupPlan,
     ModelPlan,
@@ -22,13 +19,18 @@ from models.placement import (
     PlacementError,
     bitsandbytes_config,
     format_plan,
+    load_config,
     model_requests,
     parse_gpus,
     plan_lineup,
     plan_to_dict,
+    shipped_config,
     visible_gpus,
 )
-from models.planner import cached_meta_model
+from models.placement.device_maps import device_of, split_layers
+from models.placement.memory import GiB, MiB, count_parameters, decoder_layers, format_gib, kv_cache_bytes, meta_model
+from models.placement.memory import weights_bytes
+from models.placement.search import cached_meta_model
 from models.specs import ContenderSpec, LineupSpec, WeightsSpec
 
 IDS = {size: f"meta-llama/Llama-2-{size}-chat-hf" for size in ("7b", "13b", "70b")}

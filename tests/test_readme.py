@@ -67,7 +67,7 @@ TOLD = re.compile(r"`((?:hf|huggingface-cli|make|transformers|python3?|\.venv/bi
 
 def commands_told_to_users() -> list[str]:
     """Every command the README and the app's messages tell a person to run."""
-    from models.registry import WEIGHTS, weights_from_reference
+    from models.lineups import WEIGHTS, weights_from_reference
 
     messages = [w.how_to_get for w in WEIGHTS.values()] + [weights_from_reference("org/name").how_to_get]
     told = TOLD.findall(README + "\n".join(messages))

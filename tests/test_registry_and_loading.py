@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from models.embedded import EMBEDDED_ID
+from models.lineups import PRESETS, WEIGHTS, adhoc_lineup, get_lineup, lineup_names, weights_from_reference
 from models.loading import LoadOptions, WeightsNotFound, check_available, load_lineup, resolve_dtype
-from models.registry import PRESETS, WEIGHTS, adhoc_lineup, get_lineup, lineup_names, weights_from_reference
 from models.specs import GenerationParams, LineupSpec
 
 

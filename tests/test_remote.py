@@ -16,10 +16,10 @@ from typing import Iterator
 import pytest
 
 from feedback_db import responses_of
-from models.generation import LocalStreamer
+from models.lineups import weights_from_reference
 from models.loading import LoadOptions, load_weights
+from models.local import LocalStreamer
 from models.prompt_format import llama2_prompt_text, llama2_token_ids
-from models.registry import weights_from_reference
 from models.remote import RemoteStreamer
 from models.specs import ContenderSpec, EndpointSpec, GenerationParams, LineupSpec
 from models.streaming import GenerationResult, PromptReady, RoutedStreamer, ServedBy, StreamFailure
@@ -318,7 +318,7 @@ def test_a_request_limit_makes_the_next_stream_wait_its_turn(serve_tiny, tiny_mh
 @pytest.mark.slow
 def test_the_embedded_model_on_transformers_serve_answers_as_it_does_here(embedded_cache, database, tmp_path):
     from models.embedded import ensure_converted
-    from models.registry import WEIGHTS
+    from models.lineups import WEIGHTS
 
     folder = ensure_converted(embedded_cache, log=lambda message: None)
     server = transformers_serve(folder, tmp_path / "serve.log")

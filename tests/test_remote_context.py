@@ -14,9 +14,9 @@ import pytest
 
 from feedback_db import responses_of
 from models.context import ContextTooLong
+from models.lineups import weights_from_reference
 from models.loading import load_tokenizer
 from models.prompt_format import render_prompt
-from models.registry import weights_from_reference
 from models.remote import RemoteStreamer, count_margin
 from models.specs import LineupSpec
 from models.streaming import GenerationResult, PromptReady, drop_oldest_exchanges

@@ -15,12 +15,12 @@ from itertools import combinations
 
 from transformers import PretrainedConfig
 
-from models.configs import load_config
-from models.device_maps import Device, split_layers
-from models.memory import Quantization, format_gib, format_size, parse_size
-from models.planner import Measured, Placed, Planner
-from models.plans import CUDA_CONTEXT_BYTES, Gpu, LineupPlan, ModelPlan, ModelRequest, PlacementError, describe_gpus
-from models.plans import bitsandbytes_config, format_plan, plan_to_dict
+from models.placement.configs import load_config
+from models.placement.device_maps import Device, split_layers
+from models.placement.memory import Quantization, format_gib, format_size, parse_size
+from models.placement.plans import CUDA_CONTEXT_BYTES, Gpu, LineupPlan, ModelPlan, ModelRequest, PlacementError
+from models.placement.plans import bitsandbytes_config, describe_gpus, format_plan, plan_to_dict
+from models.placement.search import Measured, Placed, Planner
 from models.specs import LineupSpec
 
 _GPU_GROUP = re.compile(r"^\s*(?:(\d+)\s*[x×*]\s*)?(\d+(?:\.\d+)?\s*[a-zA-Z]+)\s*$")

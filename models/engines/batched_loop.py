@@ -23,8 +23,8 @@ from typing import Iterator, Sequence
 import torch
 from transformers import DynamicCache
 
-from models.engine import EngineEvent, Finished, StreamRequest, close_at_exit, failure_message
-from models.sampling import TokenSampler
+from models.engines.protocol import EngineEvent, Finished, StreamRequest, close_at_exit, failure_message
+from models.engines.sampling import TokenSampler
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Mapping
 
 import torch
 
-from models.batched_loop import BatchedLoop
-from models.continuous import ContinuousEngine
-from models.engine import Engine
+from models.engines.batched_loop import BatchedLoop
+from models.engines.continuous import ContinuousEngine
+from models.engines.protocol import Engine
 from models.loading import LoadedWeights
-from models.memory import head_dim, kv_heads
+from models.placement.memory import head_dim, kv_heads
 from models.specs import WeightsSpec
 
 # A CPU's cache is sized for this many full streams at most: a larger paged cache only makes each

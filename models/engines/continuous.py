@@ -34,8 +34,8 @@ from transformers.generation.continuous_batching.cb_logits_processors import (
     ContinuousBatchingLogitsProcessorList,
 )
 
-from models.engine import EngineEvent, Finished, StreamRequest, failure_message
-from models.sampling import TokenSampler
+from models.engines.protocol import EngineEvent, Finished, StreamRequest, failure_message
+from models.engines.sampling import TokenSampler
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 64  # tokens per cache block

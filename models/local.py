@@ -15,11 +15,9 @@ from typing import Iterator, Mapping, Sequence
 import torch
 
 from models.context import ContextTooLong, answer_reserve, answer_tokens, fit_messages
-from models.engine import Engine, EngineEvent, Finished, StreamRequest
+from models.engines import Engine, EngineEvent, Finished, StreamRequest, TokenSampler, build_engines
 from models.loading import LoadedWeights
 from models.prompt_format import RenderedPrompt, render_prompt
-from models.sampling import TokenSampler
-from models.serving import build_engines
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, StreamEvent, Streamer, StreamFailure
 
@@ -121,7 +119,7 @@ def _as_text(events: Iterator[EngineEvent], tokenizer, request: StreamRequest,
 class LocalStreamer:
     """The real Streamer: renders each contender's prompt and decodes it on its weights' engine.
 
-    Every stream on the same weights goes through one engine (models/serving.py), which decodes the
+    Every stream on the same weights goes through one engine (models/engines/choice.py), which decodes the
     streams that run at the same time in one batch.
     """
 

@@ -1,8 +1,8 @@
 """Model configurations for planning, found without the network.
 
 Where the weights are present (a local folder, or the Hugging Face cache) their own config.json is used;
-otherwise the configurations that ship with the app (`models/configs/*.json`, the three Llama 2 chat
-models' config.json as published) let a plan be made before anything is downloaded.
+otherwise the configurations that ship with the app (`models/placement/shipped_configs/*.json`, the three
+Llama 2 chat models' config.json as published) let a plan be made before anything is downloaded.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from transformers import AutoConfig, PretrainedConfig
 from models.embedded import EMBEDDED_ID
 from models.specs import WeightsSpec
 
-SHIPPED_DIR = Path(__file__).with_name("configs")
+SHIPPED_DIR = Path(__file__).with_name("shipped_configs")
 
 # Hub id -> shipped file. The architecture fields do not change between revisions of these repos.
 SHIPPED_CONFIGS: dict[str, str] = {

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from transformers import PretrainedConfig
 
-from models.device_maps import Device
-from models.memory import GiB, Quantization, format_gib
+from models.placement.device_maps import Device
+from models.placement.memory import GiB, Quantization, format_gib
 
 # Held back on every GPU the lineup uses, once per process: the CUDA context and cuBLAS workspace (about
 # 0.5 GiB with recent drivers) plus headroom for the caching allocator's fragmentation. Activations and the
-# KV cache are reserved per model on top of this (models.memory.activation_bytes, kv_cache_bytes).
+# KV cache are reserved per model on top of this (models.placement.memory.activation_bytes, kv_cache_bytes).
 CUDA_CONTEXT_BYTES = 1 * GiB
 
 

@@ -2,7 +2,7 @@
 
 Every stream on the same weights, from every pane of every visitor, goes through that weights'
 engine, which decodes the streams running at the same time together. Which engine a placement gets:
-`models.serving.build_engines`.
+`models.engines.choice.build_engines`.
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Sequence
 
 from models.embedded import EMBEDDED_ID, EMBEDDED_REVISION, INSTALL_HINT
-from models.lineup_file import load_lineup_file
+from models.lineups.files import load_lineup_file
 from models.prompt_format import LLAMA2_DEFAULT_SYSTEM_PROMPT
 from models.specs import ContenderSpec, GenerationParams, LineupSpec, WeightsSpec
 
-BUILTIN_LINEUPS = Path(__file__).with_name("lineups")
+BUILTIN_LINEUPS = Path(__file__).parent
 
 _LLAMA2_HOW_TO_GET = (
     "Llama 2 weights are gated: accept Meta's licence at https://huggingface.co/{id}, create a "
@@ -138,7 +138,7 @@ def adhoc_lineup(references: Sequence[str], params: GenerationParams | None = No
 
 
 def lineup_from_file(path: str | Path) -> LineupSpec:
-    """A lineup file (see models/lineup_file.py), with this registry's named weights and presets."""
+    """A lineup file (see models/lineups/files.py), with this registry's named weights and presets."""
     return load_lineup_file(path, weights=WEIGHTS, presets=PRESETS, resolve=weights_from_reference)
 
 
