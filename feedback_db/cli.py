@@ -25,7 +25,7 @@ from .export import FORMATS, ExportOptions
 from .leaderboard import DEFAULT_MIN_BATTLES, format_leaderboard, leaderboard_of
 from .migrate import current_revision, head_revision, upgrade
 from .reading import RatingFilter
-from .records import STRENGTHS
+from .records import STRENGTHS, parse_moment
 from .writers import SUFFIXES, export_to
 
 DEFAULT_DB = Path("data") / "feedback.sqlite3"  # the app's default (--data-dir ./data)
@@ -182,11 +182,9 @@ def _output_path(output: str) -> Path:
 
 def _moment(text: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or time, e.g. 2026-11-01 or "
-                                         "2026-11-01T12:00:00+01:00") from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+        return parse_moment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _count(text: str) -> int:

@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal, get_args
 
 Mode = Literal["named", "arena"]
@@ -54,6 +55,16 @@ def new_id() -> str:
 # UTF-8 cannot encode: a visitor can type both and a model can emit NUL (Llama's byte token <0x00>).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO date or time as an aware datetime (UTC when it names no offset); ValueError says how to write it."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO date or time: write it like 2026-11-01 or "
+                         "2026-11-01T12:00:00+01:00") from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 def storable(text: str) -> str:

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import gradio as gr
 
 from feedback_db import Database
-from feedback_db.export import ExportOptions
+from feedback_db.export import FORMATS, ExportOptions
+from feedback_db.records import STRENGTHS, parse_moment
 from feedback_db.leaderboard import DEFAULT_MIN_BATTLES, leaderboard_of
 from feedback_db.reading import RatingFilter
 from feedback_db.writers import export_to
@@ -23,7 +24,7 @@ from playground.downloads import OneTimeDownloads
 from playground.visitors import FailedAttempts
 from playground.leaderboard_view import TABLE_HEADERS, leaderboard_rows, ratings_svg, summary, win_rate_rows
 
-STRENGTH_CHOICES = ["any", "negligibly_better", "slightly_better", "better", "significantly_better"]
+STRENGTH_CHOICES = ["any", *reversed(STRENGTHS)]  # weakest first, as a minimum is chosen
 # An export's download link is a secret URL that works without the token: it lives this long.
 EXPORT_TTL_S = 600
 # Wrong admin tokens one visitor may send a minute; then every export request from them is refused at
@@ -92,7 +93,7 @@ def admin_tab(database: Database, token: str, lineup: str, downloads: OneTimeDow
                     "Needs the admin token the app was started with (`PLAYGROUND_ADMIN_TOKEN`).")
         secret = gr.Textbox(label="Admin token", type="password", elem_id="admin-token")
         with gr.Row():
-            export_format = gr.Radio(["dpo", "reward", "kto", "sft"], value="dpo", label="Format")
+            export_format = gr.Radio(list(FORMATS), value="dpo", label="Format")
             suffix = gr.Radio([".jsonl", ".parquet"], value=".jsonl", label="File type")
         with gr.Row():
             since = gr.Textbox(label="Since (ISO date or time, optional)", placeholder="2026-11-01")
@@ -160,11 +161,9 @@ def _same(given: Any, token: str) -> bool:
 
 
 def _moment(text: str) -> datetime | None:
-    text = (text or "").strip()
-    if not text:
+    if not (text or "").strip():
         return None
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise refusal(f"{text!r} is not a date or time: write it like 2026-11-01 or 2026-11-01T12:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return parse_moment(text)
+    except ValueError as error:
+        raise refusal(str(error)) from None

@@ -92,7 +92,7 @@ def test_admin_export_needs_the_token_and_its_link_works_once(served, tmp_path):
     with pytest.raises(urllib.error.HTTPError) as guessed:
         urllib.request.urlopen(f"{url}playground-export/{'A' * 43}", timeout=30)
     assert guessed.value.code == 404
-    with pytest.raises(AppError, match="is not a date"):
+    with pytest.raises(AppError, match="is not an ISO date or time: write it like 2026-11-01"):
         client.predict(TOKEN, "dpo", ".jsonl", "yesterday", "", "", "any", False, False, False, True,
                        api_name="/admin_export")
 
