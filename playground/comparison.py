@@ -12,7 +12,6 @@ import random
 import threading
 import time
 import unicodedata
-import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
@@ -37,10 +36,9 @@ from models.specs import GenerationParams, LineupSpec, WeightsSpec
 from models.streaming import (GenerationResult, PromptReady, ServedBy, Streamer, StreamFailure,
                               drop_oldest_exchanges)
 from playground.arena import ArenaSampler
-from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, PlaygroundError
+from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, PlaygroundError, Turn, letter
 from playground.markup import shown_as_text
 from playground.params import checked_overrides
-from playground.view import letter
 from playground.visitors import InFlight, VisitorPolicy
 from playground.voting import Vote, preferred_position
 
@@ -53,18 +51,6 @@ PAGE_BEHIND = ("this page is behind: the conversation has moved on since it was 
                "screen now and try again")
 STALE_FORM = "this rating form was filled in for earlier answers; rate the answers on screen now"
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Turn:
-    """What one run sends: the prompt, the system prompt, and each pane's conversation before it."""
-
-    prompt: str
-    system_prompt: str | None
-    number: int
-    parent_id: str | None
-    histories: list[list[dict[str, str]]]
-    continued_from: str | None = None  # shared history: the response whose answer it continues
 
 
 def checked_prompt(prompt: object) -> str:
@@ -238,8 +224,7 @@ class Playground:
 
     def clear(self, conversation: Conversation) -> Conversation:
         """Stop whatever runs and start a new conversation; the old one's stream yields no more."""
-        conversation.replaced = True
-        conversation.stop_all()
+        conversation.retire()
         self.in_flight.forget(conversation.id)  # an ask of it still waiting in the queue is cancelled
         return self.new_conversation()
 
@@ -269,37 +254,37 @@ class Playground:
         if form_token is not None and form_token != (conversation.form_token or ""):
             raise PlaygroundError(refusal)
 
-    def _next_turn(self, conversation: Conversation, prompt: str, system: str | None) -> _Turn:
+    def _next_turn(self, conversation: Conversation, prompt: str, system: str | None) -> Turn:
         """The turn after the one on screen: each pane's own history, or the preferred answer's for all."""
         panes = conversation.panes
         if conversation.comparison_id is None:
-            return _Turn(prompt, system, 0, None, [list(p.history) for p in panes])
+            return Turn(prompt, system, 0, None, [list(p.history) for p in panes])
         exchange = [{"role": "user", "content": conversation.last_prompt or ""}]
         number, parent = conversation.turn + 1, conversation.comparison_id
         if number >= MAX_TURNS:
             raise PlaygroundError(f"this conversation has {number} turns, the most one may have is {MAX_TURNS}: "
                                   "press Clear to start a new one")
         if conversation.history_mode == "own":
-            return _Turn(prompt, system, number, parent,
+            return Turn(prompt, system, number, parent,
                          [p.history + exchange + [{"role": "assistant", "content": p.text}] for p in panes])
         if conversation.continue_from is None:
             raise PlaygroundError("vote first, or pick the answer to continue from: every answer of the next "
                                   "question continues from the same conversation")
         source = panes[conversation.continue_from]
         shared = source.history + exchange + [{"role": "assistant", "content": source.text}]
-        return _Turn(prompt, system, number, parent, [list(shared) for _ in panes], source.response_id)
+        return Turn(prompt, system, number, parent, [list(shared) for _ in panes], source.response_id)
 
     @staticmethod
-    def _same_turn(conversation: Conversation) -> _Turn:
+    def _same_turn(conversation: Conversation) -> Turn:
         """The turn on screen again, with the same histories."""
         if conversation.last_prompt is None:
             raise PlaygroundError("nothing to regenerate yet: ask something first")
-        return _Turn(conversation.last_prompt, conversation.system_prompt, conversation.turn,
+        return Turn(conversation.last_prompt, conversation.system_prompt, conversation.turn,
                      conversation.parent_id, [list(p.history) for p in conversation.panes],
                      conversation.continued_from)
 
     def _claimed_run(self, conversation: Conversation, form_token: str | None,
-                     make_turn: Callable[[], _Turn], visitor: str | None = None) -> Iterator[Conversation]:
+                     make_turn: Callable[[], Turn], visitor: str | None = None) -> Iterator[Conversation]:
         """Claim the conversation, store the comparison, then stream every pane.
 
         The claim comes first: two requests at once must never both pass the checks after it. The
@@ -317,14 +302,7 @@ class Playground:
         except BaseException:
             conversation.release()
             raise
-        for pane, history in zip(conversation.panes, turn.histories):
-            pane.history = history
-        conversation.comparison_id, conversation.rated, conversation.continue_from = comparison_id, False, None
-        conversation.form_token = uuid.uuid4().hex
-        conversation.turn, conversation.parent_id = turn.number, turn.parent_id
-        conversation.continued_from = turn.continued_from
-        conversation.last_prompt, conversation.system_prompt = turn.prompt, turn.system_prompt
-        conversation.running = len(plans)
+        conversation.begin(comparison_id, turn, len(plans))
         with self._count_lock:
             self._running[id(conversation)] = conversation
         stops = [pane.stop for pane in conversation.panes]
@@ -341,7 +319,7 @@ class Playground:
                 for stop in stops:
                     stop.set()
 
-    def _plans(self, conversation: Conversation, turn: _Turn) -> list[tuple[Pane, list, GenerationParams, int]]:
+    def _plans(self, conversation: Conversation, turn: Turn) -> list[tuple[Pane, list, GenerationParams, int]]:
         plans = []
         for pane, history in zip(conversation.panes, turn.histories):
             system = turn.system_prompt or pane.contender.system_prompt
@@ -353,7 +331,7 @@ class Playground:
             plans.append((pane, messages, conversation.params_for(pane), self.rng.randrange(2**31)))
         return plans
 
-    def _store_comparison(self, conversation: Conversation, turn: _Turn, visitor: str | None = None) -> str:
+    def _store_comparison(self, conversation: Conversation, turn: Turn, visitor: str | None = None) -> str:
         comparison_id = new_id()
         limits = self.visitors.windows() if self.visitors and visitor else []
         try:
@@ -447,11 +425,7 @@ class Playground:
             error = "the answer could not be stored (the server log has the details)"
         pane.result, pane.error, pane.text = result, (shown if error and shown else error), text
         pane.status = "error" if error else ("stopped" if result.finish_reason == "stopped" else "done")
-        with conversation.lock:
-            conversation.running -= 1
-            if not conversation.running:
-                conversation.claimed = False  # the last thread of the run hands the conversation back
-        if not conversation.running:
+        if conversation.answer_finished():  # the last thread of the run handed the conversation back
             with self._count_lock:
                 self._running.pop(id(conversation), None)
                 self._idle.notify_all()
@@ -554,12 +528,10 @@ class Playground:
                 add_rating(db, record)
         except (ValueError, RatingRefused) as error:
             raise PlaygroundError(str(error)) from None
-        conversation.rated = True
         failed = {p.position for p in conversation.panes if p.status == "error"}
-        conversation.continue_from = preferred_position(vote, len(conversation.panes), failed)
+        revealing = conversation.rated_with(preferred_position(vote, len(conversation.panes), failed))
         message = "Thank you: your rating is stored."
-        if conversation.mode == "arena" and not conversation.revealed:
-            conversation.revealed = True
+        if revealing:
             names = ", ".join(f"{letter(p.position)} was {p.contender.name}" for p in conversation.panes)
             message += f" {names}."
         if conversation.history_mode == "shared" and conversation.continue_from is not None:

@@ -7,21 +7,38 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
+from feedback_db.records import History as HistoryMode
+from feedback_db.records import Mode
 from models.specs import ContenderSpec, GenerationParams
 from models.streaming import GenerationResult
 
 PaneStatus = Literal["idle", "waiting", "streaming", "done", "stopped", "error"]
-Mode = Literal["named", "arena"]
-# "own": each pane continues its own conversation; "shared": after each vote every pane continues from
-# the preferred answer (Anthropic's HH protocol), so every later turn is a pair with one prompt.
-HistoryMode = Literal["own", "shared"]
+# History: "own": each pane continues its own conversation; "shared": after each vote every pane continues
+# from the preferred answer (Anthropic's HH protocol), so every later turn is a pair with one prompt.
 
 
 BUSY = "the answers are still streaming: wait for them or press Stop"
 
 
+def letter(position: int) -> str:
+    """A pane's name on the page and in messages: A, B, C, D."""
+    return "ABCD"[position]
+
+
 class PlaygroundError(ValueError):
     """Something the person did that cannot be done now; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What one run sends: the prompt, the system prompt, and each pane's conversation before it."""
+
+    prompt: str
+    system_prompt: str | None
+    number: int
+    parent_id: str | None
+    histories: list[list[dict[str, str]]]
+    continued_from: str | None = None  # shared history: the response whose answer it continues
 
 
 @dataclass
@@ -112,6 +129,38 @@ class Conversation:
     def release(self) -> None:
         with self.lock:
             self.claimed = False
+
+    def begin(self, comparison_id: str, turn: Turn, streams: int) -> None:
+        """The stored comparison `comparison_id` of `turn` is on screen now, with `streams` answers to come;
+        a new form token is issued for it."""
+        for pane, history in zip(self.panes, turn.histories):
+            pane.history = history
+        self.comparison_id, self.rated, self.continue_from = comparison_id, False, None
+        self.form_token = uuid.uuid4().hex
+        self.turn, self.parent_id, self.continued_from = turn.number, turn.parent_id, turn.continued_from
+        self.last_prompt, self.system_prompt = turn.prompt, turn.system_prompt
+        self.running = streams
+
+    def answer_finished(self) -> bool:
+        """One pane's answer ended; the last one hands the conversation back. True when it was the last."""
+        with self.lock:
+            self.running -= 1
+            if not self.running:
+                self.claimed = False
+            return not self.running
+
+    def rated_with(self, continue_from: int | None) -> bool:
+        """The comparison on screen is rated; the next turn continues from `continue_from` (shared
+        history). True when this rating reveals the names (the first in arena mode)."""
+        self.rated, self.continue_from = True, continue_from
+        revealing = self.mode == "arena" and not self.revealed
+        self.revealed = self.revealed or revealing
+        return revealing
+
+    def retire(self) -> None:
+        """Clear replaced this conversation: its streams stop and its last snapshots are not shown."""
+        self.replaced = True
+        self.stop_all()
 
     def stop_all(self) -> None:
         for pane in self.panes:

@@ -81,8 +81,7 @@ class ConversationStore:
         with self._lock:
             entry = self._entries.pop(key, None) if key else None
         if entry is not None:
-            entry.conversation.replaced = True
-            entry.conversation.stop_all()
+            entry.conversation.retire()
 
     def sweep(self) -> set[str]:
         """Forget the conversations idle past their time; return the session hashes still held."""

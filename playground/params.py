@@ -55,7 +55,3 @@ def checked_overrides(values: Mapping[str, Any]) -> dict[str, float | int]:
     except ValueError as error:
         raise PlaygroundError(str(error)) from None
     return checked
-
-
-def slider_defaults() -> dict[str, float]:
-    return {name: bounds.default for name, bounds in PARAM_RANGES.items()}

@@ -5,12 +5,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
-from playground.conversation import Conversation, Pane
+from playground.conversation import Conversation, Pane, letter
 from playground.markup import shown_as_text
-
-
-def letter(position: int) -> str:
-    return "ABCD"[position]
 
 
 def pane_label(pane: Pane, conversation: Conversation) -> str:

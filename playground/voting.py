@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
-Choice = Literal["a", "b", "tie", "both_bad"]
-# Llama 2 paper, section 3.2.1; "negligibly_better" also stands for "unsure".
-Strength = Literal["significantly_better", "better", "slightly_better", "negligibly_better"]
+from feedback_db.records import Choice, Strength  # one definition, the store's
+
 Method = Literal["scores", "ranking"]
 
 # (label shown, value sent): the page's radios send the value, never the label.
 CHOICES: tuple[tuple[str, Choice], ...] = (
     ("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both are bad", "both_bad"))
+# Llama 2 paper, section 3.2.1; "negligibly_better" also stands for "unsure".
 STRENGTHS: tuple[tuple[str, Strength], ...] = (
     ("Significantly better", "significantly_better"), ("Better", "better"),
     ("Slightly better", "slightly_better"), ("Negligibly better / unsure", "negligibly_better"))
