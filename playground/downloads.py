@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 PREFIX = "/playground-export/"
 
@@ -25,8 +26,8 @@ class _Offer:
 class OneTimeDownloads:
     """Links to files, each good for one download before it expires."""
 
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self.clock = ttl_s, clock
         self._offers: dict[str, _Offer] = {}
         self._lock = threading.Lock()
 
@@ -34,13 +35,14 @@ class OneTimeDownloads:
         """The link's path for `path` (relative to the page, so it works under any mount point)."""
         key = secrets.token_urlsafe(32)
         with self._lock:
-            self._expire(time.monotonic())
-            self._offers[key] = _Offer(path, time.monotonic() + self.ttl_s)
+            now = self.clock()
+            self._expire(now)
+            self._offers[key] = _Offer(path, now + self.ttl_s)
         return f"{PREFIX.lstrip('/')}{key}"
 
     def take(self, key: str) -> Path | None:
         """The file behind `key`, once; None for a used, expired or unknown key."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self._expire(now)
             offer = self._offers.pop(key, None)

@@ -165,12 +165,13 @@ def test_admin_export_is_not_listed_in_the_api_page(served):
 def test_export_links_expire_and_take_their_file_with_them(tmp_path):
     from playground.downloads import OneTimeDownloads
 
-    downloads = OneTimeDownloads(ttl_s=0.2)
+    now = [0.0]
+    downloads = OneTimeDownloads(ttl_s=600, clock=lambda: now[0])
     kept, expired = tmp_path / "feedback-dpo-a.jsonl", tmp_path / "feedback-dpo-b.jsonl"
     for file in (kept, expired):
         file.write_text("{}\n")
     stale = downloads.offer(expired).rsplit("/", 1)[1]
-    time.sleep(0.3)
+    now[0] = 601.0
     fresh = downloads.offer(kept).rsplit("/", 1)[1]  # making an offer clears the expired ones
     assert downloads.take(stale) is None and not expired.exists()
     assert downloads.take(fresh) == kept and downloads.take(fresh) is None
