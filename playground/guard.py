@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
-from urllib.parse import parse_qs
 from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs
+
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse
 
 from playground.downloads import PREFIX, OneTimeDownloads
 
@@ -35,7 +37,6 @@ HEADERS = [  # besides the policy, which names the hosts that may frame the page
 ]
 NO_UPLOADS = json.dumps({"error": "this app takes no uploads"}).encode()
 GONE = json.dumps({"error": "this download link was used already or has expired: export again"}).encode()
-CHUNK = 1 << 20
 # Gradio answers a join to a full queue with 503 and "Queue is full. Max size is N…": said for people.
 BUSY = json.dumps({"detail": "This demo is busy: every place in the queue is taken. Please try again in a "
                              "moment."}).encode()
@@ -125,7 +126,7 @@ class Guard:
 
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "GET" and PREFIX in scope["path"] and self.downloads is not None:
-            await self._download(scope["path"].split(PREFIX, 1)[1], send)
+            await self._download(scope["path"].split(PREFIX, 1)[1], scope, receive, send)
             return
         if scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/upload"):
             await send({"type": "http.response.start", "status": 403,
@@ -153,7 +154,7 @@ class Guard:
 
         await self.app(scope, receive, with_policy)
 
-    async def _download(self, key: str, send: Send) -> None:
+    async def _download(self, key: str, scope: Scope, receive: Receive, send: Send) -> None:
         """The file behind a one-time link, then gone; 404 for a used, expired or unknown link."""
         path = self.downloads.take(key)
         if path is None:
@@ -161,14 +162,12 @@ class Guard:
                         "headers": [(b"content-type", b"application/json"), *self.headers]})
             await send({"type": "http.response.body", "body": GONE})
             return
+        # starlette reads the file in a worker thread, not on the event loop, and deletes it once sent
+        # (or once the client went away).
+        headers = {k.decode(): v.decode() for k, v in self.headers} | {"cache-control": "no-store"}
+        response = FileResponse(path, media_type="application/octet-stream", filename=path.name, headers=headers,
+                                background=BackgroundTask(path.unlink, missing_ok=True))
         try:
-            disposition = f'attachment; filename="{path.name}"'.encode()
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", b"application/octet-stream"), (b"content-disposition", disposition),
-                (b"content-length", str(path.stat().st_size).encode()), (b"cache-control", b"no-store"), *self.headers]})
-            with path.open("rb") as file:
-                while chunk := file.read(CHUNK):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await response(scope, receive, send)
         finally:
-            Path(path).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
