@@ -3,7 +3,7 @@
   python bench/presets.py [--seeds 3] [--first-seed 0] [--confirm-seeds 5] [--first-confirm-seed 200]
                           [--only NAME,...] [--streams 2] [--cores N] [--quiet]
 
-Each candidate answers every example prompt (`EXAMPLES` in playground/ui.py) with seeds 0, 1, 2, ...
+Each candidate answers every example prompt (`EXAMPLES` in playground/ui_page.py) with seeds 0, 1, 2, ...
 through `models.local.stream_tokens` (the single-stream decode loop the app's engines are tested
 against: the same per-stream sampler, the model's chat template, bfloat16 on the CPU). Two answers
 decode at a time, each on its share of the cores. A greedy candidate is deterministic and answers each
@@ -263,7 +263,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown candidates {unknown}; known: {', '.join(CANDIDATES)}")
     # The example prompts, read from the UI module's source (importing it would import gradio).
-    tree = ast.parse((Path(__file__).resolve().parents[1] / "playground" / "ui.py").read_text())
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "playground" / "ui_page.py").read_text())
     prompts = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
                    and any(getattr(t, "id", None) == "EXAMPLES" for t in node.targets))
     lineup = get_lineup("demo")
