@@ -5,13 +5,17 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test setup setup-dev plan clean-cache llama-cpp serve-embedded
+.PHONY: run test lint setup setup-dev plan clean-cache llama-cpp serve-embedded
 
 run: setup
 	$(BIN)/python app.py $(ARGS)
 
 test: setup-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff's rules are in pyproject.toml; .ci/run lints before it tests.
+lint: setup-dev
+	$(BIN)/ruff check .
 
 plan: setup
 	$(BIN)/python -m models plan $(ARGS)

@@ -16,7 +16,6 @@ from models.placement import ConfigNotFoundError
 from playground.arena import ArenaSampler, parse_avoid, parse_weights
 from playground.server import Settings, create_app, launch
 
-
 MIN_TOKEN_CHARS = 16
 # The hosted profile's per-visitor limits: a person comparing by hand asks a few questions a minute.
 HOSTED_PER_MINUTE, HOSTED_PER_DAY = 6, 200

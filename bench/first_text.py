@@ -29,7 +29,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from concurrent_visitors import (  # noqa: E402  (a sibling script, not a package)
-    PROMPTS, REPO, answer_texts, app_options, describe, percentile, read_api, start_app, stop_app,
+    PROMPTS,
+    REPO,
+    answer_texts,
+    app_options,
+    describe,
+    percentile,
+    read_api,
+    start_app,
+    stop_app,
     supported_args,
 )
 

@@ -68,7 +68,8 @@ params = {{ max_new_tokens = {tokens} }}
 base_url = "{url}"
 model = "{model}"
 '''
-    return ('name = "remote-overhead"\n\n' + contender.format(name="served", tokens=max_new_tokens, url=base_url, model=model)
+    return ('name = "remote-overhead"\n\n'
+            + contender.format(name="served", tokens=max_new_tokens, url=base_url, model=model)
             + "\n" + contender.format(name="probe", tokens=1, url=probe_url, model="hello"))
 
 
@@ -233,7 +234,8 @@ def main() -> None:
         raise SystemExit(f"{folder} is missing: run `make run` once (it converts the embedded model)")
     workdir = Path(tempfile.mkdtemp(prefix="remote-overhead-"))
     port = free_port()
-    server = Server([*server_prefix, str(Path(sys.executable).parent / "transformers"), "serve", folder.name, "--host", "127.0.0.1",
+    server = Server([*server_prefix, str(Path(sys.executable).parent / "transformers"), "serve", folder.name,
+                     "--host", "127.0.0.1",
                      "--port", str(port), "--device", "cpu", "--dtype", "float32"], port, workdir / "serve.log",
                     cwd=folder.parent)
     model = folder.name

@@ -44,6 +44,7 @@ def serve(port: int, data_dir: str, lean: bool) -> None:
     demo, _ = create_app(settings, streamer=words_streamer(), log=lambda m: None)
     if not lean:  # Gradio's own StateHolder, as before issue 15
         import gradio.state_holder as holders
+
         import playground.server as server
 
         server.lean_sessions = lambda d: _plain(d, holders)

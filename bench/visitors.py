@@ -9,7 +9,8 @@ busy refusals (the queue was full), errors, time to first text and to the last a
 and ratings the page confirmed against rating rows stored, which must be equal: a confirmed rating
 is committed before the page says so. `--kill` SIGKILLs the app a third of the way in and starts it
 again on the same port and database; visits cut by the kill are counted apart, the comparisons it
-left unfinished must be marked interrupted at the restart, and SQLite's integrity_check must say ok. Loopback only; bounded by --seconds (plus start-up).
+left unfinished must be marked interrupted at the restart, and SQLite's integrity_check must say ok.
+Loopback only; bounded by --seconds (plus start-up).
 """
 
 from __future__ import annotations

@@ -367,7 +367,8 @@ def _checked_json(name: str, value: object) -> dict[str, Any]:
         # Round trip: a plain copy, and allow_nan=False because PostgreSQL's JSON refuses NaN.
         return _storable_json(json.loads(json.dumps(dict(value), allow_nan=False)))
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must hold only JSON values (str, number, bool, None, list, dict; no NaN): {e}") from None
+        raise ValueError(f"{name} must hold only JSON values (str, number, bool, None, list, dict; no NaN): "
+                         f"{e}") from None
 
 
 def _checked_scores(scores: object) -> dict[int, int]:

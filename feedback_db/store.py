@@ -192,7 +192,8 @@ def _check_rating_fits(record: RatingRecord, comparison: Comparison, responses: 
     for name, keys in (("scores", record.scores), ("ranks", record.ranks), ("unsafe", record.unsafe)):
         strays = sorted(set(keys) - positions)
         if strays:
-            raise RatingRefused(f"{name} names positions {strays}, but the answers are at positions {sorted(positions)}")
+            raise RatingRefused(f"{name} names positions {strays}, but the answers are at positions "
+                                f"{sorted(positions)}")
     # Design choice: a rating of nothing but failures teaches a reward model nothing, so it is refused.
     if all(r.finish_reason == "error" for r in responses):
         raise RatingRefused("every answer failed with an error, so there is nothing to rate; ask again")

@@ -49,8 +49,8 @@ def prompt_command(args: argparse.Namespace) -> int:
             text = llama2_prompt_text(validate_messages(full))  # needs no tokenizer: works offline
         else:
             if streamer is None:  # chat templates need the tokenizer, so load the lineup's weights
-                from models.local import LocalStreamer
                 from models.loading import LoadOptions, load_lineup
+                from models.local import LocalStreamer
 
                 options = LoadOptions(device_map="cpu", cache_dir=default_cache_dir(os.environ))
                 loaded = load_lineup(lineup, options, log=lambda m: print(m, file=sys.stderr))

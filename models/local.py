@@ -19,10 +19,10 @@ from models.engines import Engine, EngineEvent, Finished, StreamRequest, TokenSa
 from models.loading import LoadedWeights
 from models.prompt_format import RenderedPrompt, render_prompt
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
-from models.streaming import GenerationResult, PromptReady, StreamEvent, Streamer, StreamFailure
+from models.streaming import GenerationResult, PromptReady, Streamer, StreamEvent, StreamFailure
 
-__all__ = ["ContextTooLong", "EngineFailure", "decode_alone", "GenerationResult", "LocalStreamer", "PromptReady", "StreamEvent",
-           "Streamer", "stream_tokens"]
+__all__ = ["ContextTooLong", "EngineFailure", "decode_alone", "GenerationResult", "LocalStreamer", "PromptReady",
+           "StreamEvent", "Streamer", "stream_tokens"]
 
 
 class EngineFailure(StreamFailure):

@@ -257,9 +257,10 @@ class RemoteStreamer:
             if client is None:
                 # max_retries=0: a retry would hide the failure and double the wait; the person retries.
                 # The read timeout is the longest silence allowed between two chunks.
+                timeout = httpx.Timeout(endpoint.chunk_timeout_s, connect=endpoint.connect_timeout_s,
+                                        pool=endpoint.connect_timeout_s)
                 client = openai.OpenAI(base_url=endpoint.base_url, api_key=key or "none", max_retries=0,
-                                       timeout=httpx.Timeout(endpoint.chunk_timeout_s, connect=endpoint.connect_timeout_s,
-                                                             pool=endpoint.connect_timeout_s))
+                                       timeout=timeout)
                 self._clients[slot] = client
         return client
 
@@ -296,7 +297,8 @@ class RemoteStreamer:
         `max_tokens`: the answer limit fitting found (at most the preset's); None: the preset's.
         """
         endpoint = contender.endpoint
-        body: dict[str, Any] = {"model": endpoint.model, "max_tokens": params.max_new_tokens if max_tokens is None else max_tokens,
+        body: dict[str, Any] = {"model": endpoint.model,
+                                "max_tokens": params.max_new_tokens if max_tokens is None else max_tokens,
                                 "temperature": params.temperature, "top_p": params.top_p, "seed": seed,
                                 "stream": True, "stream_options": {"include_usage": True}}
         body.update({name: getattr(params, name) for name in endpoint.extra_params})
@@ -350,7 +352,8 @@ class RemoteStreamer:
             for chunk in stream:
                 if not served and chunk.model:
                     served = True
-                    yield ServedBy(model=chunk.model, system_fingerprint=getattr(chunk, "system_fingerprint", None) or None)
+                    yield ServedBy(model=chunk.model,
+                                   system_fingerprint=getattr(chunk, "system_fingerprint", None) or None)
                 if chunk.usage is not None:
                     usage = chunk.usage.model_dump(exclude_none=True)
                 for choice in chunk.choices:

@@ -23,7 +23,8 @@ REQUEST_FIELDS_FROM = {"model": "endpoint.model", "messages": "the conversation 
                        "max_tokens": "params.max_new_tokens", "temperature": "params.temperature",
                        "top_p": "params.top_p", **{name: f'params.{name} with endpoint.extra_params = ["{name}"]'
                                                    for name in EXTRA_PARAMS}}
-REQUEST_FIELDS_ALWAYS = {"stream": "every answer is streamed", "stream_options": "every answer asks for its token usage",
+REQUEST_FIELDS_ALWAYS = {"stream": "every answer is streamed",
+                         "stream_options": "every answer asks for its token usage",
                          "seed": "each answer's seed is drawn and recorded"}
 # Environment variables api_key_env may not name: their values would be sent to a server as its key.
 OWN_VARIABLE_PREFIXES = ("PLAYGROUND_", "GRADIO_")  # this app's own settings and secrets (admin token, salt)

@@ -12,29 +12,27 @@ import random
 import threading
 import time
 import unicodedata
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from feedback_db import (
     ComparisonRecord,
     Database,
+    LimitReached,
     RatingRecord,
     RatingRefused,
     ResponseRecord,
-    LimitReached,
     add_comparison_within,
     add_rating,
     add_response,
     comparisons_by_visitor,
     delete_session_data,
-    session_data,
     new_id,
+    session_data,
     storable,
 )
 from models.prompt_format import PromptError, validate_messages
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
-from models.streaming import (GenerationResult, PromptReady, ServedBy, Streamer, StreamFailure,
-                              drop_oldest_exchanges)
+from models.streaming import GenerationResult, PromptReady, ServedBy, Streamer, StreamFailure, drop_oldest_exchanges
 from playground.arena import ArenaSampler
 from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, PlaygroundError, Turn, letter
 from playground.markup import shown_as_text

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
-
-from datetime import datetime, timedelta, timezone
 
 from starlette.middleware import Middleware
 
@@ -137,7 +136,8 @@ def context_fitting(streamer: RemoteStreamer, contender: ContenderSpec) -> str:
     missing = [] if endpoint.tokenizer else ["endpoint.tokenizer (weights whose tokenizer counts its tokens)"]
     if context is None:
         asked = contender.name not in streamer.unavailable()
-        missing.append(f"endpoint.context_length ({'its server lists none' if asked else 'its server could not be asked'})")
+        why = "its server lists none" if asked else "its server could not be asked"
+        missing.append(f"endpoint.context_length ({why})")
     return (f"long conversations are sent whole and its server's error is shown, since the lineup sets no "
             f"{' and no '.join(missing)}")
 
@@ -165,7 +165,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
             local = LocalStreamer(loaded, kv_cache_gib=settings.kv_cache_gib)
             engines = {w: describe_engine(e) for w, e in local.engines.items()}
             sections.append(models_markdown(lineup, loaded, plan, engines))
-            revisions = {w: l.resolved_revision for w, l in loaded.items() if l.resolved_revision}
+            revisions = {w: item.resolved_revision for w, item in loaded.items() if item.resolved_revision}
         if remote is not None:
             contexts = {c.name: remote.context_length(c) for c in lineup.contenders if c.remote}
             sections.append(servers_markdown(lineup, remote.unavailable(), contexts))

@@ -16,13 +16,13 @@ import gradio as gr
 
 from feedback_db import Database
 from feedback_db.export import FORMATS, ExportOptions
-from feedback_db.records import STRENGTHS, parse_moment
 from feedback_db.leaderboard import DEFAULT_MIN_BATTLES, leaderboard_of
 from feedback_db.reading import RatingFilter
+from feedback_db.records import STRENGTHS, parse_moment
 from feedback_db.writers import export_to
 from playground.downloads import OneTimeDownloads
-from playground.visitors import FailedAttempts
 from playground.leaderboard_view import TABLE_HEADERS, leaderboard_rows, ratings_svg, summary, win_rate_rows
+from playground.visitors import FailedAttempts
 
 STRENGTH_CHOICES = ["any", *reversed(STRENGTHS)]  # weakest first, as a minimum is chosen
 # An export's download link is a secret URL that works without the token: it lives this long.

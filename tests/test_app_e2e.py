@@ -13,8 +13,8 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError, ValidationError
 
 from models.loading import LoadOptions
-from playground.server import Settings, create_app, launch
 from playground.markup import shown_as_text
+from playground.server import Settings, create_app, launch
 from tests.conftest import REPO
 
 

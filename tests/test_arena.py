@@ -10,8 +10,8 @@ import pytest
 from feedback_db import get_comparison, rating_of
 from playground.arena import ArenaSampler, parse_avoid, parse_weights
 from playground.comparison import Playground
-from playground.voting import Vote
 from playground.view import pane_label
+from playground.voting import Vote
 from tests.test_comparison import lineup, run, words_streamer
 
 

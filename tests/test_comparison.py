@@ -8,13 +8,13 @@ import time
 import pytest
 
 from feedback_db import count_rows, get_comparison, rating_of, responses_of
-from models.streaming import GenerationResult, PromptReady, StreamFailure
 from models.lineups import weights_from_reference
 from models.specs import ContenderSpec, GenerationParams, LineupSpec
+from models.streaming import GenerationResult, PromptReady, StreamFailure
 from playground.comparison import Playground, snapshot_interval
 from playground.conversation import PlaygroundError
-from playground.voting import Vote
 from playground.view import chat_messages, pane_label, pane_params, pane_stats
+from playground.voting import Vote
 from tests.test_feedback_db_support import any_db, db_url, postgres_server, postgres_url  # noqa: F401 - fixtures
 
 WEIGHTS = weights_from_reference("org/model")

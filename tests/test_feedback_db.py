@@ -234,7 +234,8 @@ def test_a_refusal_leaves_the_callers_session_usable(db: Database) -> None:
 @pytest.mark.parametrize(
     ("n", "rating", "message"),
     [
-        (3, {"kind": "pairwise", "choice": "a"}, "a pairwise vote compares exactly 2 answers and this comparison has 3"),
+        (3, {"kind": "pairwise", "choice": "a"},
+         "a pairwise vote compares exactly 2 answers and this comparison has 3"),
         (2, {"kind": "scores", "scores": {0: 3, 2: 4}}, r"scores names positions \[2\]"),
         (2, {"kind": "pairwise", "choice": "a", "unsafe": {7: None}}, r"unsafe names positions \[7\]"),
         (3, {"kind": "scores", "scores": {0: 3}}, r"positions \[1, 2\] have none"),

@@ -36,9 +36,9 @@ def hostile_streamer(contender, messages, params, *, stop, seed):
 
 @pytest.fixture(scope="module")
 def hostile_app(tmp_path_factory):
+    from app import settings_from
     from playground.server import create_app, launch
     from tests.test_app_e2e import free_port
-    from app import settings_from
 
     settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("hostile")), "--port", str(free_port()),
                               "--model", "org/one", "--model", "org/two"], {})

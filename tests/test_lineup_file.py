@@ -14,8 +14,7 @@ import pytest
 from models.lineups import BUILTIN_LINEUPS, PRESETS, WEIGHTS, LineupFileError, get_lineup, lineup_from_file
 from models.prompt_format import LLAMA2_DEFAULT_SYSTEM_PROMPT, llama2_prompt_text, validate_messages
 from models.remote import RemoteStreamer
-from models.specs import (REQUEST_FIELDS_ALWAYS, REQUEST_FIELDS_FROM, ContenderSpec, EndpointSpec,
-                          public_url)
+from models.specs import REQUEST_FIELDS_ALWAYS, REQUEST_FIELDS_FROM, ContenderSpec, EndpointSpec, public_url
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from contextlib import closing
 import threading
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -135,12 +135,14 @@ def test_remote_provenance_is_stored_and_downgrade_refuses_to_forget_it(db_url: 
                 comparison_id=comparison.id, position=position, contender=f"c{position}", weights_id="m",
                 messages=[{"role": "user", "content": "Hi"}], prompt_rendered="[INST] Hi [/INST]", params={},
                 text="Hello", finish_reason="stop", prompt_tokens=6, completion_tokens=2, duration_s=0.2,
-                endpoint=endpoint, served_model="m" if endpoint else None, system_fingerprint="fp_1" if endpoint else None,
-                request=request if endpoint else None, usage={"prompt_tokens": 6, "completion_tokens": 2} if endpoint else None))
+                endpoint=endpoint, served_model="m" if endpoint else None,
+                system_fingerprint="fp_1" if endpoint else None, request=request if endpoint else None,
+                usage={"prompt_tokens": 6, "completion_tokens": 2} if endpoint else None))
     with database.session() as session:
         local, served = responses_of(session, comparison.id)
         assert (local.endpoint, local.request, local.usage) == (None, None, None)
-        assert (served.endpoint, served.served_model, served.system_fingerprint) == ("http://gpu-box:8000/v1", "m", "fp_1")
+        assert (served.endpoint, served.served_model, served.system_fingerprint) == (
+            "http://gpu-box:8000/v1", "m", "fp_1")
         assert served.request == request and served.usage == {"prompt_tokens": 6, "completion_tokens": 2}
     _refused_until_cleared(database, "0003", "1 answers of remote contenders would lose which server gave them",
                            "DELETE FROM responses WHERE endpoint IS NOT NULL")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import os
 import random
+import re
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from gradio_client import Client

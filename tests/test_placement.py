@@ -28,8 +28,16 @@ from models.placement import (
     visible_gpus,
 )
 from models.placement.device_maps import device_of, split_layers
-from models.placement.memory import GiB, MiB, count_parameters, decoder_layers, format_gib, kv_cache_bytes, meta_model
-from models.placement.memory import weights_bytes
+from models.placement.memory import (
+    GiB,
+    MiB,
+    count_parameters,
+    decoder_layers,
+    format_gib,
+    kv_cache_bytes,
+    meta_model,
+    weights_bytes,
+)
 from models.placement.search import cached_meta_model
 from models.specs import ContenderSpec, LineupSpec, WeightsSpec
 

@@ -103,7 +103,7 @@ def test_a_burst_from_one_visitor_stores_only_what_the_limit_allows(database):
 
 
 @pytest.mark.postgres
-def test_a_burst_on_postgresql_stores_only_what_the_limit_allows(postgres_url):
+def test_a_burst_on_postgresql_stores_only_what_the_limit_allows(postgres_url):  # noqa: F811 - fixture
     """Two app processes' worth of connections on one server: the advisory lock serializes the visitor."""
     first, second = open_database(postgres_url), open_database(postgres_url)
     try:
@@ -139,8 +139,9 @@ def burst(cores: Playground | list[Playground], visitor: str, asks: int) -> int:
     refused = [r for r in results if r != "stored"]
     assert len(results) == asks and all("questions in the last minute" in r for r in refused), refused
     with cores[0].database.snapshot() as db:
-        from feedback_db import Comparison
         from sqlalchemy import func, select
+
+        from feedback_db import Comparison
         return db.scalar(select(func.count()).select_from(Comparison).where(Comparison.visitor == visitor))
 
 

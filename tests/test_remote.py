@@ -129,7 +129,8 @@ def test_local_prompt_goes_to_completions_exactly_as_rendered_here(serve_tiny, l
     streamer = RemoteStreamer([there])
     assert streamer.check() == {}
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there."},
-                {"role": "assistant", "content": "Hello! The sea is wide."}, {"role": "user", "content": "And the sky?"}]
+                {"role": "assistant", "content": "Hello! The sea is wide."},
+                {"role": "user", "content": "And the sky?"}]
     events, result = answer(streamer, there, messages)
     _, reference = answer(local_tiny, local(local_tiny, prompt_format="llama2"), messages)
 

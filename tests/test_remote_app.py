@@ -102,7 +102,8 @@ def test_a_remote_contenders_long_conversation_is_trimmed_with_a_notice(tmp_path
     logged: list[str] = []
     demo, core = create_app(settings, log=logged.append)
     assert not any("long conversations are sent whole" in line for line in logged)
-    assert "| there | " in core_models_tab(demo) and "160 tokens, old exchanges left out to fit" in core_models_tab(demo)
+    assert "| there | " in core_models_tab(demo)
+    assert "160 tokens, old exchanges left out to fit" in core_models_tab(demo)
     launch(demo, settings, block=False)
     try:
         client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)

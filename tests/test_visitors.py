@@ -143,10 +143,12 @@ def test_comparisons_a_killed_server_left_unfinished_are_marked_at_the_next_star
 
 
 def test_exports_leave_the_visitor_key_out_unless_the_admin_asks(database, tmp_path):
+    import json as json_module
+
+    import pyarrow.parquet as pq
+
     from feedback_db import ExportOptions
     from feedback_db.writers import export_to
-    import pyarrow.parquet as pq
-    import json as json_module
 
     core = Playground(lineup(2), words_streamer(), database, rng=random.Random(0),
                       visitors=VisitorPolicy(salt=SALT))

@@ -271,7 +271,8 @@ class ContinuousEngine:
         self.failed_steps += 1
         states = [future.state for future in batch_processor.inputs_and_outputs.prepare_batch_update()[0]]
         prefilling = [s for s in states if s.generated_len() == 0]
-        culprits = {s.request_id for s in (prefilling or ([max(states, key=lambda s: s.created_time)] if states else []))}
+        newest = [max(states, key=lambda s: s.created_time)] if states else []
+        culprits = {s.request_id for s in (prefilling or newest)}
         with self._lock:
             for state in states:
                 self._verdicts[state.request_id] = failure_message(error) if state.request_id in culprits else _RESUME

@@ -22,8 +22,13 @@ from accelerate import infer_auto_device_map
 from accelerate.utils import compute_module_sizes
 from transformers import PreTrainedModel
 
-from models.placement.memory import Quantization, decoder_layers, no_split_classes, quantization_constant_bytes
-from models.placement.memory import quantized_linears
+from models.placement.memory import (
+    Quantization,
+    decoder_layers,
+    no_split_classes,
+    quantization_constant_bytes,
+    quantized_linears,
+)
 
 Device = int | str  # a GPU index, "cpu" or "disk"
 

@@ -18,8 +18,18 @@ from transformers import PretrainedConfig
 from models.placement.configs import load_config
 from models.placement.device_maps import Device, split_layers
 from models.placement.memory import Quantization, format_gib, format_size, parse_size
-from models.placement.plans import CUDA_CONTEXT_BYTES, Gpu, LineupPlan, ModelPlan, ModelRequest, PlacementError
-from models.placement.plans import bitsandbytes_config, describe_gpus, format_plan, plan_to_dict
+from models.placement.plans import (
+    CUDA_CONTEXT_BYTES,
+    Gpu,
+    LineupPlan,
+    ModelPlan,
+    ModelRequest,
+    PlacementError,
+    bitsandbytes_config,
+    describe_gpus,
+    format_plan,
+    plan_to_dict,
+)
 from models.placement.search import Measured, Placed, Planner
 from models.specs import LineupSpec
 

@@ -18,9 +18,17 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
 from models.placement.device_maps import Device, DeviceFit, DeviceMapper
-from models.placement.memory import DTYPE_BYTES, Quantization, activation_bytes, count_parameters
-from models.placement.memory import kv_cache_bytes, kv_cache_bytes_per_layer, largest_quantized_weight_bytes, meta_model
-from models.placement.memory import weights_bytes
+from models.placement.memory import (
+    DTYPE_BYTES,
+    Quantization,
+    activation_bytes,
+    count_parameters,
+    kv_cache_bytes,
+    kv_cache_bytes_per_layer,
+    largest_quantized_weight_bytes,
+    meta_model,
+    weights_bytes,
+)
 from models.placement.plans import Gpu, ModelRequest
 
 _RANK: dict[Quantization | None, int] = {None: 0, "int8": 1, "int4": 2}
