@@ -23,9 +23,9 @@ sys.path.insert(0, str(REPO))
 
 from app import settings_from  # noqa: E402
 from playground.server import create_app, launch  # noqa: E402
+from tests.fakes import words_streamer  # noqa: E402
 from tests.raw_api import call  # noqa: E402
 from tests.test_app_e2e import free_port  # noqa: E402
-from tests.test_comparison import words_streamer  # noqa: E402
 
 
 def app(*argv: str):

@@ -36,7 +36,7 @@ def serve(port: int, data_dir: str, lean: bool) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from app import settings_from
     from playground.server import create_app, launch
-    from tests.test_comparison import words_streamer
+    from tests.fakes import words_streamer
 
     settings = settings_from(["--data-dir", data_dir, "--port", str(port), "--model", "org/one", "--model",
                               "org/two"], {})

@@ -12,7 +12,7 @@ from playground.arena import ArenaSampler, parse_avoid, parse_weights
 from playground.comparison import Playground
 from playground.view import pane_label
 from playground.voting import Vote
-from tests.test_comparison import lineup, run, words_streamer
+from tests.fakes import lineup, run, words_streamer
 
 
 def names(group):

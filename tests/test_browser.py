@@ -10,37 +10,16 @@ import time
 
 import pytest
 
-from app import settings_from
 from models.loading import LoadOptions
-from models.streaming import GenerationResult, PromptReady
 from playground.server import Settings, create_app, launch
+from tests.browsers import CHROMIUM, PHONE, WIDE, paced_app
 from tests.test_app_e2e import free_port
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-WIDE, PHONE = {"width": 1400, "height": 900}, {"width": 420, "height": 900}
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
                        reason="Debian's chromium is not installed (apt-get install chromium)"),
 ]
-
-
-def paced_streamer(contender, messages, params, *, stop, seed):
-    """Answers word by word; the contender named 'slow' takes seconds, so a person can stop it."""
-    yield PromptReady(text=messages[-1]["content"], tokens=3)
-    words = f"{contender.name} answers: {messages[-1]['content']} and that is all".split()
-    if contender.name == "slow":
-        words += [f"more{i}" for i in range(200)]
-    for n, word in enumerate(words, start=1):
-        if stop.is_set():
-            yield GenerationResult(" ".join(words[:n - 1]), "stopped", 3, n - 1, 0.01, 0.02 * n, seed)
-            return
-        time.sleep(0.05 if contender.name == "slow" else 0.01)
-        yield word if n == 1 else " " + word
-    yield GenerationResult(" ".join(words), "stop", 3, len(words), 0.01, 0.02 * len(words), seed)
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +31,6 @@ def tiny_app(tmp_path_factory, tiny_mha, tiny_gqa):
     launch(demo, settings, block=False)
     yield f"http://127.0.0.1:{settings.port}/", settings
     demo.close()
-
-
-def paced_app(tmp_path_factory, *argv: str, streamer=paced_streamer):
-    """app.py's settings from `argv`, generation by `streamer`, launched on a free port."""
-    settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("paced")), "--port", str(free_port()),
-                              *argv], {})
-    demo, _ = create_app(settings, streamer=streamer, log=lambda m: None)
-    launch(demo, settings, block=False)
-    return demo, f"http://127.0.0.1:{settings.port}/", settings
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +47,6 @@ def arena(tmp_path_factory):
                                     "org/two", "--model", "org/three")
     yield url, settings
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        # A persistent context would need its own profile folder; a plain launch gets a fresh one.
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 def ratings(settings) -> list[tuple]:

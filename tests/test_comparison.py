@@ -8,49 +8,12 @@ import time
 import pytest
 
 from feedback_db import count_rows, get_comparison, rating_of, responses_of
-from models.lineups import weights_from_reference
-from models.specs import ContenderSpec, GenerationParams, LineupSpec
 from models.streaming import GenerationResult, PromptReady, StreamFailure
 from playground.comparison import Playground, snapshot_interval
 from playground.conversation import PlaygroundError
 from playground.view import chat_messages, pane_label, pane_params, pane_stats
 from playground.voting import Vote
-from tests.test_feedback_db_support import any_db, db_url, postgres_server, postgres_url  # noqa: F401 - fixtures
-
-WEIGHTS = weights_from_reference("org/model")
-
-
-def lineup(n: int = 2) -> LineupSpec:
-    return LineupSpec(name="fake", contenders=tuple(
-        ContenderSpec(name=f"c{i}", weights=WEIGHTS, params=GenerationParams(temperature=0.1 * i))
-        for i in range(n)))
-
-
-def words_streamer(log: list | None = None, delay: float = 0.0, fail: str | None = None,
-                   failure: Exception = RuntimeError("CUDA out of memory")):
-    """A Streamer that answers '<name> says: <last user message>' word by word."""
-    def stream(contender, messages, params, *, stop, seed):
-        if log is not None:
-            log.append((contender.name, list(messages), params, seed))
-        yield PromptReady(text=f"PROMPT[{messages[-1]['content']}]", tokens=3)
-        if contender.name == fail:
-            raise failure
-        words = f"{contender.name} says: {messages[-1]['content']}".split()
-        for n, word in enumerate(words, start=1):
-            if stop.is_set():
-                yield GenerationResult(" ".join(words[:n - 1]), "stopped", 3, n - 1, 0.01, 0.01 * n, seed)
-                return
-            time.sleep(delay)
-            yield word if n == 1 else " " + word
-        yield GenerationResult(" ".join(words), "stop", 3, len(words), 0.01, 0.01 * (len(words) + 1), seed)
-    return stream
-
-
-def run(core, session, prompt, system=None):
-    snapshots = 0
-    for _ in core.ask(session, prompt, system):
-        snapshots += 1
-    return snapshots
+from tests.fakes import lineup, run, words_streamer
 
 
 def test_all_contenders_answer_and_are_stored(database):
@@ -357,7 +320,7 @@ def test_the_streaming_count_follows_runs_and_returns_to_zero(database):
     assert core.streaming == 0
 
 
-def test_a_nul_answer_and_a_lone_surrogate_prompt_are_stored_on_every_backend(any_db):  # noqa: F811
+def test_a_nul_answer_and_a_lone_surrogate_prompt_are_stored_on_every_backend(any_db):
     """A model can emit NUL (Llama's <0x00> byte token) and a visitor can send a lone surrogate: the
     comparison and every answer are stored, with U+FFFD in their place, on SQLite and PostgreSQL."""
     def nul_streamer(contender, messages, params, *, stop, seed):

@@ -12,7 +12,7 @@ import pytest
 
 from feedback_db import FORMATS, Database, ExportOptions, RatingFilter, iter_rows, open_database, sqlite_url
 from feedback_db.export import Tally
-from tests.test_feedback_db_support import CONVERSATION, QUESTION, seed_golden, stored_rating
+from tests.databases import CONVERSATION, QUESTION, seed_golden, stored_rating
 
 SLIGHTLY, BETTER, SIGNIFICANTLY = 1 / 3, 2 / 3, 1.0
 

@@ -19,7 +19,7 @@ from sqlalchemy import event
 from feedback_db import Database, ExportOptions, export_to, iter_rated, iter_rows, open_database, sqlite_url
 from feedback_db.cli import main
 from feedback_db.reading import BATCH_RATINGS
-from tests.test_feedback_db_support import seed_golden
+from tests.databases import seed_golden
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from feedback_db import Database, ExportOptions, export_to, open_database, sqlite_url
-from tests.test_feedback_db_support import seed_golden
+from tests.databases import seed_golden
 
 datasets = pytest.importorskip("datasets", reason="datasets is in requirements-dev.txt")
 data_utils = pytest.importorskip("trl.data_utils", reason="trl is in requirements-dev.txt")

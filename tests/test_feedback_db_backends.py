@@ -1,5 +1,4 @@
 """The store, exports and concurrent votes on SQLite and on a real PostgreSQL server (marked postgres)."""
-# ruff: noqa: F811 - the fixtures imported below are used as test parameters
 
 from __future__ import annotations
 
@@ -24,16 +23,8 @@ from feedback_db import (
     open_database,
     rating_of,
 )
+from tests.databases import rate, seed_golden, store_comparison
 from tests.test_export import expected_dpo
-from tests.test_feedback_db_support import (  # noqa: F401 - fixtures
-    any_db,
-    db_url,
-    postgres_server,
-    postgres_url,
-    rate,
-    seed_golden,
-    store_comparison,
-)
 
 
 def test_every_kind_of_rating_round_trips_with_rater_and_sampling(any_db: Database) -> None:
@@ -160,7 +151,7 @@ def test_a_long_export_does_not_block_votes(any_db: Database) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_vote_that_loses_the_race_after_its_checks_is_refused(postgres_url: str) -> None:  # noqa: F811
+def test_postgres_vote_that_loses_the_race_after_its_checks_is_refused(postgres_url: str) -> None:
     # READ COMMITTED: both votes pass add_rating's checks; the unique comparison_id must then refuse one,
     # and only its savepoint is rolled back. The rival commits between the checks and the insert.
     database = open_database(postgres_url)

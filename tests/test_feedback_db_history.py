@@ -18,7 +18,6 @@ from feedback_db import (
     new_id,
     responses_of,
 )
-from tests.test_feedback_db_support import any_db, db_url, postgres_server, postgres_url  # noqa: F401
 
 QUESTION = [{"role": "user", "content": "Capital of France?"}]
 
@@ -45,7 +44,7 @@ def stored_turn(db: Database, record: ComparisonRecord) -> list[ResponseRecord]:
     return answers
 
 
-def test_a_shared_turn_stores_the_answer_it_continued_from(any_db: Database) -> None:  # noqa: F811
+def test_a_shared_turn_stores_the_answer_it_continued_from(any_db: Database) -> None:
     first = turn()
     answers = stored_turn(any_db, first)
     second = turn(1, first.id, history="shared", continued_from=answers[1].id)
@@ -58,7 +57,7 @@ def test_a_shared_turn_stores_the_answer_it_continued_from(any_db: Database) -> 
         assert (stored.history, stored.continued_from) == ("shared", answers[1].id)
 
 
-def test_deleting_the_answer_a_turn_continued_from_keeps_the_turn(any_db: Database) -> None:  # noqa: F811
+def test_deleting_the_answer_a_turn_continued_from_keeps_the_turn(any_db: Database) -> None:
     first = turn()
     preferred = stored_turn(any_db, first)[0]
     second = turn(1, first.id, history="shared", continued_from=preferred.id)
@@ -71,7 +70,7 @@ def test_deleting_the_answer_a_turn_continued_from_keeps_the_turn(any_db: Databa
         assert len(responses_of(session, second.id)) == 2
 
 
-def test_continuing_from_an_answer_that_is_not_the_previous_turns_is_refused(any_db: Database) -> None:  # noqa: F811
+def test_continuing_from_an_answer_that_is_not_the_previous_turns_is_refused(any_db: Database) -> None:
     first = turn()
     first_answers = stored_turn(any_db, first)
     second = turn(1, first.id, history="shared", continued_from=first_answers[0].id)
@@ -85,7 +84,7 @@ def test_continuing_from_an_answer_that_is_not_the_previous_turns_is_refused(any
         add_comparison(session, turn(2, second.id, history="shared", continued_from=second_answers[1].id))
 
 
-def test_a_response_id_is_stored_once(any_db: Database) -> None:  # noqa: F811
+def test_a_response_id_is_stored_once(any_db: Database) -> None:
     first = turn()
     taken = stored_turn(any_db, first)[0].id
     other = turn()

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from models.streaming import GenerationResult, PromptReady
-from tests.test_browser import CHROMIUM, FLAGS, WIDE, browser, paced_app  # noqa: F401 - fixture
+from tests.browsers import CHROMIUM, WIDE, paced_app
 
 HOSTILE = "\n\n".join([
     "Here you go: ![pixel](http://198.51.100.7/pixel.png?who=visitor)",
@@ -65,7 +65,7 @@ def test_uploads_are_refused_and_every_response_carries_the_content_policy(hosti
 @pytest.mark.browser
 @pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM) and not __import__("os").environ.get("CI"),
                     reason="Debian's chromium is not installed (apt-get install chromium)")
-def test_hostile_answers_and_prompts_run_nothing_and_reach_no_other_host(browser, hostile_app):  # noqa: F811
+def test_hostile_answers_and_prompts_run_nothing_and_reach_no_other_host(browser, hostile_app):
     page = browser.new_page(viewport=WIDE)
     foreign: list[str] = []
     blocked: list[str] = []
@@ -103,8 +103,8 @@ def test_a_full_queue_says_busy_try_again_in_plain_words(tmp_path):
 
     from app import settings_from
     from playground.server import create_app, launch
+    from tests.fakes import words_streamer
     from tests.test_app_e2e import free_port
-    from tests.test_comparison import words_streamer
 
     settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
                               "--model", "org/two", "--max-concurrent", "1", "--queue-size", "1"], {})
@@ -152,7 +152,7 @@ FORBIDDEN = ("a[href^='javascript' i], a[href^='data' i], [formaction], [xlink\\
 @pytest.mark.browser
 @pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM) and not __import__("os").environ.get("CI"),
                     reason="Debian's chromium is not installed (apt-get install chromium)")
-def test_svg_mathml_and_styled_markup_is_inert_in_answers_prompts_and_your_data(browser, tmp_path_factory):  # noqa: F811
+def test_svg_mathml_and_styled_markup_is_inert_in_answers_prompts_and_your_data(browser, tmp_path_factory):
     from tests.test_public_page import HOSTILE_MARKUP
 
     demo, url, _ = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two", streamer=echo_streamer)

@@ -12,7 +12,7 @@ import pytest
 
 from feedback_db import Battle, build_leaderboard, format_leaderboard, leaderboard_of, open_database, sqlite_url
 from feedback_db.cli import main
-from tests.test_feedback_db_support import seed_golden, stored_rating
+from tests.databases import seed_golden, stored_rating
 
 
 def battles(*spec: tuple[str, str, int], ties: tuple[tuple[str, str, int], ...] = ()) -> list[Battle]:

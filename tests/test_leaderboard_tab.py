@@ -9,7 +9,7 @@ import gradio as gr
 
 from feedback_db import Database
 from playground.ui_tabs import leaderboard_tab
-from tests.test_feedback_db_support import seed_golden
+from tests.databases import seed_golden
 
 
 def shown_by(database: Database, min_battles: int) -> Callable[[bool], list[Any]]:

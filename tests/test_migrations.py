@@ -34,7 +34,7 @@ from feedback_db import (
     sqlite_url,
 )
 from feedback_db.migrate import downgrade, upgrade
-from tests.test_feedback_db_support import db_url, postgres_server, postgres_url, store_comparison  # noqa: F401
+from tests.databases import store_comparison
 from tests.test_migrations_first_schema import FIRST_SCHEMA_SQL
 
 TABLES = ("comparisons", "responses", "ratings", "answer_judgements")
@@ -62,7 +62,7 @@ def test_upgraded_schema_equals_schema_py_constraints_included(tmp_path: Path) -
     upgraded.dispose()
 
 
-def test_autogenerate_finds_nothing_to_change_after_upgrade(db_url: str) -> None:  # noqa: F811
+def test_autogenerate_finds_nothing_to_change_after_upgrade(db_url: str) -> None:
     database = open_database(db_url)
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -71,7 +71,7 @@ def test_autogenerate_finds_nothing_to_change_after_upgrade(db_url: str) -> None
     database.dispose()
 
 
-def test_upgrade_from_0001_keeps_every_row_and_adds_the_new_columns(db_url: str) -> None:  # noqa: F811
+def test_upgrade_from_0001_keeps_every_row_and_adds_the_new_columns(db_url: str) -> None:
     engine = create_engine(db_url)
     upgrade(engine, "0001")
     _fill_first_schema(engine)
@@ -88,7 +88,7 @@ def test_upgrade_from_0001_keeps_every_row_and_adds_the_new_columns(db_url: str)
     _rank_something(database)
     database.dispose()
 
-def test_upgrade_from_0002_keeps_every_row_and_marks_old_turns_as_own_history(db_url: str) -> None:  # noqa: F811
+def test_upgrade_from_0002_keeps_every_row_and_marks_old_turns_as_own_history(db_url: str) -> None:
     engine = create_engine(db_url)
     upgrade(engine, "0002")
     _fill_first_schema(engine)
@@ -112,7 +112,7 @@ def test_upgrade_from_0002_keeps_every_row_and_marks_old_turns_as_own_history(db
     database.dispose()
 
 
-def test_downgrade_refuses_to_forget_shared_histories(db_url: str) -> None:  # noqa: F811
+def test_downgrade_refuses_to_forget_shared_histories(db_url: str) -> None:
     database = open_database(db_url)
     parent_id = store_comparison(database, ["x", "y"])
     with database.session() as session:
@@ -124,7 +124,7 @@ def test_downgrade_refuses_to_forget_shared_histories(db_url: str) -> None:  # n
     database.dispose()
 
 
-def test_remote_provenance_is_stored_and_downgrade_refuses_to_forget_it(db_url: str) -> None:  # noqa: F811
+def test_remote_provenance_is_stored_and_downgrade_refuses_to_forget_it(db_url: str) -> None:
     database = open_database(db_url)
     comparison = ComparisonRecord(lineup="mixed", session_id="s", prompt="Hi", n_responses=2)
     request = {"api": "completions", "template": "app", "body": {"model": "m", "max_tokens": 8, "seed": 3}}
@@ -174,7 +174,7 @@ def test_database_made_before_migrations_is_stamped_and_upgraded(tmp_path: Path)
 
 
 @pytest.mark.postgres
-def test_postgres_database_made_before_migrations_is_stamped_and_upgraded(postgres_url: str) -> None:  # noqa: F811
+def test_postgres_database_made_before_migrations_is_stamped_and_upgraded(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
     upgrade(engine, "0001")
     with engine.begin() as connection:  # what create_all left: the tables, no alembic_version
@@ -188,7 +188,7 @@ def test_postgres_database_made_before_migrations_is_stamped_and_upgraded(postgr
     database.dispose()
 
 
-def test_downgrade_keeps_rows_and_refuses_to_drop_rankings(db_url: str) -> None:  # noqa: F811
+def test_downgrade_keeps_rows_and_refuses_to_drop_rankings(db_url: str) -> None:
     database = open_database(db_url)
     store_comparison(database, ["x", "y"])
     _rank_something(database)
@@ -217,7 +217,7 @@ def test_a_database_with_only_some_of_the_tables_is_refused(tmp_path: Path) -> N
         open_database(url)
 
 
-def test_replicas_opening_an_empty_database_at_once_migrate_it_once(db_url: str) -> None:  # noqa: F811
+def test_replicas_opening_an_empty_database_at_once_migrate_it_once(db_url: str) -> None:
     assert _open_at_once(db_url, replicas=4) == []
     engine = create_engine(db_url)
     assert current_revision(engine) == head_revision()

@@ -12,8 +12,8 @@ from gradio_client.exceptions import AppError, ValidationError
 
 from app import settings_from
 from playground.server import create_app, launch
+from tests.fakes import words_streamer
 from tests.test_app_e2e import free_port, rate_args, token_of
-from tests.test_comparison import words_streamer
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from playground.comparison import Playground
 from playground.leaderboard_view import leaderboard_rows, ratings_svg, summary, win_rate_rows
 from playground.server import create_app, launch
 from playground.voting import Vote
+from tests.fakes import lineup, run, words_streamer
 from tests.test_app_e2e import free_port
-from tests.test_comparison import lineup, run, words_streamer
 
 TOKEN = "s3cret-admin-token-0123456789"
 

@@ -11,9 +11,9 @@ import uuid
 import httpx
 import pytest
 
+from tests.browsers import paced_app
+from tests.fakes import words_streamer
 from tests.raw_api import call, form_token
-from tests.test_browser import paced_app
-from tests.test_comparison import words_streamer
 
 SOUND = [True, 0.5, 0.9, 40, 1.1, 128]  # override on, temperature, top_p, top_k, repetition penalty, max tokens
 BAD = {

@@ -19,11 +19,10 @@ from playground.comparison import Playground, PlaygroundError, checked_prompt
 from playground.guard import OpenStreams
 from playground.markup import shown_as_text
 from playground.visitors import FailedAttempts, InFlight, VisitorPolicy
+from tests.browsers import paced_app
+from tests.fakes import lineup, words_streamer
 from tests.raw_api import call, form_token, refusal
 from tests.test_app_e2e import rate_args
-from tests.test_browser import paced_app
-from tests.test_comparison import lineup, words_streamer
-from tests.test_feedback_db_support import postgres_server, postgres_url  # noqa: F401 - fixtures
 
 # Markup that ran script, navigated or covered the page when rendered as HTML (issue 15).
 HOSTILE_MARKUP = [
@@ -103,7 +102,7 @@ def test_a_burst_from_one_visitor_stores_only_what_the_limit_allows(database):
 
 
 @pytest.mark.postgres
-def test_a_burst_on_postgresql_stores_only_what_the_limit_allows(postgres_url):  # noqa: F811 - fixture
+def test_a_burst_on_postgresql_stores_only_what_the_limit_allows(postgres_url):
     """Two app processes' worth of connections on one server: the advisory lock serializes the visitor."""
     first, second = open_database(postgres_url), open_database(postgres_url)
     try:

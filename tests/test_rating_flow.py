@@ -17,7 +17,7 @@ from playground.conversations import ConversationStore
 from playground.view import vote_hint
 from playground.voting import FormError, RatingForm, Vote, preferred_position, vote_from_form
 from tests.conftest import REPO
-from tests.test_comparison import lineup, run, words_streamer
+from tests.fakes import lineup, run, words_streamer
 
 
 def test_many_requests_on_one_conversation_start_exactly_one_run(database):

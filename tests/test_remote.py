@@ -41,13 +41,6 @@ def local_tiny(tiny_mha: Path) -> Iterator[LocalStreamer]:
     streamer.close()
 
 
-@pytest.fixture()
-def stub() -> Iterator[StubServer]:
-    server = StubServer()
-    yield server
-    server.close()
-
-
 def remote(name: str, base_url: str, model: str, *, prompt_format: str = "chat_template",
            params: GenerationParams = GREEDY, **endpoint) -> ContenderSpec:
     return ContenderSpec(name=name, endpoint=EndpointSpec(base_url=base_url, model=model, **endpoint),

@@ -23,7 +23,7 @@ from models.streaming import GenerationResult, PromptReady, drop_oldest_exchange
 from playground.comparison import Playground
 from playground.server import context_fitting
 from tests.stub_openai import SMALL_CONTEXT, StubServer
-from tests.test_remote import GREEDY, answer, remote, stub  # noqa: F401 - stub is a fixture
+from tests.test_remote import GREEDY, answer, remote
 
 SYSTEM = {"role": "system", "content": "You answer about the weather, briefly."}
 
@@ -48,7 +48,7 @@ def prompt_of(events: list) -> PromptReady:
     return next(e for e in events if isinstance(e, PromptReady))
 
 
-def test_a_long_conversation_is_trimmed_to_the_context_the_server_lists(stub: StubServer, counted):  # noqa: F811
+def test_a_long_conversation_is_trimmed_to_the_context_the_server_lists(stub: StubServer, counted):
     spec, tokenizer = counted
     small = remote("small", stub.base_url, "small", tokenizer=spec, params=GREEDY.with_overrides(max_new_tokens=100))
     streamer = RemoteStreamer([small], tokenizers={spec: tokenizer})
@@ -76,7 +76,7 @@ def test_a_long_conversation_is_trimmed_to_the_context_the_server_lists(stub: St
     assert prompt.remote.body["max_tokens"] == SMALL_CONTEXT - prompt.tokens - margin
 
 
-def test_the_smaller_of_the_lineups_and_the_servers_context_counts(stub: StubServer, counted):  # noqa: F811
+def test_the_smaller_of_the_lineups_and_the_servers_context_counts(stub: StubServer, counted):
     spec, tokenizer = counted
     hello = remote("hello", stub.base_url, "hello", tokenizer=spec, context_length=120)
     small = remote("small", stub.base_url, "small", tokenizer=spec, context_length=4096)
@@ -88,7 +88,7 @@ def test_the_smaller_of_the_lineups_and_the_servers_context_counts(stub: StubSer
     assert prompt_of(events).dropped_exchanges > 0 and prompt_of(events).tokens + 24 + 4 <= 120
 
 
-def test_a_servers_context_error_makes_the_app_read_its_listing_again(stub: StubServer, counted):  # noqa: F811
+def test_a_servers_context_error_makes_the_app_read_its_listing_again(stub: StubServer, counted):
     spec, tokenizer = counted
     small = remote("small", stub.base_url, "small", tokenizer=spec)
     streamer = RemoteStreamer([small], tokenizers={spec: tokenizer})
@@ -103,7 +103,7 @@ def test_a_servers_context_error_makes_the_app_read_its_listing_again(stub: Stub
     assert prompt_of(events).tokens + stub.requests[-1]["max_tokens"] <= 120
 
 
-def test_a_newest_message_too_long_for_the_context_is_refused_with_the_numbers(stub: StubServer, counted):  # noqa: F811
+def test_a_newest_message_too_long_for_the_context_is_refused_with_the_numbers(stub: StubServer, counted):
     spec, tokenizer = counted
     small = remote("small", stub.base_url, "small", tokenizer=spec)
     streamer = RemoteStreamer([small], tokenizers={spec: tokenizer})
@@ -118,7 +118,7 @@ def test_a_newest_message_too_long_for_the_context_is_refused_with_the_numbers(s
     assert stub.requests == []  # nothing was sent: the server would have refused it
 
 
-def test_without_a_tokenizer_everything_is_sent_and_the_servers_refusal_is_told_plainly(stub: StubServer):  # noqa: F811
+def test_without_a_tokenizer_everything_is_sent_and_the_servers_refusal_is_told_plainly(stub: StubServer):
     too_long = remote("too-long", stub.base_url, "too-long")
     streamer = RemoteStreamer([too_long])
     assert streamer.check() == {}
@@ -135,7 +135,7 @@ def test_without_a_tokenizer_everything_is_sent_and_the_servers_refusal_is_told_
         "endpoint.tokenizer (weights whose tokenizer counts its tokens)")
 
 
-def test_the_start_says_which_piece_is_missing(stub: StubServer, counted):  # noqa: F811
+def test_the_start_says_which_piece_is_missing(stub: StubServer, counted):
     spec, tokenizer = counted
     fitted = remote("small", stub.base_url, "small", tokenizer=spec)
     unlisted = remote("elsewhere", "http://127.0.0.1:9/v1", "x", tokenizer=spec)
@@ -166,7 +166,7 @@ def test_the_count_here_equals_the_real_servers_usage_and_the_answer_fits(serve_
     assert result.completion_tokens <= limit and result.prompt_tokens + result.completion_tokens <= 200
 
 
-def test_the_pane_says_what_was_left_out_and_the_record_keeps_what_was_sent(stub: StubServer, counted,  # noqa: F811
+def test_the_pane_says_what_was_left_out_and_the_record_keeps_what_was_sent(stub: StubServer, counted,
                                                                              database):
     spec, tokenizer = counted
     small = remote("small", stub.base_url, "small", tokenizer=spec)

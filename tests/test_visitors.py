@@ -18,9 +18,9 @@ from playground.comparison import Playground
 from playground.conversation import PlaygroundError
 from playground.server import create_app, launch
 from playground.visitors import VisitorPolicy, load_salt
+from tests.databases import store_comparison
+from tests.fakes import lineup, run, words_streamer
 from tests.test_app_e2e import free_port
-from tests.test_comparison import lineup, run, words_streamer
-from tests.test_feedback_db_support import store_comparison
 
 SALT = b"0123456789abcdef0123456789abcdef"
 

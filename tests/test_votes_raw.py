@@ -9,10 +9,10 @@ import uuid
 import pytest
 from gradio_client import Client
 
+from tests.browsers import paced_app
+from tests.fakes import words_streamer
 from tests.raw_api import call, form_token, refusal
 from tests.test_app_e2e import rate_args
-from tests.test_browser import paced_app
-from tests.test_comparison import words_streamer
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,11 @@ from feedback_db import count_rows, delete_session_data, session_data
 from playground.comparison import Playground
 from playground.server import create_app, launch
 from playground.voting import Vote
+from tests.fakes import lineup, run, words_streamer
 from tests.test_app_e2e import free_port, rate_args, token_of
-from tests.test_comparison import lineup, run, words_streamer
-from tests.test_feedback_db_support import any_db, db_url, postgres_server, postgres_url  # noqa: F401
 
 
-def test_deleting_one_sessions_data_leaves_every_other_session_alone(any_db):  # noqa: F811
+def test_deleting_one_sessions_data_leaves_every_other_session_alone(any_db):
     core = Playground(lineup(2), words_streamer(), any_db, rng=random.Random(0))
     mine, theirs = core.new_conversation(), core.new_conversation()
     for session, prompt in ((mine, "mine 1"), (theirs, "theirs 1")):

@@ -1,23 +1,16 @@
-"""Fixtures and builders shared by the feedback_db tests (this file holds no tests).
+"""Builders shared by the feedback_db tests: golden comparisons and ratings, stored through the real store.
 
 PostgreSQL: the tests marked `postgres` read the server from PLAYGROUND_TEST_POSTGRES_URL (a role that
 may CREATE DATABASE; .ci/run starts such a server) and give each test a database of its own, dropped
 afterwards. Without the variable, or without a server answering, they skip and say why; with
 PLAYGROUND_TEST_POSTGRES_REQUIRED=1 (set by .ci/run) they fail instead, so CI cannot skip them quietly.
-Use them by importing: `from tests.test_feedback_db_support import db_url, postgres_url  # noqa: F401`.
+The fixtures (`postgres_server`, `postgres_url`, `db_url`, `any_db`) are in conftest.py.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-import pytest
-from sqlalchemy import URL, create_engine, make_url
-from sqlalchemy.pool import NullPool
 
 from feedback_db import (
     ComparisonRecord,
@@ -27,69 +20,11 @@ from feedback_db import (
     add_comparison,
     add_rating,
     add_response,
-    open_database,
-    sqlite_url,
 )
 
 POSTGRES_URL_ENV = "PLAYGROUND_TEST_POSTGRES_URL"
 POSTGRES_REQUIRED_ENV = "PLAYGROUND_TEST_POSTGRES_REQUIRED"
 QUESTION = [{"role": "user", "content": "Why is the sky blue?"}]
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get(POSTGRES_REQUIRED_ENV) == "1":
-        pytest.fail(f"{reason} ({POSTGRES_REQUIRED_ENV}=1: the PostgreSQL tests must run here)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> URL:
-    """The test server's URL, once it has answered."""
-    raw = os.environ.get(POSTGRES_URL_ENV, "").strip()
-    if not raw:
-        _unavailable(f"{POSTGRES_URL_ENV} is not set; set it to postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB "
-                     "(a role that may create databases) to run the PostgreSQL tests, as .ci/run does")
-    url = make_url(raw)
-    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect():
-            pass
-    except Exception as e:  # noqa: BLE001 - any failure means: no usable server here
-        _unavailable(f"no PostgreSQL server answers at {url.render_as_string()}: {str(e).splitlines()[0]}")
-    finally:
-        engine.dispose()
-    return url
-
-
-@pytest.fixture
-def postgres_url(postgres_server: URL) -> Iterator[str]:
-    """The URL of a fresh, empty database on the test server, dropped after the test."""
-    name = f"feedback_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database on each backend: a SQLite file, and a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "feedback.sqlite3")
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def any_db(db_url: str) -> Iterator[Database]:
-    """An opened (migrated) database on each backend."""
-    database = open_database(db_url)
-    yield database
-    database.dispose()
 
 
 def store_comparison(
