@@ -16,7 +16,6 @@ from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 KiB, MiB, GiB, TiB = 1024, 1024**2, 1024**3, 1024**4
 
-Precision = Literal["float16", "bfloat16", "float32", "int8", "int4"]
 Quantization = Literal["int8", "int4"]
 
 DTYPE_BYTES: dict[str, int] = {"float16": 2, "bfloat16": 2, "float32": 4}
