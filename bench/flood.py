@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from app import settings_from  # noqa: E402
 from playground.server import create_app, launch  # noqa: E402
 from tests.fakes import words_streamer  # noqa: E402
-from tests.raw_api import call  # noqa: E402
+from tests.raw_api import call, join  # noqa: E402
 from tests.test_app_e2e import free_port  # noqa: E402
 
 
@@ -43,12 +43,6 @@ def stored(database: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0]
 
 
-def join(http: httpx.Client, url: str, fn_index: int, prompt: str, headers: dict | None = None) -> int:
-    return http.post(f"{url}gradio_api/queue/join", headers=headers, json={
-        "data": [prompt, "", ""], "fn_index": fn_index, "session_hash": uuid.uuid4().hex[:11],
-        "event_data": None, "trigger_id": None}).status_code
-
-
 def ask_index(url: str) -> int:
     config = httpx.get(f"{url}config", timeout=30).json()
     return next(i for i, d in enumerate(config["dependencies"]) if d.get("api_name") == "ask")
@@ -61,7 +55,7 @@ def abandoned(count: int) -> None:
         fn = ask_index(url)
         started = time.perf_counter()
         with httpx.Client(timeout=60) as http:
-            codes = [join(http, url, fn, f"abandoned {n}") for n in range(count)]
+            codes = [join(http, url, fn, [f"abandoned {n}", "", ""]).status_code for n in range(count)]
         joined_s = time.perf_counter() - started
         answer = call(url, fn, ["Is anyone there?", "", ""], uuid.uuid4().hex[:11], timeout=600)
         served_s = time.perf_counter() - started

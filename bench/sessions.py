@@ -71,8 +71,9 @@ def _plain(demo, holders):
 
 def session(http: httpx.Client, url: str, fn_index: int, session_hash: str, data: list | None = None) -> None:
     """One event of a session through the queue, read to its end."""
-    joined = http.post(f"{url}gradio_api/queue/join", json={
-        "data": data or [], "fn_index": fn_index, "session_hash": session_hash, "event_data": None, "trigger_id": None})
+    from tests.raw_api import join
+
+    joined = join(http, url, fn_index, data or [], session_hash)
     joined.raise_for_status()
     with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session_hash}) as events:
         for line in events.iter_lines():

@@ -4,10 +4,19 @@ script or a forged request would, with whatever session hash and data it chooses
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import httpx
 from gradio_client.utils import apply_diff
+
+
+def join(http: httpx.Client, url: str, fn_index: int, data: list[Any], session_hash: str | None = None,
+         headers: dict[str, str] | None = None) -> httpx.Response:
+    """POST queue/join for one event (a new random session unless `session_hash`); the answer as it came."""
+    return http.post(f"{url}gradio_api/queue/join", headers=headers, json={
+        "data": data, "fn_index": fn_index, "session_hash": session_hash or uuid.uuid4().hex[:11],
+        "event_data": None, "trigger_id": None})
 
 
 def call(url: str, fn_index: int, data: list[Any], session_hash: str, timeout: float = 60.0,
@@ -19,9 +28,7 @@ def call(url: str, fn_index: int, data: list[Any], session_hash: str, timeout: f
     for a failure mid-stream); the last message carries them whole.
     """
     with httpx.Client(timeout=timeout, headers=headers) as http:
-        joined = http.post(f"{url}gradio_api/queue/join", json={
-            "data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None,
-            "trigger_id": None})
+        joined = join(http, url, fn_index, data, session_hash)
         if joined.status_code == 422:
             messages = [d.get("message", "") for d in joined.json().get("detail", []) if isinstance(d, dict)]
             return {"success": False, "data": None, "error": " ".join(m for m in messages if m)}

@@ -12,6 +12,7 @@ from gradio_client import Client
 
 from models.loading import LoadOptions
 from playground.server import Settings, create_app, launch
+from tests.raw_api import join
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -27,9 +28,7 @@ def test_a_client_that_disconnects_mid_stream_stops_its_generation(tiny_mha, tin
         fn_index = Client(url, verbose=False)._infer_fn_index("/ask", None)
         session = uuid.uuid4().hex[:11]
         with httpx.Client(timeout=60) as http:
-            http.post(f"{url}gradio_api/queue/join", json={
-                "data": ["Tell me a very long story about the sea.", "", ""], "fn_index": fn_index,
-                "session_hash": session, "event_data": None, "trigger_id": None}).raise_for_status()
+            join(http, url, fn_index, ["Tell me a very long story about the sea.", "", ""], session).raise_for_status()
             with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as events:
                 seen = 0
                 for line in events.iter_lines():

@@ -11,6 +11,7 @@ import pytest
 
 from models.streaming import GenerationResult, PromptReady
 from tests.browsers import CHROMIUM, WIDE, paced_app
+from tests.raw_api import join
 
 HOSTILE = "\n\n".join([
     "Here you go: ![pixel](http://198.51.100.7/pixel.png?who=visitor)",
@@ -96,7 +97,6 @@ def test_a_full_queue_says_busy_try_again_in_plain_words(tmp_path):
     is busy, with HTTP 503, instead of Gradio's queue arithmetic."""
     import threading
     import time
-    import uuid
 
     import httpx
     from gradio_client import Client
@@ -115,13 +115,12 @@ def test_a_full_queue_says_busy_try_again_in_plain_words(tmp_path):
         fn_index = Client(url, verbose=False)._infer_fn_index("/ask", None)
         answers: list[httpx.Response] = []
 
-        def join() -> None:
-            answers.append(httpx.post(f"{url}gradio_api/queue/join", timeout=30, json={
-                "data": ["Tell me about the sea", "", ""], "fn_index": fn_index,
-                "session_hash": uuid.uuid4().hex[:11], "event_data": None, "trigger_id": None}))
+        def ask_once() -> None:
+            with httpx.Client(timeout=30) as http:
+                answers.append(join(http, url, fn_index, ["Tell me about the sea", "", ""]))
 
         for _ in range(4):
-            threading.Thread(target=join).start()
+            threading.Thread(target=ask_once).start()
             time.sleep(0.1)
         deadline = time.monotonic() + 30
         while len(answers) < 4 and time.monotonic() < deadline:

@@ -21,7 +21,7 @@ from playground.markup import shown_as_text
 from playground.visitors import FailedAttempts, InFlight, VisitorPolicy
 from tests.browsers import paced_app
 from tests.fakes import lineup, words_streamer
-from tests.raw_api import call, form_token, refusal
+from tests.raw_api import call, form_token, join, refusal
 from tests.test_app_e2e import rate_args
 
 # Markup that ran script, navigated or covered the page when rendered as HTML (issue 15).
@@ -225,20 +225,9 @@ def test_forwarded_for_from_loopback_is_ignored_without_a_trusted_proxy(tmp_path
 
 def spoofed_asks(url: str, ask: int, count: int) -> int:
     """Asks, one after another, each with a new made-up X-Forwarded-For; how many were answered."""
-    passed = 0
-    for n in range(count):  # as an attacker on the same host, or behind a proxy that passes it on, would send
-        session = uuid.uuid4().hex[:11]
-        with httpx.Client(timeout=60, headers={"X-Forwarded-For": f"198.51.100.{n + 1}"}) as http:
-            joined = http.post(f"{url}gradio_api/queue/join", json={
-                "data": [f"spoofed {n}", "", ""], "fn_index": ask, "session_hash": session,
-                "event_data": None, "trigger_id": None})
-            if joined.status_code == 200:
-                with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as events:
-                    for line in events.iter_lines():
-                        if '"process_completed"' in line:
-                            passed += '"success": true' in line or '"success":true' in line
-                            break
-    return passed
+    # As an attacker on the same host, or behind a proxy that passes the header on, would send.
+    return sum(call(url, ask, [f"spoofed {n}", "", ""], uuid.uuid4().hex[:11],
+                    headers={"X-Forwarded-For": f"198.51.100.{n + 1}"})["success"] for n in range(count))
 
 
 def test_abandoned_asks_never_generate(tmp_path_factory):
@@ -249,9 +238,7 @@ def test_abandoned_asks_never_generate(tmp_path_factory):
     try:
         ask = Client(url, verbose=False)._infer_fn_index("/ask", None)
         with httpx.Client(timeout=30) as http:
-            codes = [http.post(f"{url}gradio_api/queue/join", json={
-                "data": [f"abandoned {n}", "", ""], "fn_index": ask, "session_hash": uuid.uuid4().hex[:11],
-                "event_data": None, "trigger_id": None}).status_code for n in range(30)]
+            codes = [join(http, url, ask, [f"abandoned {n}", "", ""]).status_code for n in range(30)]
         assert codes.count(200) == 30
         answer = call(url, ask, ["Is anyone there?", "", ""], uuid.uuid4().hex[:11], timeout=120)
         assert answer["success"], answer
@@ -264,9 +251,7 @@ def test_one_visitor_holds_one_running_and_one_waiting_ask(tmp_path_factory):
     demo, url, settings, ask = limited_app(tmp_path_factory, "--limit-in-flight", "2", "--max-concurrent", "1")
     try:
         with httpx.Client(timeout=30) as http:
-            answers = [http.post(f"{url}gradio_api/queue/join", json={
-                "data": [f"flood {n}", "", ""], "fn_index": ask, "session_hash": uuid.uuid4().hex[:11],
-                "event_data": None, "trigger_id": None}) for n in range(6)]
+            answers = [join(http, url, ask, [f"flood {n}", "", ""]) for n in range(6)]
         refused = [a for a in answers if a.status_code == 422]
         assert [a.status_code for a in answers] == [200, 200, 422, 422, 422, 422]
         assert all("running or waiting already" in a.text for a in refused)
