@@ -43,11 +43,16 @@ def add_comparison_within(session: Session, record: ComparisonRecord,
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
                             {"key": f"visitor:{record.visitor}"})
-        for window, limit, start in limits:
-            used = comparisons_by_visitor(session, record.visitor, start)
-            if used >= limit:
-                raise LimitReached(window, used, limit)
+        check_visitor_limits(session, record.visitor, limits)
     add_comparison(session, record)
+
+
+def check_visitor_limits(session: Session, visitor: str, limits: Sequence[tuple[str, int, datetime]]) -> None:
+    """Raise LimitReached for the first limit (window name, limit, window start) `visitor` has reached."""
+    for window, limit, start in limits:
+        used = comparisons_by_visitor(session, visitor, start)
+        if used >= limit:
+            raise LimitReached(window, used, limit)
 
 
 def add_comparison(session: Session, record: ComparisonRecord) -> None:

@@ -24,7 +24,7 @@ from feedback_db import (
     add_comparison_within,
     add_rating,
     add_response,
-    comparisons_by_visitor,
+    check_visitor_limits,
     delete_session_data,
     new_id,
     session_data,
@@ -207,11 +207,11 @@ class Playground:
         windows = self.visitors.windows() if self.visitors and visitor else []
         if not windows:
             return
-        with self.database.snapshot() as db:
-            for name, limit, start in windows:
-                used = comparisons_by_visitor(db, visitor, start)
-                if used >= limit:
-                    raise _over_limit(LimitReached(name, used, limit))
+        try:
+            with self.database.snapshot() as db:
+                check_visitor_limits(db, visitor, windows)
+        except LimitReached as reached:
+            raise _over_limit(reached) from None
 
     def stop(self, conversation: Conversation, position: int | None = None) -> None:
         """Stop one pane's answer (it is kept and rated as it stands), or every pane's."""

@@ -161,10 +161,6 @@ class InFlight:
                 if not tickets:
                     del self._tickets[visitor]
 
-    def held(self, visitor: str) -> int:
-        with self._lock:
-            return len(self._tickets.get(visitor, []))
-
 @dataclass
 class _Ticket:
     conversation: str
