@@ -13,6 +13,7 @@ import time
 from typing import Iterator, Mapping, Sequence
 
 import torch
+from tokenizers.decoders import DecodeStream
 
 from models.context import ContextTooLong, answer_reserve, answer_tokens, fit_messages
 from models.engines import Engine, EngineEvent, Finished, StreamRequest, TokenSampler, build_engines
@@ -37,14 +38,36 @@ def _eos_ids(loaded: LoadedWeights) -> set[int]:
     return found
 
 
-class _TextDecoder:
-    """Incremental detokenizer: emits only complete characters, decoding a short window each step."""
+class _TextStream:
+    """One answer's token ids as text: `push` returns only complete characters, `finish` what is held back.
+
+    Fast tokenizers step the Rust `DecodeStream` of `tokenizers`. Slow ones (transformers 5 still loads a few
+    for causal LMs a `--model` may name: BioGPT, CTRL, XLM) decode a short window of ids each step instead.
+    """
 
     def __init__(self, tokenizer) -> None:
-        self.tokenizer, self.ids, self.prefix, self.read = tokenizer, [], 0, 0
+        self.tokenizer, self.ids, self.shown, self.held = tokenizer, [], 0, False
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            stream = DecodeStream(skip_special_tokens=True)
+            self._step = lambda token_id: stream.step(backend, token_id)  # None until a character is complete
+        else:
+            self._step, self.prefix, self.read = self._window_step, 0, 0
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
+        delta = self._step(token_id) or ""
+        self.shown, self.held = self.shown + len(delta), not delta
+        return delta
+
+    def finish(self) -> str:
+        """The text still held back when the answer ends: an unfinished character shows as `decode` shows it
+        (U+FFFD for a byte-level vocabulary), so the whole text always equals `decode` of every id."""
+        if not self.held:
+            return ""
+        return self.tokenizer.decode(self.ids, skip_special_tokens=True)[self.shown:]
+
+    def _window_step(self, token_id: int) -> str:
         # Decode from a little before the unread part so that spacing at the seam is right.
         before = self.tokenizer.decode(self.ids[self.prefix:self.read], skip_special_tokens=True)
         after = self.tokenizer.decode(self.ids[self.prefix:], skip_special_tokens=True)
@@ -94,8 +117,8 @@ def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: Gene
 def _as_text(events: Iterator[EngineEvent], tokenizer, request: StreamRequest,
              started: float) -> Iterator[str | GenerationResult]:
     """A stream's token events as text deltas, then its GenerationResult (the stop token counts as
-    generated but is not shown); an error event raises EngineFailure."""
-    decoder, text, tokens, first_token_s, finished = _TextDecoder(tokenizer), [], 0, None, None
+    generated but is not shown; the text equals `decode` of the other ids); an error event raises EngineFailure."""
+    decoder, text, tokens, first_token_s, finished = _TextStream(tokenizer), [], 0, None, None
     for event in events:
         if isinstance(event, Finished):
             finished = event
@@ -111,6 +134,10 @@ def _as_text(events: Iterator[EngineEvent], tokenizer, request: StreamRequest,
             yield delta
     if finished is None or finished.reason == "error":
         raise EngineFailure(finished.error if finished else "the engine ended the stream without a reason")
+    tail = decoder.finish()  # a stream cut mid-character (length, stop) ends as `decode` ends it
+    if tail:
+        text.append(tail)
+        yield tail
     yield GenerationResult(text="".join(text), finish_reason=finished.reason, prompt_tokens=len(request.prompt_ids),
                            completion_tokens=tokens, time_to_first_token_s=first_token_s,
                            duration_s=time.perf_counter() - started, seed=request.seed)

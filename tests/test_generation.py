@@ -14,7 +14,7 @@ from models.local import (
     GenerationResult,
     LocalStreamer,
     PromptReady,
-    _TextDecoder,
+    _TextStream,
     stream_tokens,
 )
 from models.specs import ContenderSpec, GenerationParams
@@ -104,9 +104,9 @@ def test_incremental_decoder_matches_full_decode(tiny_mha):
     tokenizer = _load(tiny_mha).tokenizer
     text = "Ünïcödé: café, naïve, 東京, emoji 🙂. The quick brown fox."
     ids = tokenizer.encode(text, add_special_tokens=False)
-    decoder = _TextDecoder(tokenizer)
-    pieces = [decoder.push(i) for i in ids]
-    assert "".join(pieces) == tokenizer.decode(ids)
+    stream = _TextStream(tokenizer)
+    pieces = [stream.push(i) for i in ids]
+    assert "".join(pieces) == tokenizer.decode(ids) and stream.finish() == ""
     assert all("\ufffd" not in piece for piece in pieces)
 
 
