@@ -11,10 +11,10 @@ from typing import Mapping, Sequence
 
 from models.embedded import default_cache_dir
 from models.lineups import lineup_names
-from models.loading import DTYPES, LoadOptions, WeightsNotFound
-from models.placement import ConfigNotFoundError
+from models.loading import DTYPES, LoadOptions
 from playground.arena import ArenaSampler, parse_avoid, parse_weights
-from playground.server import Settings, create_app, launch
+from playground.errors import SettingsError
+from playground.server import STARTUP_ERRORS, Settings, create_app
 
 MIN_TOKEN_CHARS = 16
 # The hosted profile's per-visitor limits: a person comparing by hand asks a few questions a minute.
@@ -125,7 +125,7 @@ def admin_token(wanted: bool, env: Mapping[str, str]) -> str | None:
         return None
     token = env.get("PLAYGROUND_ADMIN_TOKEN", "")
     if len(token) < MIN_TOKEN_CHARS:
-        raise ValueError(f"--admin needs PLAYGROUND_ADMIN_TOKEN set to a secret of at least {MIN_TOKEN_CHARS} "
+        raise SettingsError(f"--admin needs PLAYGROUND_ADMIN_TOKEN set to a secret of at least {MIN_TOKEN_CHARS} "
                          "characters (e.g. export PLAYGROUND_ADMIN_TOKEN=$(openssl rand -hex 24)); "
                          "the data tab is not started without it")
     return token
@@ -168,14 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         settings = settings_from(sys.argv[1:] if argv is None else argv, os.environ)
-        demo, core = create_app(settings)
-    except (WeightsNotFound, ConfigNotFoundError, KeyError, ValueError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        print(f"error: {message}", file=sys.stderr)
+        app = create_app(settings)
+    except STARTUP_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"serving on http://{settings.host}:{settings.port}")
-    signal.signal(signal.SIGTERM, lambda number, frame: _stop_cleanly(core))
-    launch(demo, settings)
+    signal.signal(signal.SIGTERM, lambda number, frame: _stop_cleanly(app.core))
+    app.launch()
     return 0
 
 

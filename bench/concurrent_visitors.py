@@ -15,19 +15,20 @@ import re
 import resource
 import shlex
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.servers import free_port, wait_until_serving  # noqa: E402
+
 PROMPTS = [
     "What is the capital of France?",
     "Explain in two sentences why the sky is blue.",
@@ -118,12 +119,6 @@ class Round:
     notes: list[str] = field(default_factory=list)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def app_options(app_dir: Path) -> set[str]:
     """The --options app.py in `app_dir` accepts, read from its source (cheaper than importing torch for --help)."""
     return set(re.findall(r"add_argument\(\s*[\"'](--[a-z0-9-]+)", (app_dir / "app.py").read_text()))
@@ -183,18 +178,13 @@ def start_app(app_dir: Path, data_dir: Path, cache_dir: Path, extra: list[str],
     command = [sys.executable, "app.py", "--port", str(port), "--data-dir", str(data_dir), *extra]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            raise SystemExit(f"app.py exited with {process.returncode}:\n{log_tail(log_path)}")
-        if time.monotonic() > deadline:
-            stop_app(process)
-            raise SystemExit(f"app.py did not answer within {START_TIMEOUT_S:.0f} s:\n{log_tail(log_path)}")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return process, url
-        except OSError:
-            time.sleep(0.2)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_serving(process, url, START_TIMEOUT_S, lambda: log_tail(log_path))
+    except AssertionError as error:
+        stop_app(process)
+        raise SystemExit(f"app.py did not serve: {error}\n{log_tail(log_path)}") from None
+    return process, url
 
 
 def stop_app(process: subprocess.Popen) -> None:

@@ -22,24 +22,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app import settings_from  # noqa: E402
-from playground.server import create_app, launch  # noqa: E402
+from playground.server import App, create_app  # noqa: E402
 from tests.fakes import words_streamer  # noqa: E402
 from tests.raw_api import call, join  # noqa: E402
-from tests.test_app_e2e import free_port  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 
-def app(*argv: str):
-    """The app on two plain contenders that answer in about 0.2 s, with `argv`; (demo, url, database file)."""
+def app(*argv: str) -> App:
+    """The app on two plain contenders that answer in about 0.2 s, with `argv`: `with` it to serve it."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-flood-"))
     settings = settings_from(["--data-dir", str(data_dir), "--port", str(free_port()), "--model", "org/one",
                               "--model", "org/two", *argv], {})
-    demo, _ = create_app(settings, streamer=words_streamer(delay=0.05), log=lambda m: None)
-    launch(demo, settings, block=False)
-    return demo, f"http://127.0.0.1:{settings.port}/", data_dir / "feedback.sqlite3"
+    return create_app(settings, streamer=words_streamer(delay=0.05), log=lambda m: None)
 
 
-def stored(database: Path) -> int:
-    with sqlite3.connect(database) as db:
+def stored(served: App) -> int:
+    with sqlite3.connect(served.settings.data_dir / "feedback.sqlite3") as db:
         return db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0]
 
 
@@ -50,8 +48,8 @@ def ask_index(url: str) -> int:
 
 def abandoned(count: int) -> None:
     """`count` asks joined from distinct sessions that never read their stream, then one real visitor."""
-    demo, url, database = app("--queue-size", str(count + 10), "--max-concurrent", "4")
-    try:
+    with app("--queue-size", str(count + 10), "--max-concurrent", "4") as served:
+        url = served.url
         fn = ask_index(url)
         started = time.perf_counter()
         with httpx.Client(timeout=60) as http:
@@ -60,16 +58,14 @@ def abandoned(count: int) -> None:
         answer = call(url, fn, ["Is anyone there?", "", ""], uuid.uuid4().hex[:11], timeout=600)
         served_s = time.perf_counter() - started
         print(f"abandoned asks: {codes.count(200)} of {count} joined in {joined_s:.1f} s; comparisons stored: "
-              f"{stored(database) - 1} of them; a real visitor after them answered "
+              f"{stored(served) - 1} of them; a real visitor after them answered "
               f"{'yes' if answer['success'] else 'NO'}, {served_s - joined_s:.1f} s after the last join")
-    finally:
-        demo.close()
 
 
 def burst(count: int, limit: int) -> None:
     """`count` asks at once from one address against a limit of `limit` a minute, each read to its end."""
-    demo, url, database = app("--limit-per-minute", str(limit), "--queue-size", str(count + 10))
-    try:
+    with app("--limit-per-minute", str(limit), "--queue-size", str(count + 10)) as served:
+        url = served.url
         fn, results = ask_index(url), []
         gate = threading.Barrier(count)
 
@@ -83,22 +79,18 @@ def burst(count: int, limit: int) -> None:
         for thread in threads:
             thread.join()
         print(f"burst of {count} at once, limit {limit} a minute: {sum(results)} answered, "
-              f"{stored(database)} comparisons stored")
-    finally:
-        demo.close()
+              f"{stored(served)} comparisons stored")
 
 
 def spoofed(count: int, limit: int) -> None:
     """Asks from loopback, each with a new made-up X-Forwarded-For, without --trusted-proxy."""
-    demo, url, database = app("--limit-per-minute", str(limit))
-    try:
+    with app("--limit-per-minute", str(limit)) as served:
+        url = served.url
         fn = ask_index(url)
         answered = sum(call(url, fn, [f"spoofed {n}", "", ""], uuid.uuid4().hex[:11], timeout=120,
                             headers={"X-Forwarded-For": f"198.51.100.{n + 1}"})["success"] for n in range(count))
         print(f"spoofed X-Forwarded-For, {count} asks, limit {limit} a minute: {answered} answered, "
-              f"{stored(database)} stored")
-    finally:
-        demo.close()
+              f"{stored(served)} stored")
 
 
 def main() -> None:

@@ -35,27 +35,28 @@ def serve(port: int, data_dir: str, lean: bool) -> None:
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from app import settings_from
-    from playground.server import create_app, launch
+    from playground.server import create_app
     from tests.fakes import words_streamer
 
     settings = settings_from(["--data-dir", data_dir, "--port", str(port), "--model", "org/one", "--model",
                               "org/two"], {})
     settings = type(settings)(**{**settings.__dict__, "unasked_ttl_s": IDLE_S})
-    demo, _ = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    app = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    demo = app.demo
     if not lean:  # Gradio's own StateHolder, as before issue 15
         import gradio.state_holder as holders
 
         import playground.server as server
 
         server.lean_sessions = lambda d: _plain(d, holders)
-    launch(demo, settings, block=False)
+    app.launch(block=False)
     print("READY", flush=True)
     for line in sys.stdin:
         if line.strip() == "sweep":
-            gone = demo.sweeper.run_once()
-            print(json.dumps({"swept": gone, "conversations": len(demo.conversations),
+            gone = app.sweeper.run_once()
+            print(json.dumps({"swept": gone, "conversations": len(app.conversations),
                               "gradio_sessions": len(demo.state_holder.session_data)}), flush=True)
-    demo.close()
+    app.close()
 
 
 def _plain(demo, holders):
@@ -92,7 +93,7 @@ def main() -> None:
         serve(args.serve, args.data_dir, lean=not args.unlean)
         return
     sys.path.insert(0, str(REPO))
-    from tests.test_app_e2e import free_port
+    from tests.servers import free_port
 
     port, data_dir = free_port(), tempfile.mkdtemp(prefix="bench-sessions-")
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--data-dir", data_dir,

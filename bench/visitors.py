@@ -27,13 +27,14 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from concurrent_visitors import REPO, free_port, percentile, read_api, visit  # noqa: E402
+
+from tests.servers import wait_until_serving  # noqa: E402
 
 START_TIMEOUT_S = 300.0
 
@@ -67,16 +68,10 @@ class App:
             self.process = subprocess.Popen([sys.executable, "app.py", "--port", str(self.port), "--data-dir",
                                              str(self.data_dir), *self.argv], cwd=REPO, env=env, stdout=log,
                                             stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"app.py exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(self.url, timeout=1)
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise SystemExit(f"app.py did not answer within {START_TIMEOUT_S:.0f} s")
+        try:
+            wait_until_serving(self.process, self.url, START_TIMEOUT_S, lambda: self.log.read_text()[-3000:])
+        except AssertionError as error:
+            raise SystemExit(f"app.py did not serve: {error}") from None
 
     def kill_and_restart(self) -> float:
         """SIGKILL, then start again; the seconds the page was down."""

@@ -10,7 +10,7 @@ Imports SQLAlchemy, Alembic, numpy and pyarrow only; never torch, transformers, 
         board = leaderboard_of(session)
 """
 
-from .database import Database, open_database, sqlite_url
+from .database import Database, DatabaseUnavailable, open_database, sqlite_url
 from .export import FORMATS, ExportOptions, ExportSummary, Format, iter_rows
 from .leaderboard import Battle, Leaderboard, Row, build_leaderboard, format_leaderboard, leaderboard_of
 from .migrate import SchemaError, current_revision, head_revision
@@ -59,6 +59,7 @@ __all__ = [
     "Comparison",
     "ComparisonRecord",
     "Database",
+    "DatabaseUnavailable",
     "LimitReached",
     "Decomposition",
     "ExportOptions",

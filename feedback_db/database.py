@@ -73,13 +73,19 @@ class Database:
         return f"Database({self.url!r})"
 
 
+class DatabaseUnavailable(ValueError):
+    """The database URL cannot be used (empty, unreadable, an unknown kind, a missing driver) or the
+    database behind it cannot be reached; the message names the URL, without its password."""
+
+
 def open_database(url: str, *, migrate: bool = True) -> Database:
     """Connect to `url` (any SQLAlchemy URL) and bring its schema to the newest revision.
 
     Creates the SQLite folder; an empty database gets every table, an older one is migrated with every
     row kept (migrate.py). `migrate=False` only connects (tools that inspect a database as it is).
     A URL that cannot be parsed, names an unknown database or lacks its driver, or a database whose
-    schema this code does not know (migrate.SchemaError), raises ValueError.
+    schema this code does not know (migrate.SchemaError), raises ValueError: DatabaseUnavailable for
+    the URL or the connection, SchemaError for the schema.
     """
     parsed = _parsed_url(url)
     engine = _engine_for(parsed)
@@ -87,7 +93,11 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
         return Database(engine)
     try:
         upgrade(engine)
-    except (OperationalError, ValueError) as e:
+    except OperationalError as e:
+        engine.dispose()
+        raise DatabaseUnavailable(f"cannot open the feedback database at "
+                                  f"{parsed.render_as_string(hide_password=True)}: {e.orig}") from e
+    except ValueError as e:
         engine.dispose()
         e.add_note(f"while opening the feedback database at {parsed.render_as_string(hide_password=True)}")
         raise
@@ -96,11 +106,11 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
 
 def _parsed_url(url: str) -> URL:
     if not isinstance(url, str) or not url.strip():
-        raise ValueError(f"the database URL is empty; give one such as {EXAMPLE_URLS}")
+        raise DatabaseUnavailable(f"the database URL is empty; give one such as {EXAMPLE_URLS}")
     try:
         parsed = make_url(url.strip())
     except ArgumentError:
-        raise ValueError(
+        raise DatabaseUnavailable(
             f"{url!r} is not a database URL; give one such as {EXAMPLE_URLS}"
             " (for a file path, prefix it with sqlite:///)"
         ) from None
@@ -108,7 +118,7 @@ def _parsed_url(url: str) -> URL:
         parsed.get_dialect()
     except NoSuchModuleError:
         hint = " (SQLAlchemy spells it postgresql+psycopg://)" if parsed.drivername.startswith("postgres") else ""
-        raise ValueError(
+        raise DatabaseUnavailable(
             f"database URL {parsed.render_as_string(hide_password=True)!r} names an unknown database kind "
             f"{parsed.drivername!r}{hint}; give one such as {EXAMPLE_URLS}"
         ) from None
@@ -124,9 +134,10 @@ def _engine_for(url: URL) -> Engine:
         # pre_ping: a server-side database may drop idle connections between two votes.
         engine = create_engine(url, pool_pre_ping=not is_sqlite)
     except ImportError as e:
-        raise ValueError(f"the driver for {shown!r} is not installed ({e}); install it or use {EXAMPLE_URLS}") from None
+        raise DatabaseUnavailable(
+            f"the driver for {shown!r} is not installed ({e}); install it or use {EXAMPLE_URLS}") from None
     except (ArgumentError, TypeError) as e:
-        raise ValueError(f"database URL {shown!r} was refused: {e}; give one such as {EXAMPLE_URLS}") from None
+        raise DatabaseUnavailable(f"database URL {shown!r} was refused: {e}; give one such as {EXAMPLE_URLS}") from None
     if is_sqlite:
         _configure_sqlite(engine)
     return engine

@@ -31,7 +31,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from .records import CHOICES, FINISH_REASONS, HISTORIES, MODES, RATING_KINDS, SCORE_MAX, SCORE_MIN, STRENGTHS
+from .records import (
+    CHOICES,
+    FINISH_REASONS,
+    HISTORIES,
+    ID_LENGTH,
+    MAX_NAME_CHARS,
+    MODES,
+    RATING_KINDS,
+    SCORE_MAX,
+    SCORE_MIN,
+    STRENGTHS,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -89,15 +100,15 @@ class Comparison(Base):
 
     __tablename__ = "comparisons"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(index=True)
-    lineup: Mapped[str] = mapped_column(String(100))
+    lineup: Mapped[str] = mapped_column(String(MAX_NAME_CHARS["lineup"]))
     mode: Mapped[str] = mapped_column(String(16))
-    session_id: Mapped[str] = mapped_column(String(64), index=True)
+    session_id: Mapped[str] = mapped_column(String(MAX_NAME_CHARS["session_id"]), index=True)
     turn: Mapped[int]
     # SET NULL: deleting one turn of a conversation (a data-removal request) must not delete the rest.
     parent_id: Mapped[str | None] = mapped_column(
-        String(32), ForeignKey("comparisons.id", ondelete="SET NULL"), index=True
+        String(ID_LENGTH), ForeignKey("comparisons.id", ondelete="SET NULL"), index=True
     )
     system_prompt: Mapped[str | None] = mapped_column(Text)
     prompt: Mapped[str] = mapped_column(Text)
@@ -111,11 +122,11 @@ class Comparison(Base):
     # comparisons too, and the cycle needs one constraint made after both tables. SET NULL: removing an
     # answer must not remove the turns that followed it.
     continued_from: Mapped[str | None] = mapped_column(
-        String(32), ForeignKey("responses.id", ondelete="SET NULL", use_alter=True), index=True
+        String(ID_LENGTH), ForeignKey("responses.id", ondelete="SET NULL", use_alter=True), index=True
     )
     # Revision 0005: a salted hash of the asker's address (never the address), for per-visitor limits
     # and abuse removal; and when a comparison was found unfinished after its server stopped.
-    visitor: Mapped[str | None] = mapped_column(String(64))
+    visitor: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS["visitor"]))
     interrupted_at: Mapped[datetime | None]
 
     # foreign_keys: continued_from is a second path between the two tables; this one is the answers'.
@@ -141,12 +152,12 @@ class Response(Base):
 
     __tablename__ = "responses"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    comparison_id: Mapped[str] = mapped_column(String(32), ForeignKey("comparisons.id", ondelete="CASCADE"))
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    comparison_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("comparisons.id", ondelete="CASCADE"))
     position: Mapped[int]  # 0-based pane position as shown (shuffled), not the lineup order
-    contender: Mapped[str] = mapped_column(String(200), index=True)
-    weights_id: Mapped[str] = mapped_column(String(500))
-    weights_revision: Mapped[str | None] = mapped_column(String(100))
+    contender: Mapped[str] = mapped_column(String(MAX_NAME_CHARS["contender"]), index=True)
+    weights_id: Mapped[str] = mapped_column(String(MAX_NAME_CHARS["weights_id"]))
+    weights_revision: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS["weights_revision"]))
     messages: Mapped[list[dict[str, str]]] = mapped_column(Json)
     prompt_rendered: Mapped[str] = mapped_column(Text)
     params: Mapped[dict[str, Any]] = mapped_column(Json)
@@ -163,9 +174,9 @@ class Response(Base):
     # Remote contenders (revision 0004; null for local weights): the server's base URL without
     # credentials, the model name it reported, its fingerprint, the request as sent less the messages
     # or prompt (api, template, body) and the server's own usage counts.
-    endpoint: Mapped[str | None] = mapped_column(String(500))
-    served_model: Mapped[str | None] = mapped_column(String(500))
-    system_fingerprint: Mapped[str | None] = mapped_column(String(200))
+    endpoint: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS["endpoint"]))
+    served_model: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS["served_model"]))
+    system_fingerprint: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS["system_fingerprint"]))
     request: Mapped[dict[str, Any] | None] = mapped_column(Json)
     usage: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
@@ -188,10 +199,10 @@ class Rating(Base):
 
     __tablename__ = "ratings"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     # unique: this constraint is what refuses the second of two concurrent votes.
     comparison_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("comparisons.id", ondelete="CASCADE"), unique=True
+        String(ID_LENGTH), ForeignKey("comparisons.id", ondelete="CASCADE"), unique=True
     )
     created_at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(16))
@@ -200,7 +211,7 @@ class Rating(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     blind: Mapped[bool]  # were the contenders' names hidden when the person voted
     # Who rated: an annotator name or a browser session id, for agreement studies; null when unknown.
-    rater: Mapped[str | None] = mapped_column(String(64))
+    rater: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS["rater"]))
 
     comparison: Mapped[Comparison] = relationship(back_populates="rating")
     judgements: Mapped[list[AnswerJudgement]] = relationship(
@@ -230,10 +241,10 @@ class AnswerJudgement(Base):
     __tablename__ = "answer_judgements"
 
     rating_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("ratings.id", ondelete="CASCADE"), primary_key=True
+        String(ID_LENGTH), ForeignKey("ratings.id", ondelete="CASCADE"), primary_key=True
     )
     response_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True, index=True
+        String(ID_LENGTH), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     score: Mapped[int | None]
     unsafe: Mapped[bool]

@@ -36,6 +36,10 @@ SYSTEM_VARIABLES = frozenset({
 SYSTEM_VARIABLE_PREFIXES = ("LC_", "XDG_", "SSH_", "LD_", "PYTHON", "CONDA_", "DBUS_")
 
 
+class SpecError(ValueError):
+    """A lineup, contender, endpoint or weights described wrongly; the message names the field and the fix."""
+
+
 @dataclass(frozen=True)
 class WeightsSpec:
     """What `from_pretrained` loads: a Hub id (with revision), a local folder, or a GGUF file."""
@@ -74,7 +78,7 @@ class GenerationParams:
                      if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, float))
                      or not math.isfinite(getattr(self, name))]
         if problems:  # the browser can send 50.5 where a slider meant 50
-            raise ValueError("; ".join(problems))
+            raise SpecError("; ".join(problems))
         if not 0.0 <= self.temperature <= 5.0:
             problems.append(f"temperature must be between 0 and 5, got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
@@ -86,7 +90,7 @@ class GenerationParams:
         if not 1 <= self.max_new_tokens <= 32768:
             problems.append(f"max_new_tokens must be between 1 and 32768, got {self.max_new_tokens}")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise SpecError("; ".join(problems))
 
     @property
     def greedy(self) -> bool:
@@ -160,7 +164,7 @@ class EndpointSpec:
     def __post_init__(self) -> None:
         problems = self.problems()
         if problems:
-            raise ValueError("; ".join(message for _, message in problems))
+            raise SpecError("; ".join(message for _, message in problems))
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, what is wrong with it) for every bad field; empty when the spec is sound."""
@@ -249,10 +253,10 @@ class ContenderSpec:
 
     def __post_init__(self) -> None:
         if (self.weights is None) == (self.endpoint is None):
-            raise ValueError(f"contender {self.name!r} needs either local weights or an endpoint, not "
+            raise SpecError(f"contender {self.name!r} needs either local weights or an endpoint, not "
                              f"{'both' if self.weights else 'neither'}")
         if self.endpoint and self.endpoint.prompt == "local" and self.prompt_format != "llama2":
-            raise ValueError(f"contender {self.name!r}: prompt = 'local' needs prompt_format = 'llama2', the one "
+            raise SpecError(f"contender {self.name!r}: prompt = 'local' needs prompt_format = 'llama2', the one "
                              "format this app renders itself; other formats use the server's chat template")
 
     @property
@@ -276,9 +280,9 @@ class LineupSpec:
     def __post_init__(self) -> None:
         names = [c.name for c in self.contenders]
         if len(set(names)) != len(names):
-            raise ValueError(f"lineup {self.name!r} has duplicate contender names: {names}")
+            raise SpecError(f"lineup {self.name!r} has duplicate contender names: {names}")
         if not 2 <= len(self.contenders) <= 8:
-            raise ValueError(f"lineup {self.name!r} needs 2 to 8 contenders, has {len(names)}")
+            raise SpecError(f"lineup {self.name!r} needs 2 to 8 contenders, has {len(names)}")
 
     @property
     def weights(self) -> tuple[WeightsSpec, ...]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from models.specs import ContenderSpec
+from playground.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -24,16 +25,16 @@ class ArenaSampler:
 
     def __post_init__(self) -> None:
         if self.size < 2:
-            raise ValueError(f"an arena shows at least 2 answers, got size {self.size}")
+            raise SettingsError(f"an arena shows at least 2 answers, got size {self.size}")
         bad = {name: w for name, w in self.weights.items() if not w >= 0}
         if bad:
-            raise ValueError(f"arena weights must be 0 or more, got {bad}")
+            raise SettingsError(f"arena weights must be 0 or more, got {bad}")
 
     def groups(self, contenders: Sequence[ContenderSpec]) -> list[tuple[tuple[ContenderSpec, ...], float]]:
         """Every allowed group with its weight."""
         unknown = (set(self.weights) | {n for pair in self.avoid for n in pair}) - {c.name for c in contenders}
         if unknown:
-            raise ValueError(f"arena settings name unknown contenders: {', '.join(sorted(unknown))}; "
+            raise SettingsError(f"arena settings name unknown contenders: {', '.join(sorted(unknown))}; "
                              f"the lineup has: {', '.join(c.name for c in contenders)}")
         allowed = []
         for group in itertools.combinations(contenders, self.size):
@@ -46,7 +47,7 @@ class ArenaSampler:
             if weight > 0:
                 allowed.append((group, weight))
         if not allowed:
-            raise ValueError(f"no group of {self.size} contenders is allowed by the arena weights and "
+            raise SettingsError(f"no group of {self.size} contenders is allowed by the arena weights and "
                              "avoided pairs: loosen --arena-avoid or --arena-weights")
         return allowed
 
@@ -74,7 +75,7 @@ def parse_weights(text: str | None) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or not name.strip():
-            raise ValueError(f"arena weight {part!r} should look like NAME=2.0")
+            raise SettingsError(f"arena weight {part!r} should look like NAME=2.0")
     return weights
 
 
@@ -84,6 +85,6 @@ def parse_avoid(text: str | None) -> frozenset[frozenset[str]]:
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         left, sep, right = part.partition(":")
         if not sep or not left.strip() or not right.strip() or left.strip() == right.strip():
-            raise ValueError(f"arena pair {part!r} should look like NAME:OTHER")
+            raise SettingsError(f"arena pair {part!r} should look like NAME:OTHER")
         pairs.add(frozenset((left.strip(), right.strip())))
     return frozenset(pairs)

@@ -34,7 +34,8 @@ from models.prompt_format import PromptError, validate_messages
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, ServedBy, Streamer, StreamFailure, drop_oldest_exchanges
 from playground.arena import ArenaSampler
-from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, PlaygroundError, Turn, letter
+from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, Turn, letter
+from playground.errors import PlaygroundError, SettingsError
 from playground.markup import shown_as_text
 from playground.params import checked_overrides
 from playground.visitors import InFlight, VisitorPolicy
@@ -117,10 +118,10 @@ class Playground:
         if self.sampler:
             self.sampler.groups(lineup.contenders)  # fail at start on settings that name nobody
             if self.sampler.size > MAX_PANES:
-                raise ValueError(f"an arena shows at most {MAX_PANES} answers side by side, "
+                raise SettingsError(f"an arena shows at most {MAX_PANES} answers side by side, "
                                  f"--arena-size is {self.sampler.size}")
         elif len(lineup.contenders) > MAX_PANES:
-            raise ValueError(f"lineup {lineup.name!r} has {len(lineup.contenders)} contenders; named mode shows "
+            raise SettingsError(f"lineup {lineup.name!r} has {len(lineup.contenders)} contenders; named mode shows "
                              f"at most {MAX_PANES} side by side: use arena mode to sample pairs from it")
         self.refresh_s = refresh_s  # at most this often a new snapshot goes to the page (one comparison)
         self.streaming = 0  # comparisons whose snapshots are being collected now

@@ -11,6 +11,7 @@ from feedback_db.records import History as HistoryMode
 from feedback_db.records import Mode
 from models.specs import ContenderSpec, GenerationParams
 from models.streaming import GenerationResult
+from playground.errors import PlaygroundError
 
 PaneStatus = Literal["idle", "waiting", "streaming", "done", "stopped", "error"]
 # History: "own": each pane continues its own conversation; "shared": after each vote every pane continues
@@ -23,10 +24,6 @@ BUSY = "the answers are still streaming: wait for them or press Stop"
 def letter(position: int) -> str:
     """A pane's name on the page and in messages: A, B, C, D."""
     return "ABCD"[position]
-
-
-class PlaygroundError(ValueError):
-    """Something the person did that cannot be done now; the message says what to do instead."""
 
 
 @dataclass(frozen=True)

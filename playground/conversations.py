@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from playground.conversation import Conversation, PlaygroundError
+from playground.conversation import Conversation
+from playground.errors import PlaygroundError
 
 DEFAULT_TTL_S = 6 * 3600.0
 UNASKED_TTL_S = 15 * 60.0  # a conversation that never asked anything

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from models.specs import GenerationParams
-from playground.conversation import PlaygroundError
+from playground.errors import PlaygroundError
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,22 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 from starlette.middleware import Middleware
 
-from feedback_db import Database, mark_interrupted, open_database, sqlite_url
+from feedback_db import Database, DatabaseUnavailable, SchemaError, mark_interrupted, open_database, sqlite_url
 from models.engines import describe_engine
-from models.lineups import adhoc_lineup, get_lineup, lineup_from_file
-from models.loading import LoadOptions, check_lineup, load_lineup, load_tokenizer, planned_options
+from models.lineups import LineupFileError, adhoc_lineup, get_lineup, lineup_from_file
+from models.loading import LoadOptions, WeightsNotFound, check_lineup, load_lineup, load_tokenizer, planned_options
 from models.local import LocalStreamer, Streamer
-from models.placement import format_plan
+from models.placement import ConfigNotFoundError, PlacementError, format_plan
 from models.remote import RemoteStreamer
-from models.specs import ContenderSpec, LineupSpec, WeightsSpec
+from models.specs import ContenderSpec, LineupSpec, SpecError, WeightsSpec
 from models.streaming import RoutedStreamer, StreamFailure
 from playground.arena import ArenaSampler
 from playground.comparison import Playground
-from playground.conversations import UNASKED_TTL_S
+from playground.conversations import UNASKED_TTL_S, ConversationStore
+from playground.errors import SettingsError
 from playground.guard import Guard
 from playground.page_script import HEAD
-from playground.ui import CSS, build_ui
+from playground.ui import CSS, BuiltPage, build_ui
 from playground.ui_sessions import Sweeper, lean_sessions
 from playground.view import models_markdown, servers_markdown
 from playground.visitors import VisitorPolicy, load_salt
@@ -77,6 +78,12 @@ class Settings:
 
 class ServersNotReady(ValueError):
     """Remote contenders whose servers cannot serve them; the message names each and why."""
+
+
+# What a start can fail on that the operator can fix; each message says what to change. Anything else
+# is a bug, and keeps its traceback.
+STARTUP_ERRORS = (WeightsNotFound, ConfigNotFoundError, SpecError, LineupFileError, PlacementError, SettingsError,
+                  ServersNotReady, DatabaseUnavailable, SchemaError)
 
 
 def resolve_lineup(settings: Settings) -> LineupSpec:
@@ -149,8 +156,68 @@ def storage_notice(database: Database) -> str:
             "Do not enter personal or confidential information.")
 
 
+@dataclass
+class App:
+    """What `create_app` builds: the page, the core behind it and the settings it is served with.
+
+    `launch()` serves it (`block=False` returns at once); `with app:` serves it without blocking and
+    closes it at the end (tests and benches).
+    """
+
+    page: BuiltPage
+    core: Playground
+    settings: Settings
+    max_concurrent: int  # comparisons generated at once; the queue is sized from it
+    sweeper: Sweeper | None = None  # started by launch()
+
+    @property
+    def demo(self) -> gr.Blocks:
+        return self.page.demo
+
+    @property
+    def conversations(self) -> ConversationStore:
+        return self.page.conversations
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}/"
+
+    def launch(self, *, block: bool = True) -> None:
+        """Serve the page; `block=False` returns once the server listens."""
+        # The queue holds 4 comparisons waiting per one that runs, plus 16.
+        self.demo.queue(default_concurrency_limit=DEFAULT_CONCURRENT,
+                        max_size=self.settings.queue_size or 4 * self.max_concurrent + 16)
+        with _no_proxy_rewrite():
+            self._serve(block)
+
+    def _serve(self, block: bool) -> None:
+        settings, page = self.settings, self.page
+        page.demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=True,
+                         css=CSS, head=HEAD, footer_links=["api"], quiet=not block,
+                         # No uploads, no foreign images, and the admin's one-time export links.
+                         app_kwargs={"middleware": [Middleware(
+                             Guard, downloads=page.downloads, streams=page.streams,
+                             frame_ancestors=" ".join(settings.framed_by) or "'none'")]})
+        # Before the first session: Gradio's per-session state starts lean and is swept (ui_sessions).
+        store = page.conversations
+        self.sweeper = Sweeper(lean_sessions(page.demo), store.unasked_ttl_s, store.sweep).start()
+        if block:
+            page.demo.block_thread()
+
+    def close(self) -> None:
+        """Stop serving (the core's engines are the caller's)."""
+        self.demo.close()
+
+    def __enter__(self) -> App:
+        self.launch(block=False)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def create_app(settings: Settings, streamer: Streamer | None = None,
-               log: Callable[[str], None] = print) -> tuple[gr.Blocks, Playground]:
+               log: Callable[[str], None] = print) -> App:
     """Load the lineup (unless a streamer is given) and build the page; nothing is served yet."""
     lineup = resolve_lineup(settings)
     if settings.mode == "arena":
@@ -183,12 +250,12 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
                              per_day=settings.limit_per_day or None, in_flight=settings.limit_in_flight or None)
     core = Playground(lineup, streamer, database, mode=settings.mode, history=settings.history,
                       revisions=revisions, sampler=settings.arena, visitors=visitors)
-    demo = build_ui(core, title="Chat model playground", notice=storage_notice(database),
+    page = build_ui(core, title="Chat model playground", notice=storage_notice(database),
                     models_info=models_info, max_concurrent=max_concurrent,
                     leaderboard_rounds=settings.leaderboard_rounds,
                     leaderboard_min_battles=settings.leaderboard_min_battles, admin_token=settings.admin_token,
                     unasked_ttl_s=settings.unasked_ttl_s)
-    return demo, core
+    return App(page, core, settings, max_concurrent)
 
 
 # Several app processes may share a PostgreSQL database: a comparison younger than this may still be
@@ -253,26 +320,3 @@ def _no_proxy_rewrite() -> Iterator[None]:
             os.environ.pop("FORWARDED_ALLOW_IPS", None)
         else:
             os.environ["FORWARDED_ALLOW_IPS"] = before
-
-
-def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> None:
-    """Serve the page; `block=False` returns at once (tests)."""
-    running = demo.max_concurrent
-    # The queue holds 4 comparisons waiting per one that runs, plus 16.
-    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENT, max_size=settings.queue_size or 4 * running + 16)
-    with _no_proxy_rewrite():
-        _serve(demo, settings, block)
-
-
-def _serve(demo: gr.Blocks, settings: Settings, block: bool) -> None:
-    demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=True,
-                css=CSS, head=HEAD, footer_links=["api"], quiet=not block,
-                # No uploads, no foreign images, and the admin's one-time export links.
-                app_kwargs={"middleware": [Middleware(Guard, downloads=getattr(demo, "downloads", None),
-                                                      streams=getattr(demo, "streams", None),
-                                                      frame_ancestors=" ".join(settings.framed_by) or "'none'")]})
-    # Before the first session: Gradio's per-session state starts lean and is swept (ui_sessions).
-    store = demo.conversations
-    demo.sweeper = Sweeper(lean_sessions(demo), store.unasked_ttl_s, store.sweep).start()
-    if block:
-        demo.block_thread()

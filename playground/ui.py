@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
 from playground.comparison import Playground
@@ -13,13 +15,23 @@ from playground.ui_page import CSS, Page
 from playground.ui_tabs import EXPORT_TTL_S, admin_tab, leaderboard_tab
 from playground.view import letter
 
-__all__ = ["CSS", "build_ui"]
+__all__ = ["CSS", "BuiltPage", "build_ui"]
+
+
+@dataclass(frozen=True)
+class BuiltPage:
+    """The page, and the stores behind it that the server serves and sweeps."""
+
+    demo: gr.Blocks
+    conversations: ConversationStore  # one per browser session; how many the server holds
+    downloads: OneTimeDownloads  # the admin's one-time export links, served by the guard
+    streams: OpenStreams  # which pages read their events; the guard watches the requests
 
 
 def build_ui(core: Playground, *, title: str, notice: str, models_info: str = "", max_concurrent: int = 1,
              leaderboard_rounds: int = 1000, leaderboard_min_battles: int = 20,
              admin_token: str | None = None, conversation_ttl_s: float | None = None,
-             unasked_ttl_s: float = UNASKED_TTL_S) -> gr.Blocks:
+             unasked_ttl_s: float = UNASKED_TTL_S) -> BuiltPage:
     """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set.
 
     A page's conversation is forgotten after `conversation_ttl_s` without use, or `unasked_ttl_s` if it
@@ -27,8 +39,7 @@ def build_ui(core: Playground, *, title: str, notice: str, models_info: str = ""
     """
     store = ConversationStore(core.new_conversation, unasked_ttl_s=unasked_ttl_s,
                               **({"ttl_s": conversation_ttl_s} if conversation_ttl_s else {}))
-    downloads = OneTimeDownloads(EXPORT_TTL_S)  # the admin's exports: one-time links, served by the guard
-    streams = OpenStreams()  # which pages read their events; the guard watches the requests
+    downloads, streams = OneTimeDownloads(EXPORT_TTL_S), OpenStreams()
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"# {title}\n{core.lineup.description}")
         gr.Markdown(notice, elem_id="storage-notice")
@@ -37,11 +48,7 @@ def build_ui(core: Playground, *, title: str, notice: str, models_info: str = ""
         leaderboard_tab(core.database, leaderboard_rounds, min_battles=leaderboard_min_battles)
         if admin_token:
             admin_tab(core.database, admin_token, core.lineup.name, downloads, lambda r: visitor_key(core, r) or "")
-    demo.conversations = store
-    demo.downloads = downloads  # for tests and operators: how many conversations the server holds
-    demo.streams = streams
-    demo.max_concurrent = max_concurrent
-    return demo
+    return BuiltPage(demo, store, downloads, streams)
 
 
 def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, streams: OpenStreams,

@@ -9,8 +9,9 @@ from typing import Any, Callable, Iterator, TypeVar
 import gradio as gr
 
 from playground.comparison import Playground
-from playground.conversation import Conversation, PlaygroundError
+from playground.conversation import Conversation
 from playground.conversations import ConversationStore
+from playground.errors import PlaygroundError
 from playground.guard import OpenStreams
 from playground.params import PARAM_FIELDS
 from playground.ui_page import Lighter, Page, changed_only
@@ -78,19 +79,18 @@ class CompareHandlers:
     def visitor(self, request: gr.Request | None) -> str | None:
         return visitor_key(self.core, request)
 
-    def streamed(self, run: Iterator[Conversation], prompt_box: bool) -> Iterator[list[Any]]:
+    def streamed(self, run: Iterator[Conversation], prompt_box: bool) -> Iterator[dict[Any, Any]]:
         """Snapshots of a run; the first clears the rating form and the last thank-you (later ones
         repeat the cleared values, which Gradio's diff does not send, so nothing typed is lost); with
         `prompt_box`, the prompt box is emptied too."""
-        page, extra = self.page, ([""] if prompt_box else [])
-        lighter, last = Lighter(self.outputs + ([page.prompt] if prompt_box else [])), None
+        page, lighter, last = self.page, Lighter(), None
+        emptied = {page.prompt: ""} if prompt_box else {}
         for last in run:
-            yield lighter(page.render(last) + page.empty_form() + extra)
+            yield lighter(page.render(last) | page.empty_form() | emptied)
         if last is not None and not last.replaced:  # what an API client keeps: every property (labels name models)
             # Gradio sends this last one whole, not as a diff: the form, the status and the prompt box are
-            # left as they are, or what the person began (a rank, a next question) would be wiped.
-            untouched = page.form + [page.status] + ([page.prompt] if prompt_box else [])
-            yield page.render(last) + [gr.skip()] * len(untouched)
+            # left out (skipped), or what the person began (a rank, a next question) would be wiped.
+            yield page.render(last)
 
     def check_ask(self, text: Any, system_prompt: Any, token: Any, request: gr.Request) -> list[Any]:
         """Before queueing: refuse an empty prompt, a busy conversation, a stale page or a visitor over
@@ -112,12 +112,12 @@ class CompareHandlers:
         return c
 
     @refusals
-    def ask(self, text: Any, system_prompt: Any, token: Any, request: gr.Request) -> Iterator[list[Any]]:
+    def ask(self, text: Any, system_prompt: Any, token: Any, request: gr.Request) -> Iterator[dict[Any, Any]]:
         yield from self.streamed(self.core.ask(self.present(request), text, system_prompt,
                                                form_token=token_of(token), visitor=self.visitor(request)), True)
 
     @refusals
-    def again(self, token: Any, request: gr.Request) -> Iterator[list[Any]]:
+    def again(self, token: Any, request: gr.Request) -> Iterator[dict[Any, Any]]:
         yield from self.streamed(self.core.regenerate(self.present(request), form_token=token_of(token),
                                                       visitor=self.visitor(request)), False)
 
@@ -131,11 +131,11 @@ class CompareHandlers:
         return ok
 
     @refusals
-    def rate(self, request: gr.Request, token: Any, *values: Any) -> list[Any]:
+    def rate(self, request: gr.Request, token: Any, *values: Any) -> dict[Any, Any]:
         c = self.conversation(request)
         message = self.core.rate(c, vote_from_form(self.page.n, self.page.form_values(list(values))),
                                  token_of(token))
-        return self.page.render(c) + [message]
+        return self.page.render(c) | {self.page.status: message}
 
     def stopper(self, position: int | None) -> Callable[[gr.Request], None]:
         """Stop one pane's answer, or every pane's (None)."""
@@ -143,25 +143,26 @@ class CompareHandlers:
             self.core.stop(self.conversation(request), position)
         return stop
 
-    def start_over(self, request: gr.Request) -> list[Any]:
+    def start_over(self, request: gr.Request) -> dict[Any, Any]:
         fresh = self.store.replace(session_of(request), self.core.clear(self.conversation(request)))
-        return self.page.render(fresh) + self.page.empty_form()
+        return self.page.render(fresh) | self.page.empty_form()
 
     @refusals
-    def pick(self, position: Any, token: Any, request: gr.Request) -> list[Any]:
+    def pick(self, position: Any, token: Any, request: gr.Request) -> dict[Any, Any]:
         c = self.conversation(request)
         self.core.continue_with(c, position, token_of(token))
         return self.page.render(c)
 
     @refusals
-    def set_overrides(self, request: gr.Request, on: Any, *values: Any) -> list[Any]:
-        c = self.conversation(request)
+    def set_overrides(self, request: gr.Request, on: Any, *values: Any) -> dict[Any, Any]:
+        c, page = self.conversation(request), self.page
         self.core.set_overrides(c, dict(zip(PARAM_FIELDS, values)) if on is True else None)
-        return [pane_params(p, c) for p in c.panes] + [gr.Slider(interactive=on is True) for _ in self.page.sliders]
+        return ({shown: pane_params(p, c) for shown, p in zip(page.params, c.panes)}
+                | {slider: gr.Slider(interactive=on is True) for slider in page.sliders})
 
-    def show_method(self, method: Any) -> list[Any]:
-        return ([gr.Radio(visible=method != "ranking") for _ in self.page.scores]
-                + [gr.Radio(visible=method == "ranking") for _ in self.page.ranks])
+    def show_method(self, method: Any) -> dict[Any, Any]:
+        return ({score: gr.Radio(visible=method != "ranking") for score in self.page.scores}
+                | {rank: gr.Radio(visible=method == "ranking") for rank in self.page.ranks})
 
     # "Your data" covers this browser session's comparisons asked from the requester's own address; the
     # browser names nothing but its own session hash.
@@ -177,16 +178,16 @@ class CompareHandlers:
                                 ratings_only=True, visitor=self.visitor(request))
 
     @refusals
-    def delete_all(self, request: gr.Request) -> list[Any]:
+    def delete_all(self, request: gr.Request) -> dict[Any, Any]:
         """Everything of this browser session goes, and the page starts over (its comparisons are gone)."""
         message = self.core.forget(self.conversation(request), self.session_ids(request), ratings_only=False,
                                    visitor=self.visitor(request))
-        return self.start_over(request) + [message]
+        return self.start_over(request) | {self.page.data: message}
 
-    def on_load(self, request: gr.Request) -> list[Any]:
+    def on_load(self, request: gr.Request) -> dict[Any, Any]:
         """A new page shows its panes' contenders (in named mode) and presets. Only what differs from the
         page as built goes out: Gradio keeps a copy of every component updated for a session."""
-        return changed_only(self.page.shown, self.page.render(self.conversation(request)))
+        return changed_only(self.page.render(self.conversation(request)))
 
     def forget(self, request: gr.Request) -> None:
         """The page closed: its conversation stops and goes, and so does Gradio's state of the session."""

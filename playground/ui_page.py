@@ -39,7 +39,14 @@ class Page:
     """The compare tab's components, and what each snapshot of a conversation sets them to."""
 
     def __init__(self, core: Playground, models_info: str) -> None:
-        n, self.n, self.core = core.pane_count, core.pane_count, core
+        self.n, self.core = core.pane_count, core
+        self._panes()
+        self._rating_form()
+        self._prompt_row()
+        self._settings_and_data(models_info)
+
+    def _panes(self) -> None:
+        n = self.n
         self.chatbots, self.stats, self.params, self.stops = [], [], [], []
         with gr.Row(equal_height=True):
             for p in range(n):
@@ -50,6 +57,9 @@ class Page:
                     self.params.append(gr.Markdown("", elem_classes="pane-params", elem_id=f"params-{p}"))
                     self.stops.append(gr.Button(f"Stop {letter(p)}", size="sm", visible=False,
                                                 elem_id=f"stop-{p}"))
+
+    def _rating_form(self) -> None:
+        n = self.n
         self.hint = gr.Markdown("", elem_id="vote-hint")
         with gr.Group(visible=False, elem_id="rating") as self.rating_box:
             self.heading = gr.Markdown("")
@@ -76,6 +86,9 @@ class Page:
                                                        elem_id=f"reason-{p}"))
             self.comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment")
             self.submit = gr.Button("Submit rating", variant="primary", elem_id="submit-rating")
+
+    def _prompt_row(self) -> None:
+        n = self.n
         self.status = gr.Markdown("", elem_id="rating-status")
         self.continue_from = gr.Radio([(f"Answer {letter(p)}", p) for p in range(n)], visible=False,
                                       label="The next question continues from", elem_id="continue-from")
@@ -90,6 +103,8 @@ class Page:
             self.regenerate = gr.Button("Regenerate", elem_id="regenerate")
             self.clear = gr.Button("Clear", elem_id="clear")
         gr.Examples(EXAMPLES, inputs=self.prompt)
+
+    def _settings_and_data(self, models_info: str) -> None:
         with gr.Accordion("System prompt and parameters", open=False):
             self.system = gr.Textbox(label="System prompt", lines=2, elem_id="system-prompt",
                                      placeholder="Leave empty to use each contender's own system prompt")
@@ -123,34 +138,35 @@ class Page:
         head = [self.choice, self.strength] if self.n == 2 else [self.method]
         return [*head, *self.scores, *self.ranks, *self.unsafe, *self.reasons, self.comment]
 
-    def render(self, c: Conversation) -> list[Any]:
-        chats = [gr.Chatbot(value=chat_messages(p, c), label=pane_label(p, c)) for p in c.panes]
-        stops = [gr.Button(visible=p.status in ("waiting", "streaming")) for p in c.panes]
+    def render(self, c: Conversation) -> dict[Any, Any]:
+        """What a snapshot of the conversation sets every block of `shown` to."""
         can_continue = (c.history_mode == "shared" and c.comparison_id is not None and c.all_finished
                         and not c.busy)
-        return [*chats, *(pane_stats(p) for p in c.panes), *(pane_params(p, c) for p in c.panes), *stops,
-                vote_hint(c), gr.Group(visible=c.can_rate), rating_prompt(c), c.form_token or "",
-                gr.Radio(value=c.continue_from, visible=can_continue)]
+        shown: dict[Any, Any] = {}
+        for p, pane in enumerate(c.panes):
+            shown[self.chatbots[p]] = gr.Chatbot(value=chat_messages(pane, c), label=pane_label(pane, c))
+            shown[self.stats[p]] = pane_stats(pane)
+            shown[self.params[p]] = pane_params(pane, c)
+            shown[self.stops[p]] = gr.Button(visible=pane.status in ("waiting", "streaming"))
+        return shown | {self.hint: vote_hint(c), self.rating_box: gr.Group(visible=c.can_rate),
+                        self.heading: rating_prompt(c), self.token: c.form_token or "",
+                        self.continue_from: gr.Radio(value=c.continue_from, visible=can_continue)}
 
-    def empty_form(self) -> list[Any]:
+    def empty_form(self) -> dict[Any, Any]:
         """Every control of the rating form cleared, and the last thank-you gone: a new comparison."""
-        head = [None, None] if self.n == 2 else ["scores"]
-        return [*head, *(gr.Radio(value=None, visible=True) for _ in self.scores),
-                *(gr.Radio(value=None, visible=False) for _ in self.ranks), *([False] * self.n),
-                *([""] * self.n), "", ""]
+        cleared: dict[Any, Any] = {self.choice: None, self.strength: None} if self.n == 2 else {self.method: "scores"}
+        cleared |= {score: gr.Radio(value=None, visible=True) for score in self.scores}
+        cleared |= {rank: gr.Radio(value=None, visible=False) for rank in self.ranks}
+        cleared |= {box: False for box in self.unsafe} | {reason: "" for reason in self.reasons}
+        return cleared | {self.comment: "", self.status: ""}
 
     def form_values(self, values: list[Any]) -> RatingForm:
-        n, values = self.n, list(values)
-        comment = values.pop()
-        if n == 2:
-            choice, strength, method, rest = values[0], values[1], None, values[2:]
-            scores = ranks = ()
-        else:
-            choice = strength = None
-            method, rest = values[0], values[1:]
-            scores, ranks, rest = rest[:n], rest[n:2 * n], rest[2 * n:]
-        return RatingForm(choice=choice, strength=strength, method=method, scores=scores, ranks=ranks,
-                          unsafe=rest[:n], reasons=rest[n:2 * n], comment=comment)
+        """The rating form as the person left it, from the values of `form` in its order."""
+        got = dict(zip(self.form, values))
+        return RatingForm(choice=got.get(self.choice), strength=got.get(self.strength), method=got.get(self.method),
+                          scores=[got[s] for s in self.scores], ranks=[got[r] for r in self.ranks],
+                          unsafe=[got[u] for u in self.unsafe], reasons=[got[r] for r in self.reasons],
+                          comment=got[self.comment])
 
 
 class Lighter:
@@ -163,34 +179,36 @@ class Lighter:
     it changed. A layout block whose properties did not change is skipped.
     """
 
-    def __init__(self, blocks: list[Any]) -> None:
-        self.blocks, self.sent = blocks, {}
+    def __init__(self) -> None:
+        self.sent: dict[Any, dict[str, Any]] = {}  # block -> the properties this event last sent it
 
-    def __call__(self, outputs: list[Any]) -> list[Any]:
-        light = []
-        for i, (block, out) in enumerate(zip(self.blocks, outputs)):
+    def __call__(self, outputs: dict[Any, Any]) -> dict[Any, Any]:
+        light = {}
+        for block, out in outputs.items():
             if not isinstance(out, gr.blocks.Block):
-                light.append(out)
+                light[block] = out
                 continue
             props = dict(out.constructor_args)
             value = props.pop("value", getattr(block, "value", None))  # a property update keeps the value
-            if self.sent.get(i) != props:
-                self.sent[i] = props
-                light.append(out)
-            else:
-                light.append(value if isinstance(block, gr.components.Component) else gr.skip())
-        return light
+            if self.sent.get(block) != props:
+                self.sent[block] = props
+                light[block] = out
+            elif isinstance(block, gr.components.Component):
+                light[block] = value
+        return light  # a layout block left out is skipped
 
 
-def changed_only(blocks: list[Any], outputs: list[Any]) -> list[Any]:
+def changed_only(outputs: dict[Any, Any]) -> dict[Any, Any]:
     """`outputs` with each property update that changes nothing on its block sent as its plain value
-    (a layout block: skipped), so that Gradio makes no per-session copy of that block."""
-    light = []
-    for block, out in zip(blocks, outputs):
+    (a layout block: left out, so skipped), so that Gradio makes no per-session copy of that block."""
+    light = {}
+    for block, out in outputs.items():
         if isinstance(out, gr.blocks.Block):
             props = dict(out.constructor_args)
             value = props.pop("value", getattr(block, "value", None))
             if all(getattr(block, name, None) == wanted for name, wanted in props.items()):
-                out = value if isinstance(block, gr.components.Component) else gr.skip()
-        light.append(out)
+                if isinstance(block, gr.components.Component):
+                    light[block] = value
+                continue
+        light[block] = out
     return light

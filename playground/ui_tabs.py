@@ -108,52 +108,61 @@ def admin_tab(database: Database, token: str, lineup: str, downloads: OneTimeDow
         run = gr.Button("Export", variant="primary", elem_id="admin-export")
         result = gr.Markdown("", elem_id="admin-summary")
         download = gr.Markdown("", elem_id="admin-file")
-    # The app's own folder, not the shared temp folder's top: removed at exit, pruned at each export.
-    folder = Path(tempfile.mkdtemp(prefix="playground-exports-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    exporting = threading.Lock()  # one export at a time; a token check never waits for it
-    wrong = FailedAttempts(limit=WRONG_TOKENS_PER_MINUTE, window_s=60.0)
+    on = AdminExports(database, token, lineup, downloads, visitor)
+    # The token is checked before the queue (validator), so guesses never take a place or a worker.
+    run.click(on.export, inputs=[secret, export_format, suffix, since, until, contenders, min_strength,
+                                 blind_only, only_lineup, exclude_unsafe, include_errors],
+              outputs=[result, download], api_name="admin_export", api_visibility="undocumented",
+              validator=on.check_token, concurrency_limit=1, concurrency_id="admin")
 
-    def check_token(request: gr.Request, given: Any, *rest: Any) -> list[Any]:
+
+class AdminExports:
+    """The data tab's handlers: the token check where a request joins the queue, and the export."""
+
+    def __init__(self, database: Database, token: str, lineup: str, downloads: OneTimeDownloads,
+                 visitor: Callable[[gr.Request | None], str]) -> None:
+        self.database, self.token, self.lineup, self.downloads, self.visitor = (database, token, lineup, downloads,
+                                                                                visitor)
+        # The app's own folder, not the shared temp folder's top: removed at exit, pruned at each export.
+        self.folder = Path(tempfile.mkdtemp(prefix="playground-exports-"))
+        atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
+        self.exporting = threading.Lock()  # one export at a time; a token check never waits for it
+        self.wrong = FailedAttempts(limit=WRONG_TOKENS_PER_MINUTE, window_s=60.0)
+
+    def check_token(self, request: gr.Request, given: Any, *rest: Any) -> list[Any]:
         """Before the queue: a wrong token is refused at once and counted, and never takes a worker."""
-        who = visitor(request)
-        if wrong.blocked(who):
+        who = self.visitor(request)
+        if self.wrong.blocked(who):
             refused = (f"more than {WRONG_TOKENS_PER_MINUTE} wrong admin tokens came from your address in the "
                        "last minute: wait a minute, then give the token the app was started with")
-        elif not _same(given, token):
-            wrong.failed(who)
+        elif not _same(given, self.token):
+            self.wrong.failed(who)
             refused = "wrong admin token"
         else:
             return [gr.validate(True, "")] * (len(rest) + 1)
         return [gr.validate(False, refused), *([gr.validate(True, "")] * len(rest))]
 
-    def export(given: str, fmt: str, ext: str, start: str, end: str, names: str, strength: str,
+    def export(self, given: str, fmt: str, ext: str, start: str, end: str, names: str, strength: str,
                blind: bool, this_lineup: bool, unsafe: bool, errors: bool) -> list[Any]:
-        if not _same(given, token):  # the validator refused it already; a request cannot skip it
+        if not _same(given, self.token):  # the validator refused it already; a request cannot skip it
             raise refusal("wrong admin token")
         try:
             options = ExportOptions(
                 format=fmt, where=RatingFilter(since=_moment(start), until=_moment(end),
-                                               lineup=lineup if this_lineup else None, blind_only=blind),
+                                               lineup=self.lineup if this_lineup else None, blind_only=blind),
                 contenders=frozenset(n.strip() for n in (names or "").split(",") if n.strip()),
                 min_strength=None if strength == "any" else strength,
                 exclude_unsafe=unsafe, include_errors=errors)
         except ValueError as error:
             raise refusal(str(error)) from None
-        with exporting:
-            prune_exports(folder)
+        with self.exporting:
+            prune_exports(self.folder)
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-            path = folder / f"feedback-{fmt}-{stamp}{ext}"
-            done = export_to(database, options, path)
-        link = downloads.offer(path)  # not a file output: Gradio would serve that to anyone with its URL
+            path = self.folder / f"feedback-{fmt}-{stamp}{ext}"
+            done = export_to(self.database, options, path)
+        link = self.downloads.offer(path)  # not a file output: Gradio would serve that to anyone with its URL
         return [done.line(), f"[Download {path.name}]({link}) — the link works once, within "
                              f"{EXPORT_TTL_S // 60} minutes."]
-
-    # The token is checked before the queue (validator), so guesses never take a place or a worker.
-    run.click(export, inputs=[secret, export_format, suffix, since, until, contenders, min_strength,
-                              blind_only, only_lineup, exclude_unsafe, include_errors],
-              outputs=[result, download], api_name="admin_export", api_visibility="undocumented",
-              validator=check_token, concurrency_limit=1, concurrency_id="admin")
 
 
 def _same(given: Any, token: str) -> bool:

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
+from playground.errors import SettingsError
+
 SALT_FILE = "visitor-salt"
 
 
@@ -36,13 +38,13 @@ class VisitorPolicy:
         for name in ("per_minute", "per_day", "in_flight"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"the {name.replace('_', ' ')} limit must be a whole number of at least 1, "
+                raise SettingsError(f"the {name.replace('_', ' ')} limit must be a whole number of at least 1, "
                                  f"got {value!r}")
         if isinstance(self.trusted_proxies, bool) or not isinstance(self.trusted_proxies, int) \
                 or self.trusted_proxies < 0:
-            raise ValueError(f"the number of trusted proxies must be a whole number, got {self.trusted_proxies!r}")
+            raise SettingsError(f"the number of trusted proxies must be a whole number, got {self.trusted_proxies!r}")
         if len(self.salt) < 16:
-            raise ValueError("the visitor salt must be at least 16 bytes")
+            raise SettingsError("the visitor salt must be at least 16 bytes")
 
     def address(self, client_host: str | None, forwarded_for: str | None = None) -> str:
         """The visitor's address: the peer's, or behind N trusted proxies the hop the first of them

@@ -6,8 +6,8 @@ import time
 
 from app import settings_from
 from models.streaming import GenerationResult, PromptReady
-from playground.server import create_app, launch
-from tests.test_app_e2e import free_port
+from playground.server import App, create_app
+from tests.servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -30,10 +30,8 @@ def paced_streamer(contender, messages, params, *, stop, seed):
     yield GenerationResult(" ".join(words), "stop", 3, len(words), 0.01, 0.02 * len(words), seed)
 
 
-def paced_app(tmp_path_factory, *argv: str, streamer=paced_streamer):
-    """app.py's settings from `argv`, generation by `streamer`, launched on a free port."""
+def paced_app(tmp_path_factory, *argv: str, streamer=paced_streamer) -> App:
+    """app.py's settings from `argv`, generation by `streamer`, on a free port: `with` it to serve it."""
     settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("paced")), "--port", str(free_port()),
                               *argv], {})
-    demo, _ = create_app(settings, streamer=streamer, log=lambda m: None)
-    launch(demo, settings, block=False)
-    return demo, f"http://127.0.0.1:{settings.port}/", settings
+    return create_app(settings, streamer=streamer, log=lambda m: None)

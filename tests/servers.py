@@ -8,15 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pytest
 
 from tests.conftest import REPO
+from tests.waiting import until
 
 START_TIMEOUT_S = 180.0
 
@@ -25,6 +25,24 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_until_serving(process: subprocess.Popen, url: str, timeout_s: float,
+                       log: Callable[[], str] = lambda: "") -> None:
+    """Return once `url` answers 200; fail with the process's log if it exits first or time runs out."""
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"{' '.join(map(str, process.args[:2]))} exited with {process.returncode}:\n{log()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return answer.status == 200
+        except OSError:  # URLError too: not listening yet
+            return False
+    try:
+        until(serving, timeout_s, every_s=0.2, what=f"{url} to answer")
+    except AssertionError as error:
+        error.add_note(log())
+        raise
 
 
 class Server:
@@ -42,19 +60,11 @@ class Server:
         self._wait_ready(f"http://127.0.0.1:{port}{health}")
 
     def _wait_ready(self, url: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"the server did not answer {url} within {START_TIMEOUT_S:.0f} s:\n{self.log()}")
+        try:
+            wait_until_serving(self.process, url, START_TIMEOUT_S, self.log)
+        except AssertionError:
+            self.stop()
+            raise
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,14 +13,10 @@ from gradio_client.exceptions import AppError, ValidationError
 
 from models.loading import LoadOptions
 from playground.markup import shown_as_text
-from playground.server import Settings, create_app, launch
+from playground.server import Settings, create_app
 from tests.conftest import REPO
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.page_api import answers, rate_args, token_of
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="module")
@@ -29,29 +24,8 @@ def served(tmp_path_factory, tiny_mha, tiny_gqa):
     data_dir = tmp_path_factory.mktemp("app-data")
     settings = Settings(models=(str(tiny_mha), str(tiny_gqa)), port=free_port(), data_dir=data_dir,
                         load=LoadOptions(dtype="float32"))
-    demo, core = create_app(settings, log=lambda m: None)
-    launch(demo, settings, block=False)
-    yield settings, core
-    demo.close()
-
-
-def token_of(result, panes: int = 2) -> str:
-    """The form token in an /ask, /regenerate or /rate result: after chatbots, stats, parameters, hint, heading."""
-    return result[3 * panes + 2]
-
-
-def rate_args(token: str, choice: str, strength: str | None = None, unsafe=(False, False), reasons=("", ""),
-              comment: str = "") -> list:
-    return [token, choice, strength, *unsafe, *reasons, comment]
-
-
-def answers(result) -> list[str]:
-    """The assistant texts of the two chatbots in an /ask result."""
-    texts = []
-    for chatbot in result[:2]:
-        content = chatbot["value"][-1]["content"]
-        texts.append(content if isinstance(content, str) else content[0]["text"])
-    return texts
+    with create_app(settings, log=lambda m: None) as app:
+        yield settings, app.core
 
 
 def test_prompt_stream_rate_and_read_back(served):
@@ -171,3 +145,23 @@ def test_four_visitors_at_once_complete_and_rate(served):
         rows = db.execute("SELECT c.prompt, r.choice FROM ratings r JOIN comparisons c ON c.id = r.comparison_id "
                           "WHERE c.prompt LIKE 'Visitor % asks about Paris' ORDER BY c.prompt").fetchall()
     assert rows == [(f"Visitor {n} asks about Paris", "a" if n % 2 else "b") for n in range(4)]
+
+
+def test_a_start_the_operator_can_fix_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, capsys, monkeypatch):
+    import app
+
+    data = ["--data-dir", str(tmp_path)]
+    for argv, said in [(["--lineup", "nope"], "error: unknown lineup 'nope'; known lineups: demo, llama2"),
+                       (["--model", "no-such-thing"], "error: --model 'no-such-thing' is neither an existing path"),
+                       (["--mode", "arena", "--arena-size", "1"], "error: an arena shows at least 2 answers"),
+                       (["--db-url", "mysql+nodriver://x/y"], "error: database URL"),
+                       (["--admin"], "error: --admin needs PLAYGROUND_ADMIN_TOKEN")]:
+        assert app.main([*argv, *data]) == 2, argv
+        assert capsys.readouterr().err.splitlines()[-1].startswith(said), argv  # after any progress bars
+
+    def broken(settings, *args, **kwargs):
+        return {}["a key a bug looks up"]  # a KeyError from a bug, not from the operator
+
+    monkeypatch.setattr(app, "create_app", broken)
+    with pytest.raises(KeyError, match="a key a bug looks up"):
+        app.main(data)

@@ -11,9 +11,10 @@ import time
 import pytest
 
 from models.loading import LoadOptions
-from playground.server import Settings, create_app, launch
+from playground.server import Settings, create_app
 from tests.browsers import CHROMIUM, PHONE, WIDE, paced_app
-from tests.test_app_e2e import free_port
+from tests.servers import free_port
+from tests.waiting import until
 
 pytestmark = [
     pytest.mark.browser,
@@ -27,26 +28,21 @@ def tiny_app(tmp_path_factory, tiny_mha, tiny_gqa):
     """The real loading and decoding path on two tiny checkpoints."""
     settings = Settings(models=(str(tiny_mha), str(tiny_gqa)), port=free_port(),
                         data_dir=tmp_path_factory.mktemp("browser-data"), load=LoadOptions(dtype="float32"))
-    demo, _ = create_app(settings, log=lambda m: None)
-    launch(demo, settings, block=False)
-    yield f"http://127.0.0.1:{settings.port}/", settings
-    demo.close()
+    with create_app(settings, log=lambda m: None) as app:
+        yield app.url, settings
 
 
 @pytest.fixture(scope="module")
 def three_panes(tmp_path_factory):
-    demo, url, settings = paced_app(tmp_path_factory, "--model", "org/fast", "--model", "org/slow",
-                                    "--model", "org/third")
-    yield url, settings, demo
-    demo.close()
+    with paced_app(tmp_path_factory, "--model", "org/fast", "--model", "org/slow", "--model", "org/third") as app:
+        yield app.url, app.settings, app
 
 
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory):
-    demo, url, settings = paced_app(tmp_path_factory, "--mode", "arena", "--model", "org/one", "--model",
-                                    "org/two", "--model", "org/three")
-    yield url, settings
-    demo.close()
+    with paced_app(tmp_path_factory, "--mode", "arena", "--model", "org/one", "--model", "org/two", "--model",
+                   "org/three") as app:
+        yield app.url, app.settings
 
 
 def ratings(settings) -> list[tuple]:
@@ -166,7 +162,7 @@ def test_markup_in_answers_is_not_executed(browser, tiny_app):
 
 
 def test_stop_one_pane_then_rank_three_answers(browser, three_panes, tmp_path):
-    url, settings, demo = three_panes
+    url, settings, app = three_panes
     page = browser.new_page(viewport=WIDE)
     page.goto(url)
     page.get_by_text(": slow").wait_for(timeout=10_000)  # the labels come with the page's load event
@@ -191,12 +187,9 @@ def test_stop_one_pane_then_rank_three_answers(browser, three_panes, tmp_path):
         reasons = dict(db.execute("SELECT contender, finish_reason FROM responses").fetchall())
     assert reasons == {"fast": "stop", "slow": "stopped", "third": "stop"}
     assert ratings(settings)[-1][1:] == ("ranking", None, None, None, "0:1:0 1:1:0 2:3:0")
-    held = len(demo.conversations)
+    held = len(app.conversations)
     page.close()  # the page unloads: its conversation goes with it
-    deadline = time.monotonic() + 10
-    while len(demo.conversations) >= held and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(demo.conversations) < held
+    until(lambda: len(app.conversations) < held, 10, what="the closed page's conversation to go")
 
 
 def test_arena_continues_from_the_preferred_answer(browser, arena, tmp_path):

@@ -10,10 +10,11 @@ import pytest
 from feedback_db import count_rows, get_comparison, rating_of, responses_of
 from models.streaming import GenerationResult, PromptReady, StreamFailure
 from playground.comparison import Playground, snapshot_interval
-from playground.conversation import PlaygroundError
+from playground.errors import PlaygroundError
 from playground.view import chat_messages, pane_label, pane_params, pane_stats
 from playground.voting import Vote
 from tests.fakes import lineup, run, words_streamer
+from tests.waiting import until
 
 
 def test_all_contenders_answer_and_are_stored(database):
@@ -245,9 +246,7 @@ def test_bad_prompts_and_busy_sessions(database):
     stream.close()  # the page went away: the streams are told to stop ...
     with pytest.raises(PlaygroundError, match="still streaming"):
         next(core.ask(session, "again"))  # ... and until they have, no new run may share their panes
-    deadline = time.monotonic() + 5
-    while session.busy and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: not session.busy, 5, every_s=0.01, what="the told streams to stop")
     assert {p.status for p in session.panes} == {"stopped"}
     run(core, session, "again")
     with database.session() as db:

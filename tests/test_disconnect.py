@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 import uuid
 
 import httpx
@@ -11,9 +10,10 @@ import pytest
 from gradio_client import Client
 
 from models.loading import LoadOptions
-from playground.server import Settings, create_app, launch
+from playground.server import Settings, create_app
 from tests.raw_api import join
 from tests.servers import free_port
+from tests.waiting import until
 
 pytestmark = pytest.mark.slow
 
@@ -21,10 +21,8 @@ pytestmark = pytest.mark.slow
 def test_a_client_that_disconnects_mid_stream_stops_its_generation(tiny_mha, tiny_gqa, tmp_path):
     settings = Settings(models=(str(tiny_mha), str(tiny_gqa)), port=free_port(), data_dir=tmp_path,
                         load=LoadOptions(dtype="float32"))
-    demo, core = create_app(settings, log=lambda m: None)
-    launch(demo, settings, block=False)
-    try:
-        url = f"http://127.0.0.1:{settings.port}/"
+    with create_app(settings, log=lambda m: None) as app:
+        url = app.url
         fn_index = Client(url, verbose=False)._infer_fn_index("/ask", None)
         session = uuid.uuid4().hex[:11]
         with httpx.Client(timeout=60) as http:
@@ -35,13 +33,12 @@ def test_a_client_that_disconnects_mid_stream_stops_its_generation(tiny_mha, tin
                     seen += line.startswith("data:") and '"process_generating"' in line
                     if seen >= 3:  # answers are streaming: the visitor leaves
                         break
-        deadline = time.monotonic() + 60
-        while core.streaming and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
-        with sqlite3.connect(tmp_path / "feedback.sqlite3") as db:
-            rows = db.execute("SELECT finish_reason, completion_tokens FROM responses").fetchall()
-    finally:
-        demo.close()
+        until(lambda: not app.core.streaming, 60, what="the left page's generation to stop")
+
+        def stored() -> list[tuple]:
+            with sqlite3.connect(tmp_path / "feedback.sqlite3") as db:
+                rows = db.execute("SELECT finish_reason, completion_tokens FROM responses").fetchall()
+            return rows if len(rows) == 2 else []
+        rows = until(stored, 10, what="both answers to be stored")
     assert len(rows) == 2, rows
     assert any(reason == "stopped" for reason, _ in rows), rows

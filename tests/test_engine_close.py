@@ -15,6 +15,7 @@ import pytest
 from models.engines import BatchedLoop, ContinuousEngine, Finished
 from tests.conftest import REPO
 from tests.test_engines import OFFLOAD_MAP, PROMPTS, greedy, load, request
+from tests.waiting import until
 
 # Loads the checkpoint as the app does (LocalStreamer builds the engine its placement needs), starts a
 # long greedy stream without stop tokens, and exits from the consuming thread once tokens flow.
@@ -74,10 +75,8 @@ def test_close_stops_running_streams_joins_its_threads_and_is_safe_twice(tiny_mh
 
     consumer = threading.Thread(target=consume)
     consumer.start()
-    deadline = time.monotonic() + 60
-    while len(events) < 3:
-        assert time.monotonic() < deadline and consumer.is_alive()
-        time.sleep(0.005)
+    until(lambda: len(events) >= 3 or not consumer.is_alive(), 60, every_s=0.005, what="three tokens")
+    assert consumer.is_alive()
     engine.close()
     consumer.join(30)
     assert not consumer.is_alive() and events[-1] == Finished("stopped") and len(events) < 400

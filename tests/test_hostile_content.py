@@ -12,6 +12,7 @@ import pytest
 from models.streaming import GenerationResult, PromptReady
 from tests.browsers import CHROMIUM, WIDE, paced_app
 from tests.raw_api import join
+from tests.waiting import until
 
 HOSTILE = "\n\n".join([
     "Here you go: ![pixel](http://198.51.100.7/pixel.png?who=visitor)",
@@ -38,15 +39,13 @@ def hostile_streamer(contender, messages, params, *, stop, seed):
 @pytest.fixture(scope="module")
 def hostile_app(tmp_path_factory):
     from app import settings_from
-    from playground.server import create_app, launch
-    from tests.test_app_e2e import free_port
+    from playground.server import create_app
+    from tests.servers import free_port
 
     settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("hostile")), "--port", str(free_port()),
                               "--model", "org/one", "--model", "org/two"], {})
-    demo, _ = create_app(settings, streamer=hostile_streamer, log=lambda m: None)
-    launch(demo, settings, block=False)
-    yield f"http://127.0.0.1:{settings.port}/"
-    demo.close()
+    with create_app(settings, streamer=hostile_streamer, log=lambda m: None) as app:
+        yield app.url
 
 
 def test_uploads_are_refused_and_every_response_carries_the_content_policy(hostile_app):
@@ -102,16 +101,14 @@ def test_a_full_queue_says_busy_try_again_in_plain_words(tmp_path):
     from gradio_client import Client
 
     from app import settings_from
-    from playground.server import create_app, launch
+    from playground.server import create_app
     from tests.fakes import words_streamer
-    from tests.test_app_e2e import free_port
+    from tests.servers import free_port
 
     settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
                               "--model", "org/two", "--max-concurrent", "1", "--queue-size", "1"], {})
-    demo, _ = create_app(settings, streamer=words_streamer(delay=0.3), log=lambda m: None)
-    launch(demo, settings, block=False)
-    try:
-        url = f"http://127.0.0.1:{settings.port}/"
+    with create_app(settings, streamer=words_streamer(delay=0.3), log=lambda m: None) as app:
+        url = app.url
         fn_index = Client(url, verbose=False)._infer_fn_index("/ask", None)
         answers: list[httpx.Response] = []
 
@@ -122,11 +119,7 @@ def test_a_full_queue_says_busy_try_again_in_plain_words(tmp_path):
         for _ in range(4):
             threading.Thread(target=ask_once).start()
             time.sleep(0.1)
-        deadline = time.monotonic() + 30
-        while len(answers) < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        demo.close()
+        until(lambda: len(answers) == 4, 30, what="every ask to be answered")
     busy = [a for a in answers if a.status_code == 503]
     assert busy, [a.status_code for a in answers]
     assert all(a.json() == {"detail": "This demo is busy: every place in the queue is taken. Please try again "
@@ -154,7 +147,9 @@ FORBIDDEN = ("a[href^='javascript' i], a[href^='data' i], [formaction], [xlink\\
 def test_svg_mathml_and_styled_markup_is_inert_in_answers_prompts_and_your_data(browser, tmp_path_factory):
     from tests.test_public_page import HOSTILE_MARKUP
 
-    demo, url, _ = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two", streamer=echo_streamer)
+    app = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two", streamer=echo_streamer)
+    app.launch(block=False)
+    url = app.url
     page = browser.new_page(viewport=WIDE)
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -206,4 +201,4 @@ def test_svg_mathml_and_styled_markup_is_inert_in_answers_prompts_and_your_data(
         assert dialogs == []
     finally:
         page.close()
-        demo.close()
+        app.close()

@@ -11,9 +11,10 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError, ValidationError
 
 from app import settings_from
-from playground.server import create_app, launch
+from playground.server import create_app
 from tests.fakes import words_streamer
-from tests.test_app_e2e import free_port, rate_args, token_of
+from tests.page_api import rate_args, token_of
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +23,8 @@ def served(tmp_path_factory):
     argv = ["--data-dir", str(data_dir), "--port", str(free_port()), "--max-concurrent", "4",
             "--model", "org/one", "--model", "org/two"]
     settings = settings_from(argv, {})
-    demo, core = create_app(settings, streamer=words_streamer(delay=0.02), log=lambda m: None)
-    launch(demo, settings, block=False)
-    yield settings, demo
-    demo.close()
+    with create_app(settings, streamer=words_streamer(delay=0.02), log=lambda m: None) as app:
+        yield settings, app
 
 
 def stored(settings) -> list[tuple]:
@@ -77,7 +76,7 @@ def test_each_comparison_starts_with_an_empty_form_and_refuses_an_old_one(served
 
 
 def test_pane_stop_and_parameters_endpoints(served):
-    settings, demo = served
+    settings, app = served
     client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
     job = client.submit(" ".join(f"w{i}" for i in range(60)), "", "", api_name="/ask")
     while not job.outputs():
@@ -89,7 +88,7 @@ def test_pane_stop_and_parameters_endpoints(served):
     assert all(line.endswith("next answer: your override") for line in lines[:2])
     with pytest.raises(AppError, match="greater than maximum"):
         client.predict(True, 99, 0.9, 50, 1.0, 64, api_name="/set_parameters")
-    assert len(demo.conversations) >= 1
+    assert len(app.conversations) >= 1
 
 
 @pytest.fixture()
@@ -107,11 +106,9 @@ def saturated(tmp_path):
     argv = ["--data-dir", str(tmp_path), "--port", str(free_port()), "--max-concurrent", "1",
             "--model", "org/one", "--model", "org/two"]
     settings = settings_from(argv, {})
-    demo, _ = create_app(settings, streamer=held, log=lambda m: None)
-    launch(demo, settings, block=False)
-    yield settings, release, streaming
-    release.set()
-    demo.close()
+    with create_app(settings, streamer=held, log=lambda m: None):
+        yield settings, release, streaming
+        release.set()
 
 
 def test_rating_and_the_leaderboard_answer_while_generation_is_full(saturated):

@@ -18,10 +18,11 @@ from app import settings_from
 from feedback_db.leaderboard import Battle, build_leaderboard
 from playground.comparison import Playground
 from playground.leaderboard_view import leaderboard_rows, ratings_svg, summary, win_rate_rows
-from playground.server import create_app, launch
+from playground.server import create_app
 from playground.voting import Vote
 from tests.fakes import lineup, run, words_streamer
-from tests.test_app_e2e import free_port
+from tests.servers import free_port
+from tests.waiting import until
 
 TOKEN = "s3cret-admin-token-0123456789"
 
@@ -54,16 +55,15 @@ def served(tmp_path_factory):
     argv = ["--data-dir", str(data_dir), "--port", str(free_port()), "--admin", "--leaderboard-rounds", "20",
             "--trusted-proxy"]
     settings = settings_from(argv, {"PLAYGROUND_ADMIN_TOKEN": TOKEN})
-    demo, core = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    app = create_app(settings, streamer=words_streamer(), log=lambda m: None)
     # Seed blind ratings through the core, as arena visitors would.
-    arena = Playground(lineup(3), words_streamer(), core.database, mode="arena", rng=random.Random(0))
+    arena = Playground(lineup(3), words_streamer(), app.core.database, mode="arena", rng=random.Random(0))
     for n in range(6):
         session = arena.new_conversation()
         run(arena, session, f"question {n}")
         arena.rate(session, Vote(choice="a", strength="better"))
-    launch(demo, settings, block=False)
-    yield settings
-    demo.close()
+    with app:
+        yield settings
 
 
 def download_link(url: str, markdown: str) -> str:
@@ -106,8 +106,8 @@ def test_the_database_file_is_not_served(served):
 
 def test_no_data_tab_without_admin(tmp_path):
     settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port())], {})
-    demo, _ = create_app(settings, streamer=words_streamer(), log=lambda m: None)
-    api_names = {fn.api_name for fn in demo.fns.values()}
+    app = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    api_names = {fn.api_name for fn in app.demo.fns.values()}
     assert "ask" in api_names and "admin_export" not in api_names
     with pytest.raises(ValueError, match="at least 16 characters"):
         settings_from(["--admin"], {"PLAYGROUND_ADMIN_TOKEN": "short"})
@@ -115,20 +115,17 @@ def test_no_data_tab_without_admin(tmp_path):
 
 def test_clear_during_a_stream_is_not_undone_by_it(tmp_path):
     settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port())], {})
-    demo, _ = create_app(settings, streamer=words_streamer(delay=0.1), log=lambda m: None)
-    launch(demo, settings, block=False)
-    try:
+    app = create_app(settings, streamer=words_streamer(delay=0.1), log=lambda m: None)
+    with app:
         client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
         job = client.submit("one two three four five six seven eight nine ten", "", api_name="/ask")
-        while not job.outputs():  # wait for the stream to start
-            time.sleep(0.05)
+        until(job.outputs, 30, what="the stream to start")
         cleared = client.predict(api_name="/clear")
         assert cleared[0]["value"] == []
-        time.sleep(1.5)  # the stream would have finished by now had it not been cancelled
+        # Whether cancelled or not, the run ends: had it not been cancelled, its last snapshot is in by then.
+        until(lambda: not app.core.streaming, 30, what="the cancelled run to end")
         with pytest.raises(AppError, match="nothing to regenerate"):
             client.predict(api_name="/regenerate")
-    finally:
-        demo.close()
 
 
 def test_wrong_token_guesses_are_refused_at_the_door_and_limited_per_address(served):

@@ -27,12 +27,11 @@ BAD = {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    demo, url, settings = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
-                                    streamer=words_streamer())
-    setters = [i for i, dep in enumerate(demo.fns.values()) if getattr(dep.fn, "__name__", "") == "set_overrides"]
-    ask = next(i for i, dep in enumerate(demo.fns.values()) if dep.api_name == "ask")
-    yield url, settings, setters, ask
-    demo.close()
+    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two", streamer=words_streamer()) as app:
+        fns = app.demo.fns.values()
+        setters = [i for i, dep in enumerate(fns) if getattr(dep.fn, "__name__", "") == "set_overrides"]
+        ask = next(i for i, dep in enumerate(fns) if dep.api_name == "ask")
+        yield app.url, app.settings, setters, ask
 
 
 def test_every_parameter_endpoint_refuses_what_no_slider_sends(app):

@@ -15,14 +15,17 @@ import pytest
 from gradio_client import Client
 
 from feedback_db import open_database
-from playground.comparison import Playground, PlaygroundError, checked_prompt
+from playground.comparison import Playground, checked_prompt
+from playground.errors import PlaygroundError
 from playground.guard import OpenStreams
 from playground.markup import shown_as_text
+from playground.server import App
 from playground.visitors import FailedAttempts, InFlight, VisitorPolicy
 from tests.browsers import paced_app
 from tests.fakes import lineup, words_streamer
+from tests.page_api import rate_args
 from tests.raw_api import call, form_token, join, refusal
-from tests.test_app_e2e import rate_args
+from tests.waiting import until
 
 # Markup that ran script, navigated or covered the page when rendered as HTML (issue 15).
 HOSTILE_MARKUP = [
@@ -185,11 +188,14 @@ def test_open_streams_wait_for_a_page_that_joined_and_give_up_on_one_that_never_
     assert not streams.is_open("t")
 
 
-def limited_app(tmp_path_factory, *argv: str):
+def limited_app(tmp_path_factory, *argv: str) -> App:
     """Limits as a public demo has them, from loopback without a trusted proxy."""
-    demo, url, settings = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two", *argv,
-                                    streamer=words_streamer(delay=0.02))
-    return demo, url, settings, Client(url, verbose=False)._infer_fn_index("/ask", None)
+    return paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two", *argv,
+                     streamer=words_streamer(delay=0.02))
+
+
+def ask_index(url: str) -> int:
+    return Client(url, verbose=False)._infer_fn_index("/ask", None)
 
 
 def stored(settings) -> int:
@@ -198,9 +204,9 @@ def stored(settings) -> int:
 
 
 def test_a_null_form_token_is_a_wrong_one(tmp_path_factory):
-    demo, url, settings = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
-                                    streamer=words_streamer())
-    try:
+    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
+                   streamer=words_streamer()) as app:
+        url, settings = app.url, app.settings
         client = Client(url, verbose=False)
         ask, rate = client._infer_fn_index("/ask", None), client._infer_fn_index("/rate", None)
         owner = uuid.uuid4().hex[:11]
@@ -210,16 +216,13 @@ def test_a_null_form_token_is_a_wrong_one(tmp_path_factory):
         with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
             assert db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 0
         assert call(url, rate, rate_args(token, "a", "better"), owner)["success"]
-    finally:
-        demo.close()
 
 
 def test_forwarded_for_from_loopback_is_ignored_without_a_trusted_proxy(tmp_path_factory):
-    demo, url, settings, ask = limited_app(tmp_path_factory, "--limit-per-minute", "2")
-    try:
+    with limited_app(tmp_path_factory, "--limit-per-minute", "2") as app:
+        url, settings = app.url, app.settings
+        ask = ask_index(url)
         passed = spoofed_asks(url, ask, 5)
-    finally:
-        demo.close()
     assert passed == 2 and stored(settings) == 2  # the limit of 2 a minute held for one address
 
 
@@ -233,9 +236,9 @@ def spoofed_asks(url: str, ask: int, count: int) -> int:
 def test_abandoned_asks_never_generate(tmp_path_factory):
     """30 asks joined from distinct sessions that never open their event stream are dropped before they
     generate; a page that reads its stream is then served at once."""
-    demo, url, settings = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
-                                    "--max-concurrent", "2", "--queue-size", "40", streamer=words_streamer(delay=0.01))
-    try:
+    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
+                   "--max-concurrent", "2", "--queue-size", "40", streamer=words_streamer(delay=0.01)) as app:
+        url, settings = app.url, app.settings
         ask = Client(url, verbose=False)._infer_fn_index("/ask", None)
         with httpx.Client(timeout=30) as http:
             codes = [join(http, url, ask, [f"abandoned {n}", "", ""]).status_code for n in range(30)]
@@ -243,37 +246,31 @@ def test_abandoned_asks_never_generate(tmp_path_factory):
         answer = call(url, ask, ["Is anyone there?", "", ""], uuid.uuid4().hex[:11], timeout=120)
         assert answer["success"], answer
         assert stored(settings) == 1
-    finally:
-        demo.close()
 
 
 def test_one_visitor_holds_one_running_and_one_waiting_ask(tmp_path_factory):
-    demo, url, settings, ask = limited_app(tmp_path_factory, "--limit-in-flight", "2", "--max-concurrent", "1")
-    try:
+    with limited_app(tmp_path_factory, "--limit-in-flight", "2", "--max-concurrent", "1") as app:
+        url, settings = app.url, app.settings
+        ask = ask_index(url)
         with httpx.Client(timeout=30) as http:
             answers = [join(http, url, ask, [f"flood {n}", "", ""]) for n in range(6)]
         refused = [a for a in answers if a.status_code == 422]
         assert [a.status_code for a in answers] == [200, 200, 422, 422, 422, 422]
         assert all("running or waiting already" in a.text for a in refused)
         # The two admitted asks were never read: dropped once their grace passed, and their places given back.
-        deadline = time.monotonic() + 30
-        while "running or waiting already" in refusal(answer := call(url, ask, ["Is anyone there?", "", ""],
-                                                                     uuid.uuid4().hex[:11], timeout=120)):
-            assert time.monotonic() < deadline, "the abandoned asks kept their places"
-            time.sleep(0.2)
+        def answered() -> dict | None:
+            answer = call(url, ask, ["Is anyone there?", "", ""], uuid.uuid4().hex[:11], timeout=120)
+            return None if "running or waiting already" in refusal(answer) else answer
+        answer = until(answered, 30, every_s=0.2, what="the abandoned asks to give their places back")
         assert answer["success"], answer
         assert stored(settings) == 1
-    finally:
-        demo.close()
 
 
 def test_the_page_may_be_framed_only_by_a_space(tmp_path_factory):
-    demo, url, _ = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two")
-    try:
+    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two") as app:
+        url = app.url
         with urllib.request.urlopen(url, timeout=30) as page:
             assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
-    finally:
-        demo.close()
     from app import settings_from
 
     assert settings_from([], {"SYSTEM": "spaces"}).framed_by == ("https://huggingface.co",)
@@ -281,9 +278,9 @@ def test_the_page_may_be_framed_only_by_a_space(tmp_path_factory):
 
 def test_your_data_needs_the_address_as_well_as_the_session(tmp_path_factory):
     """A session hash travels in URLs; from another address it neither shows nor deletes what was asked."""
-    demo, url, settings = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
-                                    "--trusted-proxy", streamer=words_streamer())
-    try:
+    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
+                   "--trusted-proxy", streamer=words_streamer()) as app:
+        url, settings = app.url, app.settings
         client = Client(url, verbose=False)
         ask, mine = client._infer_fn_index("/ask", None), client._infer_fn_index("/my_data", None)
         delete = client._infer_fn_index("/delete_my_session", None)
@@ -297,8 +294,6 @@ def test_your_data_needs_the_address_as_well_as_the_session(tmp_path_factory):
         assert "my private question" in call(url, mine, [], session, headers=home)["data"][0]
         call(url, delete, [], session, headers=home)
         assert stored(settings) == 0
-    finally:
-        demo.close()
 
 
 def test_sessions_that_never_ask_leave_nothing_behind(tmp_path_factory):
@@ -307,16 +302,14 @@ def test_sessions_that_never_ask_leave_nothing_behind(tmp_path_factory):
     from dataclasses import replace
 
     from app import settings_from
-    from playground.server import create_app, launch
-    from tests.test_app_e2e import free_port
+    from playground.server import create_app
+    from tests.servers import free_port
 
     settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("sessions")), "--port", str(free_port()),
                               "--model", "org/one", "--model", "org/two"], {})
     settings = replace(settings, unasked_ttl_s=0.5)
-    demo, _ = create_app(settings, streamer=words_streamer(), log=lambda m: None)
-    launch(demo, settings, block=False)
-    try:
-        url = f"http://127.0.0.1:{settings.port}/"
+    with create_app(settings, streamer=words_streamer(), log=lambda m: None) as app:
+        url, demo = app.url, app.demo
         client = Client(url, verbose=False)
         mine, board = client._infer_fn_index("/my_data", None), client._infer_fn_index("/leaderboard", None)
         client.predict("Keep me", "", "", api_name="/ask")  # a session that asked: kept
@@ -326,12 +319,10 @@ def test_sessions_that_never_ask_leave_nothing_behind(tmp_path_factory):
             if n % 10 == 0:
                 assert call(url, board, [False], session)["success"]
         holder = demo.state_holder
-        assert len(demo.conversations) == 1  # "Your data" made no conversation
+        assert len(app.conversations) == 1  # "Your data" made no conversation
         assert all(not state.config_values for state in holder.session_data.values())  # no copies of the page
         time.sleep(0.6)
-        assert demo.sweeper.run_once() == 100
-        assert list(demo.conversations.sweep()) == [client.session_hash] == list(holder.session_data)
+        assert app.sweeper.run_once() == 100
+        assert list(app.conversations.sweep()) == [client.session_hash] == list(holder.session_data)
         assert set(demo._queue.pending_messages_per_session) <= {client.session_hash}
         assert "Keep me" in client.predict(api_name="/my_data")  # the kept one still has its conversation
-    finally:
-        demo.close()

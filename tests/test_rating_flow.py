@@ -6,18 +6,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from feedback_db import count_rows, get_comparison, rating_of, responses_of
 from playground.comparison import Playground
-from playground.conversation import PlaygroundError
 from playground.conversations import ConversationStore
+from playground.errors import PlaygroundError
 from playground.view import vote_hint
 from playground.voting import FormError, RatingForm, Vote, preferred_position, vote_from_form
 from tests.conftest import REPO
 from tests.fakes import lineup, run, words_streamer
+from tests.waiting import until
 
 
 def test_many_requests_on_one_conversation_start_exactly_one_run(database):
@@ -242,9 +242,7 @@ def test_busy_conversations_are_not_evicted_and_unload_stops_their_streams(datab
     store.drop("page")
     for _ in snapshots:
         pass
-    deadline = time.monotonic() + 5
-    while conversation.busy and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: not conversation.busy, 5, every_s=0.01, what="the dropped page's streams to stop")
     assert {p.status for p in conversation.panes} == {"stopped"}
 
 

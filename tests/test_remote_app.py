@@ -12,10 +12,10 @@ import pytest
 from gradio_client import Client
 
 from models.loading import LoadOptions
-from playground.server import ServersNotReady, Settings, create_app, launch
+from playground.server import ServersNotReady, Settings, create_app
 from tests.conftest import REPO
+from tests.page_api import answers, rate_args, token_of
 from tests.servers import free_port
-from tests.test_app_e2e import answers, rate_args, token_of
 
 
 def lineup_file(folder: Path, local: Path, base_url: str, model: str, **endpoint) -> Path:
@@ -54,14 +54,13 @@ def test_local_and_remote_side_by_side_rated_and_exported(mode: str, mixed_file:
     settings = Settings(lineup_file=mixed_file, mode=mode, port=free_port(), data_dir=tmp_path / "data",
                         load=LoadOptions(dtype="float32"))
     logged: list[str] = []
-    demo, core = create_app(settings, log=logged.append)
+    app = create_app(settings, log=logged.append)
     assert "there: " + f"{tiny_mha} at {serve_tiny.base_url} is ready" in logged
     assert "comparisons generated at once: 4" in logged  # the endpoint's max_concurrent caps it
     assert ("there: long conversations are sent whole and its server's error is shown, since the lineup sets no "
             "endpoint.tokenizer (weights whose tokenizer counts its tokens) and no endpoint.context_length (its "
             "server lists none)") in logged
-    launch(demo, settings, block=False)
-    try:
+    with app:
         client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
         for turn in range(2):  # twice: the second comparison is where state bugs live
             result = client.predict("Tell me about the sky and the sea.", "", "", api_name="/ask")
@@ -72,8 +71,6 @@ def test_local_and_remote_side_by_side_rated_and_exported(mode: str, mixed_file:
             if mode == "arena":
                 assert "was here" in message and "was there" in message  # names shown after the vote
             client.predict(api_name="/clear")
-    finally:
-        demo.close()
     database = settings.data_dir / "feedback.sqlite3"
     with sqlite3.connect(database) as db:
         rows = db.execute("SELECT contender, finish_reason, endpoint, served_model FROM responses "
@@ -100,12 +97,11 @@ def test_a_remote_contenders_long_conversation_is_trimmed_with_a_notice(tmp_path
     settings = Settings(lineup_file=path, port=free_port(), data_dir=tmp_path / "data",
                         load=LoadOptions(dtype="float32"))
     logged: list[str] = []
-    demo, core = create_app(settings, log=logged.append)
+    app = create_app(settings, log=logged.append)
     assert not any("long conversations are sent whole" in line for line in logged)
-    assert "| there | " in core_models_tab(demo)
-    assert "160 tokens, old exchanges left out to fit" in core_models_tab(demo)
-    launch(demo, settings, block=False)
-    try:
+    assert "| there | " in core_models_tab(app.demo)
+    assert "160 tokens, old exchanges left out to fit" in core_models_tab(app.demo)
+    with app:
         client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
         notices, token = [], ""
         for turn in range(5):
@@ -115,8 +111,6 @@ def test_a_remote_contenders_long_conversation_is_trimmed_with_a_notice(tmp_path
             assert all(answers(result))
             names = [chatbot["label"].split(": ", 1)[1] for chatbot in result[:2]]  # panes are placed at random
             notices.append({name: "left out to fit" in stats for name, stats in zip(names, result[2:4])})
-    finally:
-        demo.close()
     # Only the 160-token server's pane, and only once the conversation outgrew it.
     assert notices[0] == {"here": False, "there": False} and notices[-1] == {"here": False, "there": True}
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
@@ -186,10 +180,9 @@ def test_allow_unreachable_starts_and_shows_the_pane_as_unavailable(tmp_path: Pa
     settings = Settings(lineup_file=path, allow_unreachable=True, port=free_port(), data_dir=tmp_path / "data",
                         load=LoadOptions(dtype="float32"))
     logged: list[str] = []
-    demo, core = create_app(settings, log=logged.append)
+    app = create_app(settings, log=logged.append)
     assert any("unavailable for now" in line and "there: Could not connect" in line for line in logged)
-    launch(demo, settings, block=False)
-    try:
+    with app:
         client = Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
         for _ in range(2):
             result = client.predict("Hello", "", "", api_name="/ask")
@@ -197,8 +190,6 @@ def test_allow_unreachable_starts_and_shows_the_pane_as_unavailable(tmp_path: Pa
             assert panes["here"]
             assert "there is unavailable: Could not connect" in panes["there"]
             client.predict(api_name="/clear")
-    finally:
-        demo.close()
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
         failed = db.execute("SELECT finish_reason, error, endpoint FROM responses WHERE contender = 'there'").fetchall()
     assert len(failed) == 2 and all(r[0] == "error" and "unavailable" in r[1] and r[2] == refused for r in failed)

@@ -7,14 +7,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 from gradio_client import Client
 
 from tests.conftest import REPO
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_serving
+from tests.waiting import until
 
 pytestmark = pytest.mark.slow
 
@@ -28,19 +27,12 @@ def sigterm_mid_answer(tmp_path, *args: str) -> str:
                            stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 180
-        while True:
-            assert app.poll() is None and time.monotonic() < deadline, app.stdout.read() if app.poll() else "no page"
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_until_serving(app, url, 180, lambda: "")
         client = Client(url, verbose=False)
         job = client.submit("Tell me a very long story about the sea.", "", "", api_name="/ask")
-        while not any(str(o[0]).count("assistant") for o in job.outputs()):  # the first text is on screen
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        # The first text is on screen.
+        until(lambda: any(str(o[0]).count("assistant") for o in job.outputs()), 120, every_s=0.02,
+              what="the first answer text")
         app.send_signal(signal.SIGTERM)
         output, _ = app.communicate(timeout=60)
     finally:

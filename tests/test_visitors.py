@@ -15,12 +15,12 @@ from gradio_client.exceptions import ValidationError
 from app import settings_from
 from feedback_db import ComparisonRecord, add_comparison, get_comparison
 from playground.comparison import Playground
-from playground.conversation import PlaygroundError
-from playground.server import create_app, launch
+from playground.errors import PlaygroundError
+from playground.server import create_app
 from playground.visitors import VisitorPolicy, load_salt
 from tests.databases import store_comparison
 from tests.fakes import lineup, run, words_streamer
-from tests.test_app_e2e import free_port
+from tests.servers import free_port
 
 SALT = b"0123456789abcdef0123456789abcdef"
 
@@ -78,10 +78,9 @@ def test_limits_refuse_with_the_numbers_and_count_each_visitor_alone(database):
 def limited_app(tmp_path):
     settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
                               "--model", "org/two", "--limit-per-minute", "1", "--trusted-proxy"], {})
-    demo, core = create_app(settings, streamer=words_streamer(), log=lambda m: None)
-    launch(demo, settings, block=False)
-    yield settings, core
-    demo.close()
+    app = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    with app:
+        yield settings, app.core
 
 
 def test_the_launched_app_limits_each_visitor_by_the_address_it_sees(limited_app):
@@ -128,16 +127,17 @@ def test_the_hosted_profile_binds_every_interface_on_the_platforms_port_and_limi
 def test_comparisons_a_killed_server_left_unfinished_are_marked_at_the_next_start(tmp_path):
     settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
                               "--model", "org/two"], {})
-    demo, core = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    app = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    core = app.core
     finished = store_comparison(core.database, ["x", "y"])
     unfinished = ComparisonRecord(lineup="l", session_id="s", prompt="cut off", n_responses=2)
     with core.database.session() as session:
         add_comparison(session, unfinished)
     core.database.dispose()
     logged: list[str] = []
-    _, restarted = create_app(settings, streamer=words_streamer(), log=logged.append)
+    restarted = create_app(settings, streamer=words_streamer(), log=logged.append)
     assert "1 comparisons were left unfinished by a server that stopped; marked as interrupted" in logged
-    with restarted.database.session() as session:
+    with restarted.core.database.session() as session:
         assert get_comparison(session, unfinished.id).interrupted_at is not None
         assert get_comparison(session, finished).interrupted_at is None
 

@@ -11,17 +11,15 @@ from gradio_client import Client
 
 from tests.browsers import paced_app
 from tests.fakes import words_streamer
+from tests.page_api import rate_args
 from tests.raw_api import call, form_token, refusal
-from tests.test_app_e2e import rate_args
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    demo, url, settings = paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
-                                    streamer=words_streamer())
-    client = Client(url, verbose=False)
-    yield url, settings, client._infer_fn_index("/ask", None), client._infer_fn_index("/rate", None)
-    demo.close()
+    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two", streamer=words_streamer()) as app:
+        client = Client(app.url, verbose=False)
+        yield app.url, app.settings, client._infer_fn_index("/ask", None), client._infer_fn_index("/rate", None)
 
 
 def ratings(settings) -> list[tuple]:

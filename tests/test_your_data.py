@@ -12,10 +12,11 @@ from gradio_client import Client
 from app import settings_from
 from feedback_db import count_rows, delete_session_data, session_data
 from playground.comparison import Playground
-from playground.server import create_app, launch
+from playground.server import create_app
 from playground.voting import Vote
 from tests.fakes import lineup, run, words_streamer
-from tests.test_app_e2e import free_port, rate_args, token_of
+from tests.page_api import rate_args, token_of
+from tests.servers import free_port
 
 
 def test_deleting_one_sessions_data_leaves_every_other_session_alone(any_db):
@@ -41,10 +42,8 @@ def test_deleting_one_sessions_data_leaves_every_other_session_alone(any_db):
 def app(tmp_path):
     settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
                               "--model", "org/two"], {})
-    demo, _ = create_app(settings, streamer=words_streamer(), log=lambda m: None)
-    launch(demo, settings, block=False)
-    yield settings
-    demo.close()
+    with create_app(settings, streamer=words_streamer(), log=lambda m: None):
+        yield settings
 
 
 def test_a_visitor_sees_and_deletes_only_their_own_data_through_the_page(app):

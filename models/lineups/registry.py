@@ -11,7 +11,7 @@ from typing import Sequence
 from models.embedded import EMBEDDED_ID, EMBEDDED_REVISION, INSTALL_HINT
 from models.lineups.files import load_lineup_file
 from models.prompt_format import LLAMA2_DEFAULT_SYSTEM_PROMPT
-from models.specs import ContenderSpec, GenerationParams, LineupSpec, WeightsSpec
+from models.specs import ContenderSpec, GenerationParams, LineupSpec, SpecError, WeightsSpec
 
 BUILTIN_LINEUPS = Path(__file__).parent
 
@@ -60,6 +60,13 @@ PRESETS: dict[str, GenerationParams] = {
 _LINEUPS: dict[str, LineupSpec] = {}
 
 
+class UnknownLineup(SpecError, KeyError):
+    """No lineup is registered under the name asked for; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
 def register_lineup(lineup: LineupSpec) -> LineupSpec:
     """Add a named lineup (built-in lineups use the same call)."""
     if lineup.name in _LINEUPS:
@@ -77,7 +84,7 @@ def get_lineup(name: str) -> LineupSpec:
     try:
         return _LINEUPS[name]
     except KeyError:
-        raise KeyError(
+        raise UnknownLineup(
             f"unknown lineup {name!r}; known lineups: {', '.join(lineup_names())}. "
             "Or build one with --model (repeat it for each contender)."
         ) from None
@@ -97,7 +104,7 @@ def weights_from_reference(reference: str) -> WeightsSpec:
                            how_to_get=f"check that {path} is a folder saved with save_pretrained")
     hub_id, _, revision = reference.partition("@")
     if hub_id.count("/") != 1:
-        raise ValueError(
+        raise SpecError(
             f"--model {reference!r} is neither an existing path nor a Hub id like "
             "'org/name' or 'org/name@revision'"
         )
