@@ -1,4 +1,4 @@
-"""The README's promises: its commands exist and every option it names is a real option."""
+"""The README's promises, and its docs/ pages': their commands exist and every option they name is real."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ from pathlib import Path
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
+DOCS = {path.name: path.read_text(encoding="utf-8") for path in sorted((REPO / "docs").glob("*.md"))}
+TOLD_TEXT = "\n".join([README, *DOCS.values()])  # what users read: the README and the pages it links
+
+
+def test_the_readme_links_every_docs_page_and_every_link_resolves():
+    assert DOCS, "no docs/ pages"
+    assert all(f"](docs/{name})" in README for name in DOCS), "a docs/ page the README does not link"
+    for where, text in [(REPO / "README.md", README), *((REPO / "docs" / n, t) for n, t in DOCS.items())]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert (where.parent / target).exists(), f"{where.name} links {target}, which does not exist"
 
 
 def test_first_screen_has_the_two_commands():
@@ -30,7 +40,7 @@ def test_every_option_in_the_readme_exists():
     tools_help = "".join(help_of("-m", package, command) for package, command in (
         ("models", "plan"), ("models", "prompt"), ("feedback_db", "export"), ("feedback_db", "leaderboard"),
         ("feedback_db", "upgrade")))
-    named = set(re.findall(r"`(--[a-z][a-z-]+)", README)) - {"--no-deps"}
+    named = set(re.findall(r"`(--[a-z][a-z-]+)", TOLD_TEXT)) - {"--no-deps"}
     assert named, "the README names no options"
     missing = sorted(o for o in named if not re.search(rf"{o}\b", app_help + tools_help))
     assert not missing, f"README names options that do not exist: {missing}"
@@ -47,7 +57,7 @@ def test_every_option_in_the_readme_exists():
 def test_readme_environment_variables_are_read_by_the_code():
     code = "".join(path.read_text(encoding="utf-8") for folder in ("models", "feedback_db", "playground", "tests")
                    for path in (REPO / folder).rglob("*.py")) + (REPO / "app.py").read_text(encoding="utf-8")
-    for variable in set(re.findall(r"`((?:PLAYGROUND|GRADIO)_[A-Z_]+)`", README)):
+    for variable in set(re.findall(r"`((?:PLAYGROUND|GRADIO)_[A-Z_]+)`", TOLD_TEXT)):
         assert f'"{variable}"' in code, f"the README names {variable}, which no code reads"
 
 
@@ -71,8 +81,8 @@ def commands_told_to_users() -> list[str]:
     from models.lineups import WEIGHTS, weights_from_reference
 
     messages = [w.how_to_get for w in WEIGHTS.values()] + [weights_from_reference("org/name").how_to_get]
-    told = TOLD.findall(README + "\n".join(messages))
-    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+    told = TOLD.findall(TOLD_TEXT + "\n".join(messages))
+    for block in re.findall(r"```bash\n(.*?)```", TOLD_TEXT, re.S):
         told += [line.split("#")[0].strip().removesuffix("&").strip() for line in block.splitlines()]
     found = []
     for command in told:
