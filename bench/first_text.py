@@ -16,7 +16,6 @@ start, SSE. Two clients, in turn:
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 import sqlite3
@@ -66,32 +65,22 @@ def one_comparison(client, api, prompt: str) -> tuple[float, float | None]:
 def one_comparison_raw(client, api, prompt: str) -> tuple[float, float | None]:
     """Like one_comparison, over the page's protocol read as bytes arrive (as a browser reads it)."""
     import httpx
-    from gradio_client.utils import apply_diff
+
+    from tests.raw_api import join, messages, snapshots
 
     fn_index = client._infer_fn_index("/ask", None)
     session = uuid.uuid4().hex
-    state, snapshot, text = None, None, None
+    snapshot, text = None, None
     with httpx.Client(timeout=None) as http:
         submitted = time.perf_counter()
-        joined = http.post(client.sse_data_url, json={"data": api.ask_args(prompt), "fn_index": fn_index,
-                                                       "session_hash": session, "event_data": None,
-                                                       "trigger_id": None})
-        joined.raise_for_status()
-        with http.stream("GET", client.sse_url, params={"session_hash": session}) as events:
-            for line in events.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                message = json.loads(line[5:])
-                kind = message.get("msg")
-                if kind == "process_completed":
-                    break
-                if kind != "process_generating":
-                    continue
-                now, output = time.perf_counter(), message["output"]["data"]
-                state = list(output) if state is None else [apply_diff(old, diff) for old, diff in zip(state, output)]
-                snapshot = snapshot or now
-                if text is None and any(t.strip() for t in answer_texts(state, api.panes)):
-                    text = now
+        join(http, client.src, fn_index, api.ask_args(prompt), session).raise_for_status()
+        for message, state in snapshots(messages(http, client.src, session)):
+            if message.get("msg") != "process_generating":
+                continue
+            now = time.perf_counter()
+            snapshot = snapshot or now
+            if text is None and any(t.strip() for t in answer_texts(state, api.panes)):
+                text = now
     return snapshot - submitted, (text - submitted) if text else None
 
 

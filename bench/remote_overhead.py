@@ -23,7 +23,6 @@ the rest, as when the server has a machine of its own (the deployment this is fo
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 import sqlite3
@@ -94,33 +93,24 @@ def direct(client, model: str, prompt: str, max_tokens: int) -> Run:
     return Run(first, last, tokens or chunks)
 
 
-def through_page(urls: tuple[str, str, int], prompt: str, tokens_of: callable) -> Run:
+def through_page(urls: tuple[str, int], prompt: str, tokens_of: callable) -> Run:
     """One comparison over the page's own protocol, read as bytes arrive."""
     import httpx
-    from gradio_client.utils import apply_diff
 
-    join_url, data_url, fn_index = urls
-    session, state, first, last, text, where = uuid.uuid4().hex, None, None, None, "", []
+    from tests.raw_api import join, messages, snapshots
+
+    url, fn_index = urls
+    session, first, last, text, where = uuid.uuid4().hex, None, None, "", []
     with httpx.Client(timeout=None) as http:
         started = time.perf_counter()
-        http.post(join_url, json={"data": [prompt, "", ""], "fn_index": fn_index,
-                                                        "session_hash": session, "event_data": None,
-                                                        "trigger_id": None}).raise_for_status()
-        with http.stream("GET", data_url, params={"session_hash": session}) as events:
-            for line in events.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed":
-                    break
-                if message.get("msg") != "process_generating":
-                    continue
-                now, output = time.perf_counter() - started, message["output"]["data"]
-                state = list(output) if state is None else [apply_diff(old, d) for old, d in zip(state, output)]
-                served = served_text(state, where)
-                if served and served != text:
-                    first = first if first is not None else now
-                    last, text = now, served
+        join(http, url, fn_index, [prompt, "", ""], session).raise_for_status()
+        for message, state in snapshots(messages(http, url, session)):
+            if message.get("msg") != "process_generating":
+                continue
+            now, served = time.perf_counter() - started, served_text(state, where)
+            if served and served != text:
+                first = first if first is not None else now
+                last, text = now, served
     return Run(first, last, tokens_of(text))
 
 
@@ -251,7 +241,7 @@ def main() -> None:
         from gradio_client import Client
 
         probe_client = Client(url, verbose=False)
-        urls = (probe_client.sse_data_url, probe_client.sse_url, probe_client._infer_fn_index("/ask", None))
+        urls = (url, probe_client._infer_fn_index("/ask", None))
         client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0)
         counts: dict[str, int] = {}
 

@@ -72,14 +72,11 @@ def _plain(demo, holders):
 
 def session(http: httpx.Client, url: str, fn_index: int, session_hash: str, data: list | None = None) -> None:
     """One event of a session through the queue, read to its end."""
-    from tests.raw_api import join
+    from tests.raw_api import join, messages
 
-    joined = join(http, url, fn_index, data or [], session_hash)
-    joined.raise_for_status()
-    with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session_hash}) as events:
-        for line in events.iter_lines():
-            if "process_completed" in line:
-                return
+    join(http, url, fn_index, data or [], session_hash).raise_for_status()
+    for _ in messages(http, url, session_hash):
+        pass
 
 
 def main() -> None:

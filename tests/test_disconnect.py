@@ -11,7 +11,7 @@ from gradio_client import Client
 
 from models.loading import LoadOptions
 from playground.server import Settings, create_app
-from tests.raw_api import join
+from tests.raw_api import join, messages
 from tests.servers import free_port
 from tests.waiting import until
 
@@ -27,12 +27,11 @@ def test_a_client_that_disconnects_mid_stream_stops_its_generation(tiny_mha, tin
         session = uuid.uuid4().hex[:11]
         with httpx.Client(timeout=60) as http:
             join(http, url, fn_index, ["Tell me a very long story about the sea.", "", ""], session).raise_for_status()
-            with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as events:
-                seen = 0
-                for line in events.iter_lines():
-                    seen += line.startswith("data:") and '"process_generating"' in line
-                    if seen >= 3:  # answers are streaming: the visitor leaves
-                        break
+            stream = messages(http, url, session)
+            generating = (m for m in stream if m.get("msg") == "process_generating")
+            for _ in range(3):  # answers are streaming ...
+                next(generating)
+            stream.close()  # ... and the visitor leaves
         until(lambda: not app.core.streaming, 60, what="the left page's generation to stop")
 
         def stored() -> list[tuple]:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.browsers import paced_app
 from tests.fakes import words_streamer
-from tests.raw_api import call, form_token
+from tests.raw_api import call, form_token, join, messages
 
 SOUND = [True, 0.5, 0.9, 40, 1.1, 128]  # override on, temperature, top_p, top_k, repetition penalty, max tokens
 BAD = {
@@ -44,11 +44,11 @@ def test_every_parameter_endpoint_refuses_what_no_slider_sends(app):
         for literal in ("NaN", "Infinity", "-Infinity", "1e999"):  # not JSON, but a script can send it
             body = json.dumps({"data": [True, 0.5, 0.9, 40, 1.1, 128], "fn_index": fn_index,
                                "session_hash": session, "event_data": None, "trigger_id": None})
-            body = body.replace("0.5", literal, 1)
-            joined = httpx.post(f"{url}gradio_api/queue/join", content=body,
-                                headers={"Content-Type": "application/json"}, timeout=30)
-            if joined.status_code == 200:  # accepted for the queue: the handler must refuse it
-                assert not _completed(url, session)["success"], (fn_index, literal)
+            with httpx.Client(timeout=30) as http:
+                joined = join(http, url, fn_index, [], body=body.replace("0.5", literal, 1))
+                if joined.status_code == 200:  # accepted for the queue: the handler must refuse it
+                    *_, completed = messages(http, url, session)
+                    assert not completed["success"], (fn_index, literal)
     first = call(url, ask, ["after the attempts", "", ""], session)
     assert first["success"]
     assert call(url, setters[0], SOUND, session)["success"]
@@ -59,13 +59,3 @@ def test_every_parameter_endpoint_refuses_what_no_slider_sends(app):
     assert all(isinstance(p["temperature"], float) and not isinstance(p["top_p"], bool) for p in params)
     assert params[-1]["temperature"] == 0.5 and params[-1]["max_new_tokens"] == 128
 
-
-def _completed(url: str, session: str) -> dict:
-    with httpx.Client(timeout=30) as http:
-        with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as events:
-            for line in events.iter_lines():
-                if line.startswith("data:"):
-                    message = json.loads(line[5:])
-                    if message.get("msg") == "process_completed":
-                        return message
-    raise AssertionError("no process_completed")
