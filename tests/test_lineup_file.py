@@ -6,15 +6,23 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 
 from models.lineups import BUILTIN_LINEUPS, PRESETS, WEIGHTS, LineupFileError, get_lineup, lineup_from_file
+from models.lineups.files import _Endpoint, _Params
 from models.prompt_format import LLAMA2_DEFAULT_SYSTEM_PROMPT, llama2_prompt_text, validate_messages
 from models.remote import RemoteStreamer
-from models.specs import REQUEST_FIELDS_ALWAYS, REQUEST_FIELDS_FROM, ContenderSpec, EndpointSpec, public_url
+from models.specs import (
+    REQUEST_FIELDS_ALWAYS,
+    REQUEST_FIELDS_FROM,
+    ContenderSpec,
+    EndpointSpec,
+    GenerationParams,
+    public_url,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -238,6 +246,12 @@ BAD = [
     bad(GOOD + "".join(local(f"Good {n}") for n in range(2, 10)), "contender #9 'Good 9'", "contenders",
         id="nine-contenders"),
     bad(GOOD + "[[contenders]\n", None, None, id="invalid-toml"),
+    bad('name = 7\n' + GOOD * 2, None, "name", id="lineup-name-not-text"),
+    bad('contenders = "Good"\n', None, "contenders", id="contenders-not-a-list"),
+    bad(GOOD + local("C", "context_length = 8\n"), "contender 'C'", "context_length", id="context-too-small"),
+    bad(GOOD + local("S", "system_prompt = 3\n"), "contender 'S'", "system_prompt", id="system-prompt-not-text"),
+    bad(GOOD + local("P", 'params = "hot"\n'), "contender 'P'", "params", id="params-not-a-table"),
+    bad(GOOD + remote(URL + "max_concurrent = true"), R, "endpoint.max_concurrent", id="max-concurrent-true"),
 ]
 
 
@@ -256,6 +270,43 @@ def test_a_bad_file_gets_one_message(tmp_path: Path, text: str, contender: str |
         assert f"field '{field}'" in message, message
     if hidden:
         assert hidden not in message
+
+
+# A value of the wrong type is told what its field takes, and shown (never for an unknown field: a key).
+WRONG_TYPE = {
+    "endpoint-not-a-table": ('[[contenders]]\nname = "E"\nendpoint = "http://h/v1"\n',
+                             "contender 'E': field 'endpoint': must be a table with base_url and model, got 'http://h/v1'"),
+    "contenders-not-a-list": ('contenders = "Good"\n',
+                              "field 'contenders': must be a list of [[contenders]] tables, got 'Good'"),
+    "a-contender-not-a-table": ("contenders = [1, 2]\n", "contender #1: field 'contenders': must be a table, got 1"),
+    "no-name": ('[[contenders]]\nweights = "llama-2-7b-chat"\n',
+                "contender #2: field 'name': missing; add it to this table"),
+    "true-for-a-number": (local("T", "params = { temperature = true }\n"),
+                          "contender 'T': field 'params.temperature': must be a number, got True"),
+    "text-for-seconds": (remote(URL + 'chunk_timeout_s = "fast"'),
+                         f"{R}: field 'endpoint.chunk_timeout_s': must be a number of seconds, got 'fast'"),
+    "prompt-format": (local("F", 'prompt_format = "llama3"\n'),
+                      "contender 'F': field 'prompt_format': must be 'llama2' or 'chat_template', got 'llama3'"),
+    "context-too-small": (local("C", "context_length = 8\n"),
+                          "contender 'C': field 'context_length': must be greater than or equal to 16, got 8"),
+    "extra-body-date": (remote(URL + "extra_body = { since = 2024-01-01 }"),
+                        f"{R}: field 'endpoint.extra_body': must be a JSON value (text, a number, a boolean, a list "
+                        "or a table), got datetime.date(2024, 1, 1)"),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), WRONG_TYPE.values(), ids=WRONG_TYPE.keys())
+def test_a_wrong_type_is_told_what_the_field_takes(tmp_path: Path, text: str, expected: str):
+    path = write(tmp_path, text if text.startswith("contenders") else GOOD + text)
+    with pytest.raises(LineupFileError) as caught:
+        lineup_from_file(path)
+    assert str(caught.value) == f"{path}: {expected}"
+
+
+def test_the_file_takes_every_field_of_an_endpoint_and_of_params():
+    """A field added to EndpointSpec or GenerationParams is one a lineup file can set."""
+    assert set(_Endpoint.model_fields) == {f.name for f in fields(EndpointSpec)}
+    assert set(_Params.model_fields) == {f.name for f in fields(GenerationParams)}
 
 
 def test_typos_get_a_suggestion(tmp_path: Path):

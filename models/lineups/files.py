@@ -31,25 +31,75 @@ from __future__ import annotations
 
 import difflib
 import json
+import reprlib
 import tomllib
 from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Literal, Mapping
 
-from models.specs import ContenderSpec, EndpointSpec, GenerationParams, LineupSpec, WeightsSpec
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+from pydantic_core import ErrorDetails
 
-TOP_KEYS = {"name", "description", "contenders"}
-CONTENDER_KEYS = {"name", "weights", "context_length", "endpoint", "prompt_format", "preset", "params",
-                  "system_prompt"}
-ENDPOINT_KEYS = {f.name for f in fields(EndpointSpec)}
-PARAM_KEYS = {f.name for f in fields(GenerationParams)}
-PROMPT_FORMATS = ("llama2", "chat_template")
-DEFAULT_PRESET = "balanced"
+from models.specs import MIN_CONTEXT, ContenderSpec, EndpointSpec, GenerationParams, LineupSpec, WeightsSpec
+
 MAX_CONTENDERS = 8
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class LineupFileError(ValueError):
     """A lineup file that cannot be used; the message names the file, the contender and the field."""
+
+
+# The file's tables check names and types (strictly: true is no number, 7 no text); the specs check values.
+# A field left out (None) takes the spec's default; a description is what a value of the wrong type must be.
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Endpoint(_Table):
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    max_concurrent: int | None = None
+    prompt: str | None = None
+    connect_timeout_s: float | None = Field(None, description="a number of seconds")
+    chunk_timeout_s: float | None = Field(None, description="a number of seconds")
+    extra_params: Annotated[list[str], AfterValidator(tuple)] | None = None
+    # A TOML table sent as JSON text (EndpointSpec.extra_body): no TOML dates.
+    extra_body: Annotated[dict[str, JsonValue], AfterValidator(partial(json.dumps, sort_keys=True))] | None = None
+    context_length: int | None = Field(None, description="a whole number of tokens")
+    tokenizer: Text | None = None
+
+
+class _Params(_Table):
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    max_new_tokens: int | None = None
+
+
+class _Contender(_Table):
+    name: Text
+    weights: Text | None = None
+    context_length: Annotated[int, Field(ge=MIN_CONTEXT)] | None = Field(None, description="a whole number of tokens")
+    endpoint: _Endpoint | None = Field(None, description="a table with base_url and model")
+    prompt_format: Literal["llama2", "chat_template"] = "chat_template"
+    preset: str = Field("balanced", description="the name of a preset")
+    params: _Params = Field(_Params(), description="a table such as { temperature = 0.2 }")
+    system_prompt: str | None = None
+
+
+class _Lineup(_Table):
+    name: Text
+    description: str = ""
+    contenders: list[_Contender] = Field([], description="a list of [[contenders]] tables")
+
+
+_MUST = {"string_type": "text", "string_too_short": "non-empty text", "int_type": "a whole number",
+         "float_type": "a number", "list_type": "a list", "dict_type": "a table", "model_type": "a table",
+         "invalid-json-value": "a JSON value (text, a number, a boolean, a list or a table)"}
 
 
 def load_lineup_file(path: str | Path, *, weights: Mapping[str, WeightsSpec], presets: Mapping[str, GenerationParams],
@@ -73,165 +123,105 @@ def load_lineup_file(path: str | Path, *, weights: Mapping[str, WeightsSpec], pr
         raise LineupFileError(f"{where}: lists or tables nested too deeply to read ([[[…]]] or {{a = {{a = …}}}}); "
                               "a lineup file needs only a few levels (contenders, endpoint, params): remove the "
                               "extra nesting") from None
-    _unknown(where, "", data, TOP_KEYS)
-    name = _string(where, "", "name", data.get("name", path.stem), required=True).strip()
-    description = _string(where, "", "description", data.get("description", ""))
-    entries = data.get("contenders")
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise LineupFileError(f"{where}: field 'contenders' must be a list of [[contenders]] tables, "
-                              f"got {type(entries).__name__ if entries is not None else 'nothing'}")
-    reader = _ContenderReader(where, path.parent, weights, presets, resolve)
-    contenders = tuple(reader(index, entry) for index, entry in enumerate(entries, start=1))
-    _check_count(where, contenders)
     try:
-        return LineupSpec(name=name, contenders=contenders, description=description)
-    except ValueError as error:
-        raise LineupFileError(f"{where}: field 'contenders': {error}") from None
-
-
-def _check_count(where: str, contenders: tuple[ContenderSpec, ...]) -> None:
-    """Two to eight contenders with distinct names; the message names the contender at fault."""
-    seen: set[str] = set()
-    for index, contender in enumerate(contenders, start=1):
-        if contender.name in seen:
-            raise LineupFileError(f"{where}: contender #{index} {contender.name!r}: field 'name' repeats an earlier "
-                                  "contender's name; every contender needs its own")
-        seen.add(contender.name)
+        lineup = _Lineup.model_validate({"name": path.stem, **data})
+    except ValidationError as error:
+        raise _file_error(where, data, error.errors()[0]) from None
+    reference = partial(_reference, path.parent, weights, resolve)
+    contenders = tuple(_contender(f"{where}: contender {entry.name!r}", entry, presets, reference)
+                       for entry in lineup.contenders)
+    names = [contender.name for contender in contenders]
+    for index, name in enumerate(names, start=1):
+        label = f"{where}: contender #{index} {name!r}"
+        if name in names[:index - 1]:
+            raise _fail(label, "name", "repeats an earlier contender's name; every contender needs its own")
         if index > MAX_CONTENDERS:
-            raise LineupFileError(f"{where}: contender #{index} {contender.name!r}: field 'contenders' holds at most "
-                                  f"{MAX_CONTENDERS} contenders, this file has {len(contenders)}")
-    if len(contenders) < 2:
-        only = f"only contender {contenders[0].name!r}" if contenders else "no contenders"
-        raise LineupFileError(f"{where}: field 'contenders' has {only}; a lineup compares 2 to "
-                              f"{MAX_CONTENDERS}: add another [[contenders]] table")
+            raise _fail(label, "contenders", f"holds at most {MAX_CONTENDERS} contenders, this file has {len(names)}")
+    if len(names) < 2:
+        raise _fail(where, "contenders", f"has {f'only contender {names[0]!r}' if names else 'no contenders'}; a "
+                    f"lineup compares 2 to {MAX_CONTENDERS}: add another [[contenders]] table")
+    return LineupSpec(name=lineup.name, contenders=contenders, description=lineup.description)
 
 
-class _ContenderReader:
-    def __init__(self, where: str, folder: Path, weights: Mapping[str, WeightsSpec],
-                 presets: Mapping[str, GenerationParams], resolve: Callable[[str], WeightsSpec]) -> None:
-        self.where, self.folder, self.weights, self.presets, self.resolve = where, folder, weights, presets, resolve
-
-    def __call__(self, index: int, entry: dict[str, Any]) -> ContenderSpec:
-        label = f"contender #{index}"
-        if isinstance(entry.get("name"), str) and entry["name"].strip():
-            label = f"contender {entry['name'].strip()!r}"
-        where = f"{self.where}: {label}"
-        _unknown(where, "", entry, CONTENDER_KEYS)
-        name = _string(where, "", "name", entry.get("name"), required=True).strip()
-        prompt_format = entry.get("prompt_format", "chat_template")
-        if prompt_format not in PROMPT_FORMATS:
-            raise LineupFileError(f"{where}: field 'prompt_format' must be one of {', '.join(PROMPT_FORMATS)}, "
-                                  f"got {prompt_format!r}")
-        system = entry.get("system_prompt")
-        if system is not None:
-            system = _string(where, "", "system_prompt", system).strip() or None
-        has_weights, has_endpoint = "weights" in entry, "endpoint" in entry
-        if has_weights == has_endpoint:
-            raise LineupFileError(f"{where}: field 'weights' or 'endpoint': give exactly one (local weights, or "
-                                  f"an [contenders.endpoint] table for a server), not "
-                                  f"{'both' if has_weights else 'neither'}")
-        if has_endpoint and "context_length" in entry:
-            raise LineupFileError(f"{where}: field 'context_length' applies to local weights; for a server, "
-                                  "set endpoint.context_length to the context it was started with")
-        weights = self._weights(where, entry) if has_weights else None
-        endpoint = self._endpoint(where, entry["endpoint"]) if has_endpoint else None
-        params = self._params(where, entry)
-        try:
-            return ContenderSpec(name=name, weights=weights, endpoint=endpoint, prompt_format=prompt_format,
-                                 params=params, system_prompt=system)
-        except ValueError as error:
-            field = "endpoint.prompt" if endpoint and endpoint.prompt == "local" else "prompt_format"
-            raise LineupFileError(f"{where}: field '{field}': {error}") from None
-
-    def _weights(self, where: str, entry: dict[str, Any]) -> WeightsSpec:
-        spec = self._reference(where, "weights", entry["weights"])
-        if "context_length" in entry:
-            length = entry["context_length"]
-            if isinstance(length, bool) or not isinstance(length, int) or length < 16:
-                raise LineupFileError(f"{where}: field 'context_length' must be a whole number of tokens, "
-                                      f"got {length!r}")
-            spec = replace(spec, context_length=length)
-        return spec
-
-    def _reference(self, where: str, field: str, value: Any) -> WeightsSpec:
-        """Named weights, a Hub id (org/name@revision), a folder or a .gguf, relative to the file."""
-        reference = _string(where, "", field, value, required=True).strip()
-        if reference in self.weights:
-            return self.weights[reference]
-        try:
-            return self.resolve(self._relative_to_file(reference))
-        except (ValueError, RuntimeError, OSError) as error:  # RuntimeError: ~nobody/x has no home folder
-            raise LineupFileError(f"{where}: field '{field}': {error}; named weights: "
-                                  f"{', '.join(sorted(self.weights))}") from None
-
-    def _relative_to_file(self, reference: str) -> str:
-        """A relative path resolved against the lineup file's folder, not where the app starts."""
-        path = Path(reference)
-        if path.is_absolute() or reference.startswith("~"):
-            return reference
-        local = self.folder / path
-        if reference.startswith(".") or reference.lower().endswith(".gguf") or local.exists():
-            return str(local.resolve())
-        return reference  # a Hub id such as org/name@revision
-
-    def _endpoint(self, where: str, table: Any) -> EndpointSpec:
-        if not isinstance(table, dict):
-            raise LineupFileError(f"{where}: field 'endpoint' must be a table with base_url and model")
-        _unknown(where, "endpoint.", table, ENDPOINT_KEYS)
-        for key in ("base_url", "model"):
-            _string(where, "endpoint.", key, table.get(key), required=True)
-        table = dict(table)
-        if "tokenizer" in table:
-            table["tokenizer"] = self._reference(where, "endpoint.tokenizer", table["tokenizer"])
-        if isinstance(table.get("extra_params"), list):
-            table["extra_params"] = tuple(table["extra_params"])
-        if isinstance(table.get("extra_body"), dict):
-            try:
-                table["extra_body"] = json.dumps(table["extra_body"], sort_keys=True)
-            except (TypeError, ValueError) as error:  # TOML dates and times have no JSON form
-                raise LineupFileError(f"{where}: field 'endpoint.extra_body' must hold only JSON values "
-                                      f"(text, numbers, booleans, lists, tables): {error}") from None
-        spec = object.__new__(EndpointSpec)  # checked field by field below, to name the bad one
-        defaults = {f.name: f.default for f in fields(EndpointSpec)}
-        for key, value in {**defaults, **table}.items():
-            object.__setattr__(spec, key, value)
-        problems = spec.problems()
-        if problems:
-            field, message = problems[0]
-            raise LineupFileError(f"{where}: field 'endpoint.{field}': {message}")
-        return EndpointSpec(**table)
-
-    def _params(self, where: str, entry: dict[str, Any]) -> GenerationParams:
-        preset = entry.get("preset", DEFAULT_PRESET)
-        if not isinstance(preset, str) or preset not in self.presets:
-            raise LineupFileError(f"{where}: field 'preset' must be one of {', '.join(self.presets)}, got {preset!r}")
-        params, overrides = self.presets[preset], entry.get("params", {})
-        if not isinstance(overrides, dict):
-            raise LineupFileError(f"{where}: field 'params' must be a table such as {{ temperature = 0.2 }}")
-        _unknown(where, "params.", overrides, PARAM_KEYS)
-        for key, value in overrides.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise LineupFileError(f"{where}: field 'params.{key}' must be a number, got {value!r}")
-            try:
-                params = params.with_overrides(**{key: value})
-            except (ValueError, TypeError) as error:
-                raise LineupFileError(f"{where}: field 'params.{key}': {error}") from None
-        return params
+def _fail(where: str, field: str, problem: str) -> LineupFileError:
+    return LineupFileError(f"{where}: field '{field}': {problem}")
 
 
-def _string(where: str, prefix: str, key: str, value: Any, *, required: bool = False) -> str:
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise LineupFileError(f"{where}: field '{prefix}{key}' must be {'non-empty ' if required else ''}text, "
-                              f"got {value!r}")
-    return value
-
-
-def _unknown(where: str, prefix: str, table: Mapping[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], known, n=1)
+def _file_error(where: str, data: dict[str, Any], error: ErrorDetails) -> LineupFileError:
+    """Pydantic's first error as: the file, the contender, the field, what is wrong (and what to do)."""
+    loc, table, prefix = error["loc"], _Lineup, ""
+    if len(loc) > 1 and loc[0] == "contenders":  # ("contenders", 1, "endpoint", "base_url")
+        entry, table = data["contenders"][loc[1]], _Contender
+        name = entry.get("name") if isinstance(entry, dict) else None
+        label = repr(name.strip()) if isinstance(name, str) and name.strip() else f"#{loc[1] + 1}"
+        where, loc = f"{where}: contender {label}", loc[2:]
+    key, *inner = [part for part in loc if isinstance(part, str)] or ["contenders"]
+    if key in ("endpoint", "params") and inner:  # the field the person wrote, not extra_body's own keys
+        table, prefix, key = {"endpoint": _Endpoint, "params": _Params}[key], f"{key}.", inner[0]
+    kind, got, field = error["type"], reprlib.repr(error.get("input")), table.model_fields.get(key)
+    if kind == "extra_forbidden":  # its value is not repeated: `api_key = "sk-…"` is a key
+        known = sorted(table.model_fields)
+        close = difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
-        raise LineupFileError(f"{where}: field '{prefix}{unknown[0]}' is not a lineup field; {hint}the fields here "
-                              f"are {', '.join(prefix + k for k in sorted(known))}")
+        problem = f"not a lineup field; {hint}the fields here are {', '.join(prefix + k for k in known)}"
+    elif kind == "missing":
+        problem = "missing; add it to this table"
+    elif kind in _MUST:
+        problem = f"must be {field and field.description or _MUST[kind]}, got {got}"
+    else:  # pydantic's words: "must be 'llama2' or 'chat_template'", "must be greater than or equal to 16"
+        problem = f"{error['msg'].replace('Input should be', 'must be')}, got {got}"
+    return _fail(where, prefix + key, problem)
+
+
+def _contender(where: str, entry: _Contender, presets: Mapping[str, GenerationParams],
+               reference: Callable[[str, str, str], WeightsSpec]) -> ContenderSpec:
+    """A checked [[contenders]] table as a ContenderSpec: the preset and the weights looked up."""
+    if (entry.weights is None) == (entry.endpoint is None):
+        raise _fail(where, "weights' or 'endpoint", "give exactly one (local weights, or an [contenders.endpoint] "
+                    f"table for a server), not {'both' if entry.weights else 'neither'}")
+    if entry.endpoint and entry.context_length is not None:
+        raise _fail(where, "context_length", "applies to local weights; for a server, set endpoint.context_length "
+                    "to the context it was started with")
+    if entry.preset not in presets:
+        raise _fail(where, "preset", f"must be one of {', '.join(presets)}, got {entry.preset!r}")
+    params = presets[entry.preset]
+    for key, value in entry.params:  # one at a time, to name the field a refusal is about
+        try:
+            params = params.with_overrides(**{key: value})  # None keeps the preset's
+        except ValueError as error:
+            raise _fail(where, f"params.{key}", str(error)) from None
+    weights = reference(where, "weights", entry.weights) if entry.weights else None
+    if weights and entry.context_length:
+        weights = replace(weights, context_length=entry.context_length)
+    endpoint = _endpoint(where, entry.endpoint, reference) if entry.endpoint else None
+    try:
+        return ContenderSpec(name=entry.name, weights=weights, endpoint=endpoint, prompt_format=entry.prompt_format,
+                             params=params, system_prompt=(entry.system_prompt or "").strip() or None)
+    except ValueError as error:  # the check left to it: prompt = 'local' needs prompt_format = 'llama2'
+        raise _fail(where, "endpoint.prompt", str(error)) from None
+
+
+def _endpoint(where: str, table: _Endpoint, reference: Callable[[str, str, str], WeightsSpec]) -> EndpointSpec:
+    values = {key: value for key, value in table if value is not None}
+    if table.tokenizer:
+        values["tokenizer"] = reference(where, "endpoint.tokenizer", table.tokenizer)
+    spec = object.__new__(EndpointSpec)  # unchecked, to name the field of its first problem
+    spec.__dict__.update({f.name: f.default for f in fields(EndpointSpec)} | values)
+    for field, message in spec.problems()[:1]:
+        raise _fail(where, f"endpoint.{field}", message)
+    return EndpointSpec(**values)
+
+
+def _reference(folder: Path, weights: Mapping[str, WeightsSpec], resolve: Callable[[str], WeightsSpec], where: str,
+               field: str, reference: str) -> WeightsSpec:
+    """Named weights, a Hub id (org/name@revision), a folder or a .gguf, relative to the file."""
+    if reference in weights:
+        return weights[reference]
+    path = folder / reference  # relative to the lineup file's folder, not where the app starts
+    if not Path(reference).is_absolute() and not reference.startswith("~") and (
+            reference.startswith(".") or reference.lower().endswith(".gguf") or path.exists()):
+        reference = str(path.resolve())  # else a Hub id such as org/name@revision
+    try:
+        return resolve(reference)
+    except (ValueError, RuntimeError, OSError) as error:  # RuntimeError: ~nobody/x has no home folder
+        raise _fail(where, field, f"{error}; named weights: {', '.join(sorted(weights))}") from None
