@@ -284,7 +284,12 @@ WRONG_TYPE = {
     "true-for-a-number": (local("T", "params = { temperature = true }\n"),
                           "contender 'T': field 'params.temperature': must be a number, got True"),
     "text-for-seconds": (remote(URL + 'chunk_timeout_s = "fast"'),
-                         f"{R}: field 'endpoint.chunk_timeout_s': must be a number of seconds, got 'fast'"),
+                         f"{R}: field 'endpoint.chunk_timeout_s': must be a number of seconds in (0, 3600], got 'fast'"),
+    "text-for-context": (remote(URL + 'context_length = "4k"'),
+                         f"{R}: field 'endpoint.context_length': must be a whole number of tokens from 16 to "
+                         "10000000, got '4k'"),
+    "true-for-a-limit": (remote(URL + "max_concurrent = true"),
+                         f"{R}: field 'endpoint.max_concurrent': must be a whole number of at least 1, got True"),
     "prompt-format": (local("F", 'prompt_format = "llama3"\n'),
                       "contender 'F': field 'prompt_format': must be 'llama2' or 'chat_template', got 'llama3'"),
     "context-too-small": (local("C", "context_length = 8\n"),

@@ -41,7 +41,16 @@ from typing import Annotated, Any, Callable, Literal, Mapping
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 from pydantic_core import ErrorDetails
 
-from models.specs import MIN_CONTEXT, ContenderSpec, EndpointSpec, GenerationParams, LineupSpec, WeightsSpec
+from models.specs import (
+    EXTRA_PARAMS,
+    MAX_CONTEXT,
+    MIN_CONTEXT,
+    ContenderSpec,
+    EndpointSpec,
+    GenerationParams,
+    LineupSpec,
+    WeightsSpec,
+)
 
 MAX_CONTENDERS = 8
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -61,14 +70,16 @@ class _Endpoint(_Table):
     base_url: str
     model: str
     api_key_env: str | None = None
-    max_concurrent: int | None = None
+    max_concurrent: int | None = Field(None, description="a whole number of at least 1")
     prompt: str | None = None
-    connect_timeout_s: float | None = Field(None, description="a number of seconds")
-    chunk_timeout_s: float | None = Field(None, description="a number of seconds")
-    extra_params: Annotated[list[str], AfterValidator(tuple)] | None = None
+    connect_timeout_s: float | None = Field(None, description="a number of seconds in (0, 3600]")
+    chunk_timeout_s: float | None = Field(None, description="a number of seconds in (0, 3600]")
+    extra_params: Annotated[list[str], AfterValidator(tuple)] | None = Field(
+        None, description=f"a list of {' and '.join(EXTRA_PARAMS)}")
     # A TOML table sent as JSON text (EndpointSpec.extra_body): no TOML dates.
     extra_body: Annotated[dict[str, JsonValue], AfterValidator(partial(json.dumps, sort_keys=True))] | None = None
-    context_length: int | None = Field(None, description="a whole number of tokens")
+    context_length: int | None = Field(None, description=f"a whole number of tokens from {MIN_CONTEXT} to "
+                                                         f"{MAX_CONTEXT}")
     tokenizer: Text | None = None
 
 
@@ -83,7 +94,8 @@ class _Params(_Table):
 class _Contender(_Table):
     name: Text
     weights: Text | None = None
-    context_length: Annotated[int, Field(ge=MIN_CONTEXT)] | None = Field(None, description="a whole number of tokens")
+    context_length: Annotated[int, Field(ge=MIN_CONTEXT)] | None = Field(
+        None, description=f"a whole number of tokens, at least {MIN_CONTEXT}")
     endpoint: _Endpoint | None = Field(None, description="a table with base_url and model")
     prompt_format: Literal["llama2", "chat_template"] = "chat_template"
     preset: str = Field("balanced", description="the name of a preset")
