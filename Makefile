@@ -13,9 +13,10 @@ run: setup
 test: setup-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff's rules are in pyproject.toml; .ci/run lints before it tests.
+# ruff's rules and format are in pyproject.toml; .ci/run lints (rules, then format) before it tests.
 lint: setup-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 plan: setup
 	$(BIN)/python -m models plan $(ARGS)

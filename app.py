@@ -40,82 +40,184 @@ def parse_max_memory(text: str | None) -> dict[int | str, str] | None:
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lineup", default=env.get("PLAYGROUND_LINEUP", "demo"),
-                        help=f"named lineup: {', '.join(lineup_names())} (env PLAYGROUND_LINEUP; default demo)")
-    parser.add_argument("--lineup-file", type=Path, default=env.get("PLAYGROUND_LINEUP_FILE"), metavar="FILE.toml",
-                        help="a lineup file: local weights and OpenAI-compatible servers side by side (see "
-                             "models/lineups/ and examples/); replaces --lineup (env PLAYGROUND_LINEUP_FILE)")
-    parser.add_argument("--allow-unreachable", action="store_true",
-                        help="start even if a remote contender's server is down or lacks its model; its pane "
-                             "says it is unavailable until the server answers")
-    parser.add_argument("--model", action="append", default=[], metavar="REF",
-                        help="ad-hoc contender, repeatable: a Hub id (org/name[@revision]), a local folder "
-                             "or a .gguf file; replaces --lineup")
+    parser.add_argument(
+        "--lineup",
+        default=env.get("PLAYGROUND_LINEUP", "demo"),
+        help=f"named lineup: {', '.join(lineup_names())} (env PLAYGROUND_LINEUP; default demo)",
+    )
+    parser.add_argument(
+        "--lineup-file",
+        type=Path,
+        default=env.get("PLAYGROUND_LINEUP_FILE"),
+        metavar="FILE.toml",
+        help="a lineup file: local weights and OpenAI-compatible servers side by side (see "
+        "models/lineups/ and examples/); replaces --lineup (env PLAYGROUND_LINEUP_FILE)",
+    )
+    parser.add_argument(
+        "--allow-unreachable",
+        action="store_true",
+        help="start even if a remote contender's server is down or lacks its model; its pane "
+        "says it is unavailable until the server answers",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="ad-hoc contender, repeatable: a Hub id (org/name[@revision]), a local folder "
+        "or a .gguf file; replaces --lineup",
+    )
     # No defaults here: settings_from tells a value the person gave from the profile's (--hosted).
-    parser.add_argument("--host", default=None,
-                        help="address to serve on (env GRADIO_SERVER_NAME; default 127.0.0.1, 0.0.0.0 with --hosted)")
-    parser.add_argument("--port", type=int, default=None,
-                        help="port (env GRADIO_SERVER_PORT; default 7860; with --hosted $PORT first)")
-    parser.add_argument("--data-dir", type=Path, default=Path(env.get("PLAYGROUND_DATA_DIR", "data")),
-                        help="folder of the SQLite feedback database (env PLAYGROUND_DATA_DIR; default ./data)")
-    parser.add_argument("--db-url", default=env.get("PLAYGROUND_DB_URL"),
-                        help="any SQLAlchemy URL instead of the SQLite file (env PLAYGROUND_DB_URL)")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="where the embedded model is converted to safetensors (env "
-                             "PLAYGROUND_CACHE_DIR; default ~/.cache/llm-playground)")
-    parser.add_argument("--device-map", default="auto",
-                        help="from_pretrained device_map: auto, cpu, cuda:0, balanced… (default auto)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
-                        help="weights dtype; auto: the checkpoint's on a GPU, bfloat16 on a CPU")
-    parser.add_argument("--max-memory", type=parse_max_memory, default=None,
-                        help="per-device memory limits for sharding, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
-    parser.add_argument("--mode", choices=["named", "arena"], default=env.get("PLAYGROUND_MODE", "named"),
-                        help="named: every contender side by side with names; arena: a sampled pair, names "
-                             "hidden until the vote (env PLAYGROUND_MODE; default named)")
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address to serve on (env GRADIO_SERVER_NAME; default 127.0.0.1, 0.0.0.0 with --hosted)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="port (env GRADIO_SERVER_PORT; default 7860; with --hosted $PORT first)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(env.get("PLAYGROUND_DATA_DIR", "data")),
+        help="folder of the SQLite feedback database (env PLAYGROUND_DATA_DIR; default ./data)",
+    )
+    parser.add_argument(
+        "--db-url",
+        default=env.get("PLAYGROUND_DB_URL"),
+        help="any SQLAlchemy URL instead of the SQLite file (env PLAYGROUND_DB_URL)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where the embedded model is converted to safetensors (env "
+        "PLAYGROUND_CACHE_DIR; default ~/.cache/llm-playground)",
+    )
+    parser.add_argument(
+        "--device-map", default="auto", help="from_pretrained device_map: auto, cpu, cuda:0, balanced… (default auto)"
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", *DTYPES],
+        help="weights dtype; auto: the checkpoint's on a GPU, bfloat16 on a CPU",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=parse_max_memory,
+        default=None,
+        help="per-device memory limits for sharding, e.g. 0=20GiB,1=20GiB,cpu=64GiB",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["named", "arena"],
+        default=env.get("PLAYGROUND_MODE", "named"),
+        help="named: every contender side by side with names; arena: a sampled pair, names "
+        "hidden until the vote (env PLAYGROUND_MODE; default named)",
+    )
     parser.add_argument("--arena-size", type=int, default=2, help="answers shown per arena comparison (default 2)")
-    parser.add_argument("--arena-weights", default=None, metavar="NAME=W,...",
-                        help="arena sampling weight per contender, e.g. 'Llama-2-70B-chat=2' (default 1 each)")
-    parser.add_argument("--arena-avoid", default=None, metavar="NAME:OTHER,...",
-                        help="pairs of contenders never drawn together in the arena")
-    parser.add_argument("--history", choices=["own", "shared"], default=None,
-                        help="later turns: 'shared' continues every pane from the answer the vote preferred "
-                             "(pairs that train), 'own' lets each pane keep its own answers (default: shared "
-                             "in arena mode, own in named mode)")
-    parser.add_argument("--admin", action="store_true",
-                        help="add the data tab (exports for training); needs PLAYGROUND_ADMIN_TOKEN, at least "
-                             f"{MIN_TOKEN_CHARS} characters, which every export request must carry")
-    parser.add_argument("--leaderboard-rounds", type=int, default=1000,
-                        help="bootstrap rounds for the leaderboard's 95%% intervals (default 1000)")
-    parser.add_argument("--leaderboard-min-battles", type=int, default=20,
-                        help="battles every contender needs before the leaderboard stops calling its ratings "
-                             "preliminary (default 20)")
-    parser.add_argument("--max-concurrent", type=int, default=None,
-                        help="comparisons generated at once across all visitors; the rest wait in the queue "
-                             "(default: as many as the engines' KV caches hold)")
-    parser.add_argument("--kv-cache-gib", type=float, default=None,
-                        help="KV cache per model on one device, in GiB (default: from free memory)")
-    parser.add_argument("--hosted", action="store_true", default=env.get("PLAYGROUND_HOSTED", "") in ("1", "true"),
-                        help="public demo profile: binds 0.0.0.0 on $PORT (or GRADIO_SERVER_PORT), trusts the "
-                             "proxy's X-Forwarded-For, and limits each visitor to "
-                             f"{HOSTED_PER_MINUTE} comparisons a minute and {HOSTED_PER_DAY} a day unless the "
-                             "limit options say otherwise (env PLAYGROUND_HOSTED=1)")
-    parser.add_argument("--trusted-proxy", type=int, nargs="?", const=1, default=None, metavar="N",
-                        help="the app sits behind N reverse proxies (default 1) that each append to "
-                             "X-Forwarded-For: the visitor is the hop the first of them added, N-th from the "
-                             "right; hops a client wrote are never trusted (1 with --hosted; without it the "
-                             "header is ignored)")
-    parser.add_argument("--limit-per-minute", type=int, default=None, metavar="N",
-                        help="comparisons each visitor may start per minute (default: no limit; "
-                             f"{HOSTED_PER_MINUTE} with --hosted)")
-    parser.add_argument("--limit-per-day", type=int, default=None, metavar="N",
-                        help=f"comparisons each visitor may start per day (default: no limit; {HOSTED_PER_DAY} "
-                             "with --hosted)")
-    parser.add_argument("--limit-in-flight", type=int, default=None, metavar="N",
-                        help="comparisons each visitor may have running or waiting at once (default: no limit; "
-                             f"{HOSTED_IN_FLIGHT} with --hosted)")
-    parser.add_argument("--queue-size", type=int, default=None,
-                        help="comparisons that may wait for a turn; more get 'busy, try again' "
-                             "(default: 4 per comparison that runs, plus 16)")
+    parser.add_argument(
+        "--arena-weights",
+        default=None,
+        metavar="NAME=W,...",
+        help="arena sampling weight per contender, e.g. 'Llama-2-70B-chat=2' (default 1 each)",
+    )
+    parser.add_argument(
+        "--arena-avoid",
+        default=None,
+        metavar="NAME:OTHER,...",
+        help="pairs of contenders never drawn together in the arena",
+    )
+    parser.add_argument(
+        "--history",
+        choices=["own", "shared"],
+        default=None,
+        help="later turns: 'shared' continues every pane from the answer the vote preferred "
+        "(pairs that train), 'own' lets each pane keep its own answers (default: shared "
+        "in arena mode, own in named mode)",
+    )
+    parser.add_argument(
+        "--admin",
+        action="store_true",
+        help="add the data tab (exports for training); needs PLAYGROUND_ADMIN_TOKEN, at least "
+        f"{MIN_TOKEN_CHARS} characters, which every export request must carry",
+    )
+    parser.add_argument(
+        "--leaderboard-rounds",
+        type=int,
+        default=1000,
+        help="bootstrap rounds for the leaderboard's 95%% intervals (default 1000)",
+    )
+    parser.add_argument(
+        "--leaderboard-min-battles",
+        type=int,
+        default=20,
+        help="battles every contender needs before the leaderboard stops calling its ratings preliminary (default 20)",
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="comparisons generated at once across all visitors; the rest wait in the queue "
+        "(default: as many as the engines' KV caches hold)",
+    )
+    parser.add_argument(
+        "--kv-cache-gib",
+        type=float,
+        default=None,
+        help="KV cache per model on one device, in GiB (default: from free memory)",
+    )
+    parser.add_argument(
+        "--hosted",
+        action="store_true",
+        default=env.get("PLAYGROUND_HOSTED", "") in ("1", "true"),
+        help="public demo profile: binds 0.0.0.0 on $PORT (or GRADIO_SERVER_PORT), trusts the "
+        "proxy's X-Forwarded-For, and limits each visitor to "
+        f"{HOSTED_PER_MINUTE} comparisons a minute and {HOSTED_PER_DAY} a day unless the "
+        "limit options say otherwise (env PLAYGROUND_HOSTED=1)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        type=int,
+        nargs="?",
+        const=1,
+        default=None,
+        metavar="N",
+        help="the app sits behind N reverse proxies (default 1) that each append to "
+        "X-Forwarded-For: the visitor is the hop the first of them added, N-th from the "
+        "right; hops a client wrote are never trusted (1 with --hosted; without it the "
+        "header is ignored)",
+    )
+    parser.add_argument(
+        "--limit-per-minute",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"comparisons each visitor may start per minute (default: no limit; {HOSTED_PER_MINUTE} with --hosted)",
+    )
+    parser.add_argument(
+        "--limit-per-day",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"comparisons each visitor may start per day (default: no limit; {HOSTED_PER_DAY} with --hosted)",
+    )
+    parser.add_argument(
+        "--limit-in-flight",
+        type=int,
+        default=None,
+        metavar="N",
+        help="comparisons each visitor may have running or waiting at once (default: no limit; "
+        f"{HOSTED_IN_FLIGHT} with --hosted)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=None,
+        help="comparisons that may wait for a turn; more get 'busy, try again' "
+        "(default: 4 per comparison that runs, plus 16)",
+    )
     return parser
 
 
@@ -125,9 +227,11 @@ def admin_token(wanted: bool, env: Mapping[str, str]) -> str | None:
         return None
     token = env.get("PLAYGROUND_ADMIN_TOKEN", "")
     if len(token) < MIN_TOKEN_CHARS:
-        raise SettingsError(f"--admin needs PLAYGROUND_ADMIN_TOKEN set to a secret of at least {MIN_TOKEN_CHARS} "
-                         "characters (e.g. export PLAYGROUND_ADMIN_TOKEN=$(openssl rand -hex 24)); "
-                         "the data tab is not started without it")
+        raise SettingsError(
+            f"--admin needs PLAYGROUND_ADMIN_TOKEN set to a secret of at least {MIN_TOKEN_CHARS} "
+            "characters (e.g. export PLAYGROUND_ADMIN_TOKEN=$(openssl rand -hex 24)); "
+            "the data tab is not started without it"
+        )
     return token
 
 
@@ -135,32 +239,50 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     args = build_parser(env).parse_args(argv)
     cache_dir = args.cache_dir or default_cache_dir(env)
     # Hosted (a Space or a container): every interface, on the port the platform gives, unless given.
-    host = args.host if args.host is not None else ("0.0.0.0" if args.hosted
-                                                    else env.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    port = args.port if args.port is not None else int((env.get("PORT") if args.hosted else None)
-                                                       or env.get("GRADIO_SERVER_PORT") or 7860)
+    host = (
+        args.host
+        if args.host is not None
+        else ("0.0.0.0" if args.hosted else env.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    )
+    port = (
+        args.port
+        if args.port is not None
+        else int((env.get("PORT") if args.hosted else None) or env.get("GRADIO_SERVER_PORT") or 7860)
+    )
     return Settings(
-        lineup=args.lineup, lineup_file=Path(args.lineup_file) if args.lineup_file else None,
-        allow_unreachable=args.allow_unreachable, models=tuple(args.model), host=host, port=port,
-        data_dir=args.data_dir, db_url=args.db_url,
-        load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory,
-                         cache_dir=cache_dir),
-        mode=args.mode, history=args.history, max_concurrent=args.max_concurrent,
-        kv_cache_gib=args.kv_cache_gib, queue_size=args.queue_size,
-        leaderboard_rounds=args.leaderboard_rounds, leaderboard_min_battles=args.leaderboard_min_battles,
+        lineup=args.lineup,
+        lineup_file=Path(args.lineup_file) if args.lineup_file else None,
+        allow_unreachable=args.allow_unreachable,
+        models=tuple(args.model),
+        host=host,
+        port=port,
+        data_dir=args.data_dir,
+        db_url=args.db_url,
+        load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory, cache_dir=cache_dir),
+        mode=args.mode,
+        history=args.history,
+        max_concurrent=args.max_concurrent,
+        kv_cache_gib=args.kv_cache_gib,
+        queue_size=args.queue_size,
+        leaderboard_rounds=args.leaderboard_rounds,
+        leaderboard_min_battles=args.leaderboard_min_battles,
         admin_token=admin_token(args.admin, env),
         trusted_proxies=args.trusted_proxy if args.trusted_proxy is not None else (1 if args.hosted else 0),
         visitor_salt=env.get("PLAYGROUND_VISITOR_SALT"),
         # A Space shows the app in a frame on huggingface.co; anywhere else no site may frame it.
         framed_by=SPACE_FRAMERS if env.get("SYSTEM") == "spaces" else (),
-        limit_in_flight=args.limit_in_flight if args.limit_in_flight is not None else (
-            HOSTED_IN_FLIGHT if args.hosted else None),
-        limit_per_minute=args.limit_per_minute if args.limit_per_minute is not None else (
-            HOSTED_PER_MINUTE if args.hosted else None),
-        limit_per_day=args.limit_per_day if args.limit_per_day is not None else (
-            HOSTED_PER_DAY if args.hosted else None),
-        arena=ArenaSampler(weights=parse_weights(args.arena_weights), avoid=parse_avoid(args.arena_avoid),
-                           size=args.arena_size),
+        limit_in_flight=args.limit_in_flight
+        if args.limit_in_flight is not None
+        else (HOSTED_IN_FLIGHT if args.hosted else None),
+        limit_per_minute=args.limit_per_minute
+        if args.limit_per_minute is not None
+        else (HOSTED_PER_MINUTE if args.hosted else None),
+        limit_per_day=args.limit_per_day
+        if args.limit_per_day is not None
+        else (HOSTED_PER_DAY if args.hosted else None),
+        arena=ArenaSampler(
+            weights=parse_weights(args.arena_weights), avoid=parse_avoid(args.arena_avoid), size=args.arena_size
+        ),
     )
 
 

@@ -31,8 +31,13 @@ def start(cache: Path, data: Path, port: int) -> tuple[subprocess.Popen, float]:
     """Start app.py and return it with the seconds until its page answered."""
     env = dict(os.environ, PLAYGROUND_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1")
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--data-dir", str(data)],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port), "--data-dir", str(data)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     while True:
         if process.poll() is not None:
             raise SystemExit(f"app.py exited with {process.returncode}")
@@ -60,10 +65,11 @@ def main() -> None:
                 for attempt in ("first", "second"):  # the first pays for kernel warm-up per shape
                     started = time.perf_counter()
                     result = client.predict(args.prompt, "", api_name="/ask")
-                    print(f"{attempt} comparison of {args.prompt!r}: {time.perf_counter() - started:.1f} s "
-                          "for all panes")
+                    print(
+                        f"{attempt} comparison of {args.prompt!r}: {time.perf_counter() - started:.1f} s for all panes"
+                    )
                     panes = [r for r in result if isinstance(r, dict) and "label" in r]
-                    for pane, stats in zip(panes, result[len(panes):2 * len(panes)]):
+                    for pane, stats in zip(panes, result[len(panes) : 2 * len(panes)]):
                         content = pane["value"][-1]["content"]
                         text = content if isinstance(content, str) else content[0]["text"]
                         print(f"  {pane['label']}: {stats}\n    {text[:100]!r}")

@@ -28,8 +28,12 @@ from models.lineups import get_lineup  # noqa: E402
 from models.loading import LoadOptions, load_lineup  # noqa: E402
 from models.specs import GenerationParams  # noqa: E402
 
-PROMPTS = ["What is the capital of France?", "Explain in two sentences why the sky is blue.",
-           "Write a haiku about autumn rain.", "Give me three tips for a good night's sleep."]
+PROMPTS = [
+    "What is the capital of France?",
+    "Explain in two sentences why the sky is blue.",
+    "Write a haiku about autumn rain.",
+    "Give me three tips for a good night's sleep.",
+]
 
 
 def run_streams(engine, prompts: list[list[int]], tokens: int) -> tuple[float, list[float]]:
@@ -39,8 +43,9 @@ def run_streams(engine, prompts: list[list[int]], tokens: int) -> tuple[float, l
     started = time.perf_counter()
 
     def one(ids):
-        request = StreamRequest(prompt_ids=ids, params=params, seed=0, stop=threading.Event(),
-                                max_new_tokens=tokens, eos=frozenset())
+        request = StreamRequest(
+            prompt_ids=ids, params=params, seed=0, stop=threading.Event(), max_new_tokens=tokens, eos=frozenset()
+        )
         first = None
         for event in engine.generate(request):
             if first is None and not isinstance(event, Finished):
@@ -64,31 +69,40 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--cache-tokens", type=int, default=8192)
     parser.add_argument("--batch-tokens", type=int, default=256)
-    parser.add_argument("--compile-level", type=int, default=0,
-                        help="continuous batching's default_compile_level (0: eager)")
+    parser.add_argument(
+        "--compile-level", type=int, default=0, help="continuous batching's default_compile_level (0: eager)"
+    )
     args = parser.parse_args()
 
     lineup = get_lineup("demo")
     loaded = next(iter(load_lineup(lineup, LoadOptions(device_map="cpu"), log=lambda m: None).values()))
     model, tokenizer = loaded.model, loaded.tokenizer
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                             tokenize=True, return_dict=True)["input_ids"] for p in PROMPTS]
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+        for p in PROMPTS
+    ]
     with torch.inference_mode():  # baseline: one plain generate, EOS ignored
         model.generate(torch.tensor([prompts[0]]), max_new_tokens=4, do_sample=False)  # warm-up
         started = time.perf_counter()
-        model.generate(torch.tensor([prompts[0]]), max_new_tokens=args.tokens, min_new_tokens=args.tokens,
-                       do_sample=False)
+        model.generate(
+            torch.tensor([prompts[0]]), max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False
+        )
         base = time.perf_counter() - started
     base_rate = args.tokens / base
-    print(f"torch {torch.__version__}, {model.dtype}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
-          f"engine {args.engine}; {args.tokens} tokens a stream")
+    print(
+        f"torch {torch.__version__}, {model.dtype}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
+        f"engine {args.engine}; {args.tokens} tokens a stream"
+    )
     print(f"one plain generate: {base:.2f} s, {base_rate:.1f} tok/s")
     if args.engine == "loop":
         engine = BatchedLoop(model, loaded.input_device)
     else:
         built = time.perf_counter()
-        engine = ContinuousEngine(model, cache_tokens=args.cache_tokens, max_batch_tokens=args.batch_tokens,
-                                  compile_level=args.compile_level)
+        engine = ContinuousEngine(
+            model, cache_tokens=args.cache_tokens, max_batch_tokens=args.batch_tokens, compile_level=args.compile_level
+        )
         run_streams(engine, prompts[:1], 4)  # warm-up (compiles, when asked to)
         print(f"engine ready in {time.perf_counter() - built:.1f} s (compile level {args.compile_level})")
     run_streams(engine, prompts[:1], 4)  # warm-up
@@ -96,8 +110,10 @@ def main() -> None:
     for n in args.streams:
         wall, firsts = run_streams(engine, [prompts[i % len(prompts)] for i in range(n)], args.tokens)
         rate = n * args.tokens / wall
-        print(f"{n:7d}  {wall:6.2f}  {wall / base:10.2f}  {rate:14.1f}  {rate / base_rate:16.2f}  "
-              f"{sum(firsts) / len(firsts):18.3f}")
+        print(
+            f"{n:7d}  {wall:6.2f}  {wall / base:10.2f}  {rate:14.1f}  {rate / base_rate:16.2f}  "
+            f"{sum(firsts) / len(firsts):18.3f}"
+        )
     if hasattr(engine, "close"):
         engine.close()
 

@@ -42,8 +42,10 @@ def main() -> None:
             seconds = time.perf_counter() - started
             tokens = sum(p.result.completion_tokens for p in session.panes)
             per_pane = ", ".join(f"{p.result.tokens_per_s or 0:.1f}" for p in session.panes)
-            print(f"{seconds:.1f} s, {snapshots} snapshots, {tokens} tokens: {tokens / seconds:.1f} tok/s "
-                  f"together; per pane {per_pane} tok/s")
+            print(
+                f"{seconds:.1f} s, {snapshots} snapshots, {tokens} tokens: {tokens / seconds:.1f} tok/s "
+                f"together; per pane {per_pane} tok/s"
+            )
         core.database.dispose()
 
 

@@ -170,8 +170,9 @@ def client_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def start_app(app_dir: Path, data_dir: Path, cache_dir: Path, extra: list[str],
-              log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_app(
+    app_dir: Path, data_dir: Path, cache_dir: Path, extra: list[str], log_path: Path
+) -> tuple[subprocess.Popen, str]:
     """Start app.py on a free loopback port; return it and its URL once the page answers."""
     port = free_port()
     env = dict(os.environ, PLAYGROUND_CACHE_DIR=str(cache_dir), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
@@ -266,7 +267,7 @@ def visit(url: str, api: Api, number: int, start: threading.Barrier) -> Visit:
         return record
     record.finished = ended
     record.pane_errors = sum("This contender failed" in text for text in answer_texts(result, api.panes))
-    record.pane_stats = [str(stats).strip("_* ") for stats in list(result)[api.panes:2 * api.panes]]
+    record.pane_stats = [str(stats).strip("_* ") for stats in list(result)[api.panes : 2 * api.panes]]
     token = str(result[api.token_index]) if api.token_index is not None else ""
     try:
         message = client.predict(*api.rate_args(token, number), api_name="/rate")[-1]
@@ -285,8 +286,9 @@ def count_rows(data_dir: Path) -> dict[str, int]:
         raise SystemExit(f"no SQLite file in {data_dir}")
     db = sqlite3.connect(f"file:{files[0]}?mode=ro", uri=True)
     try:
-        counts = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                  for table in ("comparisons", "ratings")}
+        counts = {
+            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in ("comparisons", "ratings")
+        }
         counts["tokens"] = db.execute("SELECT COALESCE(SUM(completion_tokens), 0) FROM responses").fetchone()[0]
     finally:
         db.close()
@@ -331,13 +333,16 @@ def run_round(visitors: int, app_dir: Path, cache_dir: Path, extra: list[str], w
         concurrent = re.search(r"comparisons generated at once: (\d+)", log_path.read_text(errors="replace"))
         max_concurrent = concurrent.group(1) if concurrent else default_concurrency(app_dir, extra)
         return Round(
-            visitors=visitors, visits=done, wall_s=wall,
+            visitors=visitors,
+            visits=done,
+            wall_s=wall,
             stored_ratings=after["ratings"] - before["ratings"],
             stored_comparisons=after["comparisons"] - before["comparisons"],
             answer_tokens=after["tokens"] - before["tokens"],
             client_cpu_s=client_cpu,
             app_cpu_s=(app_end - app_cpu) if app_end is not None and app_cpu is not None else None,
-            max_concurrent=max_concurrent)
+            max_concurrent=max_concurrent,
+        )
     finally:
         stop_app(process)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -374,24 +379,41 @@ def summary(r: Round) -> dict[str, str]:
 
 def describe(app_dir: Path) -> str:
     """The checkout's commit, and whether its tree has changes."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(app_dir), *args], capture_output=True, text=True).stdout.strip()
+
     commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
     return commit + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--app-dir", type=Path, default=REPO,
-                        help="checkout whose app.py is launched, with this venv's python (default: this repo)")
+    parser.add_argument(
+        "--app-dir",
+        type=Path,
+        default=REPO,
+        help="checkout whose app.py is launched, with this venv's python (default: this repo)",
+    )
     parser.add_argument("--visitors", default="1,4,16", help="visitor counts, one round each (default 1,4,16)")
-    parser.add_argument("--extra-args", default="", help="more options for app.py, e.g. \"--max-concurrent 16\"; "
-                        "options this checkout's app.py lacks are dropped with a note")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(os.environ.get("PLAYGROUND_CACHE_DIR", "~/.cache/llm-playground")).expanduser(),
-                        help="PLAYGROUND_CACHE_DIR shared by every launch (default ~/.cache/llm-playground)")
-    parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
-                        help="one unrated comparison before each round (default on)")
+    parser.add_argument(
+        "--extra-args",
+        default="",
+        help='more options for app.py, e.g. "--max-concurrent 16"; '
+        "options this checkout's app.py lacks are dropped with a note",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("PLAYGROUND_CACHE_DIR", "~/.cache/llm-playground")).expanduser(),
+        help="PLAYGROUND_CACHE_DIR shared by every launch (default ~/.cache/llm-playground)",
+    )
+    parser.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one unrated comparison before each round (default on)",
+    )
     args = parser.parse_args()
     app_dir = args.app_dir.resolve()
     counts = [int(n) for n in args.visitors.split(",") if n.strip()]
@@ -407,21 +429,30 @@ def main() -> None:
         result = run_round(visitors, app_dir, args.cache_dir, extra, args.warmup)
         row = summary(result)
         rows.append(row)
-        print(f"\n{visitors} visitor(s): {row['completed']} completed in {row['wall s']} s -> "
-              f"{row['comparisons/min']} comparisons/min, {row['answer tokens']} answer tokens, {row['tok/s']} tok/s "
-              f"(comparisons generated at once: {row['max concurrent']})")
-        print(f"  first text p50 {row['first text p50 s']} s, p95 {row['first text p95 s']} s; "
-              f"last answer p50 {row['last answer p50 s']} s, p95 {row['last answer p95 s']} s")
-        print(f"  ratings confirmed by /rate {row['ratings confirmed']}, rows in ratings {row['ratings stored']}, "
-              f"rows in comparisons {row['comparisons stored']}; CPU s: app {row['app CPU s']}, "
-              f"this client {row['client CPU s']}")
+        print(
+            f"\n{visitors} visitor(s): {row['completed']} completed in {row['wall s']} s -> "
+            f"{row['comparisons/min']} comparisons/min, {row['answer tokens']} answer tokens, {row['tok/s']} tok/s "
+            f"(comparisons generated at once: {row['max concurrent']})"
+        )
+        print(
+            f"  first text p50 {row['first text p50 s']} s, p95 {row['first text p95 s']} s; "
+            f"last answer p50 {row['last answer p50 s']} s, p95 {row['last answer p95 s']} s"
+        )
+        print(
+            f"  ratings confirmed by /rate {row['ratings confirmed']}, rows in ratings {row['ratings stored']}, "
+            f"rows in comparisons {row['comparisons stored']}; CPU s: app {row['app CPU s']}, "
+            f"this client {row['client CPU s']}"
+        )
         for v in result.visits:
             ttft = fmt(None if v.first_text is None else v.first_text - v.submitted)
             last = fmt(None if v.finished is None else v.finished - v.submitted)
             state = v.error or (f"{v.pane_errors} pane(s) failed; " if v.pane_errors else "") + (
-                "rated" if v.rated else f"rating not confirmed: {v.rating_message}")
-            print(f"    visitor {v.visitor:2d} {v.prompt[:40]!r:44} first text {ttft:>6} s, last answer {last:>6} s, "
-                  f"{state}")
+                "rated" if v.rated else f"rating not confirmed: {v.rating_message}"
+            )
+            print(
+                f"    visitor {v.visitor:2d} {v.prompt[:40]!r:44} first text {ttft:>6} s, last answer {last:>6} s, "
+                f"{state}"
+            )
             for letter, stats in zip("ABCDEFGH", v.pane_stats):
                 print(f"      {letter}: {stats}")
     print(f"\n{app_dir.name} ({describe(app_dir)}), {' '.join(extra) or 'default options'}\n")

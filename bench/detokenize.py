@@ -25,8 +25,10 @@ from models.embedded import gguf_path  # noqa: E402
 from models.local import _TextStream  # noqa: E402
 
 LLAMA_VOCAB = REPO.parent / "shared" / "fixtures" / "llama-spm-vocab"
-SAMPLE = ("Paris is the capital of France. Ünïcödé: café, naïve, Zürich. 東京は日本の首都です。 🙂👍🏽\n"
-          "```python\ndef add(a: int, b: int) -> int:\n    return a + b  # → ≥\n```\n\n- one\n- two\n")
+SAMPLE = (
+    "Paris is the capital of France. Ünïcödé: café, naïve, Zürich. 東京は日本の首都です。 🙂👍🏽\n"
+    "```python\ndef add(a: int, b: int) -> int:\n    return a + b  # → ≥\n```\n\n- one\n- two\n"
+)
 
 
 class DecodeOnly:
@@ -57,7 +59,7 @@ def main() -> None:
     print(f"{args.tokens} tokens, median of {args.rounds} rounds, microseconds per token")
     for name, (folder, gguf) in vocabularies.items():
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-        ids = (tokenizer.encode(SAMPLE, add_special_tokens=False) * args.tokens)[:args.tokens]
+        ids = (tokenizer.encode(SAMPLE, add_special_tokens=False) * args.tokens)[: args.tokens]
         expected = tokenizer.decode(ids, skip_special_tokens=True)
         rust, rust_text = microseconds_per_token(tokenizer, ids, args.rounds)
         window, window_text = microseconds_per_token(DecodeOnly(tokenizer), ids, args.rounds)

@@ -59,32 +59,83 @@ def _one_comparison(rng: random.Random, n: int, names: list[str], rows: dict[str
     comparison_id, rating_id = f"{n:032x}", f"{n:031x}f"
     question = " ".join(rng.choices(WORDS, k=12)) + "?"
     messages = [{"role": "system", "content": "Be helpful."}, {"role": "user", "content": question}]
-    rows["comparisons"].append(dict(id=comparison_id, created_at=when, lineup="bench", mode="arena",
-                                    session_id=f"s{n % 997}", turn=0, prompt=question, n_responses=len(shown)))
+    rows["comparisons"].append(
+        dict(
+            id=comparison_id,
+            created_at=when,
+            lineup="bench",
+            mode="arena",
+            session_id=f"s{n % 997}",
+            turn=0,
+            prompt=question,
+            n_responses=len(shown),
+        )
+    )
     choice = rng.choice(["a", "a", "b", "b", "tie", "both_bad"]) if kind == "pairwise" else None
     strength = rng.choice(STRENGTHS) if choice in ("a", "b") and rng.random() < 0.8 else None
-    rows["ratings"].append(dict(id=rating_id, comparison_id=comparison_id, created_at=when, kind=kind,
-                                choice=choice, strength=strength, blind=True))
+    rows["ratings"].append(
+        dict(
+            id=rating_id,
+            comparison_id=comparison_id,
+            created_at=when,
+            kind=kind,
+            choice=choice,
+            strength=strength,
+            blind=True,
+        )
+    )
     ranks = rng.sample(range(1, len(shown) + 1), len(shown))
     for position, contender in enumerate(shown):
         response_id = f"{n:030x}{position:02x}"
-        rows["responses"].append(dict(
-            id=response_id, comparison_id=comparison_id, position=position, contender=contender,
-            weights_id=f"org/{contender}", messages=messages, prompt_rendered="", params={"temperature": 0.7},
-            seed=n, text=" ".join(rng.choices(WORDS, k=80)), finish_reason="stop", prompt_tokens=30,
-            completion_tokens=100, duration_s=1.0, created_at=when))
-        rows["judgements"].append(dict(
-            rating_id=rating_id, response_id=response_id, unsafe=rng.random() < 0.02,
-            score=rng.randint(1, 5) if kind == "scores" else None, rank=ranks[position] if kind == "ranking" else None))
+        rows["responses"].append(
+            dict(
+                id=response_id,
+                comparison_id=comparison_id,
+                position=position,
+                contender=contender,
+                weights_id=f"org/{contender}",
+                messages=messages,
+                prompt_rendered="",
+                params={"temperature": 0.7},
+                seed=n,
+                text=" ".join(rng.choices(WORDS, k=80)),
+                finish_reason="stop",
+                prompt_tokens=30,
+                completion_tokens=100,
+                duration_s=1.0,
+                created_at=when,
+            )
+        )
+        rows["judgements"].append(
+            dict(
+                rating_id=rating_id,
+                response_id=response_id,
+                unsafe=rng.random() < 0.02,
+                score=rng.randint(1, 5) if kind == "scores" else None,
+                rank=ranks[position] if kind == "ranking" else None,
+            )
+        )
 
 
 def run_export(url: str, export_format: str, output: Path, extra: list[str]) -> tuple[float, int, str]:
     """One export in a fresh process: (seconds, peak RSS in MiB, summary line)."""
-    command = [sys.executable, "-m", "feedback_db", "export", "--db-url", url, "--format", export_format,
-               "--output", str(output), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "feedback_db",
+        "export",
+        "--db-url",
+        url,
+        "--format",
+        export_format,
+        "--output",
+        str(output),
+        *extra,
+    ]
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    process = subprocess.Popen(
+        command, cwd=REPO, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     summary = process.stderr.read().strip() if process.stderr else ""
@@ -102,18 +153,26 @@ def main() -> None:
     path = args.keep or folder / "feedback.sqlite3"
     started = time.perf_counter()
     url = sqlite_url(path) if path.exists() else synthetic_database(path, args.ratings)
-    print(f"database: {args.ratings} ratings, {path.stat().st_size / 2**20:.0f} MiB, "
-          f"built in {time.perf_counter() - started:.1f} s")
+    print(
+        f"database: {args.ratings} ratings, {path.stat().st_size / 2**20:.0f} MiB, "
+        f"built in {time.perf_counter() - started:.1f} s"
+    )
     print(f"{'format':<7} {'file':<12} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'ratings/s':>10} {'peak RSS':>9}")
     tenth = (START + timedelta(seconds=args.ratings // 10)).isoformat()
     for export_format in ("dpo", "reward", "kto", "sft"):
-        for suffix, extra in ((".jsonl", []), (".parquet", []), (".jsonl", ["--until", tenth]),
-                              (".parquet", ["--until", tenth])):
+        for suffix, extra in (
+            (".jsonl", []),
+            (".parquet", []),
+            (".jsonl", ["--until", tenth]),
+            (".parquet", ["--until", tenth]),
+        ):
             seconds, rss, summary = run_export(url, export_format, folder / f"out{suffix}", extra)
             rows, ratings = (int(summary.split()[i]) for i in (1, 5))
             label = suffix.lstrip(".") + (" 1/10" if extra else "")
-            print(f"{export_format:<7} {label:<12} {rows:>8} {seconds:>8.2f} {rows / seconds:>9.0f} "
-                  f"{ratings / seconds:>10.0f} {rss:>6} MiB")
+            print(
+                f"{export_format:<7} {label:<12} {rows:>8} {seconds:>8.2f} {rows / seconds:>9.0f} "
+                f"{ratings / seconds:>10.0f} {rss:>6} MiB"
+            )
     print("(seconds include starting Python and opening the database, about 1 s; peak RSS is the whole process)")
 
 

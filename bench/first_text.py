@@ -88,8 +88,10 @@ def fastest_first_tokens(data_dir: Path) -> list[float]:
     """Per stored comparison, in the order they were made: the smallest time to first token of its panes."""
     db = sqlite3.connect(f"file:{data_dir / 'feedback.sqlite3'}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT MIN(r.time_to_first_token_s) FROM comparisons c JOIN responses r "
-                          "ON r.comparison_id = c.id GROUP BY c.id ORDER BY c.created_at").fetchall()
+        rows = db.execute(
+            "SELECT MIN(r.time_to_first_token_s) FROM comparisons c JOIN responses r "
+            "ON r.comparison_id = c.id GROUP BY c.id ORDER BY c.created_at"
+        ).fetchall()
     finally:
         db.close()
     return [row[0] for row in rows]
@@ -121,14 +123,17 @@ def main() -> None:
             for i in range(args.comparisons):
                 client = Client(url, verbose=False)
                 prompt = PROMPTS[i % len(PROMPTS)]
-                runs[name].append(one_comparison(client, api, prompt) if name == "gradio_client"
-                                  else one_comparison_raw(client, api, prompt))
+                runs[name].append(
+                    one_comparison(client, api, prompt)
+                    if name == "gradio_client"
+                    else one_comparison_raw(client, api, prompt)
+                )
         firsts = fastest_first_tokens(workdir / "data")[1:]  # the warm-up comparison comes first
     finally:
         stop_app(process)
     shutil.rmtree(workdir, ignore_errors=True)
     for n, (name, seen) in enumerate(runs.items()):
-        report(name, seen, firsts[n * args.comparisons:(n + 1) * args.comparisons])
+        report(name, seen, firsts[n * args.comparisons : (n + 1) * args.comparisons])
 
 
 def report(name: str, seen: list[tuple[float, float | None]], firsts: list[float]) -> None:
@@ -139,13 +144,17 @@ def report(name: str, seen: list[tuple[float, float | None]], firsts: list[float
         gap = (text - first) * 1000 if text is not None and first is not None else None
         if gap is not None:
             gaps.append(gap)
-        print(f"| {n} | {snapshot * 1000:.0f} | {text * 1000 if text else float('nan'):.0f} | "
-              f"{first * 1000 if first else float('nan'):.0f} | {gap if gap is not None else float('nan'):.0f} |")
+        print(
+            f"| {n} | {snapshot * 1000:.0f} | {text * 1000 if text else float('nan'):.0f} | "
+            f"{first * 1000 if first else float('nan'):.0f} | {gap if gap is not None else float('nan'):.0f} |"
+        )
     snapshots = [s * 1000 for s, _ in seen]
     print(f"{name}: first snapshot p50 {statistics.median(snapshots):.0f} ms, p95 {percentile(snapshots, 0.95):.0f} ms")
     if gaps:
-        print(f"{name}: first text after the fastest pane's first token: p50 {statistics.median(gaps):.0f} ms, "
-              f"p95 {percentile(gaps, 0.95):.0f} ms, min {min(gaps):.0f} ms, max {max(gaps):.0f} ms")
+        print(
+            f"{name}: first text after the fastest pane's first token: p50 {statistics.median(gaps):.0f} ms, "
+            f"p95 {percentile(gaps, 0.95):.0f} ms, min {min(gaps):.0f} ms, max {max(gaps):.0f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ from tests.servers import free_port  # noqa: E402
 def app(*argv: str) -> App:
     """The app on two plain contenders that answer in about 0.2 s, with `argv`: `with` it to serve it."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-flood-"))
-    settings = settings_from(["--data-dir", str(data_dir), "--port", str(free_port()), "--model", "org/one",
-                              "--model", "org/two", *argv], {})
+    settings = settings_from(
+        ["--data-dir", str(data_dir), "--port", str(free_port()), "--model", "org/one", "--model", "org/two", *argv], {}
+    )
     return create_app(settings, streamer=words_streamer(delay=0.05), log=lambda m: None)
 
 
@@ -57,9 +58,11 @@ def abandoned(count: int) -> None:
         joined_s = time.perf_counter() - started
         answer = call(url, fn, ["Is anyone there?", "", ""], uuid.uuid4().hex[:11], timeout=600)
         served_s = time.perf_counter() - started
-        print(f"abandoned asks: {codes.count(200)} of {count} joined in {joined_s:.1f} s; comparisons stored: "
-              f"{stored(served) - 1} of them; a real visitor after them answered "
-              f"{'yes' if answer['success'] else 'NO'}, {served_s - joined_s:.1f} s after the last join")
+        print(
+            f"abandoned asks: {codes.count(200)} of {count} joined in {joined_s:.1f} s; comparisons stored: "
+            f"{stored(served) - 1} of them; a real visitor after them answered "
+            f"{'yes' if answer['success'] else 'NO'}, {served_s - joined_s:.1f} s after the last join"
+        )
 
 
 def burst(count: int, limit: int) -> None:
@@ -78,8 +81,10 @@ def burst(count: int, limit: int) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        print(f"burst of {count} at once, limit {limit} a minute: {sum(results)} answered, "
-              f"{stored(served)} comparisons stored")
+        print(
+            f"burst of {count} at once, limit {limit} a minute: {sum(results)} answered, "
+            f"{stored(served)} comparisons stored"
+        )
 
 
 def spoofed(count: int, limit: int) -> None:
@@ -87,10 +92,21 @@ def spoofed(count: int, limit: int) -> None:
     with app("--limit-per-minute", str(limit)) as served:
         url = served.url
         fn = ask_index(url)
-        answered = sum(call(url, fn, [f"spoofed {n}", "", ""], uuid.uuid4().hex[:11], timeout=120,
-                            headers={"X-Forwarded-For": f"198.51.100.{n + 1}"})["success"] for n in range(count))
-        print(f"spoofed X-Forwarded-For, {count} asks, limit {limit} a minute: {answered} answered, "
-              f"{stored(served)} stored")
+        answered = sum(
+            call(
+                url,
+                fn,
+                [f"spoofed {n}", "", ""],
+                uuid.uuid4().hex[:11],
+                timeout=120,
+                headers={"X-Forwarded-For": f"198.51.100.{n + 1}"},
+            )["success"]
+            for n in range(count)
+        )
+        print(
+            f"spoofed X-Forwarded-For, {count} asks, limit {limit} a minute: {answered} answered, "
+            f"{stored(served)} stored"
+        )
 
 
 def main() -> None:

@@ -25,8 +25,9 @@ from export_throughput import synthetic_database  # noqa: E402
 from feedback_db import Battle, build_leaderboard, leaderboard_of, open_database  # noqa: E402
 
 
-def synthetic_battles(contenders: int, count: int, ties: float = 0.1,
-                      seed: int = 0) -> tuple[list[Battle], dict[str, float]]:
+def synthetic_battles(
+    contenders: int, count: int, ties: float = 0.1, seed: int = 0
+) -> tuple[list[Battle], dict[str, float]]:
     """Battles drawn from Bradley-Terry with ratings spread like an arena's (sd 100 points)."""
     rng = np.random.default_rng(seed)
     true = {f"model-{i}": 1000 + 100 * z for i, z in enumerate(rng.normal(size=contenders))}
@@ -57,15 +58,19 @@ def main() -> None:
     started = time.perf_counter()
     board = build_leaderboard(battles, rounds=args.rounds)
     total_s = time.perf_counter() - started
-    print(f"in memory: {args.contenders} contenders, {len(battles)} battles: fit {fit_s * 1000:.1f} ms; "
-          f"fit + {args.rounds} bootstrap rounds {total_s:.2f} s")
+    print(
+        f"in memory: {args.contenders} contenders, {len(battles)} battles: fit {fit_s * 1000:.1f} ms; "
+        f"fit + {args.rounds} bootstrap rounds {total_s:.2f} s"
+    )
     untied, true = synthetic_battles(args.contenders, args.battles, ties=0.0, seed=1)
     board = build_leaderboard(untied, rounds=args.rounds)
     error = max(abs(row.rating - true[row.contender]) for row in board.rows)
     width = sum(row.upper - row.lower for row in board.rows) / len(board.rows)
     inside = sum(row.lower <= true[row.contender] <= row.upper for row in board.rows)
-    print(f"  check, no ties: largest error against the true ratings {error:.1f} points; mean 95% interval "
-          f"width {width:.1f}; true rating inside the interval for {inside} of {len(board.rows)}")
+    print(
+        f"  check, no ties: largest error against the true ratings {error:.1f} points; mean 95% interval "
+        f"width {width:.1f}; true rating inside the interval for {inside} of {len(board.rows)}"
+    )
 
     with tempfile.TemporaryDirectory() as folder:
         url = synthetic_database(Path(folder) / "feedback.sqlite3", args.battles, args.contenders)
@@ -75,8 +80,10 @@ def main() -> None:
             board = leaderboard_of(session, rounds=args.rounds)
         end_to_end_s = time.perf_counter() - started
         database.dispose()
-    print(f"end to end from SQLite: {board.ratings_used} ratings -> {board.battles_total} battles, "
-          f"read + fit + {args.rounds} rounds {end_to_end_s:.2f} s")
+    print(
+        f"end to end from SQLite: {board.ratings_used} ratings -> {board.battles_total} battles, "
+        f"read + fit + {args.rounds} rounds {end_to_end_s:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -62,13 +62,24 @@ def _conversation(session: Session, history: History, number: int, turns: int, r
     parent_id = continued_from = None
     for turn in range(turns):
         question = f"Question {turn} of conversation {number}?"
-        record = ComparisonRecord(lineup="bench", session_id=f"s{number}", prompt=question, n_responses=2,
-                                  mode="arena", turn=turn, parent_id=parent_id, system_prompt=SYSTEM["content"],
-                                  history=history, continued_from=continued_from if history == "shared" else None)
+        record = ComparisonRecord(
+            lineup="bench",
+            session_id=f"s{number}",
+            prompt=question,
+            n_responses=2,
+            mode="arena",
+            turn=turn,
+            parent_id=parent_id,
+            system_prompt=SYSTEM["content"],
+            history=history,
+            continued_from=continued_from if history == "shared" else None,
+        )
         panes = [pane + [{"role": "user", "content": question}] for pane in panes]
         failed = rng.randrange(2) if rng.random() < FAILED else None
-        answers = [_answer(record.id, position, contender, panes[position], failed == position)
-                   for position, contender in enumerate(contenders)]
+        answers = [
+            _answer(record.id, position, contender, panes[position], failed == position)
+            for position, contender in enumerate(contenders)
+        ]
         add_comparison(session, record)
         for answer in answers:
             add_response(session, answer)
@@ -84,14 +95,24 @@ def _conversation(session: Session, history: History, number: int, turns: int, r
         parent_id, continued_from = record.id, preferred.id
 
 
-def _answer(comparison_id: str, position: int, contender: str, messages: list[dict[str, str]],
-            failed: bool) -> ResponseRecord:
+def _answer(
+    comparison_id: str, position: int, contender: str, messages: list[dict[str, str]], failed: bool
+) -> ResponseRecord:
     return ResponseRecord(
-        comparison_id=comparison_id, position=position, contender=contender, weights_id=f"org/{contender}",
-        messages=messages, prompt_rendered="", params={"temperature": 0.7}, seed=position,
+        comparison_id=comparison_id,
+        position=position,
+        contender=contender,
+        weights_id=f"org/{contender}",
+        messages=messages,
+        prompt_rendered="",
+        params={"temperature": 0.7},
+        seed=position,
         text="" if failed else f"{contender} answers: {messages[-1]['content']}",
-        finish_reason="error" if failed else "stop", error="timeout" if failed else None,
-        prompt_tokens=10 * len(messages), completion_tokens=0 if failed else 20, duration_s=1.0,
+        finish_reason="error" if failed else "stop",
+        error="timeout" if failed else None,
+        prompt_tokens=10 * len(messages),
+        completion_tokens=0 if failed else 20,
+        duration_s=1.0,
     )
 
 
@@ -123,8 +144,10 @@ def main() -> None:
         databases[history] = open_database(sqlite_url(folder / f"{history}.sqlite3"))
         # The same generator seed for both: identical votes, flags and failures; only the history differs.
         seed(databases[history], history, args.conversations, args.turns, random.Random(args.seed))
-        print(f"{history:<6} seeded {args.conversations} conversations x {args.turns} turns in "
-              f"{time.perf_counter() - started:.1f} s")
+        print(
+            f"{history:<6} seeded {args.conversations} conversations x {args.turns} turns in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
     for export_format in FORMATS:
         print(f"\n{export_format}")
         for history, database in databases.items():

@@ -62,10 +62,13 @@ def greedy(rep: float) -> Candidate:
     return Candidate(G(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=rep))
 
 
-def sampled(temperature: float, top_p: float, rep: float, top_k: int = 50, system: str | None = None,
-            max_new_tokens: int = 256) -> Candidate:
-    return Candidate(G(temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=rep,
-                       max_new_tokens=max_new_tokens), system)
+def sampled(
+    temperature: float, top_p: float, rep: float, top_k: int = 50, system: str | None = None, max_new_tokens: int = 256
+) -> Candidate:
+    return Candidate(
+        G(temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=rep, max_new_tokens=max_new_tokens),
+        system,
+    )
 
 
 ENGLISH_ONLY = "You are a helpful assistant. Always answer in English."
@@ -98,22 +101,36 @@ CANDIDATES: dict[str, Candidate] = {
     "t0.8 p0.9 rp1.1 +english": sampled(0.8, 0.9, 1.1, system=ENGLISH_ONLY),
     "t0.7 p0.9 rp1.1 +vivid": sampled(0.7, 0.9, 1.1, system=VIVID),
 }
-GRID = ["greedy", "greedy rp1.1", "greedy rp1.2", "t0.3 p0.9 rp1.1", "t0.5 p0.9 rp1.0", "t0.5 p0.9 rp1.1",
-        "t0.7 p0.9 rp1.1", "t0.7 p0.9 rp1.1 max384", "t0.8 p0.9 rp1.05", "t1.0 p0.95 rp1.1"]
+GRID = [
+    "greedy",
+    "greedy rp1.1",
+    "greedy rp1.2",
+    "t0.3 p0.9 rp1.1",
+    "t0.5 p0.9 rp1.0",
+    "t0.5 p0.9 rp1.1",
+    "t0.7 p0.9 rp1.1",
+    "t0.7 p0.9 rp1.1 max384",
+    "t0.8 p0.9 rp1.05",
+    "t1.0 p0.95 rp1.1",
+]
 CHOSEN = {"precise": "greedy rp1.1", "balanced": "t0.3 p0.9 rp1.1", "creative": "t0.7 p0.9 rp1.1 max384"}
 REJECT_AFTER_LENGTH = 2
 
 # Common English stopwords, and French / Spanish / German / Italian / Portuguese ones that are not
 # English words.
-ENGLISH = set("the and is are was were of to in that it this with for from by be been your you they their "
-              "them which what when why how can will would should could have has had not but or its into "
-              "than then these those there here our we my about more most also each other such".split())
-OTHER = set("le la les des est et une du pour que qui dans sur pas avec ce cette au aux sont il elle nous "
-            "vous mais leur très être ou où comme sa ses lui été peut fait aussi de "  # French
-            "el los las por una es y con para del al lo más pero sus muy está "  # Spanish
-            "der das und ist nicht ich mit ein eine zu den dem auf für sich auch wird "  # German
-            "della di che è sono gli nel "  # Italian
-            "não uma os em pela pelo são".split())  # Portuguese
+ENGLISH = set(
+    "the and is are was were of to in that it this with for from by be been your you they their "
+    "them which what when why how can will would should could have has had not but or its into "
+    "than then these those there here our we my about more most also each other such".split()
+)
+OTHER = set(
+    "le la les des est et une du pour que qui dans sur pas avec ce cette au aux sont il elle nous "
+    "vous mais leur très être ou où comme sa ses lui été peut fait aussi de "  # French
+    "el los las por una es y con para del al lo más pero sus muy está "  # Spanish
+    "der das und ist nicht ich mit ein eine zu den dem auf für sich auch wird "  # German
+    "della di che è sono gli nel "  # Italian
+    "não uma os em pela pelo são".split()
+)  # Portuguese
 WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 SENTENCE = re.compile(r"[^.!?\n]+")
 
@@ -185,38 +202,63 @@ class Row:
             by_prompt.setdefault(a.prompt, []).append(a.result.text)
         varieties = [variety(texts) for texts in by_prompt.values() if len(texts) > 1]
         done = f"{n}/{self.planned}" + (" dropped" if n < self.planned else "")
-        return (f"| {self.name} | {_params(self.params)} | {stops}/{n} | {english}/{n} "
-                f"| {statistics.mean(c[0] for c in counts):.1f}:{statistics.mean(c[1] for c in counts):.1f} "
-                f"| {statistics.mean(c[2] for c in counts):.3f} "
-                f"| {statistics.mean(r.completion_tokens for r in results):.0f} "
-                f"| {statistics.mean(speeds) if speeds else 0:.1f} "
-                f"| {statistics.mean(distinct2(r.text) for r in results):.2f} "
-                f"| {statistics.mean(varieties) if varieties else 0:.2f} | {done} | {self.seconds:.0f} |")
+        return (
+            f"| {self.name} | {_params(self.params)} | {stops}/{n} | {english}/{n} "
+            f"| {statistics.mean(c[0] for c in counts):.1f}:{statistics.mean(c[1] for c in counts):.1f} "
+            f"| {statistics.mean(c[2] for c in counts):.3f} "
+            f"| {statistics.mean(r.completion_tokens for r in results):.0f} "
+            f"| {statistics.mean(speeds) if speeds else 0:.1f} "
+            f"| {statistics.mean(distinct2(r.text) for r in results):.2f} "
+            f"| {statistics.mean(varieties) if varieties else 0:.2f} | {done} | {self.seconds:.0f} |"
+        )
 
 
-HEADER = ("| preset | T / top_p / top_k / rep / max | stop | english | en:oth | nonascii | tokens | tok/s "
-          "| distinct-2 | variety | answers | s |\n|" + " --- |" * 12)
+HEADER = (
+    "| preset | T / top_p / top_k / rep / max | stop | english | en:oth | nonascii | tokens | tok/s "
+    "| distinct-2 | variety | answers | s |\n|" + " --- |" * 12
+)
 
 
 def _params(p: GenerationParams) -> str:
     return f"{p.temperature:g} / {p.top_p:g} / {p.top_k} / {p.repetition_penalty:g} / {p.max_new_tokens}"
 
 
-def answer_once(loaded: LoadedWeights, contender: ContenderSpec, messages: list[dict[str, str]],
-                params: GenerationParams, seed: int, threads: int) -> GenerationResult:
+def answer_once(
+    loaded: LoadedWeights,
+    contender: ContenderSpec,
+    messages: list[dict[str, str]],
+    params: GenerationParams,
+    seed: int,
+    threads: int,
+) -> GenerationResult:
     """One answer, decoded in this thread on `threads` CPU threads (torch's count is per thread)."""
     torch.set_num_threads(threads)
     prompt = render_prompt(contender.prompt_format, messages, loaded.tokenizer)
     context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
-    for event in stream_tokens(loaded, prompt.input_ids, params, stop=threading.Event(), seed=seed,
-                               context_length=min(context, contender.weights.context_length)):
+    for event in stream_tokens(
+        loaded,
+        prompt.input_ids,
+        params,
+        stop=threading.Event(),
+        seed=seed,
+        context_length=min(context, contender.weights.context_length),
+    ):
         if isinstance(event, GenerationResult):
             return event
     raise RuntimeError("the decode loop ended without a result")
 
 
-def run_preset(loaded: LoadedWeights, contender: ContenderSpec, name: str, candidate: Candidate,
-               prompts: list[str], seeds: list[int], streams: int, threads: int, verbose: bool) -> Row:
+def run_preset(
+    loaded: LoadedWeights,
+    contender: ContenderSpec,
+    name: str,
+    candidate: Candidate,
+    prompts: list[str],
+    seeds: list[int],
+    streams: int,
+    threads: int,
+    verbose: bool,
+) -> Row:
     """Every prompt for every seed, `streams` answers at a time. Seed-major order, so a candidate dropped
     early has answered every prompt."""
     params = candidate.params
@@ -229,16 +271,18 @@ def run_preset(loaded: LoadedWeights, contender: ContenderSpec, name: str, candi
         if rejected.is_set():
             return
         seed, prompt = jobs[index]
-        result = answer_once(loaded, contender, [*system, {"role": "user", "content": prompt}], params, seed,
-                             threads)
+        result = answer_once(loaded, contender, [*system, {"role": "user", "content": prompt}], params, seed, threads)
         with lock:
             answers[index] = Answer(prompt, seed, result)
             if sum(a.result.finish_reason == "length" for a in answers.values()) >= REJECT_AFTER_LENGTH:
                 rejected.set()
         if verbose:
-            print(f"    {name} seed {seed} {result.finish_reason} {result.completion_tokens} tok "
-                  f"{result.tokens_per_s or 0:.1f} tok/s english={is_english(result.text)}: "
-                  f"{result.text[:100]!r}", flush=True)
+            print(
+                f"    {name} seed {seed} {result.finish_reason} {result.completion_tokens} tok "
+                f"{result.tokens_per_s or 0:.1f} tok/s english={is_english(result.text)}: "
+                f"{result.text[:100]!r}",
+                flush=True,
+            )
 
     started = time.perf_counter()
     with ThreadPoolExecutor(streams) as pool:
@@ -264,29 +308,40 @@ def main() -> None:
         parser.error(f"unknown candidates {unknown}; known: {', '.join(CANDIDATES)}")
     # The example prompts, read from the UI module's source (importing it would import gradio).
     tree = ast.parse((Path(__file__).resolve().parents[1] / "playground" / "ui_page.py").read_text())
-    prompts = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-                   and any(getattr(t, "id", None) == "EXAMPLES" for t in node.targets))
+    prompts = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "EXAMPLES" for t in node.targets)
+    )
     lineup = get_lineup("demo")
     contender = lineup.contenders[0]
     with ThreadPoolExecutor(1) as loader:  # as the app loads: not in the main thread
-        loaded = loader.submit(load_lineup, lineup, LoadOptions(device_map="cpu", dtype="bfloat16"),
-                               lambda m: None).result()
+        loaded = loader.submit(
+            load_lineup, lineup, LoadOptions(device_map="cpu", dtype="bfloat16"), lambda m: None
+        ).result()
     loaded = loaded[contender.weights]
     cores = args.cores or os.cpu_count() or 1
     threads = max(1, cores // args.streams)
-    print(f"torch {torch.__version__}, bfloat16, {args.streams} streams at a time on {cores} cores "
-          f"({threads} thread(s) each), prompts: {prompts}", flush=True)
+    print(
+        f"torch {torch.__version__}, bfloat16, {args.streams} streams at a time on {cores} cores "
+        f"({threads} thread(s) each), prompts: {prompts}",
+        flush=True,
+    )
 
     def work() -> None:  # in a worker thread, as the app decodes
         started = time.perf_counter()
         rows: dict[str, Row] = {}
         if names:
-            print(f"\ngrid: seeds {args.first_seed}-{args.first_seed + args.seeds - 1} per sampled candidate "
-                  "(greedy: one answer per prompt)", flush=True)
+            print(
+                f"\ngrid: seeds {args.first_seed}-{args.first_seed + args.seeds - 1} per sampled candidate "
+                "(greedy: one answer per prompt)",
+                flush=True,
+            )
             for name in names:
                 seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-                rows[name] = run_preset(loaded, contender, name, CANDIDATES[name], prompts, seeds, args.streams,
-                                        threads, not args.quiet)
+                rows[name] = run_preset(
+                    loaded, contender, name, CANDIDATES[name], prompts, seeds, args.streams, threads, not args.quiet
+                )
                 print(HEADER.splitlines()[0] + "\n" + rows[name].line(), flush=True)
             print(f"\ngrid ({time.perf_counter() - started:.0f} s)\n{HEADER}")
             print("\n".join(row.line() for row in rows.values()), flush=True)
@@ -300,8 +355,9 @@ def main() -> None:
             if candidate.params.greedy and name in rows:  # greedy: the same answers whatever the seed
                 row = rows[name]
             else:
-                row = run_preset(loaded, contender, name, candidate, prompts, confirm, args.streams, threads,
-                                 not args.quiet)
+                row = run_preset(
+                    loaded, contender, name, candidate, prompts, confirm, args.streams, threads, not args.quiet
+                )
             chosen.append(Row(f"{preset} = {name}", row.params, row.answers, row.planned, row.seconds))
         print(f"\nchosen ({time.perf_counter() - started:.0f} s in all)\n{HEADER}")
         print("\n".join(row.line() for row in chosen))

@@ -59,23 +59,34 @@ class Run:
 
 
 def lineup_toml(base_url: str, model: str, max_new_tokens: int, probe_url: str) -> str:
-    contender = '''[[contenders]]
+    contender = """[[contenders]]
 name = "{name}"
 preset = "precise"
 params = {{ max_new_tokens = {tokens} }}
 [contenders.endpoint]
 base_url = "{url}"
 model = "{model}"
-'''
-    return ('name = "remote-overhead"\n\n'
-            + contender.format(name="served", tokens=max_new_tokens, url=base_url, model=model)
-            + "\n" + contender.format(name="probe", tokens=1, url=probe_url, model="hello"))
+"""
+    return (
+        'name = "remote-overhead"\n\n'
+        + contender.format(name="served", tokens=max_new_tokens, url=base_url, model=model)
+        + "\n"
+        + contender.format(name="probe", tokens=1, url=probe_url, model="hello")
+    )
 
 
 def body(model: str, prompt: str, max_tokens: int) -> dict:
     """The request the app sends for the precise preset (repetition penalty is not an OpenAI field)."""
-    return {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0.0, "top_p": 1.0, "seed": 1, "stream": True, "stream_options": {"include_usage": True}}
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "seed": 1,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
 
 
 def direct(client, model: str, prompt: str, max_tokens: int) -> Run:
@@ -191,10 +202,12 @@ def report(name: str, runs: list[Run], baseline: list[Run]) -> None:
     speed = [r.tokens_per_s for r in runs if r.tokens_per_s]
     base_speed = [r.tokens_per_s for r in baseline if r.tokens_per_s]
     added = statistics.median(ttft) - statistics.median(base_ttft)
-    print(f"| {name} | {len(runs)} | {statistics.median(ttft):.0f} / {percentile(ttft, 0.95):.0f} | "
-          f"{statistics.median(base_ttft):.0f} / {percentile(base_ttft, 0.95):.0f} | {added:+.0f} | "
-          f"{statistics.mean(speed):.1f} | {statistics.mean(base_speed):.1f} | "
-          f"{statistics.mean(speed) / statistics.mean(base_speed):.3f} |")
+    print(
+        f"| {name} | {len(runs)} | {statistics.median(ttft):.0f} / {percentile(ttft, 0.95):.0f} | "
+        f"{statistics.median(base_ttft):.0f} / {percentile(base_ttft, 0.95):.0f} | {added:+.0f} | "
+        f"{statistics.mean(speed):.1f} | {statistics.mean(base_speed):.1f} | "
+        f"{statistics.mean(speed) / statistics.mean(base_speed):.3f} |"
+    )
 
 
 def main() -> None:
@@ -204,8 +217,9 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=4)
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "llm-playground")
     parser.add_argument("--extra-args", default="", help="more app.py options")
-    parser.add_argument("--split-cores", action="store_true",
-                        help="the server on the first core, the app and the clients on the others")
+    parser.add_argument(
+        "--split-cores", action="store_true", help="the server on the first core, the app and the clients on the others"
+    )
     args = parser.parse_args()
     import os
 
@@ -224,10 +238,25 @@ def main() -> None:
         raise SystemExit(f"{folder} is missing: run `make run` once (it converts the embedded model)")
     workdir = Path(tempfile.mkdtemp(prefix="remote-overhead-"))
     port = free_port()
-    server = Server([*server_prefix, str(Path(sys.executable).parent / "transformers"), "serve", folder.name,
-                     "--host", "127.0.0.1",
-                     "--port", str(port), "--device", "cpu", "--dtype", "float32"], port, workdir / "serve.log",
-                    cwd=folder.parent)
+    server = Server(
+        [
+            *server_prefix,
+            str(Path(sys.executable).parent / "transformers"),
+            "serve",
+            folder.name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+        ],
+        port,
+        workdir / "serve.log",
+        cwd=folder.parent,
+    )
     model = folder.name
     lineup = workdir / "lineup.toml"
     from tests.stub_openai import StubServer
@@ -236,8 +265,13 @@ def main() -> None:
     lineup.write_text(lineup_toml(server.base_url, model, args.max_new_tokens, probe_server.base_url))
     app = None
     try:
-        app, url = start_app(REPO, workdir / "data", args.cache_dir,
-                             ["--lineup-file", str(lineup), *shlex.split(args.extra_args)], workdir / "app.log")
+        app, url = start_app(
+            REPO,
+            workdir / "data",
+            args.cache_dir,
+            ["--lineup-file", str(lineup), *shlex.split(args.extra_args)],
+            workdir / "app.log",
+        )
         from gradio_client import Client
 
         probe_client = Client(url, verbose=False)
@@ -260,20 +294,28 @@ def main() -> None:
             page.append(through_page(urls, prompt, tokens_of))
             gradio.append(through_client(url, prompt, tokens_of))
         crowd = at_once(args.visitors, lambda n: through_page(urls, PROMPTS[n % len(PROMPTS)], tokens_of))
-        crowd_direct = at_once(args.visitors, lambda n: direct(client, model, PROMPTS[n % len(PROMPTS)],
-                                                               args.max_new_tokens))
+        crowd_direct = at_once(
+            args.visitors, lambda n: direct(client, model, PROMPTS[n % len(PROMPTS)], args.max_new_tokens)
+        )
     finally:
         if app is not None:
             stop_app(app)
         server.stop()
         probe_server.close()
     shutil.rmtree(workdir, ignore_errors=True)
-    print(f"transformers {transformers_version} serve (CPU, float32) on SmolLM2-135M-Instruct; "
-          f"{args.max_new_tokens} new tokens at most, greedy; "
-          + (f"server on core {cores[0]}, app and clients on {cores[1:]}" if args.split_cores
-             else f"server, app and clients sharing cores {cores}"))
-    print("| client | answers | first text ms p50 / p95 | straight to the server ms p50 / p95 | added ms (p50) | "
-          "tok/s | straight tok/s | ratio |")
+    print(
+        f"transformers {transformers_version} serve (CPU, float32) on SmolLM2-135M-Instruct; "
+        f"{args.max_new_tokens} new tokens at most, greedy; "
+        + (
+            f"server on core {cores[0]}, app and clients on {cores[1:]}"
+            if args.split_cores
+            else f"server, app and clients sharing cores {cores}"
+        )
+    )
+    print(
+        "| client | answers | first text ms p50 / p95 | straight to the server ms p50 / p95 | added ms (p50) | "
+        "tok/s | straight tok/s | ratio |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, runs in (("straight", straight), ("page", page), ("gradio_client", gradio)):
         print(name, " ".join(f"{r.first_s * 1000:.0f}ms/{r.tokens}t/{r.tokens_per_s or 0:.1f}" for r in runs))

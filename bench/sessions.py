@@ -38,8 +38,9 @@ def serve(port: int, data_dir: str, lean: bool) -> None:
     from playground.server import create_app
     from tests.fakes import words_streamer
 
-    settings = settings_from(["--data-dir", data_dir, "--port", str(port), "--model", "org/one", "--model",
-                              "org/two"], {})
+    settings = settings_from(
+        ["--data-dir", data_dir, "--port", str(port), "--model", "org/one", "--model", "org/two"], {}
+    )
     settings = type(settings)(**{**settings.__dict__, "unasked_ttl_s": IDLE_S})
     app = create_app(settings, streamer=words_streamer(), log=lambda m: None)
     demo = app.demo
@@ -54,8 +55,16 @@ def serve(port: int, data_dir: str, lean: bool) -> None:
     for line in sys.stdin:
         if line.strip() == "sweep":
             gone = app.sweeper.run_once()
-            print(json.dumps({"swept": gone, "conversations": len(app.conversations),
-                              "gradio_sessions": len(demo.state_holder.session_data)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "swept": gone,
+                        "conversations": len(app.conversations),
+                        "gradio_sessions": len(demo.state_holder.session_data),
+                    }
+                ),
+                flush=True,
+            )
     app.close()
 
 
@@ -93,9 +102,21 @@ def main() -> None:
     from tests.servers import free_port
 
     port, data_dir = free_port(), tempfile.mkdtemp(prefix="bench-sessions-")
-    child = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--data-dir", data_dir,
-                              *(["--unlean"] if args.unlean else [])],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            str(port),
+            "--data-dir",
+            data_dir,
+            *(["--unlean"] if args.unlean else []),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         assert child.stdout.readline().strip() == "READY"
         server, url = psutil.Process(child.pid), f"http://127.0.0.1:{port}/"
@@ -107,8 +128,7 @@ def main() -> None:
             for _ in range(20):  # warm up: imports, first renders
                 session(http, url, load, uuid.uuid4().hex[:11])
             start_rss, started = server.memory_info().rss, time.perf_counter()
-            print(f"{'lean' if not args.unlean else 'gradio'} session state; RSS at start "
-                  f"{start_rss / 2**20:.0f} MB")
+            print(f"{'lean' if not args.unlean else 'gradio'} session state; RSS at start {start_rss / 2**20:.0f} MB")
             for n in range(1, args.sessions + 1):
                 key = uuid.uuid4().hex[:11]
                 session(http, url, load, key)
@@ -116,8 +136,10 @@ def main() -> None:
                     session(http, url, mine, key)
                 if n % max(1, args.sessions // 5) == 0:
                     rss = server.memory_info().rss
-                    print(f"{n:>6} sessions: RSS {rss / 2**20:.0f} MB (+{(rss - start_rss) / n / 1024:.1f} KB a "
-                          f"session), {n / (time.perf_counter() - started):.0f} sessions/s")
+                    print(
+                        f"{n:>6} sessions: RSS {rss / 2**20:.0f} MB (+{(rss - start_rss) / n / 1024:.1f} KB a "
+                        f"session), {n / (time.perf_counter() - started):.0f} sessions/s"
+                    )
         peak = server.memory_info().rss
         time.sleep(IDLE_S + 1)
         child.stdin.write("sweep\n")
@@ -125,9 +147,11 @@ def main() -> None:
         swept = json.loads(child.stdout.readline())
         time.sleep(0.5)
         after = server.memory_info().rss
-        print(f"after the sweep ({swept['swept']} sessions let go; {swept['conversations']} conversations and "
-              f"{swept['gradio_sessions']} Gradio sessions held): RSS {after / 2**20:.0f} MB, "
-              f"{(after - start_rss) / 2**20:+.0f} MB against the start, {(peak - after) / 2**20:.0f} MB given back")
+        print(
+            f"after the sweep ({swept['swept']} sessions let go; {swept['conversations']} conversations and "
+            f"{swept['gradio_sessions']} Gradio sessions held): RSS {after / 2**20:.0f} MB, "
+            f"{(after - start_rss) / 2**20:+.0f} MB against the start, {(peak - after) / 2**20:.0f} MB given back"
+        )
     finally:
         child.stdin.close()
         try:

@@ -35,8 +35,7 @@ PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse ke
 def plain_generate(loaded, ids, tokens):
     """Baseline: `generate` with no streamer."""
     started = time.perf_counter()
-    out = loaded.model.generate(torch.tensor([ids]), max_new_tokens=tokens, min_new_tokens=tokens,
-                                do_sample=False)
+    out = loaded.model.generate(torch.tensor([ids]), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
     return out.shape[1] - len(ids), time.perf_counter() - started, None
 
 
@@ -44,8 +43,9 @@ def textiterator_generate(loaded, ids, tokens):
     """What most Spaces do: generate in a thread with a TextIteratorStreamer."""
     streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True)
     started, first = time.perf_counter(), None
-    kwargs = dict(input_ids=torch.tensor([ids]), max_new_tokens=tokens, min_new_tokens=tokens,
-                  do_sample=False, streamer=streamer)
+    kwargs = dict(
+        input_ids=torch.tensor([ids]), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, streamer=streamer
+    )
     thread = threading.Thread(target=loaded.model.generate, kwargs=kwargs)
     thread.start()
     for _ in streamer:
@@ -96,8 +96,11 @@ def through_core(loaded, ids, tokens, local):
         yield GenerationResult("ok", "stop", 1, 1, 0.0, 0.0, seed)
 
     with tempfile.TemporaryDirectory() as folder, _no_eos(loaded):
-        core = Playground(LineupSpec(name="bench", contenders=(real, instant)), streamer,
-                          open_database(sqlite_url(Path(folder) / "bench.sqlite3")))
+        core = Playground(
+            LineupSpec(name="bench", contenders=(real, instant)),
+            streamer,
+            open_database(sqlite_url(Path(folder) / "bench.sqlite3")),
+        )
         session = core.new_conversation()
         started = time.perf_counter()
         for _ in core.ask(session, PROMPT[0]["content"]):
@@ -134,9 +137,13 @@ def main() -> None:
     local = LocalStreamer({contender.weights: loaded})  # as the app: one engine, built at start
     ids = list(local.render(contender, PROMPT).input_ids)
     # The comparison core runs first, as in the app, before any other thread has decoded.
-    paths = {"comparison core": partial(through_core, local=local), "generate": plain_generate,
-             "decode loop": playground_stream,
-             "generate in a thread": threaded_generate, "TextIteratorStreamer": textiterator_generate}
+    paths = {
+        "comparison core": partial(through_core, local=local),
+        "generate": plain_generate,
+        "decode loop": playground_stream,
+        "generate in a thread": threaded_generate,
+        "TextIteratorStreamer": textiterator_generate,
+    }
     speeds: dict[str, list[float]] = {name: [] for name in paths}
     ttfts: dict[str, list[float]] = {name: [] for name in paths}
     for name, fn in paths.items():
@@ -148,8 +155,10 @@ def main() -> None:
                 ttfts[name].append(first)
     base = statistics.median(speeds["generate"])
     paths = {name: paths[name] for name in ["generate", *[n for n in paths if n != "generate"]]}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, dtype {args.dtype}, "
-          f"prompt {len(ids)} tokens, {args.tokens} new tokens, median of {args.rounds}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, dtype {args.dtype}, "
+        f"prompt {len(ids)} tokens, {args.tokens} new tokens, median of {args.rounds}"
+    )
     for name in paths:
         speed = statistics.median(speeds[name])
         ttft = f", first token {statistics.median(ttfts[name]) * 1000:.0f} ms" if ttfts[name] else ""

@@ -65,9 +65,13 @@ class App:
     def start(self) -> None:
         env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "app.py", "--port", str(self.port), "--data-dir",
-                                             str(self.data_dir), *self.argv], cwd=REPO, env=env, stdout=log,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "app.py", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.argv],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             wait_until_serving(self.process, self.url, START_TIMEOUT_S, lambda: self.log.read_text()[-3000:])
         except AssertionError as error:
@@ -147,8 +151,14 @@ def tiny_models(folder: Path) -> list[str]:
     """Two tiny random Llama checkpoints (the test suite's), built here: seconds per answer, not minutes."""
     from tests.checkpoints import tiny_llama
 
-    return ["--model", str(tiny_llama(folder / "tiny-mha", kv_heads=4, seed=0)),
-            "--model", str(tiny_llama(folder / "tiny-gqa", kv_heads=2, seed=1)), "--dtype", "float32"]
+    return [
+        "--model",
+        str(tiny_llama(folder / "tiny-mha", kv_heads=4, seed=0)),
+        "--model",
+        str(tiny_llama(folder / "tiny-gqa", kv_heads=2, seed=1)),
+        "--dtype",
+        "float32",
+    ]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -168,8 +178,10 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         deadline = time.monotonic() + args.seconds
         start = threading.Barrier(args.visitors)
-        threads = [threading.Thread(target=visitor, args=(app, n, deadline, tally, start), daemon=True)
-                   for n in range(args.visitors)]
+        threads = [
+            threading.Thread(target=visitor, args=(app, n, deadline, tally, start), daemon=True)
+            for n in range(args.visitors)
+        ]
         for thread in threads:
             thread.start()
         if args.kill:  # a third of the way in, so that visitors meet the restarted app too
@@ -181,16 +193,25 @@ def main(argv: list[str] | None = None) -> dict:
         app.stop()
     comparisons, interrupted, ratings, integrity = stored(workdir / "data")
     summary = {
-        "visitors": args.visitors, "seconds": args.seconds, "lineup": "tiny" if args.tiny else "demo",
-        "served": tally.served, "busy": tally.busy, "errors": len(tally.errors), "cut_by_restart": tally.cut_by_restart,
+        "visitors": args.visitors,
+        "seconds": args.seconds,
+        "lineup": "tiny" if args.tiny else "demo",
+        "served": tally.served,
+        "busy": tally.busy,
+        "errors": len(tally.errors),
+        "cut_by_restart": tally.cut_by_restart,
         "first_text_p50_s": _round(statistics.median(tally.first_text_s)) if tally.first_text_s else None,
         "first_text_p95_s": _round(percentile(tally.first_text_s, 0.95)),
         "last_answer_p50_s": _round(statistics.median(tally.last_answer_s)) if tally.last_answer_s else None,
         "last_answer_p95_s": _round(percentile(tally.last_answer_s, 0.95)),
-        "ratings_confirmed": tally.confirmed, "ratings_stored": ratings, "comparisons_stored": comparisons,
+        "ratings_confirmed": tally.confirmed,
+        "ratings_stored": ratings,
+        "comparisons_stored": comparisons,
         "comparisons_interrupted": interrupted,
-        "lost_ratings": max(0, tally.confirmed - ratings), "integrity": integrity,
-        "killed_and_restarted_in_s": _round(down_s), "first_errors": tally.errors[:3],
+        "lost_ratings": max(0, tally.confirmed - ratings),
+        "integrity": integrity,
+        "killed_and_restarted_in_s": _round(down_s),
+        "first_errors": tally.errors[:3],
     }
     if args.json:
         print(json.dumps(summary))

@@ -74,8 +74,8 @@ def bootstrap_ratings(wins: np.ndarray, ties: np.ndarray, *, rounds: int, seed: 
     for r, draw in enumerate(draws):
         resampled = np.zeros((n, n))
         resampled[win_i, win_j] += draw[: len(win_i)]
-        resampled[tie_i, tie_j] += draw[len(win_i):] / 2
-        resampled[tie_j, tie_i] += draw[len(win_i):] / 2
+        resampled[tie_i, tie_j] += draw[len(win_i) :] / 2
+        resampled[tie_j, tie_i] += draw[len(win_i) :] / 2
         samples[r] = fit_ratings(resampled, start)  # warm start: a few Newton steps per round
     return samples
 

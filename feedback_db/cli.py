@@ -63,21 +63,32 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write training rows (dpo, reward, kto, sft) to JSONL or Parquet")
     _add_db_url(export)
     export.add_argument("--format", required=True, choices=FORMATS, help="which rows to write")
-    export.add_argument("--output", required=True, metavar="PATH",
-                        help="a .jsonl or .parquet file, or - for JSONL on standard output")
+    export.add_argument(
+        "--output", required=True, metavar="PATH", help="a .jsonl or .parquet file, or - for JSONL on standard output"
+    )
     export.add_argument("--since", type=_moment, metavar="ISO", help="ratings at or after this time (UTC if no offset)")
     export.add_argument("--until", type=_moment, metavar="ISO", help="ratings before this time (UTC if no offset)")
     export.add_argument("--lineup", metavar="NAME", help="only comparisons of this lineup")
-    export.add_argument("--contender", nargs="+", action="extend", default=[], metavar="NAME",
-                        help="only pairs (answers) of these contenders; may be repeated")
+    export.add_argument(
+        "--contender",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME",
+        help="only pairs (answers) of these contenders; may be repeated",
+    )
     export.add_argument("--min-strength", choices=STRENGTHS, help="only preferences at least this strong")
     export.add_argument("--blind-only", action="store_true", help="only ratings given before names were shown")
     export.add_argument("--exclude-unsafe", action="store_true", help="leave out answers flagged unsafe")
-    export.add_argument("--with-visitor", action="store_true",
-                        help="add each row's visitor key (a salted hash of the asker's address), to find one "
-                             "visitor's data; left out by default")
-    export.add_argument("--include-errors", action="store_true",
-                        help="keep answers that failed (left out by default; never SFT rows)")
+    export.add_argument(
+        "--with-visitor",
+        action="store_true",
+        help="add each row's visitor key (a salted hash of the asker's address), to find one "
+        "visitor's data; left out by default",
+    )
+    export.add_argument(
+        "--include-errors", action="store_true", help="keep answers that failed (left out by default; never SFT rows)"
+    )
     export.set_defaults(run=_run_export)
     board = commands.add_parser("leaderboard", help="Bradley-Terry ratings with bootstrap intervals")
     _add_db_url(board)
@@ -85,9 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--all", action="store_true", help="include ratings given with names shown")
     board.add_argument("--lineup", metavar="NAME", help="only comparisons of this lineup")
     board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    board.add_argument("--min-battles", type=_count, default=DEFAULT_MIN_BATTLES,
-                       help=f"battles every contender needs before the ratings stop being preliminary "
-                            f"(default {DEFAULT_MIN_BATTLES}; 0: never preliminary)")
+    board.add_argument(
+        "--min-battles",
+        type=_count,
+        default=DEFAULT_MIN_BATTLES,
+        help=f"battles every contender needs before the ratings stop being preliminary "
+        f"(default {DEFAULT_MIN_BATTLES}; 0: never preliminary)",
+    )
     board.add_argument("--json", action="store_true", help="print JSON instead of a table")
     board.set_defaults(run=_run_leaderboard)
     upgrade = commands.add_parser("upgrade", help="bring the database schema to the newest revision")
@@ -97,8 +112,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_db_url(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db-url", metavar="URL",
-                        help=f"SQLAlchemy URL (default: env PLAYGROUND_DB_URL, else sqlite:///{DEFAULT_DB})")
+    parser.add_argument(
+        "--db-url", metavar="URL", help=f"SQLAlchemy URL (default: env PLAYGROUND_DB_URL, else sqlite:///{DEFAULT_DB})"
+    )
 
 
 def _run_export(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -106,8 +122,10 @@ def _run_export(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         options = ExportOptions(
             format=args.format,
             where=RatingFilter(since=args.since, until=args.until, lineup=args.lineup, blind_only=args.blind_only),
-            contenders=frozenset(args.contender), min_strength=args.min_strength,
-            exclude_unsafe=args.exclude_unsafe, include_errors=args.include_errors,
+            contenders=frozenset(args.contender),
+            min_strength=args.min_strength,
+            exclude_unsafe=args.exclude_unsafe,
+            include_errors=args.include_errors,
             include_visitor=args.with_visitor,
         )
     except ValueError as e:
@@ -130,8 +148,14 @@ def _run_leaderboard(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
     database = _open(args.db_url)
     try:
         with database.snapshot() as session:
-            board = leaderboard_of(session, blind_only=not args.all, lineup=args.lineup,
-                                   rounds=args.rounds, seed=args.seed, min_battles=args.min_battles)
+            board = leaderboard_of(
+                session,
+                blind_only=not args.all,
+                lineup=args.lineup,
+                rounds=args.rounds,
+                seed=args.seed,
+                min_battles=args.min_battles,
+            )
     finally:
         database.dispose()
     data = asdict(board) | {"preliminary": board.preliminary}
@@ -163,8 +187,10 @@ def _open(given: str | None, migrate: bool = True) -> Database:
     except Exception:  # noqa: BLE001 - open_database explains bad URLs
         database_file = None
     if database_file not in (None, "", ":memory:") and not Path(database_file).is_file():
-        raise UsageError(f"there is no database file at {database_file}; pass --db-url with the app's database "
-                         f"(default sqlite:///{DEFAULT_DB}, relative to the folder you run in)")
+        raise UsageError(
+            f"there is no database file at {database_file}; pass --db-url with the app's database "
+            f"(default sqlite:///{DEFAULT_DB}, relative to the folder you run in)"
+        )
     try:
         return open_database(url, migrate=migrate)
     except ValueError as e:

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .migrate import upgrade
 
-EXAMPLE_URLS = "sqlite:///data/feedback.sqlite3 (a file, relative to the working folder) or postgresql+psycopg://user:pass@host/db"
+EXAMPLE_URLS = (
+    "sqlite:///data/feedback.sqlite3 (a file, relative to the working folder) or postgresql+psycopg://user:pass@host/db"
+)
 BUSY_TIMEOUT_MS = 10_000
 # WAL lets readers and one writer work at once; busy_timeout makes a writer wait for the lock instead of
 # failing with "database is locked" (measured: without it most of 8 concurrent writers failed).
@@ -95,8 +97,9 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
         upgrade(engine)
     except OperationalError as e:
         engine.dispose()
-        raise DatabaseUnavailable(f"cannot open the feedback database at "
-                                  f"{parsed.render_as_string(hide_password=True)}: {e.orig}") from e
+        raise DatabaseUnavailable(
+            f"cannot open the feedback database at {parsed.render_as_string(hide_password=True)}: {e.orig}"
+        ) from e
     except ValueError as e:
         engine.dispose()
         e.add_note(f"while opening the feedback database at {parsed.render_as_string(hide_password=True)}")
@@ -135,7 +138,8 @@ def _engine_for(url: URL) -> Engine:
         engine = create_engine(url, pool_pre_ping=not is_sqlite)
     except ImportError as e:
         raise DatabaseUnavailable(
-            f"the driver for {shown!r} is not installed ({e}); install it or use {EXAMPLE_URLS}") from None
+            f"the driver for {shown!r} is not installed ({e}); install it or use {EXAMPLE_URLS}"
+        ) from None
     except (ArgumentError, TypeError) as e:
         raise DatabaseUnavailable(f"database URL {shown!r} was refused: {e}; give one such as {EXAMPLE_URLS}") from None
     if is_sqlite:

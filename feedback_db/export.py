@@ -123,13 +123,17 @@ def _pair_rows(rated: RatedComparison, options: ExportOptions, tally: Tally) -> 
         row = {"prompt": _prompt(chosen), "chosen": _reply(chosen), "rejected": _reply(rejected)}
         if options.format == "reward":
             row["margin"] = pair.margin
-        yield row | _trace(rated, options) | {
-            "strength": pair.strength,
-            "chosen_contender": chosen.contender,
-            "rejected_contender": rejected.contender,
-            "chosen_position": chosen.position,
-            "rejected_position": rejected.position,
-        }
+        yield (
+            row
+            | _trace(rated, options)
+            | {
+                "strength": pair.strength,
+                "chosen_contender": chosen.contender,
+                "rejected_contender": rejected.contender,
+                "chosen_position": chosen.position,
+                "rejected_position": rejected.position,
+            }
+        )
 
 
 def _kept_pairs(
@@ -153,8 +157,9 @@ def _kept_pairs(
         yield pair, chosen, rejected
 
 
-def _pair_refusal(pair: Pair, chosen: RatedAnswer, rejected: RatedAnswer, options: ExportOptions,
-                  one_prompt: bool = True) -> str | None:
+def _pair_refusal(
+    pair: Pair, chosen: RatedAnswer, rejected: RatedAnswer, options: ExportOptions, one_prompt: bool = True
+) -> str | None:
     """Why a pair is left out, or None to keep it."""
     both = (chosen, rejected)
     if options.contenders and not all(answer.contender in options.contenders for answer in both):
@@ -191,15 +196,20 @@ def _kto_rows(rated: RatedComparison, options: ExportOptions, tally: Tally) -> I
             tally.skipped[reason] += 1
             continue
         label, source = labels[answer.position]
-        yield {"prompt": _prompt(answer), "completion": _reply(answer), "label": label} | _trace(rated, options) | {
-            "label_source": source,
-            "contender": answer.contender,
-            "position": answer.position,
-        }
+        yield (
+            {"prompt": _prompt(answer), "completion": _reply(answer), "label": label}
+            | _trace(rated, options)
+            | {
+                "label_source": source,
+                "contender": answer.contender,
+                "position": answer.position,
+            }
+        )
 
 
-def _kto_labels(rated: RatedComparison, decomposition: Decomposition,
-                options: ExportOptions) -> dict[int, tuple[bool, str]]:
+def _kto_labels(
+    rated: RatedComparison, decomposition: Decomposition, options: ExportOptions
+) -> dict[int, tuple[bool, str]]:
     """Position -> (desirable, why), by the rules in the module docstring."""
     labels: dict[int, tuple[bool, str]] = {}
     if decomposition.both_bad:
@@ -221,8 +231,11 @@ def _kto_labels(rated: RatedComparison, decomposition: Decomposition,
 
 def _prefers_unsafe(rated: RatedComparison, decomposition: Decomposition) -> bool:
     """Whether the rating puts an answer flagged unsafe above one that was not."""
-    return any(rated.answer(pair.winner).unsafe and not rated.answer(pair.loser).unsafe
-               for pair in decomposition.pairs if not pair.tie)
+    return any(
+        rated.answer(pair.winner).unsafe and not rated.answer(pair.loser).unsafe
+        for pair in decomposition.pairs
+        if not pair.tie
+    )
 
 
 def _answer_refusal(answer: RatedAnswer, options: ExportOptions) -> str | None:
@@ -249,10 +262,14 @@ def _sft_rows(rated: RatedComparison, options: ExportOptions, tally: Tally) -> I
         if reason is not None:
             tally.skipped[reason] += 1
             continue
-        yield {"messages": _prompt(answer) + _reply(answer)} | _trace(rated, options) | {
-            "contender": answer.contender,
-            "position": answer.position,
-        }
+        yield (
+            {"messages": _prompt(answer) + _reply(answer)}
+            | _trace(rated, options)
+            | {
+                "contender": answer.contender,
+                "position": answer.position,
+            }
+        )
 
 
 def _stronger(a: Strength, b: Strength | None) -> Strength:

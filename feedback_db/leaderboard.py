@@ -22,8 +22,20 @@ from sqlalchemy.orm import Session
 from .bradley_terry import ELO_BASE, ELO_INIT, ELO_SCALE, bootstrap_ratings, fit_ratings
 from .reading import RatedComparison, RatingFilter, iter_rated
 
-__all__ = ["DEFAULT_MIN_BATTLES", "ELO_BASE", "ELO_INIT", "ELO_SCALE", "Battle", "Leaderboard", "Row",
-           "battles_of", "build_leaderboard", "format_leaderboard", "leaderboard_of", "preliminary_note"]
+__all__ = [
+    "DEFAULT_MIN_BATTLES",
+    "ELO_BASE",
+    "ELO_INIT",
+    "ELO_SCALE",
+    "Battle",
+    "Leaderboard",
+    "Row",
+    "battles_of",
+    "build_leaderboard",
+    "format_leaderboard",
+    "leaderboard_of",
+    "preliminary_note",
+]
 
 DEFAULT_MIN_BATTLES = 20
 
@@ -80,8 +92,15 @@ class Leaderboard:
         return min((row.battles for row in self.rows), default=0)
 
 
-def leaderboard_of(session: Session, *, blind_only: bool = True, lineup: str | None = None,
-                   rounds: int = 1000, seed: int = 0, min_battles: int = DEFAULT_MIN_BATTLES) -> Leaderboard:
+def leaderboard_of(
+    session: Session,
+    *,
+    blind_only: bool = True,
+    lineup: str | None = None,
+    rounds: int = 1000,
+    seed: int = 0,
+    min_battles: int = DEFAULT_MIN_BATTLES,
+) -> Leaderboard:
     """The leaderboard of the stored ratings (blind ones only unless blind_only=False)."""
     where = RatingFilter(lineup=lineup, blind_only=blind_only)
     ratings = 0
@@ -91,8 +110,9 @@ def leaderboard_of(session: Session, *, blind_only: bool = True, lineup: str | N
         ratings += 1
         battles += battles_of(rated)
         votes[rated.choice or ""] += 1
-    board = build_leaderboard(battles, rounds=rounds, seed=seed, blind_only=blind_only, ratings_used=ratings,
-                              min_battles=min_battles)
+    board = build_leaderboard(
+        battles, rounds=rounds, seed=seed, blind_only=blind_only, ratings_used=ratings, min_battles=min_battles
+    )
     decisive = votes["a"] + votes["b"]
     return replace(board, a_share=votes["a"] / decisive if decisive else None)
 
@@ -106,9 +126,15 @@ def battles_of(rated: RatedComparison) -> list[Battle]:
     return [Battle(contender_at[p.winner], contender_at[p.loser], p.tie) for p in decomposition.pairs]
 
 
-def build_leaderboard(battles: Iterable[Battle], *, rounds: int = 1000, seed: int = 0,
-                      blind_only: bool = True, ratings_used: int | None = None,
-                      min_battles: int = DEFAULT_MIN_BATTLES) -> Leaderboard:
+def build_leaderboard(
+    battles: Iterable[Battle],
+    *,
+    rounds: int = 1000,
+    seed: int = 0,
+    blind_only: bool = True,
+    ratings_used: int | None = None,
+    min_battles: int = DEFAULT_MIN_BATTLES,
+) -> Leaderboard:
     """Fit, bootstrap and tabulate a list of battles."""
     if isinstance(min_battles, bool) or not isinstance(min_battles, int) or min_battles < 0:
         raise ValueError(f"min_battles must be a whole number >= 0 (0: never preliminary), got {min_battles!r}")
@@ -131,16 +157,29 @@ def build_leaderboard(battles: Iterable[Battle], *, rounds: int = 1000, seed: in
         lower, upper = np.percentile(samples, [2.5, 97.5], axis=0)
     played = wins.sum(axis=1) + wins.sum(axis=0) + ties.sum(axis=1)
     rows = [
-        Row(names[i], float(ratings[i]),
-            None if lower is None else float(lower[i]), None if upper is None else float(upper[i]),
-            battles=int(played[i]), wins=int(wins[i].sum()), losses=int(wins[:, i].sum()),
-            ties=int(ties[i].sum()), preliminary=bool(played[i] < min_battles))
+        Row(
+            names[i],
+            float(ratings[i]),
+            None if lower is None else float(lower[i]),
+            None if upper is None else float(upper[i]),
+            battles=int(played[i]),
+            wins=int(wins[i].sum()),
+            losses=int(wins[:, i].sum()),
+            ties=int(ties[i].sum()),
+            preliminary=bool(played[i] < min_battles),
+        )
         for i in range(n)
     ]
     rows.sort(key=lambda row: (-row.rating, row.contender))
-    return Leaderboard(tuple(rows), _win_rates(names, wins, ties), len(battles),
-                       len(battles) if ratings_used is None else ratings_used, blind_only, rounds,
-                       min_battles=min_battles)
+    return Leaderboard(
+        tuple(rows),
+        _win_rates(names, wins, ties),
+        len(battles),
+        len(battles) if ratings_used is None else ratings_used,
+        blind_only,
+        rounds,
+        min_battles=min_battles,
+    )
 
 
 def _win_rates(names: list[str], wins: np.ndarray, ties: np.ndarray) -> dict[str, dict[str, float]]:
@@ -154,24 +193,33 @@ def _win_rates(names: list[str], wins: np.ndarray, ties: np.ndarray) -> dict[str
 def preliminary_note(board: Leaderboard) -> str:
     """One sentence for a preliminary board: how many votes so far, and what it waits for."""
     votes = f"{board.ratings_used} vote{'' if board.ratings_used == 1 else 's'}"
-    return (f"Preliminary: {votes} so far; ratings settle once every contender has {board.min_battles} "
-            f"battles (the fewest now: {board.fewest_battles}).")
+    return (
+        f"Preliminary: {votes} so far; ratings settle once every contender has {board.min_battles} "
+        f"battles (the fewest now: {board.fewest_battles})."
+    )
 
 
 def format_leaderboard(board: Leaderboard) -> str:
     """The leaderboard as a plain-text table, then the win-rate matrix."""
     which = "blind (arena) ratings" if board.blind_only else "all ratings"
-    lines = [f"Bradley-Terry ratings from {board.battles_total} battles in {board.ratings_used} {which}"
-             f" (scale {ELO_SCALE:g}, base {ELO_BASE:g}, mean {ELO_INIT:g}; 95% interval from "
-             f"{board.rounds} bootstrap rounds)", ""]
+    lines = [
+        f"Bradley-Terry ratings from {board.battles_total} battles in {board.ratings_used} {which}"
+        f" (scale {ELO_SCALE:g}, base {ELO_BASE:g}, mean {ELO_INIT:g}; 95% interval from "
+        f"{board.rounds} bootstrap rounds)",
+        "",
+    ]
     width = max([len("contender")] + [len(row.contender) for row in board.rows])
-    lines.append(f"{'rank':>4}  {'contender':<{width}}  {'rating':>7}  {'95% interval':>17}  "
-                 f"{'battles':>7}  {'wins':>6}  {'losses':>6}  {'ties':>6}")
+    lines.append(
+        f"{'rank':>4}  {'contender':<{width}}  {'rating':>7}  {'95% interval':>17}  "
+        f"{'battles':>7}  {'wins':>6}  {'losses':>6}  {'ties':>6}"
+    )
     for rank, row in enumerate(board.rows, 1):
         interval = "" if row.lower is None else f"{row.lower:7.1f} .. {row.upper:7.1f}"
-        lines.append(f"{rank:>4}  {row.contender:<{width}}  {row.rating:7.1f}  {interval:>17}  "
-                     f"{row.battles:>7}  {row.wins:>6}  {row.losses:>6}  {row.ties:>6}"
-                     + ("  preliminary" if row.preliminary else ""))
+        lines.append(
+            f"{rank:>4}  {row.contender:<{width}}  {row.rating:7.1f}  {interval:>17}  "
+            f"{row.battles:>7}  {row.wins:>6}  {row.losses:>6}  {row.ties:>6}"
+            + ("  preliminary" if row.preliminary else "")
+        )
     if not board.rows:
         hint = ", or no blind ratings; try --all" if board.blind_only else ""
         lines.append(f"(no battles: nothing rated yet{hint})")

@@ -120,5 +120,6 @@ def _check_revision_is_known(connection: Connection) -> None:
 def _check_foreign_keys(connection: Connection) -> None:
     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if broken:
-        raise SchemaError(f"the migration left {len(broken)} rows with broken foreign keys, e.g. {broken[0]}; "
-                          "nothing was changed")
+        raise SchemaError(
+            f"the migration left {len(broken)} rows with broken foreign keys, e.g. {broken[0]}; nothing was changed"
+        )

@@ -86,7 +86,10 @@ class RatedComparison:
 
 
 def iter_rated(
-    session: Session, where: RatingFilter = RatingFilter(), *, with_text: bool = True,
+    session: Session,
+    where: RatingFilter = RatingFilter(),
+    *,
+    with_text: bool = True,
     batch_ratings: int = BATCH_RATINGS,
 ) -> Iterator[RatedComparison]:
     """Every rated comparison that `where` selects, oldest rating first, `batch_ratings` at a time.
@@ -108,8 +111,19 @@ def iter_rated(
 def _ratings_page(where: RatingFilter, after: tuple[datetime, str] | None, limit: int) -> Select[Any]:
     """The next `limit` ratings after `after` in (created_at, id) order: a range scan of one index."""
     query = (
-        select(Rating.id.label("rating_id"), Rating.comparison_id, Rating.created_at, Rating.kind, Rating.choice,
-               Rating.strength, Rating.blind, Rating.rater, Comparison.lineup, Comparison.mode, Comparison.visitor)
+        select(
+            Rating.id.label("rating_id"),
+            Rating.comparison_id,
+            Rating.created_at,
+            Rating.kind,
+            Rating.choice,
+            Rating.strength,
+            Rating.blind,
+            Rating.rater,
+            Comparison.lineup,
+            Comparison.mode,
+            Comparison.visitor,
+        )
         .join(Comparison, Comparison.id == Rating.comparison_id)
         .order_by(Rating.created_at, Rating.id)  # the id breaks ties between equal timestamps
         .limit(limit)
@@ -130,8 +144,14 @@ def _ratings_page(where: RatingFilter, after: tuple[datetime, str] | None, limit
 def _answers_of(session: Session, rating_ids: Sequence[str], with_text: bool) -> dict[str, list[RatedAnswer]]:
     """Rating id -> its answers by position, for one page of ratings."""
     columns: list[Any] = [
-        AnswerJudgement.rating_id, Response.id.label("response_id"), Response.position, Response.contender,
-        Response.finish_reason, AnswerJudgement.score, AnswerJudgement.rank, AnswerJudgement.unsafe,
+        AnswerJudgement.rating_id,
+        Response.id.label("response_id"),
+        Response.position,
+        Response.contender,
+        Response.finish_reason,
+        AnswerJudgement.score,
+        AnswerJudgement.rank,
+        AnswerJudgement.unsafe,
         AnswerJudgement.unsafe_reason,
     ]
     if with_text:
@@ -144,19 +164,35 @@ def _answers_of(session: Session, rating_ids: Sequence[str], with_text: bool) ->
     )
     answers: dict[str, list[RatedAnswer]] = {rating_id: [] for rating_id in rating_ids}
     for row in session.connection().execute(query):
-        answers[row.rating_id].append(RatedAnswer(
-            response_id=row.response_id, position=row.position, contender=row.contender,
-            errored=row.finish_reason == "error", score=row.score, rank=row.rank, unsafe=row.unsafe,
-            unsafe_reason=row.unsafe_reason,
-            text=row.text if with_text else "",
-            messages=tuple({"role": m["role"], "content": m["content"]} for m in row.messages) if with_text else (),
-        ))
+        answers[row.rating_id].append(
+            RatedAnswer(
+                response_id=row.response_id,
+                position=row.position,
+                contender=row.contender,
+                errored=row.finish_reason == "error",
+                score=row.score,
+                rank=row.rank,
+                unsafe=row.unsafe,
+                unsafe_reason=row.unsafe_reason,
+                text=row.text if with_text else "",
+                messages=tuple({"role": m["role"], "content": m["content"]} for m in row.messages) if with_text else (),
+            )
+        )
     return answers
 
 
 def _rated(rating: Any, answers: list[RatedAnswer], with_text: bool) -> RatedComparison:
     return RatedComparison(
-        comparison_id=rating.comparison_id, rating_id=rating.rating_id, rated_at=rating.created_at,
-        lineup=rating.lineup, mode=rating.mode, blind=rating.blind, kind=rating.kind, choice=rating.choice,
-        strength=rating.strength, rater=rating.rater, answers=tuple(answers), visitor=rating.visitor,
+        comparison_id=rating.comparison_id,
+        rating_id=rating.rating_id,
+        rated_at=rating.created_at,
+        lineup=rating.lineup,
+        mode=rating.mode,
+        blind=rating.blind,
+        kind=rating.kind,
+        choice=rating.choice,
+        strength=rating.strength,
+        rater=rating.rater,
+        answers=tuple(answers),
+        visitor=rating.visitor,
     )

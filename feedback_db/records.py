@@ -41,8 +41,16 @@ ID_LENGTH = 32
 MAX_SEED = 2**63 - 1  # BIGINT is signed 64-bit on PostgreSQL
 MAX_COMMENT_CHARS = 10_000  # a public demo must not let one vote store megabytes
 MAX_NAME_CHARS = {
-    "lineup": 100, "session_id": 64, "contender": 200, "weights_id": 500, "weights_revision": 100, "rater": 64,
-    "endpoint": 500, "served_model": 500, "system_fingerprint": 200, "visitor": 64,
+    "lineup": 100,
+    "session_id": 64,
+    "contender": 200,
+    "weights_id": 500,
+    "weights_revision": 100,
+    "rater": 64,
+    "endpoint": 500,
+    "served_model": 500,
+    "system_fingerprint": 200,
+    "visitor": 64,
 }
 
 
@@ -62,8 +70,9 @@ def parse_moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{text!r} is not an ISO date or time: write it like 2026-11-01 or "
-                         "2026-11-01T12:00:00+01:00") from None
+        raise ValueError(
+            f"{text!r} is not an ISO date or time: write it like 2026-11-01 or 2026-11-01T12:00:00+01:00"
+        ) from None
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
@@ -209,10 +218,12 @@ class ResponseRecord:
         for name in ("endpoint", "served_model", "system_fingerprint"):
             if getattr(self, name) is not None:
                 _check_name(name, getattr(self, name))
-        if self.endpoint is not None and ("@" in self.endpoint.split("//", 1)[-1].split("/", 1)[0]
-                                          or "?" in self.endpoint):
-            raise ValueError(f"endpoint {self.endpoint!r} carries credentials or a query; store scheme, host and "
-                             "path only")
+        if self.endpoint is not None and (
+            "@" in self.endpoint.split("//", 1)[-1].split("/", 1)[0] or "?" in self.endpoint
+        ):
+            raise ValueError(
+                f"endpoint {self.endpoint!r} carries credentials or a query; store scheme, host and path only"
+            )
         for name in ("request", "usage"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _checked_json(name, getattr(self, name)))
@@ -282,8 +293,10 @@ class RatingRecord:
             )
         given, other = (self.scores, self.ranks) if self.kind == "scores" else (self.ranks, self.scores)
         if other:
-            raise ValueError(f"kind={self.kind!r} takes {what} per answer; "
-                             "give scores with kind='scores' and ranks with kind='ranking'")
+            raise ValueError(
+                f"kind={self.kind!r} takes {what} per answer; "
+                "give scores with kind='scores' and ranks with kind='ranking'"
+            )
         if not given:
             example = "scores: {position: 1-5}" if self.kind == "scores" else "ranks: {position: rank}, 1 for the best,"
             raise ValueError(f"kind={self.kind!r} needs {example} for every answer")
@@ -367,8 +380,9 @@ def _checked_json(name: str, value: object) -> dict[str, Any]:
         # Round trip: a plain copy, and allow_nan=False because PostgreSQL's JSON refuses NaN.
         return _storable_json(json.loads(json.dumps(dict(value), allow_nan=False)))
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must hold only JSON values (str, number, bool, None, list, dict; no NaN): "
-                         f"{e}") from None
+        raise ValueError(
+            f"{name} must hold only JSON values (str, number, bool, None, list, dict; no NaN): {e}"
+        ) from None
 
 
 def _checked_scores(scores: object) -> dict[int, int]:

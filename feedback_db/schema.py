@@ -131,8 +131,11 @@ class Comparison(Base):
 
     # foreign_keys: continued_from is a second path between the two tables; this one is the answers'.
     responses: Mapped[list[Response]] = relationship(
-        back_populates="comparison", order_by="Response.position", cascade="all, delete-orphan",
-        passive_deletes=True, foreign_keys="Response.comparison_id",
+        back_populates="comparison",
+        order_by="Response.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        foreign_keys="Response.comparison_id",
     )
     rating: Mapped[Rating | None] = relationship(
         back_populates="comparison", cascade="all, delete-orphan", passive_deletes=True

@@ -30,8 +30,9 @@ class LimitReached(ValueError):
         self.window, self.used, self.limit = window, used, limit
 
 
-def add_comparison_within(session: Session, record: ComparisonRecord,
-                          limits: Sequence[tuple[str, int, datetime]] = ()) -> None:
+def add_comparison_within(
+    session: Session, record: ComparisonRecord, limits: Sequence[tuple[str, int, datetime]] = ()
+) -> None:
     """Store a new comparison unless its visitor has reached a limit: (window name, limit, window start).
 
     Counting and storing happen in one transaction that no other admission of the same visitor can
@@ -41,8 +42,9 @@ def add_comparison_within(session: Session, record: ComparisonRecord,
     """
     if record.visitor and limits:
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                            {"key": f"visitor:{record.visitor}"})
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"visitor:{record.visitor}"}
+            )
         check_visitor_limits(session, record.visitor, limits)
     add_comparison(session, record)
 
@@ -197,8 +199,9 @@ def _check_rating_fits(record: RatingRecord, comparison: Comparison, responses: 
     for name, keys in (("scores", record.scores), ("ranks", record.ranks), ("unsafe", record.unsafe)):
         strays = sorted(set(keys) - positions)
         if strays:
-            raise RatingRefused(f"{name} names positions {strays}, but the answers are at positions "
-                                f"{sorted(positions)}")
+            raise RatingRefused(
+                f"{name} names positions {strays}, but the answers are at positions {sorted(positions)}"
+            )
     # Design choice: a rating of nothing but failures teaches a reward model nothing, so it is refused.
     if all(r.finish_reason == "error" for r in responses):
         raise RatingRefused("every answer failed with an error, so there is nothing to rate; ask again")
@@ -215,8 +218,9 @@ def _check_every_answer_judged(record: RatingRecord, responses: list[Response]) 
         raise RatingRefused(f"give a rank to every answer (1 for the best); positions {missing} have none")
     out_of_range = {p: rank for p, rank in record.ranks.items() if rank > len(responses)}
     if out_of_range:
-        raise RatingRefused(f"ranks {out_of_range} are out of range: with {len(responses)} answers, ranks go from 1 to "
-                            f"{len(responses)}")
+        raise RatingRefused(
+            f"ranks {out_of_range} are out of range: with {len(responses)} answers, ranks go from 1 to {len(responses)}"
+        )
 
 
 def _rating_row(record: RatingRecord, responses: list[Response]) -> Rating:
@@ -276,8 +280,11 @@ def count_rows(session: Session) -> dict[str, int]:
 
 def comparisons_by_visitor(session: Session, visitor: str, since: datetime) -> int:
     """How many comparisons `visitor` (a salted address hash) asked since `since` (the per-visitor limits)."""
-    query = select(func.count()).select_from(Comparison).where(Comparison.visitor == visitor,
-                                                                Comparison.created_at >= since)
+    query = (
+        select(func.count())
+        .select_from(Comparison)
+        .where(Comparison.visitor == visitor, Comparison.created_at >= since)
+    )
     return session.scalar(query) or 0
 
 
@@ -287,10 +294,16 @@ def mark_interrupted(session: Session, before: datetime) -> int:
     Called when an app starts: a server killed mid-generation leaves such comparisons behind. With
     several app processes on one database, `before` must leave out comparisons another one still runs.
     """
-    answered = (select(func.count()).select_from(Response).where(Response.comparison_id == Comparison.id)
-                .correlate(Comparison).scalar_subquery())
-    unfinished = select(Comparison).where(Comparison.created_at < before, Comparison.interrupted_at.is_(None),
-                                          answered < Comparison.n_responses)
+    answered = (
+        select(func.count())
+        .select_from(Response)
+        .where(Response.comparison_id == Comparison.id)
+        .correlate(Comparison)
+        .scalar_subquery()
+    )
+    unfinished = select(Comparison).where(
+        Comparison.created_at < before, Comparison.interrupted_at.is_(None), answered < Comparison.n_responses
+    )
     found = list(session.scalars(unfinished))
     now = utc_now()
     for comparison in found:
@@ -304,15 +317,20 @@ def session_data(session: Session, session_ids: list[str], visitor: str | None =
     with `visitor`, only the comparisons that visitor asked."""
     if not session_ids:
         return []
-    query = (select(Comparison).where(Comparison.session_id.in_(session_ids)).order_by(Comparison.created_at)
-             .options(selectinload(Comparison.responses), selectinload(Comparison.rating)))
+    query = (
+        select(Comparison)
+        .where(Comparison.session_id.in_(session_ids))
+        .order_by(Comparison.created_at)
+        .options(selectinload(Comparison.responses), selectinload(Comparison.rating))
+    )
     if visitor is not None:
         query = query.where(Comparison.visitor == visitor)
     return list(session.scalars(query))
 
 
-def delete_session_data(session: Session, session_ids: list[str], *, ratings_only: bool,
-                        visitor: str | None = None) -> int:
+def delete_session_data(
+    session: Session, session_ids: list[str], *, ratings_only: bool, visitor: str | None = None
+) -> int:
     """Delete these conversations' ratings, or everything stored about them; return the rows' count.
 
     A visitor's own request: comparisons (with their answers and ratings, by cascade) or only the

@@ -25,18 +25,44 @@ ARROW_BATCH = 1_000
 SUFFIXES = (".jsonl", ".parquet")
 
 _MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-_TRACE = [("comparison_id", pa.string()), ("rating_id", pa.string()), ("lineup", pa.string()),
-          ("blind", pa.bool_()), ("kind", pa.string())]
-_PAIR = [("strength", pa.string()), ("chosen_contender", pa.string()), ("rejected_contender", pa.string()),
-         ("chosen_position", pa.int64()), ("rejected_position", pa.int64())]
+_TRACE = [
+    ("comparison_id", pa.string()),
+    ("rating_id", pa.string()),
+    ("lineup", pa.string()),
+    ("blind", pa.bool_()),
+    ("kind", pa.string()),
+]
+_PAIR = [
+    ("strength", pa.string()),
+    ("chosen_contender", pa.string()),
+    ("rejected_contender", pa.string()),
+    ("chosen_position", pa.int64()),
+    ("rejected_position", pa.int64()),
+]
 _ANSWER = [("contender", pa.string()), ("position", pa.int64())]
 # Fixed schemas, so every row group agrees even when a column is null throughout one of them.
 SCHEMAS: dict[str, pa.Schema] = {
     "dpo": pa.schema([("prompt", _MESSAGES), ("chosen", _MESSAGES), ("rejected", _MESSAGES), *_TRACE, *_PAIR]),
-    "reward": pa.schema([("prompt", _MESSAGES), ("chosen", _MESSAGES), ("rejected", _MESSAGES),
-                         ("margin", pa.float64()), *_TRACE, *_PAIR]),
-    "kto": pa.schema([("prompt", _MESSAGES), ("completion", _MESSAGES), ("label", pa.bool_()), *_TRACE,
-                      ("label_source", pa.string()), *_ANSWER]),
+    "reward": pa.schema(
+        [
+            ("prompt", _MESSAGES),
+            ("chosen", _MESSAGES),
+            ("rejected", _MESSAGES),
+            ("margin", pa.float64()),
+            *_TRACE,
+            *_PAIR,
+        ]
+    ),
+    "kto": pa.schema(
+        [
+            ("prompt", _MESSAGES),
+            ("completion", _MESSAGES),
+            ("label", pa.bool_()),
+            *_TRACE,
+            ("label_source", pa.string()),
+            *_ANSWER,
+        ]
+    ),
     "sft": pa.schema([("messages", _MESSAGES), *_TRACE, *_ANSWER]),
 }
 
@@ -70,8 +96,9 @@ def write_jsonl(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
     return count
 
 
-def write_parquet(rows: Iterable[dict[str, Any]], path: Path, schema: pa.Schema,
-                  row_group: int = PARQUET_ROW_GROUP) -> int:
+def write_parquet(
+    rows: Iterable[dict[str, Any]], path: Path, schema: pa.Schema, row_group: int = PARQUET_ROW_GROUP
+) -> int:
     """Rows in row groups of `row_group`; returns the number of rows.
 
     Rows turn into Arrow record batches of ARROW_BATCH as they come, so at most ARROW_BATCH rows are

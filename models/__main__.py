@@ -29,7 +29,7 @@ def _read_messages(path: Path) -> list[dict[str, str]]:
     except json.JSONDecodeError as error:
         raise PromptError(f"--messages file {path} is not valid JSON: {error}") from None
     if not isinstance(data, list):
-        raise PromptError(f"--messages file {path} must hold a JSON list of {{\"role\", \"content\"}} objects")
+        raise PromptError(f'--messages file {path} must hold a JSON list of {{"role", "content"}} objects')
     return data
 
 
@@ -43,8 +43,10 @@ def prompt_command(args: argparse.Namespace) -> int:
         if contender.system_prompt and not (messages and messages[0].get("role") == "system"):
             full = [{"role": "system", "content": contender.system_prompt}, *messages]
         if contender.endpoint and contender.endpoint.prompt == "server":
-            text = (f"(rendered by the chat template of the server at {contender.endpoint.url}; these messages "
-                    f"are sent as they are)\n{json.dumps(validate_messages(full), indent=2, ensure_ascii=False)}")
+            text = (
+                f"(rendered by the chat template of the server at {contender.endpoint.url}; these messages "
+                f"are sent as they are)\n{json.dumps(validate_messages(full), indent=2, ensure_ascii=False)}"
+            )
         elif contender.prompt_format == "llama2":
             text = llama2_prompt_text(validate_messages(full))  # needs no tokenizer: works offline
         else:
@@ -78,9 +80,14 @@ def plan_command(args: argparse.Namespace) -> int:
         print(f"lineup {lineup.name!r} has no local weights: every contender is on a server, nothing to place")
         return 0
     gpus = parse_gpus(args.gpus) if args.gpus else visible_gpus()
-    plan = plan_lineup(model_requests(lineup), gpus, batch_size=args.batch_size,
-                       cpu_bytes=parse_size(args.cpu_memory) if args.cpu_memory else None,
-                       allow_quantization=not args.no_quantization, allow_offload=not args.no_offload)
+    plan = plan_lineup(
+        model_requests(lineup),
+        gpus,
+        batch_size=args.batch_size,
+        cpu_bytes=parse_size(args.cpu_memory) if args.cpu_memory else None,
+        allow_quantization=not args.no_quantization,
+        allow_offload=not args.no_offload,
+    )
     print(json.dumps(plan_to_dict(plan), indent=2) if args.json else format_plan(plan))
     return 0
 
@@ -92,18 +99,30 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument("--lineup", default="demo", help=f"one of: {', '.join(lineup_names())}")
     prompt.add_argument("--lineup-file", type=Path, default=None, metavar="FILE.toml", help="a lineup file")
     prompt.add_argument("--model", action="append", default=[], metavar="REF", help="ad-hoc contender (repeatable)")
-    prompt.add_argument("--messages", type=Path, required=True,
-                        help="JSON file: a list of role/content messages, system first if any")
+    prompt.add_argument(
+        "--messages", type=Path, required=True, help="JSON file: a list of role/content messages, system first if any"
+    )
     prompt.set_defaults(run=prompt_command)
     plan = commands.add_parser("plan", help="plan GPU placement for a lineup (no GPU or download needed)")
     plan.add_argument("--lineup", default="demo", help=f"one of: {', '.join(lineup_names())}")
-    plan.add_argument("--lineup-file", type=Path, default=None, metavar="FILE.toml",
-                      help="a lineup file (its remote contenders need no placement)")
+    plan.add_argument(
+        "--lineup-file",
+        type=Path,
+        default=None,
+        metavar="FILE.toml",
+        help="a lineup file (its remote contenders need no placement)",
+    )
     plan.add_argument("--model", action="append", default=[], metavar="REF", help="ad-hoc contender (repeatable)")
-    plan.add_argument("--gpus", default=None, help="a hypothetical machine, e.g. 4x80GiB, 8x24GiB or "
-                      "2x80GiB,1x48GiB (default: the GPUs this machine has)")
-    plan.add_argument("--cpu-memory", default=None, help="RAM for CPU placement and offload, e.g. 256GiB "
-                      "(default: what this machine has free)")
+    plan.add_argument(
+        "--gpus",
+        default=None,
+        help="a hypothetical machine, e.g. 4x80GiB, 8x24GiB or 2x80GiB,1x48GiB (default: the GPUs this machine has)",
+    )
+    plan.add_argument(
+        "--cpu-memory",
+        default=None,
+        help="RAM for CPU placement and offload, e.g. 256GiB (default: what this machine has free)",
+    )
     plan.add_argument("--batch-size", type=int, default=1, help="sequences generated at once per model (KV cache)")
     plan.add_argument("--no-quantization", action="store_true", help="never fall back to 8-bit or 4-bit")
     plan.add_argument("--no-offload", action="store_true", help="never fall back to CPU or disk offload")

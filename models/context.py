@@ -22,9 +22,11 @@ def answer_tokens(prompt_tokens: int, params: GenerationParams, context_length: 
     """How many tokens the answer may have: the preset's limit, or what the context leaves."""
     room = context_length - prompt_tokens
     if room <= 0:
-        raise ContextTooLong(f"the conversation is {prompt_tokens} tokens and the model's context is "
-                             f"{context_length}, which leaves no room for an answer: shorten the message or the "
-                             "system prompt, or press Clear to start a new conversation")
+        raise ContextTooLong(
+            f"the conversation is {prompt_tokens} tokens and the model's context is "
+            f"{context_length}, which leaves no room for an answer: shorten the message or the "
+            "system prompt, or press Clear to start a new conversation"
+        )
     return min(params.max_new_tokens, room)
 
 
@@ -34,8 +36,9 @@ def answer_reserve(params: GenerationParams, context_length: int) -> int:
     return min(params.max_new_tokens, max(16, context_length // 4))
 
 
-def fit_messages(messages: Messages, render: Callable[[list[Mapping[str, str]]], RenderedPrompt], context_length: int,
-                 reserve: int) -> tuple[list[Mapping[str, str]], int, RenderedPrompt]:
+def fit_messages(
+    messages: Messages, render: Callable[[list[Mapping[str, str]]], RenderedPrompt], context_length: int, reserve: int
+) -> tuple[list[Mapping[str, str]], int, RenderedPrompt]:
     """`messages` with the oldest user/assistant exchanges left out until the prompt plus `reserve`
     answer tokens fit the context; the system prompt and the newest message always stay.
 

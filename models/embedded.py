@@ -56,9 +56,7 @@ def converted_dir(cache_dir: Path | None = None) -> Path:
     return (cache_dir or default_cache_dir()) / "SmolLM2-135M-Instruct"
 
 
-def ensure_converted(
-    cache_dir: Path | None = None, log: Callable[[str], None] = print
-) -> Path:
+def ensure_converted(cache_dir: Path | None = None, log: Callable[[str], None] = print) -> Path:
     """Return the safetensors folder, converting the GGUF first if it is not there yet."""
     target = converted_dir(cache_dir)
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():

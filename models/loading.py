@@ -95,8 +95,9 @@ def load_tokenizer(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log:
         return AutoTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
         reason = " ".join(str(error).split())[:400] or type(error).__name__  # its reasons span several lines
-        raise WeightsNotFound(f"cannot load the tokenizer of {spec.describe()}: {reason}\n"
-                              f"How to get it: {spec.how_to_get}") from None
+        raise WeightsNotFound(
+            f"cannot load the tokenizer of {spec.describe()}: {reason}\nHow to get it: {spec.how_to_get}"
+        ) from None
 
 
 def resolve_dtype(name: str, config: Any, on_gpu: bool) -> torch.dtype:
@@ -128,8 +129,10 @@ def load_weights(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log: L
         from transformers import BitsAndBytesConfig  # only a quantized plan needs bitsandbytes
 
         model_kwargs["quantization_config"] = BitsAndBytesConfig(**options.quantization)
-    log(f"loading {spec.describe()} (dtype={str(dtype).removeprefix('torch.')}, "
-        f"device_map={options.device_map if isinstance(options.device_map, str) else 'planned'})")
+    log(
+        f"loading {spec.describe()} (dtype={str(dtype).removeprefix('torch.')}, "
+        f"device_map={options.device_map if isinstance(options.device_map, str) else 'planned'})"
+    )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
@@ -139,14 +142,23 @@ def load_weights(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log: L
     device_map = getattr(model, "hf_device_map", None) or {"": str(model.device)}
     devices = tuple(dict.fromkeys(str(d) for d in device_map.values()))
     seconds = time.perf_counter() - started
-    log(f"loaded {spec.describe()} in {seconds:.1f} s on {', '.join(devices)} "
-        f"({model.get_memory_footprint() / 2**30:.2f} GiB)")
-    return LoadedWeights(spec=spec, model=model, tokenizer=tokenizer, load_seconds=seconds,
-                         resolved_revision=getattr(config, "_commit_hash", None), devices=devices)
+    log(
+        f"loaded {spec.describe()} in {seconds:.1f} s on {', '.join(devices)} "
+        f"({model.get_memory_footprint() / 2**30:.2f} GiB)"
+    )
+    return LoadedWeights(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        load_seconds=seconds,
+        resolved_revision=getattr(config, "_commit_hash", None),
+        devices=devices,
+    )
 
 
-def check_lineup(lineup: LineupSpec, options: LoadOptions | Mapping[WeightsSpec, LoadOptions] = LoadOptions(),
-                 log: Log = print) -> None:
+def check_lineup(
+    lineup: LineupSpec, options: LoadOptions | Mapping[WeightsSpec, LoadOptions] = LoadOptions(), log: Log = print
+) -> None:
     """Raise one WeightsNotFound naming every weights of the lineup that cannot be had."""
     per_weights = options if isinstance(options, Mapping) else {w: options for w in lineup.weights}
     missing = []
@@ -160,7 +172,9 @@ def check_lineup(lineup: LineupSpec, options: LoadOptions | Mapping[WeightsSpec,
 
 
 def planned_options(
-    lineup: LineupSpec, base: LoadOptions = LoadOptions(), gpus: Sequence[Any] | None = None,
+    lineup: LineupSpec,
+    base: LoadOptions = LoadOptions(),
+    gpus: Sequence[Any] | None = None,
 ) -> tuple[Any, dict[WeightsSpec, LoadOptions]]:
     """Plan the lineup on `gpus` (None: the visible ones) and turn each model's plan into LoadOptions.
 
@@ -174,12 +188,14 @@ def planned_options(
     for weights, model_plan in zip(lineup.weights, plan.models):
         uses_disk = "disk" in model_plan.used_bytes
         options[weights] = replace(
-            base, device_map=dict(model_plan.device_map),
+            base,
+            device_map=dict(model_plan.device_map),
             max_memory=dict(model_plan.max_memory) or None,
             dtype=base.dtype if base.dtype != "auto" else model_plan.dtype,
             quantization=bitsandbytes_config(model_plan),
             offload_folder=(base.offload_folder or Path("offload") / model_plan.name.replace("/", "--"))
-            if uses_disk else None,
+            if uses_disk
+            else None,
         )
     return plan, options
 

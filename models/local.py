@@ -22,8 +22,17 @@ from models.prompt_format import RenderedPrompt, render_prompt
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, Streamer, StreamEvent, StreamFailure
 
-__all__ = ["ContextTooLong", "EngineFailure", "decode_alone", "GenerationResult", "LocalStreamer", "PromptReady",
-           "StreamEvent", "Streamer", "stream_tokens"]
+__all__ = [
+    "ContextTooLong",
+    "EngineFailure",
+    "decode_alone",
+    "GenerationResult",
+    "LocalStreamer",
+    "PromptReady",
+    "StreamEvent",
+    "Streamer",
+    "stream_tokens",
+]
 
 
 class EngineFailure(StreamFailure):
@@ -65,16 +74,16 @@ class _TextStream:
         (U+FFFD for a byte-level vocabulary), so the whole text always equals `decode` of every id."""
         if not self.held:
             return ""
-        return self.tokenizer.decode(self.ids, skip_special_tokens=True)[self.shown:]
+        return self.tokenizer.decode(self.ids, skip_special_tokens=True)[self.shown :]
 
     def _window_step(self, token_id: int) -> str:
         # Decode from a little before the unread part so that spacing at the seam is right.
-        before = self.tokenizer.decode(self.ids[self.prefix:self.read], skip_special_tokens=True)
-        after = self.tokenizer.decode(self.ids[self.prefix:], skip_special_tokens=True)
+        before = self.tokenizer.decode(self.ids[self.prefix : self.read], skip_special_tokens=True)
+        after = self.tokenizer.decode(self.ids[self.prefix :], skip_special_tokens=True)
         if after.endswith("\ufffd") or len(after) <= len(before):
             return ""  # an unfinished multi-byte character, or nothing printable yet
         self.prefix, self.read = self.read, len(self.ids)
-        return after[len(before):]
+        return after[len(before) :]
 
 
 @torch.inference_mode()
@@ -104,18 +113,31 @@ def decode_alone(loaded: LoadedWeights, request: StreamRequest) -> Iterator[Engi
     yield Finished("length")
 
 
-def stream_tokens(loaded: LoadedWeights, prompt_ids: Sequence[int], params: GenerationParams, *,
-                  stop: threading.Event, seed: int, context_length: int) -> Iterator[str | GenerationResult]:
+def stream_tokens(
+    loaded: LoadedWeights,
+    prompt_ids: Sequence[int],
+    params: GenerationParams,
+    *,
+    stop: threading.Event,
+    seed: int,
+    context_length: int,
+) -> Iterator[str | GenerationResult]:
     """`decode_alone` as text: deltas as they are decoded, then a GenerationResult."""
     started = time.perf_counter()
-    request = StreamRequest(prompt_ids=prompt_ids, params=params, seed=seed, stop=stop,
-                            max_new_tokens=answer_tokens(len(prompt_ids), params, context_length),
-                            eos=frozenset(_eos_ids(loaded)))
+    request = StreamRequest(
+        prompt_ids=prompt_ids,
+        params=params,
+        seed=seed,
+        stop=stop,
+        max_new_tokens=answer_tokens(len(prompt_ids), params, context_length),
+        eos=frozenset(_eos_ids(loaded)),
+    )
     yield from _as_text(decode_alone(loaded, request), loaded.tokenizer, request, started)
 
 
-def _as_text(events: Iterator[EngineEvent], tokenizer, request: StreamRequest,
-             started: float) -> Iterator[str | GenerationResult]:
+def _as_text(
+    events: Iterator[EngineEvent], tokenizer, request: StreamRequest, started: float
+) -> Iterator[str | GenerationResult]:
     """A stream's token events as text deltas, then its GenerationResult (the stop token counts as
     generated but is not shown; the text equals `decode` of the other ids); an error event raises EngineFailure."""
     decoder, text, tokens, first_token_s, finished = _TextStream(tokenizer), [], 0, None, None
@@ -138,9 +160,15 @@ def _as_text(events: Iterator[EngineEvent], tokenizer, request: StreamRequest,
     if tail:
         text.append(tail)
         yield tail
-    yield GenerationResult(text="".join(text), finish_reason=finished.reason, prompt_tokens=len(request.prompt_ids),
-                           completion_tokens=tokens, time_to_first_token_s=first_token_s,
-                           duration_s=time.perf_counter() - started, seed=request.seed)
+    yield GenerationResult(
+        text="".join(text),
+        finish_reason=finished.reason,
+        prompt_tokens=len(request.prompt_ids),
+        completion_tokens=tokens,
+        time_to_first_token_s=first_token_s,
+        duration_s=time.perf_counter() - started,
+        seed=request.seed,
+    )
 
 
 class LocalStreamer:
@@ -150,26 +178,45 @@ class LocalStreamer:
     streams that run at the same time in one batch.
     """
 
-    def __init__(self, loaded: Mapping[WeightsSpec, LoadedWeights],
-                 engines: Mapping[WeightsSpec, Engine] | None = None, *, kv_cache_gib: float | None = None) -> None:
+    def __init__(
+        self,
+        loaded: Mapping[WeightsSpec, LoadedWeights],
+        engines: Mapping[WeightsSpec, Engine] | None = None,
+        *,
+        kv_cache_gib: float | None = None,
+    ) -> None:
         self.loaded = dict(loaded)
         self.engines = dict(engines) if engines is not None else build_engines(self.loaded, kv_cache_gib)
 
     def render(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]]) -> RenderedPrompt:
         return render_prompt(contender.prompt_format, messages, self.loaded[contender.weights].tokenizer)
 
-    def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
-                 params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
+    def __call__(
+        self,
+        contender: ContenderSpec,
+        messages: Sequence[Mapping[str, str]],
+        params: GenerationParams,
+        *,
+        stop: threading.Event,
+        seed: int,
+    ) -> Iterator[StreamEvent]:
         loaded, engine = self.loaded[contender.weights], self.engines[contender.weights]
         started = time.perf_counter()
         context = getattr(loaded.model.config, "max_position_embeddings", None) or contender.weights.context_length
         context = min(context, contender.weights.context_length)
-        _, dropped, prompt = fit_messages(messages, lambda candidate: self.render(contender, candidate), context,
-                                          answer_reserve(params, context))
+        _, dropped, prompt = fit_messages(
+            messages, lambda candidate: self.render(contender, candidate), context, answer_reserve(params, context)
+        )
         yield PromptReady(text=prompt.text, tokens=len(prompt.input_ids), dropped_exchanges=dropped)
         max_new = answer_tokens(len(prompt.input_ids), params, context)
-        request = StreamRequest(prompt_ids=prompt.input_ids, params=params, seed=seed, stop=stop,
-                                max_new_tokens=max_new, eos=frozenset(_eos_ids(loaded)))
+        request = StreamRequest(
+            prompt_ids=prompt.input_ids,
+            params=params,
+            seed=seed,
+            stop=stop,
+            max_new_tokens=max_new,
+            eos=frozenset(_eos_ids(loaded)),
+        )
         yield from _as_text(engine.generate(request), loaded.tokenizer, request, started)
 
     def close(self, timeout_s: float = 10.0) -> None:

@@ -16,8 +16,13 @@ if TYPE_CHECKING:  # transformers is heavy; the text form must work without impo
     from transformers import PreTrainedTokenizerBase
 
 __all__ = [
-    "LLAMA2_DEFAULT_SYSTEM_PROMPT", "PromptError", "RenderedPrompt", "llama2_prompt_text",
-    "llama2_token_ids", "render_prompt", "validate_messages",
+    "LLAMA2_DEFAULT_SYSTEM_PROMPT",
+    "PromptError",
+    "RenderedPrompt",
+    "llama2_prompt_text",
+    "llama2_token_ids",
+    "render_prompt",
+    "validate_messages",
 ]
 
 # The tags of Meta's reference (llama/generation.py).
@@ -89,14 +94,11 @@ def validate_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, s
 def llama2_prompt_text(messages: Sequence[Mapping[str, Any]]) -> str:
     """The Llama 2 chat prompt as text, with `<s>` / `</s>` standing for the BOS / EOS tokens."""
     return "".join(
-        BOS_TEXT + segment + (EOS_TEXT if finished else "")
-        for segment, finished in _llama2_segments(messages)
+        BOS_TEXT + segment + (EOS_TEXT if finished else "") for segment, finished in _llama2_segments(messages)
     )
 
 
-def llama2_token_ids(
-    messages: Sequence[Mapping[str, Any]], tokenizer: PreTrainedTokenizerBase
-) -> list[int]:
+def llama2_token_ids(messages: Sequence[Mapping[str, Any]], tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Token ids exactly as Meta's reference `chat_completion` builds them, with a Llama 2 tokenizer."""
     bos, eos = _bos_eos_ids(tokenizer)
     ids: list[int] = []
@@ -188,9 +190,7 @@ def _llama2_segments(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, b
         clean = [{"role": "user", "content": folded}, *clean[2:]]
     users = [message["content"] for message in clean[0::2]]
     answers = [message["content"] for message in clean[1::2]]
-    segments = [
-        (f"{B_INST} {user.strip()} {E_INST} {answer.strip()} ", True) for user, answer in zip(users, answers)
-    ]
+    segments = [(f"{B_INST} {user.strip()} {E_INST} {answer.strip()} ", True) for user, answer in zip(users, answers)]
     segments.append((f"{B_INST} {users[-1].strip()} {E_INST}", False))
     return segments
 
@@ -211,9 +211,7 @@ def _bos_eos_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
     return bos, eos
 
 
-def _check_segment(
-    tokenizer: PreTrainedTokenizerBase, segment: str, body: list[int], bos: int, eos: int
-) -> None:
+def _check_segment(tokenizer: PreTrainedTokenizerBase, segment: str, body: list[int], bos: int, eos: int) -> None:
     """Refuse the two ways a tokenizer can silently differ from Meta's SentencePiece encoding."""
     if bos in body or eos in body:
         raise PromptError(
@@ -233,9 +231,7 @@ def _check_segment(
             )
 
 
-def _render_chat_template(
-    messages: list[dict[str, str]], tokenizer: PreTrainedTokenizerBase
-) -> RenderedPrompt:
+def _render_chat_template(messages: list[dict[str, str]], tokenizer: PreTrainedTokenizerBase) -> RenderedPrompt:
     """Render with the tokenizer's chat template; the template writes BOS, the encoder adds none."""
     name = _tokenizer_name(tokenizer)
     if not getattr(tokenizer, "chat_template", None):

@@ -32,8 +32,9 @@ CHECK_TIMEOUT_S = 10.0  # start-up check: how long one server may take to list i
 RECHECK_S = 10.0  # an unavailable contender is asked again at most this often
 # How servers say a prompt and its answer do not fit: vLLM ("maximum context length is 4096 tokens"),
 # TGI ("must have less than 4096 tokens"), llama.cpp ("exceeds the available context size").
-CONTEXT_ERROR = re.compile(r"context (length|size|window)|less than \d+ tokens|too many tokens|prompt is too long",
-                           re.IGNORECASE)
+CONTEXT_ERROR = re.compile(
+    r"context (length|size|window)|less than \d+ tokens|too many tokens|prompt is too long", re.IGNORECASE
+)
 
 
 def _server_text(error: openai.APIStatusError) -> str:
@@ -51,8 +52,9 @@ def _server_text(error: openai.APIStatusError) -> str:
     return text[:300] + ("…" if len(text) > 300 else "")
 
 
-def failure_message(error: BaseException, endpoint: EndpointSpec, *, partial: bool = False,
-                    env: Mapping[str, str] | None = None) -> str:
+def failure_message(
+    error: BaseException, endpoint: EndpointSpec, *, partial: bool = False, env: Mapping[str, str] | None = None
+) -> str:
     """What went wrong with a request to `endpoint`, in plain words for the pane."""
     env = os.environ if env is None else env
     url = endpoint.url
@@ -60,13 +62,19 @@ def failure_message(error: BaseException, endpoint: EndpointSpec, *, partial: bo
     if isinstance(error, openai.APIStatusError):
         status, text = error.status_code, _server_text(error)
         if status in (401, 403):
-            key = (f"check the key in {endpoint.api_key_env}" if endpoint.api_key_env and env.get(endpoint.api_key_env)
-                   else f"set {endpoint.api_key_env} to a key it accepts" if endpoint.api_key_env
-                   else "name the variable holding its key with api_key_env in the lineup file")
+            key = (
+                f"check the key in {endpoint.api_key_env}"
+                if endpoint.api_key_env and env.get(endpoint.api_key_env)
+                else f"set {endpoint.api_key_env} to a key it accepts"
+                if endpoint.api_key_env
+                else "name the variable holding its key with api_key_env in the lineup file"
+            )
             return f"The server at {url} refused the API key (HTTP {status}: {text}): {key}."
         if status == 404:
-            return (f"The server at {url} has no model {endpoint.model!r} or no such endpoint (HTTP 404: {text}). "
-                    "Check the model name against its /v1/models and that base_url ends in /v1.")
+            return (
+                f"The server at {url} has no model {endpoint.model!r} or no such endpoint (HTTP 404: {text}). "
+                "Check the model name against its /v1/models and that base_url ends in /v1."
+            )
         if status == 429:
             after = error.response.headers.get("retry-after")
             wait = f"; it asks to wait {after} s before trying again" if after else ""
@@ -74,28 +82,38 @@ def failure_message(error: BaseException, endpoint: EndpointSpec, *, partial: bo
         if status >= 500:
             return f"The server at {url} failed (HTTP {status}): {text}.{kept}"
         if CONTEXT_ERROR.search(text):
-            return (f"The conversation and the answer's token limit do not fit the context of the server at {url} "
-                    f"(HTTP {status}: {text}): shorten the message or press Clear to start a new conversation; if "
-                    "a new one fails too, lower max_new_tokens.")
+            return (
+                f"The conversation and the answer's token limit do not fit the context of the server at {url} "
+                f"(HTTP {status}: {text}): shorten the message or press Clear to start a new conversation; if "
+                "a new one fails too, lower max_new_tokens."
+            )
         return f"The server at {url} refused the request (HTTP {status}): {text}."
     if isinstance(error, openai.APITimeoutError):
         cause = error.__cause__
         if isinstance(cause, httpx.ConnectTimeout) or isinstance(cause, httpx.PoolTimeout):
-            return (f"The server at {url} did not accept the connection within {endpoint.connect_timeout_s:g} s "
-                    "(connect_timeout_s): is the address right, and is it up?")
-        return (f"The server at {url} sent nothing for {endpoint.chunk_timeout_s:g} s (chunk_timeout_s), so the "
-                f"answer was ended.{kept}")
+            return (
+                f"The server at {url} did not accept the connection within {endpoint.connect_timeout_s:g} s "
+                "(connect_timeout_s): is the address right, and is it up?"
+            )
+        return (
+            f"The server at {url} sent nothing for {endpoint.chunk_timeout_s:g} s (chunk_timeout_s), so the "
+            f"answer was ended.{kept}"
+        )
     if isinstance(error, openai.APIConnectionError):
         cause = error.__cause__
         if isinstance(cause, httpx.ConnectError):
             why = str(cause).split("] ")[-1] or "refused"
             return f"Could not connect to the server at {url} ({why}): is it running?"
         if partial or isinstance(cause, (httpx.RemoteProtocolError, httpx.ReadError)):
-            return (f"The connection to the server at {url} broke in the middle of the answer (the server may "
-                    f"have stopped or restarted).{kept}")
+            return (
+                f"The connection to the server at {url} broke in the middle of the answer (the server may "
+                f"have stopped or restarted).{kept}"
+            )
         return f"Could not reach the server at {url} ({cause or error})."
-    if isinstance(error, (json.JSONDecodeError, openai.APIResponseValidationError, ValueError, KeyError,
-                          AttributeError, TypeError)):
+    if isinstance(
+        error,
+        (json.JSONDecodeError, openai.APIResponseValidationError, ValueError, KeyError, AttributeError, TypeError),
+    ):
         detail = " ".join(str(error).split())[:120]
         return f"The server at {url} sent a malformed chunk ({type(error).__name__}: {detail}).{kept}"
     if isinstance(error, openai.APIError):
@@ -136,8 +154,14 @@ class _State:
 class RemoteStreamer:
     """The Streamer for remote contenders; each stream is one HTTP request, closed at once on Stop."""
 
-    def __init__(self, contenders: Sequence[ContenderSpec], env: Mapping[str, str] | None = None, *,
-                 recheck_s: float = RECHECK_S, tokenizers: Mapping[WeightsSpec, Any] | None = None) -> None:
+    def __init__(
+        self,
+        contenders: Sequence[ContenderSpec],
+        env: Mapping[str, str] | None = None,
+        *,
+        recheck_s: float = RECHECK_S,
+        tokenizers: Mapping[WeightsSpec, Any] | None = None,
+    ) -> None:
         """`tokenizers` holds the loaded tokenizer of each endpoint's `tokenizer` (models.loading.load_tokenizer)."""
         self.contenders = {c.name: c for c in contenders if c.endpoint is not None}
         self.tokenizers = dict(tokenizers or {})
@@ -146,8 +170,11 @@ class RemoteStreamer:
         self._clients: dict[tuple[str, str, float, float], openai.OpenAI] = {}
         self._clients_lock = threading.Lock()
         self._states = {name: _State() for name in self.contenders}
-        self._limits = {name: threading.BoundedSemaphore(c.endpoint.max_concurrent)
-                        for name, c in self.contenders.items() if c.endpoint.max_concurrent}
+        self._limits = {
+            name: threading.BoundedSemaphore(c.endpoint.max_concurrent)
+            for name, c in self.contenders.items()
+            if c.endpoint.max_concurrent
+        }
 
     # --- start-up check -------------------------------------------------------------------------------
 
@@ -191,8 +218,10 @@ class RemoteStreamer:
         endpoint, (models, problem) = contender.endpoint, listing
         if problem is None and endpoint.model not in models:
             shown = ", ".join(repr(m) for m in list(models)[:10]) or "none"
-            problem = (f"the server at {endpoint.url} has no model {endpoint.model!r}; it serves {shown}. "
-                       "Fix `model` in the lineup file")
+            problem = (
+                f"the server at {endpoint.url} has no model {endpoint.model!r}; it serves {shown}. "
+                "Fix `model` in the lineup file"
+            )
         if problem is None and endpoint.prompt == "local":
             problem = self._ask_bos(contender)
         return problem
@@ -211,8 +240,9 @@ class RemoteStreamer:
         if missing:
             return None, missing
         try:
-            client = self._client(endpoint).with_options(timeout=httpx.Timeout(
-                CHECK_TIMEOUT_S, connect=endpoint.connect_timeout_s))
+            client = self._client(endpoint).with_options(
+                timeout=httpx.Timeout(CHECK_TIMEOUT_S, connect=endpoint.connect_timeout_s)
+            )
             return {m.id: _listed_context(m) for m in client.models.list().data}, None
         except Exception as error:  # any failure is a reason to name this server, never a traceback
             return None, failure_message(error, endpoint, env=self.env).rstrip(".")
@@ -225,14 +255,19 @@ class RemoteStreamer:
         """
         endpoint = contender.endpoint
         try:
-            answer = self._client(endpoint).with_options(timeout=CHECK_TIMEOUT_S).completions.create(
-                model=endpoint.model, prompt=BOS_TEXT, max_tokens=1, temperature=0.0)
+            answer = (
+                self._client(endpoint)
+                .with_options(timeout=CHECK_TIMEOUT_S)
+                .completions.create(model=endpoint.model, prompt=BOS_TEXT, max_tokens=1, temperature=0.0)
+            )
         except Exception as error:
             return failure_message(error, endpoint, env=self.env).rstrip(".")
         tokens = answer.usage.prompt_tokens if answer.usage else None
         if tokens not in (1, 2, None):
-            return (f"the server at {endpoint.url} reads {BOS_TEXT!r} as {tokens} tokens, not as Llama's BOS token, so "
-                    "it cannot take this app's Llama 2 prompt: use prompt = \"server\" for this contender")
+            return (
+                f"the server at {endpoint.url} reads {BOS_TEXT!r} as {tokens} tokens, not as Llama's BOS token, so "
+                'it cannot take this app\'s Llama 2 prompt: use prompt = "server" for this contender'
+            )
         self._states[contender.name].server_adds_bos = tokens != 1  # unknown (no usage): as vLLM and TGI do
         return None
 
@@ -257,10 +292,12 @@ class RemoteStreamer:
             if client is None:
                 # max_retries=0: a retry would hide the failure and double the wait; the person retries.
                 # The read timeout is the longest silence allowed between two chunks.
-                timeout = httpx.Timeout(endpoint.chunk_timeout_s, connect=endpoint.connect_timeout_s,
-                                        pool=endpoint.connect_timeout_s)
-                client = openai.OpenAI(base_url=endpoint.base_url, api_key=key or "none", max_retries=0,
-                                       timeout=timeout)
+                timeout = httpx.Timeout(
+                    endpoint.chunk_timeout_s, connect=endpoint.connect_timeout_s, pool=endpoint.connect_timeout_s
+                )
+                client = openai.OpenAI(
+                    base_url=endpoint.base_url, api_key=key or "none", max_retries=0, timeout=timeout
+                )
                 self._clients[slot] = client
         return client
 
@@ -274,8 +311,12 @@ class RemoteStreamer:
         if context is None or tokenizer is None:
             return Fitted(list(messages))
         margin = count_margin(context)
-        sent, dropped, prompt = fit_messages(messages, lambda candidate: self.render(contender, candidate), context,
-                                             answer_reserve(params, context) + margin)
+        sent, dropped, prompt = fit_messages(
+            messages,
+            lambda candidate: self.render(contender, candidate),
+            context,
+            answer_reserve(params, context) + margin,
+        )
         tokens = len(prompt.input_ids)
         try:
             limit = answer_tokens(tokens, params, context)
@@ -290,17 +331,29 @@ class RemoteStreamer:
         except PromptError as error:
             raise StreamFailure(f"{contender.name}: {error}") from None
 
-    def request(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]], params: GenerationParams,
-                seed: int, *, max_tokens: int | None = None) -> tuple[str, dict[str, Any], str]:
+    def request(
+        self,
+        contender: ContenderSpec,
+        messages: Sequence[Mapping[str, str]],
+        params: GenerationParams,
+        seed: int,
+        *,
+        max_tokens: int | None = None,
+    ) -> tuple[str, dict[str, Any], str]:
         """(api, request body, prompt text) for one answer; the body holds the messages or the prompt.
 
         `max_tokens`: the answer limit fitting found (at most the preset's); None: the preset's.
         """
         endpoint = contender.endpoint
-        body: dict[str, Any] = {"model": endpoint.model,
-                                "max_tokens": params.max_new_tokens if max_tokens is None else max_tokens,
-                                "temperature": params.temperature, "top_p": params.top_p, "seed": seed,
-                                "stream": True, "stream_options": {"include_usage": True}}
+        body: dict[str, Any] = {
+            "model": endpoint.model,
+            "max_tokens": params.max_new_tokens if max_tokens is None else max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         body.update({name: getattr(params, name) for name in endpoint.extra_params})
         body.update(endpoint.extra_body_dict)
         if endpoint.prompt == "local":
@@ -310,8 +363,15 @@ class RemoteStreamer:
             return "completions", {**body, "prompt": text}, text
         return "chat/completions", {**body, "messages": [dict(m) for m in messages]}, ""
 
-    def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
-                 params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
+    def __call__(
+        self,
+        contender: ContenderSpec,
+        messages: Sequence[Mapping[str, str]],
+        params: GenerationParams,
+        *,
+        stop: threading.Event,
+        seed: int,
+    ) -> Iterator[StreamEvent]:
         endpoint, started = contender.endpoint, time.perf_counter()
         problem = self._recheck(contender) or self._missing_key(endpoint)
         if problem:
@@ -319,15 +379,26 @@ class RemoteStreamer:
         fitted = self.fit(contender, messages, params)
         api, body, text = self.request(contender, fitted.messages, params, seed, max_tokens=fitted.max_tokens)
         sent = {k: v for k, v in body.items() if k not in ("messages", "prompt")}
-        yield PromptReady(text=text, tokens=fitted.tokens, dropped_exchanges=fitted.dropped,
-                          remote=RemoteRequest(endpoint=endpoint.url, api=api, body=sent))
+        yield PromptReady(
+            text=text,
+            tokens=fitted.tokens,
+            dropped_exchanges=fitted.dropped,
+            remote=RemoteRequest(endpoint=endpoint.url, api=api, body=sent),
+        )
         if fitted.too_long is not None:  # the record has the prompt; nothing is sent, the server would refuse it
             raise fitted.too_long
         limit = self._limits.get(contender.name)
         while limit is not None and not limit.acquire(timeout=0.05):  # this contender's open requests are capped
             if stop.is_set():
-                yield GenerationResult(text="", finish_reason="stopped", prompt_tokens=0, completion_tokens=0,
-                                       time_to_first_token_s=None, duration_s=time.perf_counter() - started, seed=seed)
+                yield GenerationResult(
+                    text="",
+                    finish_reason="stopped",
+                    prompt_tokens=0,
+                    completion_tokens=0,
+                    time_to_first_token_s=None,
+                    duration_s=time.perf_counter() - started,
+                    seed=seed,
+                )
                 return
         try:
             yield from self._stream(contender, api, body, stop, seed, started, fitted.tokens)
@@ -335,8 +406,16 @@ class RemoteStreamer:
             if limit is not None:
                 limit.release()
 
-    def _stream(self, contender: ContenderSpec, api: str, body: dict[str, Any], stop: threading.Event,
-                seed: int, started: float, counted: int) -> Iterator[StreamEvent]:
+    def _stream(
+        self,
+        contender: ContenderSpec,
+        api: str,
+        body: dict[str, Any],
+        stop: threading.Event,
+        seed: int,
+        started: float,
+        counted: int,
+    ) -> Iterator[StreamEvent]:
         """One request's events; `counted` is the prompt's length counted here (0: not counted), kept when
         the server sends no usage (llama.cpp)."""
         endpoint = contender.endpoint
@@ -352,8 +431,9 @@ class RemoteStreamer:
             for chunk in stream:
                 if not served and chunk.model:
                     served = True
-                    yield ServedBy(model=chunk.model,
-                                   system_fingerprint=getattr(chunk, "system_fingerprint", None) or None)
+                    yield ServedBy(
+                        model=chunk.model, system_fingerprint=getattr(chunk, "system_fingerprint", None) or None
+                    )
                 if chunk.usage is not None:
                     usage = chunk.usage.model_dump(exclude_none=True)
                 for choice in chunk.choices:
@@ -381,15 +461,21 @@ class RemoteStreamer:
         if stop.is_set():
             finish = "stopped"
         if finish is None:
-            raise StreamFailure(f"The server at {endpoint.url} closed the stream without finishing the answer "
-                                f"(no finish_reason).{' The answer so far is kept.' if text else ''}")
+            raise StreamFailure(
+                f"The server at {endpoint.url} closed the stream without finishing the answer "
+                f"(no finish_reason).{' The answer so far is kept.' if text else ''}"
+            )
         usage = usage or {}
         yield GenerationResult(
-            text="".join(text), finish_reason=finish if finish in ("stop", "length", "stopped") else "stop",
+            text="".join(text),
+            finish_reason=finish if finish in ("stop", "length", "stopped") else "stop",
             prompt_tokens=int(usage.get("prompt_tokens", counted)),
             completion_tokens=int(usage.get("completion_tokens", chunks)) if finish != "stopped" else chunks,
-            time_to_first_token_s=first_token_s, duration_s=time.perf_counter() - started, seed=seed,
-            usage=usage or None)
+            time_to_first_token_s=first_token_s,
+            duration_s=time.perf_counter() - started,
+            seed=seed,
+            usage=usage or None,
+        )
 
     def close(self) -> None:
         with self._clients_lock:
@@ -413,10 +499,32 @@ def _sentence(text: str) -> str:
 
 # Fields the openai client takes as arguments; the rest of a body goes in extra_body.
 _KNOWN = {
-    "chat/completions": {"model", "messages", "max_tokens", "temperature", "top_p", "seed", "stream",
-                         "stream_options", "stop", "frequency_penalty", "presence_penalty"},
-    "completions": {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stream", "stream_options",
-                    "stop", "frequency_penalty", "presence_penalty"},
+    "chat/completions": {
+        "model",
+        "messages",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "stream",
+        "stream_options",
+        "stop",
+        "frequency_penalty",
+        "presence_penalty",
+    },
+    "completions": {
+        "model",
+        "prompt",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "stream",
+        "stream_options",
+        "stop",
+        "frequency_penalty",
+        "presence_penalty",
+    },
 }
 
 

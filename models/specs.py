@@ -18,21 +18,60 @@ EXTRA_PARAMS = ("top_k", "repetition_penalty")
 # Request fields models/remote.py sets in every request (RemoteStreamer.request), with the contender
 # field each comes from, or why the app sets it. extra_body may not override them (issue 15): another
 # "model" goes to a model the start-up check never saw, and "stream = false" breaks the stream reader.
-REQUEST_FIELDS_FROM = {"model": "endpoint.model", "messages": "the conversation and system_prompt",
-                       "prompt": "the conversation, prompt_format and endpoint.prompt",
-                       "max_tokens": "params.max_new_tokens", "temperature": "params.temperature",
-                       "top_p": "params.top_p", **{name: f'params.{name} with endpoint.extra_params = ["{name}"]'
-                                                   for name in EXTRA_PARAMS}}
-REQUEST_FIELDS_ALWAYS = {"stream": "every answer is streamed",
-                         "stream_options": "every answer asks for its token usage",
-                         "seed": "each answer's seed is drawn and recorded"}
+REQUEST_FIELDS_FROM = {
+    "model": "endpoint.model",
+    "messages": "the conversation and system_prompt",
+    "prompt": "the conversation, prompt_format and endpoint.prompt",
+    "max_tokens": "params.max_new_tokens",
+    "temperature": "params.temperature",
+    "top_p": "params.top_p",
+    **{name: f'params.{name} with endpoint.extra_params = ["{name}"]' for name in EXTRA_PARAMS},
+}
+REQUEST_FIELDS_ALWAYS = {
+    "stream": "every answer is streamed",
+    "stream_options": "every answer asks for its token usage",
+    "seed": "each answer's seed is drawn and recorded",
+}
 # Environment variables api_key_env may not name: their values would be sent to a server as its key.
 OWN_VARIABLE_PREFIXES = ("PLAYGROUND_", "GRADIO_")  # this app's own settings and secrets (admin token, salt)
-SYSTEM_VARIABLES = frozenset({
-    "PATH", "HOME", "USER", "USERNAME", "LOGNAME", "SHELL", "PWD", "OLDPWD", "TERM", "LANG", "LANGUAGE", "TZ",
-    "TMPDIR", "TMP", "TEMP", "HOSTNAME", "DISPLAY", "EDITOR", "VISUAL", "PAGER", "MAIL", "SHLVL", "PORT",
-    "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES", "HF_HOME", "USERPROFILE", "APPDATA", "LOCALAPPDATA", "SYSTEMROOT",
-    "COMSPEC", "PATHEXT", "PROGRAMFILES", "WINDIR"})
+SYSTEM_VARIABLES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "USERNAME",
+        "LOGNAME",
+        "SHELL",
+        "PWD",
+        "OLDPWD",
+        "TERM",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "HOSTNAME",
+        "DISPLAY",
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
+        "MAIL",
+        "SHLVL",
+        "PORT",
+        "VIRTUAL_ENV",
+        "CUDA_VISIBLE_DEVICES",
+        "HF_HOME",
+        "USERPROFILE",
+        "APPDATA",
+        "LOCALAPPDATA",
+        "SYSTEMROOT",
+        "COMSPEC",
+        "PATHEXT",
+        "PROGRAMFILES",
+        "WINDIR",
+    }
+)
 SYSTEM_VARIABLE_PREFIXES = ("LC_", "XDG_", "SSH_", "LD_", "PYTHON", "CONDA_", "DBUS_")
 
 
@@ -68,15 +107,20 @@ class GenerationParams:
     max_new_tokens: int = 256
 
     def __post_init__(self) -> None:
-        problems = [f"{name} must be a whole number, got {getattr(self, name)!r}"
-                    for name in ("top_k", "max_new_tokens")
-                    if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int)]
+        problems = [
+            f"{name} must be a whole number, got {getattr(self, name)!r}"
+            for name in ("top_k", "max_new_tokens")
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int)
+        ]
         # A raw request can send true, "0.7", NaN or an infinity where a slider sends a number: each
         # would pass a range check or break every later request of the session.
-        problems += [f"{name} must be a finite number, got {getattr(self, name)!r}"
-                     for name in ("temperature", "top_p", "repetition_penalty")
-                     if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, float))
-                     or not math.isfinite(getattr(self, name))]
+        problems += [
+            f"{name} must be a finite number, got {getattr(self, name)!r}"
+            for name in ("temperature", "top_p", "repetition_penalty")
+            if isinstance(getattr(self, name), bool)
+            or not isinstance(getattr(self, name), (int, float))
+            or not math.isfinite(getattr(self, name))
+        ]
         if problems:  # the browser can send 50.5 where a slider meant 50
             raise SpecError("; ".join(problems))
         if not 0.0 <= self.temperature <= 5.0:
@@ -118,8 +162,10 @@ def _not_a_key(name: str) -> str:
 def _overridden(key: str) -> str:
     """Why extra_body may not set `key`, a field the app sets in every request, and what to do instead."""
     if key in REQUEST_FIELDS_FROM:
-        return (f"must not set {key!r}: the app sets it in every request from the contender's own fields; use "
-                f"{REQUEST_FIELDS_FROM[key]} instead")
+        return (
+            f"must not set {key!r}: the app sets it in every request from the contender's own fields; use "
+            f"{REQUEST_FIELDS_FROM[key]} instead"
+        )
     return f"must not set {key!r}: the app sets it in every request ({REQUEST_FIELDS_ALWAYS[key]}); remove it"
 
 
@@ -173,27 +219,51 @@ class EndpointSpec:
         # The authority is checked before the scheme so that no message repeats a password: "user:pw@h/v1"
         # (no scheme) and "ftp://user:pw@h" carry one as surely as "http://user:pw@h".
         if "@" in url.partition("//")[2].partition("/")[0] or "@" in url.partition("/")[0]:
-            problems.append(("base_url", "must not carry credentials (user:password@); put the key in the "
-                                         "environment variable named by api_key_env"))
+            problems.append(
+                (
+                    "base_url",
+                    "must not carry credentials (user:password@); put the key in the "
+                    "environment variable named by api_key_env",
+                )
+            )
         elif parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.append(("base_url", f"must be an http:// or https:// URL such as http://gpu-box:8000/v1, "
-                                         f"got {self.base_url!r}"))
+            problems.append(
+                (
+                    "base_url",
+                    f"must be an http:// or https:// URL such as http://gpu-box:8000/v1, got {self.base_url!r}",
+                )
+            )
         elif parts.query or parts.fragment or url.endswith(("?", "#")):
             # A query may hold a key, and the client appends /chat/completions after it, not before.
-            problems.append(("base_url", f"must not have a query or fragment (?… or #…); give the URL up to and "
-                                         f"including /v1 such as {public_url(url)}, and put a key in the "
-                                         f"environment variable named by api_key_env"))
+            problems.append(
+                (
+                    "base_url",
+                    f"must not have a query or fragment (?… or #…); give the URL up to and "
+                    f"including /v1 such as {public_url(url)}, and put a key in the "
+                    f"environment variable named by api_key_env",
+                )
+            )
         if not isinstance(self.model, str) or not self.model.strip():
             problems.append(("model", "must name the model on the server (what its /v1/models lists)"))
         name = self.api_key_env
         if name is not None and not (isinstance(name, str) and name.isascii() and name.isidentifier()):
             # Not repeated in the message: a value that is no variable's name may be the key itself.
-            problems.append(("api_key_env", "must be the name of an environment variable (letters, digits and _), "
-                                            "such as VLLM_API_KEY, never the key itself"))
+            problems.append(
+                (
+                    "api_key_env",
+                    "must be the name of an environment variable (letters, digits and _), "
+                    "such as VLLM_API_KEY, never the key itself",
+                )
+            )
         elif name is not None and _not_a_key(name):
-            problems.append(("api_key_env", f"names {name}, {_not_a_key(name)}: its value would be sent to the "
-                                            "contender's server as its API key; name a variable that holds only "
-                                            "that server's key, such as OPENAI_API_KEY or VLLM_API_KEY"))
+            problems.append(
+                (
+                    "api_key_env",
+                    f"names {name}, {_not_a_key(name)}: its value would be sent to the "
+                    "contender's server as its API key; name a variable that holds only "
+                    "that server's key, such as OPENAI_API_KEY or VLLM_API_KEY",
+                )
+            )
         limit = self.max_concurrent
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             problems.append(("max_concurrent", f"must be a whole number of at least 1, got {limit!r}"))
@@ -212,19 +282,33 @@ class EndpointSpec:
             except (TypeError, ValueError):
                 problems.append(("extra_body", f"must be a JSON object (a TOML table), got {self.extra_body!r}"))
             else:
-                problems += [("extra_body", _overridden(key)) for key in sorted(body)
-                             if key in REQUEST_FIELDS_FROM or key in REQUEST_FIELDS_ALWAYS]
+                problems += [
+                    ("extra_body", _overridden(key))
+                    for key in sorted(body)
+                    if key in REQUEST_FIELDS_FROM or key in REQUEST_FIELDS_ALWAYS
+                ]
         length = self.context_length
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int)
-                                   or not MIN_CONTEXT <= length <= MAX_CONTEXT):
-            problems.append(("context_length", f"must be a whole number of tokens from {MIN_CONTEXT} to "
-                                               f"{MAX_CONTEXT}, got {length!r}"))
+        if length is not None and (
+            isinstance(length, bool) or not isinstance(length, int) or not MIN_CONTEXT <= length <= MAX_CONTEXT
+        ):
+            problems.append(
+                (
+                    "context_length",
+                    f"must be a whole number of tokens from {MIN_CONTEXT} to {MAX_CONTEXT}, got {length!r}",
+                )
+            )
         if self.tokenizer is not None and not isinstance(self.tokenizer, WeightsSpec):
-            problems.append(("tokenizer", f"must name weights whose tokenizer counts this model's tokens, got "
-                                          f"{self.tokenizer!r}"))
+            problems.append(
+                ("tokenizer", f"must name weights whose tokenizer counts this model's tokens, got {self.tokenizer!r}")
+            )
         if self.prompt not in ("server", "local"):
-            problems.append(("prompt", f"must be 'server' (the server's chat template) or 'local' (this app's "
-                                       f"Llama 2 prompt), got {self.prompt!r}"))
+            problems.append(
+                (
+                    "prompt",
+                    f"must be 'server' (the server's chat template) or 'local' (this app's "
+                    f"Llama 2 prompt), got {self.prompt!r}",
+                )
+            )
         return [(name, f"{name} {message}") for name, message in problems]
 
     @property
@@ -253,11 +337,15 @@ class ContenderSpec:
 
     def __post_init__(self) -> None:
         if (self.weights is None) == (self.endpoint is None):
-            raise SpecError(f"contender {self.name!r} needs either local weights or an endpoint, not "
-                             f"{'both' if self.weights else 'neither'}")
+            raise SpecError(
+                f"contender {self.name!r} needs either local weights or an endpoint, not "
+                f"{'both' if self.weights else 'neither'}"
+            )
         if self.endpoint and self.endpoint.prompt == "local" and self.prompt_format != "llama2":
-            raise SpecError(f"contender {self.name!r}: prompt = 'local' needs prompt_format = 'llama2', the one "
-                             "format this app renders itself; other formats use the server's chat template")
+            raise SpecError(
+                f"contender {self.name!r}: prompt = 'local' needs prompt_format = 'llama2', the one "
+                "format this app renders itself; other formats use the server's chat template"
+            )
 
     @property
     def remote(self) -> bool:

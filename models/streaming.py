@@ -83,14 +83,21 @@ StreamEvent = PromptReady | ServedBy | str | GenerationResult
 def drop_oldest_exchanges(messages: Sequence[Mapping[str, str]], exchanges: int) -> list[Mapping[str, str]]:
     """`messages` less the `exchanges` oldest user/assistant pairs after the system prompt (if any)."""
     head = list(messages[:1]) if messages and messages[0].get("role") == "system" else []
-    return head + list(messages[len(head) + 2 * exchanges:])
+    return head + list(messages[len(head) + 2 * exchanges :])
 
 
 class Streamer(Protocol):
     """The seam the comparison core calls: text deltas between a PromptReady and a GenerationResult."""
 
-    def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
-                 params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]: ...
+    def __call__(
+        self,
+        contender: ContenderSpec,
+        messages: Sequence[Mapping[str, str]],
+        params: GenerationParams,
+        *,
+        stop: threading.Event,
+        seed: int,
+    ) -> Iterator[StreamEvent]: ...
 
 
 class RoutedStreamer:
@@ -100,12 +107,21 @@ class RoutedStreamer:
         self.local, self.remote = local, remote
         self.engines = getattr(local, "engines", {})  # what the page sizes its concurrency by
 
-    def __call__(self, contender: ContenderSpec, messages: Sequence[Mapping[str, str]],
-                 params: GenerationParams, *, stop: threading.Event, seed: int) -> Iterator[StreamEvent]:
+    def __call__(
+        self,
+        contender: ContenderSpec,
+        messages: Sequence[Mapping[str, str]],
+        params: GenerationParams,
+        *,
+        stop: threading.Event,
+        seed: int,
+    ) -> Iterator[StreamEvent]:
         streamer = self.remote if contender.remote else self.local
         if streamer is None:
-            raise StreamFailure(f"{contender.name} has no streamer: it is {'remote' if contender.remote else 'local'} "
-                                "and none was started for it")
+            raise StreamFailure(
+                f"{contender.name} has no streamer: it is {'remote' if contender.remote else 'local'} "
+                "and none was started for it"
+            )
         return streamer(contender, messages, params, stop=stop, seed=seed)
 
     def close(self) -> None:

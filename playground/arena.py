@@ -34,8 +34,10 @@ class ArenaSampler:
         """Every allowed group with its weight."""
         unknown = (set(self.weights) | {n for pair in self.avoid for n in pair}) - {c.name for c in contenders}
         if unknown:
-            raise SettingsError(f"arena settings name unknown contenders: {', '.join(sorted(unknown))}; "
-                             f"the lineup has: {', '.join(c.name for c in contenders)}")
+            raise SettingsError(
+                f"arena settings name unknown contenders: {', '.join(sorted(unknown))}; "
+                f"the lineup has: {', '.join(c.name for c in contenders)}"
+            )
         allowed = []
         for group in itertools.combinations(contenders, self.size):
             names = [c.name for c in group]
@@ -47,22 +49,23 @@ class ArenaSampler:
             if weight > 0:
                 allowed.append((group, weight))
         if not allowed:
-            raise SettingsError(f"no group of {self.size} contenders is allowed by the arena weights and "
-                             "avoided pairs: loosen --arena-avoid or --arena-weights")
+            raise SettingsError(
+                f"no group of {self.size} contenders is allowed by the arena weights and "
+                "avoided pairs: loosen --arena-avoid or --arena-weights"
+            )
         return allowed
 
     def sample(self, contenders: Sequence[ContenderSpec], rng: random.Random) -> tuple[ContenderSpec, ...]:
         """Draw a group, then shuffle it so positions carry no information."""
         groups = self.groups(contenders)
-        (group, _), = rng.choices(groups, weights=[w for _, w in groups], k=1)
+        ((group, _),) = rng.choices(groups, weights=[w for _, w in groups], k=1)
         drawn = list(group)
         rng.shuffle(drawn)
         return tuple(drawn)
 
     def describe(self) -> dict[str, Any]:
         """How a group was drawn, as stored with each arena comparison."""
-        return {"size": self.size, "weights": dict(self.weights),
-                "avoid": sorted(sorted(pair) for pair in self.avoid)}
+        return {"size": self.size, "weights": dict(self.weights), "avoid": sorted(sorted(pair) for pair in self.avoid)}
 
 
 def parse_weights(text: str | None) -> dict[str, float]:

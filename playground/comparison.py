@@ -44,10 +44,11 @@ from playground.voting import Vote, preferred_position
 MAX_PROMPT_CHARS = 8000
 MAX_PANES = 4
 MAX_TURNS = 50  # per conversation: a public demo must not grow one conversation without end
-UNEXPECTED = ("this answer failed on the server; the other answers went on, and the server's log has the "
-              "details")
-PAGE_BEHIND = ("this page is behind: the conversation has moved on since it was shown. Look at the answers on "
-               "screen now and try again")
+UNEXPECTED = "this answer failed on the server; the other answers went on, and the server's log has the details"
+PAGE_BEHIND = (
+    "this page is behind: the conversation has moved on since it was shown. Look at the answers on "
+    "screen now and try again"
+)
 STALE_FORM = "this rating form was filled in for earlier answers; rate the answers on screen now"
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,16 @@ def _checked_system(system_prompt: object) -> str | None:
 
 def _over_limit(reached: LimitReached) -> PlaygroundError:
     later = "in a minute" if reached.window == "minute" else "tomorrow"
-    return PlaygroundError(f"you have asked {reached.used} questions in the last {reached.window}, and this demo "
-                           f"takes {reached.limit} per {reached.window} from each visitor: please try again {later}")
+    return PlaygroundError(
+        f"you have asked {reached.used} questions in the last {reached.window}, and this demo "
+        f"takes {reached.limit} per {reached.window} from each visitor: please try again {later}"
+    )
 
 
 def _short(text: str, limit: int = 80) -> str:
     """One line of at most `limit` characters, for markdown: markup in it shows as text."""
     text = " ".join(text.split())
-    return shown_as_text(text if len(text) <= limit else text[:limit - 1] + "…")
+    return shown_as_text(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def snapshot_interval(refresh_s: float, streaming: int) -> float:
@@ -105,10 +108,20 @@ def snapshot_interval(refresh_s: float, streaming: int) -> float:
 class Playground:
     """Runs comparisons for a lineup and records them in the feedback database."""
 
-    def __init__(self, lineup: LineupSpec, streamer: Streamer, database: Database, *,
-                 mode: Mode = "named", history: HistoryMode | None = None, refresh_s: float = 0.05,
-                 rng: random.Random | None = None, revisions: Mapping[WeightsSpec, str] | None = None,
-                 sampler: ArenaSampler | None = None, visitors: VisitorPolicy | None = None) -> None:
+    def __init__(
+        self,
+        lineup: LineupSpec,
+        streamer: Streamer,
+        database: Database,
+        *,
+        mode: Mode = "named",
+        history: HistoryMode | None = None,
+        refresh_s: float = 0.05,
+        rng: random.Random | None = None,
+        revisions: Mapping[WeightsSpec, str] | None = None,
+        sampler: ArenaSampler | None = None,
+        visitors: VisitorPolicy | None = None,
+    ) -> None:
         self.lineup, self.streamer, self.database, self.mode = lineup, streamer, database, mode
         self.visitors = visitors  # per-visitor limits; None: none
         self.in_flight = InFlight(visitors.in_flight if visitors else None)
@@ -118,11 +131,14 @@ class Playground:
         if self.sampler:
             self.sampler.groups(lineup.contenders)  # fail at start on settings that name nobody
             if self.sampler.size > MAX_PANES:
-                raise SettingsError(f"an arena shows at most {MAX_PANES} answers side by side, "
-                                 f"--arena-size is {self.sampler.size}")
+                raise SettingsError(
+                    f"an arena shows at most {MAX_PANES} answers side by side, --arena-size is {self.sampler.size}"
+                )
         elif len(lineup.contenders) > MAX_PANES:
-            raise SettingsError(f"lineup {lineup.name!r} has {len(lineup.contenders)} contenders; named mode shows "
-                             f"at most {MAX_PANES} side by side: use arena mode to sample pairs from it")
+            raise SettingsError(
+                f"lineup {lineup.name!r} has {len(lineup.contenders)} contenders; named mode shows "
+                f"at most {MAX_PANES} side by side: use arena mode to sample pairs from it"
+            )
         self.refresh_s = refresh_s  # at most this often a new snapshot goes to the page (one comparison)
         self.streaming = 0  # comparisons whose snapshots are being collected now
         self._count_lock = threading.Lock()
@@ -143,15 +159,25 @@ class Playground:
         else:
             contenders = list(self.lineup.contenders)
             self.rng.shuffle(contenders)
-        return Conversation(panes=[Pane(position=i, contender=c) for i, c in enumerate(contenders)],
-                            mode=self.mode, history_mode=self.history)
+        return Conversation(
+            panes=[Pane(position=i, contender=c) for i, c in enumerate(contenders)],
+            mode=self.mode,
+            history_mode=self.history,
+        )
 
     def set_overrides(self, conversation: Conversation, values: Mapping[str, Any] | None) -> None:
         """Override every contender's preset with `values` from the next question on; None: presets again."""
         conversation.overrides = checked_overrides(values) if values else {}
 
-    def ask(self, conversation: Conversation, prompt: str, system_prompt: str | None = None, *,
-            form_token: str | None = None, visitor: str | None = None) -> Iterator[Conversation]:
+    def ask(
+        self,
+        conversation: Conversation,
+        prompt: str,
+        system_prompt: str | None = None,
+        *,
+        form_token: str | None = None,
+        visitor: str | None = None,
+    ) -> Iterator[Conversation]:
         """Send `prompt` to every contender; yield the conversation as answers stream in.
 
         `form_token` is the token of the comparison the page shows ("" for none): a request from a
@@ -160,17 +186,25 @@ class Playground:
         against the per-visitor limits.
         """
         prompt, system = checked_prompt(prompt), _checked_system(system_prompt)
-        yield from self._admitted(conversation, visitor, self._claimed_run(
-            conversation, form_token, lambda: self._next_turn(conversation, prompt, system), visitor))
+        yield from self._admitted(
+            conversation,
+            visitor,
+            self._claimed_run(conversation, form_token, lambda: self._next_turn(conversation, prompt, system), visitor),
+        )
 
-    def regenerate(self, conversation: Conversation, *, form_token: str | None = None,
-                   visitor: str | None = None) -> Iterator[Conversation]:
+    def regenerate(
+        self, conversation: Conversation, *, form_token: str | None = None, visitor: str | None = None
+    ) -> Iterator[Conversation]:
         """Run the last turn again as a new comparison (the old one stays stored)."""
-        yield from self._admitted(conversation, visitor, self._claimed_run(
-            conversation, form_token, lambda: self._same_turn(conversation), visitor))
+        yield from self._admitted(
+            conversation,
+            visitor,
+            self._claimed_run(conversation, form_token, lambda: self._same_turn(conversation), visitor),
+        )
 
-    def _admitted(self, conversation: Conversation, visitor: str | None,
-                  run: Iterator[Conversation]) -> Iterator[Conversation]:
+    def _admitted(
+        self, conversation: Conversation, visitor: str | None, run: Iterator[Conversation]
+    ) -> Iterator[Conversation]:
         """The run, counted as the visitor's running comparison until it ends (InFlight)."""
         if not self.in_flight.start(visitor, conversation.id):
             raise PlaygroundError(self._in_flight_refusal())
@@ -183,8 +217,9 @@ class Playground:
         """An ask whose page is gone before its run started: its place in the visitor's count goes."""
         self.in_flight.forget(conversation.id)
 
-    def check_can_ask(self, conversation: Conversation, prompt: object, form_token: str | None,
-                      visitor: str | None = None) -> None:
+    def check_can_ask(
+        self, conversation: Conversation, prompt: object, form_token: str | None, visitor: str | None = None
+    ) -> None:
         """What can be refused before a request waits in a queue: the prompt, a busy or stale page, a
         visitor over their limits or with as many asks running and waiting as `in_flight` allows.
 
@@ -200,8 +235,10 @@ class Playground:
             raise PlaygroundError(self._in_flight_refusal())
 
     def _in_flight_refusal(self) -> str:
-        return (f"you have {self.in_flight.limit} questions running or waiting already, and this demo takes no "
-                "more at once from one visitor: wait until an answer has finished")
+        return (
+            f"you have {self.in_flight.limit} questions running or waiting already, and this demo takes no "
+            "more at once from one visitor: wait until an answer has finished"
+        )
 
     def check_limits(self, visitor: str | None) -> None:
         """Refuse a visitor who has asked as much as the limits allow, with the numbers."""
@@ -261,14 +298,23 @@ class Playground:
         exchange = [{"role": "user", "content": conversation.last_prompt or ""}]
         number, parent = conversation.turn + 1, conversation.comparison_id
         if number >= MAX_TURNS:
-            raise PlaygroundError(f"this conversation has {number} turns, the most one may have is {MAX_TURNS}: "
-                                  "press Clear to start a new one")
+            raise PlaygroundError(
+                f"this conversation has {number} turns, the most one may have is {MAX_TURNS}: "
+                "press Clear to start a new one"
+            )
         if conversation.history_mode == "own":
-            return Turn(prompt, system, number, parent,
-                         [p.history + exchange + [{"role": "assistant", "content": p.text}] for p in panes])
+            return Turn(
+                prompt,
+                system,
+                number,
+                parent,
+                [p.history + exchange + [{"role": "assistant", "content": p.text}] for p in panes],
+            )
         if conversation.continue_from is None:
-            raise PlaygroundError("vote first, or pick the answer to continue from: every answer of the next "
-                                  "question continues from the same conversation")
+            raise PlaygroundError(
+                "vote first, or pick the answer to continue from: every answer of the next "
+                "question continues from the same conversation"
+            )
         source = panes[conversation.continue_from]
         shared = source.history + exchange + [{"role": "assistant", "content": source.text}]
         return Turn(prompt, system, number, parent, [list(shared) for _ in panes], source.response_id)
@@ -278,12 +324,22 @@ class Playground:
         """The turn on screen again, with the same histories."""
         if conversation.last_prompt is None:
             raise PlaygroundError("nothing to regenerate yet: ask something first")
-        return Turn(conversation.last_prompt, conversation.system_prompt, conversation.turn,
-                     conversation.parent_id, [list(p.history) for p in conversation.panes],
-                     conversation.continued_from)
+        return Turn(
+            conversation.last_prompt,
+            conversation.system_prompt,
+            conversation.turn,
+            conversation.parent_id,
+            [list(p.history) for p in conversation.panes],
+            conversation.continued_from,
+        )
 
-    def _claimed_run(self, conversation: Conversation, form_token: str | None,
-                     make_turn: Callable[[], Turn], visitor: str | None = None) -> Iterator[Conversation]:
+    def _claimed_run(
+        self,
+        conversation: Conversation,
+        form_token: str | None,
+        make_turn: Callable[[], Turn],
+        visitor: str | None = None,
+    ) -> Iterator[Conversation]:
         """Claim the conversation, store the comparison, then stream every pane.
 
         The claim comes first: two requests at once must never both pass the checks after it. The
@@ -309,8 +365,12 @@ class Playground:
         for pane, messages, params, seed in plans:
             pane.reset_answer()
             pane.params = params
-            threading.Thread(target=self._contender, daemon=True, name=f"pane-{pane.position}",
-                             args=(conversation, comparison_id, pane, messages, params, seed, wakeups)).start()
+            threading.Thread(
+                target=self._contender,
+                daemon=True,
+                name=f"pane-{pane.position}",
+                args=(conversation, comparison_id, pane, messages, params, seed, wakeups),
+            ).start()
         try:
             yield from self._collect(conversation, wakeups)
         finally:
@@ -335,19 +395,32 @@ class Playground:
         limits = self.visitors.windows() if self.visitors and visitor else []
         try:
             with self.database.session() as db:  # counted and stored at once: the limits hold under a burst
-                add_comparison_within(db, ComparisonRecord(
-                    id=comparison_id, lineup=self.lineup.name, mode=conversation.mode, session_id=conversation.id,
-                    turn=turn.number, parent_id=turn.parent_id, system_prompt=turn.system_prompt,
-                    prompt=turn.prompt, n_responses=len(conversation.panes),
-                    sampling=self.sampler.describe() if self.sampler else None,
-                    history=conversation.history_mode if turn.number else "own",
-                    continued_from=turn.continued_from, visitor=visitor), limits)
+                add_comparison_within(
+                    db,
+                    ComparisonRecord(
+                        id=comparison_id,
+                        lineup=self.lineup.name,
+                        mode=conversation.mode,
+                        session_id=conversation.id,
+                        turn=turn.number,
+                        parent_id=turn.parent_id,
+                        system_prompt=turn.system_prompt,
+                        prompt=turn.prompt,
+                        n_responses=len(conversation.panes),
+                        sampling=self.sampler.describe() if self.sampler else None,
+                        history=conversation.history_mode if turn.number else "own",
+                        continued_from=turn.continued_from,
+                        visitor=visitor,
+                    ),
+                    limits,
+                )
         except LimitReached as reached:
             raise _over_limit(reached) from None
         except Exception:
             log.exception("storing comparison %s failed", comparison_id)
-            raise PlaygroundError("the comparison could not be stored, so nothing was sent; "
-                                  "please try again in a moment") from None
+            raise PlaygroundError(
+                "the comparison could not be stored, so nothing was sent; please try again in a moment"
+            ) from None
         return comparison_id
 
     def _collect(self, conversation: Conversation, wakeups: queue.Queue) -> Iterator[Conversation]:
@@ -378,44 +451,39 @@ class Playground:
             with self._count_lock:
                 self.streaming -= 1
 
-    def _contender(self, conversation: Conversation, comparison_id: str, pane: Pane,
-                   messages: list[dict[str, str]], params: GenerationParams, seed: int,
-                   wakeups: queue.Queue) -> None:
+    def _contender(
+        self,
+        conversation: Conversation,
+        comparison_id: str,
+        pane: Pane,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        seed: int,
+        wakeups: queue.Queue,
+    ) -> None:
         """Thread body: stream one contender into its pane, store the response, mark it finished.
 
         Only this thread writes the pane's fields; the collecting loop only reads them.
         """
-        started, result, error, prompt, served = time.perf_counter(), None, None, None, None
-        shown = None  # what the pane says when it is not the error itself
-        try:
-            for event in self.streamer(pane.contender, messages, params, stop=pane.stop, seed=seed):
-                if isinstance(event, GenerationResult):
-                    result = event
-                elif isinstance(event, PromptReady):
-                    prompt, pane.prompt_text = event, event.text
-                    if event.dropped_exchanges:  # the record keeps what the model was sent
-                        messages = drop_oldest_exchanges(messages, event.dropped_exchanges)
-                        pane.notice = (f"the {event.dropped_exchanges} oldest exchange"
-                                       f"{'s were' if event.dropped_exchanges > 1 else ' was'} left out to fit "
-                                       "the model's context")
-                elif isinstance(event, ServedBy):
-                    served = event
-                else:
-                    # The pane shows what will be stored (NUL from a byte token becomes U+FFFD).
-                    pane.text, pane.status = pane.text + storable(event), "streaming"
-                    wakeups.put(pane.position)
-        except StreamFailure as exc:  # its message is written for the pane
-            error = str(exc)
-        except Exception as exc:  # one contender failing must not take the others down
-            log.exception("the answer of %s failed", pane.contender.name)
-            # The page gets a sentence; the record keeps what happened, for whoever owns the data.
-            shown, error = UNEXPECTED, f"{type(exc).__name__}: {exc}"
+        started = time.perf_counter()
+        result, error, shown, prompt, served, messages = self._stream(pane, messages, params, seed, wakeups)
         if result is None and not error:
             error = "the generator ended without a result"
         text = storable(result.text) if result else pane.text
         try:
-            record = self._record(comparison_id, pane, messages, params, seed, prompt, result, error,
-                                  text, time.perf_counter() - started, served)
+            record = self._record(
+                comparison_id,
+                pane,
+                messages,
+                params,
+                seed,
+                prompt,
+                result,
+                error,
+                text,
+                time.perf_counter() - started,
+                served,
+            )
             with self.database.session() as db:
                 add_response(db, record)
             pane.response_id = record.id
@@ -430,14 +498,61 @@ class Playground:
                 self._idle.notify_all()
         wakeups.put(pane.position)
 
-    def _record(self, comparison_id: str, pane: Pane, messages: list[dict[str, str]], params: GenerationParams,
-                seed: int, prompt: PromptReady | None, result: GenerationResult | None, error: str | None,
-                text: str, elapsed_s: float, served: ServedBy | None = None) -> ResponseRecord:
+    def _stream(
+        self, pane: Pane, messages: list[dict[str, str]], params: GenerationParams, seed: int, wakeups: queue.Queue
+    ) -> tuple[GenerationResult | None, str | None, str | None, PromptReady | None, ServedBy | None, list]:
+        """The contender's stream into its pane: (result, error, what the pane shows instead of the error,
+        the prompt sent, the server that answered, the messages as sent)."""
+        result, error, shown, prompt, served = None, None, None, None, None
+        try:
+            for event in self.streamer(pane.contender, messages, params, stop=pane.stop, seed=seed):
+                if isinstance(event, GenerationResult):
+                    result = event
+                elif isinstance(event, PromptReady):
+                    prompt, pane.prompt_text = event, event.text
+                    if event.dropped_exchanges:  # the record keeps what the model was sent
+                        messages = drop_oldest_exchanges(messages, event.dropped_exchanges)
+                        pane.notice = (
+                            f"the {event.dropped_exchanges} oldest exchange"
+                            f"{'s were' if event.dropped_exchanges > 1 else ' was'} left out to fit "
+                            "the model's context"
+                        )
+                elif isinstance(event, ServedBy):
+                    served = event
+                else:
+                    # The pane shows what will be stored (NUL from a byte token becomes U+FFFD).
+                    pane.text, pane.status = pane.text + storable(event), "streaming"
+                    wakeups.put(pane.position)
+        except StreamFailure as exc:  # its message is written for the pane
+            error = str(exc)
+        except Exception as exc:  # one contender failing must not take the others down
+            log.exception("the answer of %s failed", pane.contender.name)
+            # The page gets a sentence; the record keeps what happened, for whoever owns the data.
+            shown, error = UNEXPECTED, f"{type(exc).__name__}: {exc}"
+        return result, error, shown, prompt, served, messages
+
+    def _record(
+        self,
+        comparison_id: str,
+        pane: Pane,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        seed: int,
+        prompt: PromptReady | None,
+        result: GenerationResult | None,
+        error: str | None,
+        text: str,
+        elapsed_s: float,
+        served: ServedBy | None = None,
+    ) -> ResponseRecord:
         """Everything needed to reproduce one answer, as stored."""
         weights, endpoint = pane.contender.weights, pane.contender.endpoint
         remote = prompt.remote if prompt else None
         return ResponseRecord(
-            id=new_id(), comparison_id=comparison_id, position=pane.position, contender=pane.contender.name,
+            id=new_id(),
+            comparison_id=comparison_id,
+            position=pane.position,
+            contender=pane.contender.name,
             weights_id=endpoint.model if endpoint else weights.id,
             weights_revision=None if endpoint else self.revisions.get(weights) or weights.revision,
             endpoint=endpoint.url if endpoint else None,
@@ -445,9 +560,14 @@ class Playground:
             system_fingerprint=served.system_fingerprint[:200] if served and served.system_fingerprint else None,
             request={"api": remote.api, "template": remote.template, "body": dict(remote.body)} if remote else None,
             usage=result.usage if result else None,
-            messages=messages, prompt_rendered=prompt.text if prompt else "", params=params.as_dict(),
-            seed=seed, text=text, finish_reason=result.finish_reason if result and not error else "error",
-            error=error, prompt_tokens=result.prompt_tokens if result else (prompt.tokens if prompt else 0),
+            messages=messages,
+            prompt_rendered=prompt.text if prompt else "",
+            params=params.as_dict(),
+            seed=seed,
+            text=text,
+            finish_reason=result.finish_reason if result and not error else "error",
+            error=error,
+            prompt_tokens=result.prompt_tokens if result else (prompt.tokens if prompt else 0),
             completion_tokens=result.completion_tokens if result else 0,
             time_to_first_token_s=result.time_to_first_token_s if result else None,
             duration_s=result.duration_s if result else elapsed_s,
@@ -462,21 +582,35 @@ class Playground:
         with self.database.snapshot() as db:
             found = session_data(db, conversation_ids, visitor)
             elsewhere = len(session_data(db, conversation_ids)) - len(found) if visitor is not None else 0
-            lines = [f"- {c.created_at:%Y-%m-%d %H:%M} UTC, turn {c.turn + 1}: “{_short(c.prompt)}” — "
-                     f"{len(c.responses)} answers, " + ("rated" if c.rating is not None else "not rated")
-                     + (f", your comment: “{_short(c.rating.comment)}”" if c.rating and c.rating.comment else "")
-                     for c in found]
-        other = (f"\n\n{elsewhere} more comparison{'s' if elsewhere != 1 else ''} of this session "
-                 f"{'were' if elsewhere != 1 else 'was'} asked from another network address: shown and deleted only "
-                 "from there." if elsewhere else "")
+            lines = [
+                f"- {c.created_at:%Y-%m-%d %H:%M} UTC, turn {c.turn + 1}: “{_short(c.prompt)}” — "
+                f"{len(c.responses)} answers, "
+                + ("rated" if c.rating is not None else "not rated")
+                + (f", your comment: “{_short(c.rating.comment)}”" if c.rating and c.rating.comment else "")
+                for c in found
+            ]
+        other = (
+            f"\n\n{elsewhere} more comparison{'s' if elsewhere != 1 else ''} of this session "
+            f"{'were' if elsewhere != 1 else 'was'} asked from another network address: shown and deleted only "
+            "from there."
+            if elsewhere
+            else ""
+        )
         if not lines:
             return "Nothing is stored about this session." + other
-        return ("Stored about this session (prompts, system prompts, the answers and your ratings; no name, and "
-                "no address: only a salted hash of it, to limit how often one visitor asks):\n\n" + "\n".join(lines)
-                + other)
+        return (
+            "Stored about this session (prompts, system prompts, the answers and your ratings; no name, and "
+            "no address: only a salted hash of it, to limit how often one visitor asks):\n\n" + "\n".join(lines) + other
+        )
 
-    def forget(self, conversation: Conversation | None, conversation_ids: list[str], *, ratings_only: bool,
-               visitor: str | None = None) -> str:
+    def forget(
+        self,
+        conversation: Conversation | None,
+        conversation_ids: list[str],
+        *,
+        ratings_only: bool,
+        visitor: str | None = None,
+    ) -> str:
         """Delete this browser session's ratings, or everything stored about it (with `visitor`, what that
         visitor asked); what was deleted. `conversation` is the session's current one (None: it has none)."""
         if conversation is not None and conversation.busy:
@@ -485,8 +619,10 @@ class Playground:
             deleted = delete_session_data(db, conversation_ids, ratings_only=ratings_only, visitor=visitor)
         if ratings_only:
             return f"Deleted {deleted} rating{'s' if deleted != 1 else ''} of this session."
-        return (f"Deleted {deleted} comparison{'s' if deleted != 1 else ''} of this session, with their answers and "
-                "ratings.")
+        return (
+            f"Deleted {deleted} comparison{'s' if deleted != 1 else ''} of this session, with their answers and "
+            "ratings."
+        )
 
     def shutdown(self, timeout_s: float = 30.0) -> int:
         """Stop every answer still generating and wait (up to `timeout_s`) until each is stored as it
@@ -511,18 +647,29 @@ class Playground:
             raise PlaygroundError("there is nothing to rate yet: ask something first")
         self.check_current(conversation, form_token, STALE_FORM)
         if not conversation.all_finished or conversation.busy:
-            raise PlaygroundError("wait until every answer has finished, or press Stop under the ones still "
-                                  "streaming, before rating")
+            raise PlaygroundError(
+                "wait until every answer has finished, or press Stop under the ones still streaming, before rating"
+            )
         if conversation.rated:
             raise PlaygroundError("this comparison was already rated; ask something new to rate again")
         if conversation.pairwise != (vote.kind == "pairwise"):
-            raise PlaygroundError("two answers take a verdict (A, B, tie or both bad)" if conversation.pairwise
-                                  else "more than two answers take a 1-5 score or a rank each")
+            raise PlaygroundError(
+                "two answers take a verdict (A, B, tie or both bad)"
+                if conversation.pairwise
+                else "more than two answers take a 1-5 score or a rank each"
+            )
         try:
             record = RatingRecord(
-                comparison_id=conversation.comparison_id, kind=vote.kind, choice=vote.choice,
-                strength=vote.strength, scores=dict(vote.scores), ranks=dict(vote.ranks),
-                unsafe=dict(vote.unsafe), comment=(vote.comment or "").strip() or None, blind=conversation.blind)
+                comparison_id=conversation.comparison_id,
+                kind=vote.kind,
+                choice=vote.choice,
+                strength=vote.strength,
+                scores=dict(vote.scores),
+                ranks=dict(vote.ranks),
+                unsafe=dict(vote.unsafe),
+                comment=(vote.comment or "").strip() or None,
+                blind=conversation.blind,
+            )
             with self.database.session() as db:
                 add_rating(db, record)
         except (ValueError, RatingRefused) as error:
@@ -534,6 +681,5 @@ class Playground:
             names = ", ".join(f"{letter(p.position)} was {p.contender.name}" for p in conversation.panes)
             message += f" {names}."
         if conversation.history_mode == "shared" and conversation.continue_from is not None:
-            message += (f" Your next question continues from answer {letter(conversation.continue_from)} "
-                        "in every pane.")
+            message += f" Your next question continues from answer {letter(conversation.continue_from)} in every pane."
         return message

@@ -30,8 +30,13 @@ class ConversationStore:
     is never evicted by age.
     """
 
-    def __init__(self, factory: Callable[[], Conversation], ttl_s: float = DEFAULT_TTL_S,
-                 clock: Callable[[], float] = time.monotonic, unasked_ttl_s: float = UNASKED_TTL_S) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Conversation],
+        ttl_s: float = DEFAULT_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+        unasked_ttl_s: float = UNASKED_TTL_S,
+    ) -> None:
         self.factory, self.ttl_s, self.clock = factory, ttl_s, clock
         self.unasked_ttl_s = min(unasked_ttl_s, ttl_s)
         self._entries: dict[str, _Entry] = {}

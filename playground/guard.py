@@ -29,8 +29,10 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # No default-src: Gradio's own scripts and styles are inline; what is listed is what content can abuse.
-POLICY = ("img-src 'self' data: blob:; media-src 'self' data: blob:; frame-src 'none'; object-src 'none'; "
-          "base-uri 'self'; form-action 'self'")
+POLICY = (
+    "img-src 'self' data: blob:; media-src 'self' data: blob:; frame-src 'none'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'"
+)
 HEADERS = [  # besides the policy, which names the hosts that may frame the page
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -38,8 +40,9 @@ HEADERS = [  # besides the policy, which names the hosts that may frame the page
 NO_UPLOADS = json.dumps({"error": "this app takes no uploads"}).encode()
 GONE = json.dumps({"error": "this download link was used already or has expired: export again"}).encode()
 # Gradio answers a join to a full queue with 503 and "Queue is full. Max size is N…": said for people.
-BUSY = json.dumps({"detail": "This demo is busy: every place in the queue is taken. Please try again in a "
-                             "moment."}).encode()
+BUSY = json.dumps(
+    {"detail": "This demo is busy: every place in the queue is taken. Please try again in a moment."}
+).encode()
 
 
 class OpenStreams:
@@ -101,13 +104,17 @@ class Guard:
     """Refuses uploads, serves one-time export links, adds the content policy to every response, and
     tells which sessions have their event stream open."""
 
-    def __init__(self, app: App, downloads: OneTimeDownloads | None = None, streams: OpenStreams | None = None,
-                 frame_ancestors: str = "'none'") -> None:
+    def __init__(
+        self,
+        app: App,
+        downloads: OneTimeDownloads | None = None,
+        streams: OpenStreams | None = None,
+        frame_ancestors: str = "'none'",
+    ) -> None:
         self.app, self.downloads, self.streams = app, downloads, streams
         if streams is not None:
             streams.watched = True
-        self.headers = [(b"content-security-policy", f"{POLICY}; frame-ancestors {frame_ancestors}".encode()),
-                        *HEADERS]
+        self.headers = [(b"content-security-policy", f"{POLICY}; frame-ancestors {frame_ancestors}".encode()), *HEADERS]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,8 +136,13 @@ class Guard:
             await self._download(scope["path"].split(PREFIX, 1)[1], scope, receive, send)
             return
         if scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/upload"):
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"application/json"), *self.headers]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [(b"content-type", b"application/json"), *self.headers],
+                }
+            )
             await send({"type": "http.response.body", "body": NO_UPLOADS})
             return
 
@@ -158,15 +170,25 @@ class Guard:
         """The file behind a one-time link, then gone; 404 for a used, expired or unknown link."""
         path = self.downloads.take(key)
         if path is None:
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"application/json"), *self.headers]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"application/json"), *self.headers],
+                }
+            )
             await send({"type": "http.response.body", "body": GONE})
             return
         # starlette reads the file in a worker thread, not on the event loop, and deletes it once sent
         # (or once the client went away).
         headers = {k.decode(): v.decode() for k, v in self.headers} | {"cache-control": "no-store"}
-        response = FileResponse(path, media_type="application/octet-stream", filename=path.name, headers=headers,
-                                background=BackgroundTask(path.unlink, missing_ok=True))
+        response = FileResponse(
+            path,
+            media_type="application/octet-stream",
+            filename=path.name,
+            headers=headers,
+            background=BackgroundTask(path.unlink, missing_ok=True),
+        )
         try:
             await response(scope, receive, send)
         finally:

@@ -18,8 +18,7 @@ def leaderboard_rows(board: Leaderboard) -> list[list[object]]:
         if row.preliminary:
             # A bootstrap over a few battles looks precise and is not (two votes: zero width).
             interval = f"preliminary ({row.battles} battle{'' if row.battles == 1 else 's'})"
-        rows.append([rank, row.contender, round(row.rating, 1), interval, row.battles, row.wins,
-                     row.losses, row.ties])
+        rows.append([rank, row.contender, round(row.rating, 1), interval, row.battles, row.wins, row.losses, row.ties])
     return rows
 
 
@@ -38,12 +37,17 @@ def summary(board: Leaderboard) -> str:
     which = "blind (arena) ratings only" if board.blind_only else "all ratings, named and blind"
     if not board.rows:
         return f"No battles yet ({which}). Rate some comparisons first."
-    bias = (f" Position bias: answer A won {board.a_share:.0%} of the decisive A/B votes (50% is none)."
-            if board.a_share is not None else "")
+    bias = (
+        f" Position bias: answer A won {board.a_share:.0%} of the decisive A/B votes (50% is none)."
+        if board.a_share is not None
+        else ""
+    )
     note = f"**{preliminary_note(board)}** " if board.preliminary else ""
-    return (f"{note}{board.battles_total} battles from {board.ratings_used} ratings ({which}); Bradley-Terry "
-            f"ratings on the Elo scale (400, base 10, mean 1000), 95% intervals from {board.rounds} bootstrap "
-            f"rounds.{bias}")
+    return (
+        f"{note}{board.battles_total} battles from {board.ratings_used} ratings ({which}); Bradley-Terry "
+        f"ratings on the Elo scale (400, base 10, mean 1000), 95% intervals from {board.rounds} bootstrap "
+        f"rounds.{bias}"
+    )
 
 
 def ratings_svg(board: Leaderboard, width: int = 720) -> str:
@@ -60,22 +64,28 @@ def ratings_svg(board: Leaderboard, width: int = 720) -> str:
         return left + (value - lo) * scale
 
     height = top + row_h * len(board.rows) + 20
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="ratings with 95% intervals" font-family="sans-serif" font-size="12">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="ratings with 95% intervals" font-family="sans-serif" font-size="12">'
+    ]
     for tick in _ticks(lo, hi):
-        parts.append(f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" y2="{height - 20}" '
-                     f'stroke="#ddd"/><text x="{x(tick):.1f}" y="{top - 10}" text-anchor="middle" '
-                     f'fill="#666">{tick:.0f}</text>')
+        parts.append(
+            f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" y2="{height - 20}" '
+            f'stroke="#ddd"/><text x="{x(tick):.1f}" y="{top - 10}" text-anchor="middle" '
+            f'fill="#666">{tick:.0f}</text>'
+        )
     for i, (row, low, high) in enumerate(zip(board.rows, lows, highs)):
         y = top + row_h * i + row_h / 2
         # A preliminary rating is a hollow dot, so no one reads it as settled.
         dot = 'fill="white" stroke="#1f2937" stroke-width="2"' if row.preliminary else 'fill="#1f2937"'
         note = f", preliminary: {row.battles} battles" if row.preliminary else ""
-        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(row.contender)}</text>'
-                     f'<line x1="{x(low):.1f}" y1="{y:.1f}" x2="{x(high):.1f}" y2="{y:.1f}" stroke="#f97316" '
-                     f'stroke-width="4" stroke-linecap="round"/><circle cx="{x(row.rating):.1f}" cy="{y:.1f}" '
-                     f'r="5" {dot}><title>{escape(row.contender)}: {row.rating:.0f} '
-                     f'({low:.0f}–{high:.0f}{note})</title></circle>')
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(row.contender)}</text>'
+            f'<line x1="{x(low):.1f}" y1="{y:.1f}" x2="{x(high):.1f}" y2="{y:.1f}" stroke="#f97316" '
+            f'stroke-width="4" stroke-linecap="round"/><circle cx="{x(row.rating):.1f}" cy="{y:.1f}" '
+            f'r="5" {dot}><title>{escape(row.contender)}: {row.rating:.0f} '
+            f"({low:.0f}–{high:.0f}{note})</title></circle>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 

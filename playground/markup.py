@@ -37,7 +37,8 @@ def shown_as_text(text: str) -> str:
             if re.match(rf"^ {{0,3}}{re.escape(char)}{{{length},}} *$", bare):
                 fence = None
             elif re.match(rf"^ {{0,3}}{re.escape(char)}{{{length},}}[~`\t ]*$", bare) or (
-                    indent and bare.strip() and len(bare) - len(bare.lstrip(" ")) < indent):
+                indent and bare.strip() and len(bare) - len(bare.lstrip(" ")) < indent
+            ):
                 # marked and CommonMark disagree on this closing line, or a list the fence sat in may have
                 # ended here: from now on nothing is taken for code.
                 out.append(_escape_all("\n".join(lines[number:])))
@@ -126,7 +127,7 @@ def _escape_all(text: str) -> str:
     while i < len(text):
         char = text[i]
         if char == "\\" and i + 1 < len(text) and text[i + 1] in _PUNCTUATION:
-            out.append(text[i:i + 2])
+            out.append(text[i : i + 2])
             i += 2
             continue
         out.append("&lt;" if char == "<" else char)

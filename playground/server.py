@@ -82,8 +82,17 @@ class ServersNotReady(ValueError):
 
 # What a start can fail on that the operator can fix; each message says what to change. Anything else
 # is a bug, and keeps its traceback.
-STARTUP_ERRORS = (WeightsNotFound, ConfigNotFoundError, SpecError, LineupFileError, PlacementError, SettingsError,
-                  ServersNotReady, DatabaseUnavailable, SchemaError)
+STARTUP_ERRORS = (
+    WeightsNotFound,
+    ConfigNotFoundError,
+    SpecError,
+    LineupFileError,
+    PlacementError,
+    SettingsError,
+    ServersNotReady,
+    DatabaseUnavailable,
+    SchemaError,
+)
 
 
 def resolve_lineup(settings: Settings) -> LineupSpec:
@@ -95,8 +104,9 @@ def resolve_lineup(settings: Settings) -> LineupSpec:
     return get_lineup(settings.lineup)
 
 
-def check_servers(lineup: LineupSpec, allow_unreachable: bool, log: Callable[[str], None],
-                  options: LoadOptions = LoadOptions()) -> RemoteStreamer | None:
+def check_servers(
+    lineup: LineupSpec, allow_unreachable: bool, log: Callable[[str], None], options: LoadOptions = LoadOptions()
+) -> RemoteStreamer | None:
     """The remote contenders' streamer, once each server has listed its model (`/v1/models`).
 
     Servers that are not ready stop the start with one message naming them, unless
@@ -121,9 +131,11 @@ def check_servers(lineup: LineupSpec, allow_unreachable: bool, log: Callable[[st
     listed = "\n".join(f"  - {name}: {problem}" for name, problem in problems.items())
     if problems and not allow_unreachable:
         streamer.close()
-        raise ServersNotReady(f"{len(problems)} of {len(remote)} remote contenders cannot be served:\n{listed}\n"
-                              "Start those servers or fix the lineup file; or pass --allow-unreachable to start "
-                              "anyway with those panes shown as unavailable.")
+        raise ServersNotReady(
+            f"{len(problems)} of {len(remote)} remote contenders cannot be served:\n{listed}\n"
+            "Start those servers or fix the lineup file; or pass --allow-unreachable to start "
+            "anyway with those panes shown as unavailable."
+        )
     if problems:
         log(f"starting anyway (--allow-unreachable); unavailable for now:\n{listed}")
     for contender in remote:
@@ -145,15 +157,19 @@ def context_fitting(streamer: RemoteStreamer, contender: ContenderSpec) -> str:
         asked = contender.name not in streamer.unavailable()
         why = "its server lists none" if asked else "its server could not be asked"
         missing.append(f"endpoint.context_length ({why})")
-    return (f"long conversations are sent whole and its server's error is shown, since the lineup sets no "
-            f"{' and no '.join(missing)}")
+    return (
+        f"long conversations are sent whole and its server's error is shown, since the lineup sets no "
+        f"{' and no '.join(missing)}"
+    )
 
 
 def storage_notice(database: Database) -> str:
     # Name the kind of database, not its address: the page is public on a hosted demo.
-    return (f"ℹ️ Prompts, answers and ratings are stored in this app's feedback database "
-            f"({database.engine.dialect.name}) to compare and improve models. "
-            "Do not enter personal or confidential information.")
+    return (
+        f"ℹ️ Prompts, answers and ratings are stored in this app's feedback database "
+        f"({database.engine.dialect.name}) to compare and improve models. "
+        "Do not enter personal or confidential information."
+    )
 
 
 @dataclass
@@ -185,19 +201,35 @@ class App:
     def launch(self, *, block: bool = True) -> None:
         """Serve the page; `block=False` returns once the server listens."""
         # The queue holds 4 comparisons waiting per one that runs, plus 16.
-        self.demo.queue(default_concurrency_limit=DEFAULT_CONCURRENT,
-                        max_size=self.settings.queue_size or 4 * self.max_concurrent + 16)
+        self.demo.queue(
+            default_concurrency_limit=DEFAULT_CONCURRENT,
+            max_size=self.settings.queue_size or 4 * self.max_concurrent + 16,
+        )
         with _no_proxy_rewrite():
             self._serve(block)
 
     def _serve(self, block: bool) -> None:
         settings, page = self.settings, self.page
-        page.demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=True,
-                         css=CSS, head=HEAD, footer_links=["api"], quiet=not block,
-                         # No uploads, no foreign images, and the admin's one-time export links.
-                         app_kwargs={"middleware": [Middleware(
-                             Guard, downloads=page.downloads, streams=page.streams,
-                             frame_ancestors=" ".join(settings.framed_by) or "'none'")]})
+        page.demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            prevent_thread_lock=True,
+            css=CSS,
+            head=HEAD,
+            footer_links=["api"],
+            quiet=not block,
+            # No uploads, no foreign images, and the admin's one-time export links.
+            app_kwargs={
+                "middleware": [
+                    Middleware(
+                        Guard,
+                        downloads=page.downloads,
+                        streams=page.streams,
+                        frame_ancestors=" ".join(settings.framed_by) or "'none'",
+                    )
+                ]
+            },
+        )
         # Before the first session: Gradio's per-session state starts lean and is swept (ui_sessions).
         store = page.conversations
         self.sweeper = Sweeper(lean_sessions(page.demo), store.unasked_ttl_s, store.sweep).start()
@@ -216,8 +248,7 @@ class App:
         self.close()
 
 
-def create_app(settings: Settings, streamer: Streamer | None = None,
-               log: Callable[[str], None] = print) -> App:
+def create_app(settings: Settings, streamer: Streamer | None = None, log: Callable[[str], None] = print) -> App:
     """Load the lineup (unless a streamer is given) and build the page; nothing is served yet."""
     lineup = resolve_lineup(settings)
     if settings.mode == "arena":
@@ -238,23 +269,42 @@ def create_app(settings: Settings, streamer: Streamer | None = None,
             sections.append(servers_markdown(lineup, remote.unavailable(), contexts))
         streamer = RoutedStreamer(local, remote) if remote is not None else local
         models_info = "\n\n".join(sections)
-    max_concurrent = settings.max_concurrent or comparisons_that_fit(lineup, streamer, settings.arena.size
-                                                                     if settings.mode == "arena" else None)
+    max_concurrent = settings.max_concurrent or comparisons_that_fit(
+        lineup, streamer, settings.arena.size if settings.mode == "arena" else None
+    )
     log(f"comparisons generated at once: {max_concurrent}")
     database = open_database(settings.database_url)
     interrupted = mark_unfinished(database)
     if interrupted:
         log(f"{interrupted} comparisons were left unfinished by a server that stopped; marked as interrupted")
-    visitors = VisitorPolicy(salt=load_salt(settings.data_dir, settings.visitor_salt),
-                             trusted_proxies=settings.trusted_proxies, per_minute=settings.limit_per_minute or None,
-                             per_day=settings.limit_per_day or None, in_flight=settings.limit_in_flight or None)
-    core = Playground(lineup, streamer, database, mode=settings.mode, history=settings.history,
-                      revisions=revisions, sampler=settings.arena, visitors=visitors)
-    page = build_ui(core, title="Chat model playground", notice=storage_notice(database),
-                    models_info=models_info, max_concurrent=max_concurrent,
-                    leaderboard_rounds=settings.leaderboard_rounds,
-                    leaderboard_min_battles=settings.leaderboard_min_battles, admin_token=settings.admin_token,
-                    unasked_ttl_s=settings.unasked_ttl_s)
+    visitors = VisitorPolicy(
+        salt=load_salt(settings.data_dir, settings.visitor_salt),
+        trusted_proxies=settings.trusted_proxies,
+        per_minute=settings.limit_per_minute or None,
+        per_day=settings.limit_per_day or None,
+        in_flight=settings.limit_in_flight or None,
+    )
+    core = Playground(
+        lineup,
+        streamer,
+        database,
+        mode=settings.mode,
+        history=settings.history,
+        revisions=revisions,
+        sampler=settings.arena,
+        visitors=visitors,
+    )
+    page = build_ui(
+        core,
+        title="Chat model playground",
+        notice=storage_notice(database),
+        models_info=models_info,
+        max_concurrent=max_concurrent,
+        leaderboard_rounds=settings.leaderboard_rounds,
+        leaderboard_min_battles=settings.leaderboard_min_battles,
+        admin_token=settings.admin_token,
+        unasked_ttl_s=settings.unasked_ttl_s,
+    )
     return App(page, core, settings, max_concurrent)
 
 

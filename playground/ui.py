@@ -28,17 +28,29 @@ class BuiltPage:
     streams: OpenStreams  # which pages read their events; the guard watches the requests
 
 
-def build_ui(core: Playground, *, title: str, notice: str, models_info: str = "", max_concurrent: int = 1,
-             leaderboard_rounds: int = 1000, leaderboard_min_battles: int = 20,
-             admin_token: str | None = None, conversation_ttl_s: float | None = None,
-             unasked_ttl_s: float = UNASKED_TTL_S) -> BuiltPage:
+def build_ui(
+    core: Playground,
+    *,
+    title: str,
+    notice: str,
+    models_info: str = "",
+    max_concurrent: int = 1,
+    leaderboard_rounds: int = 1000,
+    leaderboard_min_battles: int = 20,
+    admin_token: str | None = None,
+    conversation_ttl_s: float | None = None,
+    unasked_ttl_s: float = UNASKED_TTL_S,
+) -> BuiltPage:
     """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set.
 
     A page's conversation is forgotten after `conversation_ttl_s` without use, or `unasked_ttl_s` if it
     never asked anything; Gradio's own state of such a session goes then too (ui_sessions).
     """
-    store = ConversationStore(core.new_conversation, unasked_ttl_s=unasked_ttl_s,
-                              **({"ttl_s": conversation_ttl_s} if conversation_ttl_s else {}))
+    store = ConversationStore(
+        core.new_conversation,
+        unasked_ttl_s=unasked_ttl_s,
+        **({"ttl_s": conversation_ttl_s} if conversation_ttl_s else {}),
+    )
     downloads, streams = OneTimeDownloads(EXPORT_TTL_S), OpenStreams()
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"# {title}\n{core.lineup.description}")
@@ -51,48 +63,110 @@ def build_ui(core: Playground, *, title: str, notice: str, models_info: str = ""
     return BuiltPage(demo, store, downloads, streams)
 
 
-def _compare_tab(demo: gr.Blocks, core: Playground, store: ConversationStore, streams: OpenStreams,
-                 models_info: str, max_concurrent: int) -> None:
+def _compare_tab(
+    demo: gr.Blocks,
+    core: Playground,
+    store: ConversationStore,
+    streams: OpenStreams,
+    models_info: str,
+    max_concurrent: int,
+) -> None:
     """Panes side by side, the vote right under them, then the prompt, parameters and models."""
     page = Page(core, models_info)
     on = CompareHandlers(demo, core, store, streams, page)
+    _generation_events(page, on, max_concurrent)
+    _parameter_events(page, on)
+    _data_events(page, on)
+    demo.load(on.on_load, outputs=page.shown, api_visibility="undocumented", show_progress="hidden")
+    demo.unload(on.forget)
+
+
+def _generation_events(page: Page, on: CompareHandlers, max_concurrent: int) -> None:
+    """Ask, regenerate, rate, stop, clear and continue: the events of a comparison."""
     outputs = on.outputs
-    generating = dict(concurrency_limit=max_concurrent, concurrency_id="generate",
-                      # A visitor waiting for a turn sees their place in the queue there, not over the panes.
-                      show_progress="minimal", show_progress_on=[page.hint])
-    asked = gr.on([page.send.click, page.prompt.submit], on.ask, inputs=[page.prompt, page.system, page.token],
-                  outputs=outputs + [page.prompt], api_name="ask", validator=on.check_ask, **generating)
-    regenerated = page.regenerate.click(on.again, inputs=[page.token], outputs=outputs, api_name="regenerate",
-                                        **generating)
-    page.submit.click(on.rate, inputs=[page.token, *page.form], outputs=page.shown + [page.status],
-                      api_name="rate", concurrency_limit=None, validator=on.check_rating, show_progress="hidden")
+    generating = dict(
+        concurrency_limit=max_concurrent,
+        concurrency_id="generate",
+        # A visitor waiting for a turn sees their place in the queue there, not over the panes.
+        show_progress="minimal",
+        show_progress_on=[page.hint],
+    )
+    asked = gr.on(
+        [page.send.click, page.prompt.submit],
+        on.ask,
+        inputs=[page.prompt, page.system, page.token],
+        outputs=outputs + [page.prompt],
+        api_name="ask",
+        validator=on.check_ask,
+        **generating,
+    )
+    regenerated = page.regenerate.click(
+        on.again, inputs=[page.token], outputs=outputs, api_name="regenerate", **generating
+    )
+    page.submit.click(
+        on.rate,
+        inputs=[page.token, *page.form],
+        outputs=page.shown + [page.status],
+        api_name="rate",
+        concurrency_limit=None,
+        validator=on.check_rating,
+        show_progress="hidden",
+    )
 
     page.stop.click(on.stopper(None), api_name="stop", concurrency_limit=None, queue=False)
     for position, button in enumerate(page.stops):
-        button.click(on.stopper(position), api_name=f"stop_{letter(position).lower()}", concurrency_limit=None,
-                     queue=False)
+        button.click(
+            on.stopper(position), api_name=f"stop_{letter(position).lower()}", concurrency_limit=None, queue=False
+        )
     # Clear cancels a running stream: its last snapshot would otherwise put the old conversation back.
-    page.clear.click(on.start_over, outputs=outputs, api_name="clear", concurrency_limit=None,
-                     cancels=[asked, regenerated])
+    page.clear.click(
+        on.start_over, outputs=outputs, api_name="clear", concurrency_limit=None, cancels=[asked, regenerated]
+    )
     for chatbot in page.chatbots:  # a pane's own trash icon starts over too, so no pane drifts from the rest
-        chatbot.clear(on.start_over, outputs=outputs, api_visibility="undocumented", concurrency_limit=None,
-                      cancels=[asked, regenerated])
-    page.continue_from.input(on.pick, inputs=[page.continue_from, page.token], outputs=page.shown,
-                             api_name="continue_from", concurrency_limit=None, show_progress="hidden")
+        chatbot.clear(
+            on.start_over,
+            outputs=outputs,
+            api_visibility="undocumented",
+            concurrency_limit=None,
+            cancels=[asked, regenerated],
+        )
+    page.continue_from.input(
+        on.pick,
+        inputs=[page.continue_from, page.token],
+        outputs=page.shown,
+        api_name="continue_from",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
 
-    parameters = dict(inputs=[page.override, *page.sliders], outputs=[*page.params, *page.sliders],
-                      concurrency_limit=None, show_progress="hidden")
+
+def _parameter_events(page: Page, on: CompareHandlers) -> None:
+    """The override switch, the sliders, and (with 3+ panes) the rating method."""
+    parameters = dict(
+        inputs=[page.override, *page.sliders],
+        outputs=[*page.params, *page.sliders],
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
     page.override.change(on.set_overrides, api_name="set_parameters", **parameters)
     for slider in page.sliders:
         slider.input(on.set_overrides, api_visibility="undocumented", **parameters)
     if page.method is not None:
-        page.method.change(on.show_method, inputs=[page.method], outputs=[*page.scores, *page.ranks],
-                           api_visibility="undocumented", concurrency_limit=None)
+        page.method.change(
+            on.show_method,
+            inputs=[page.method],
+            outputs=[*page.scores, *page.ranks],
+            api_visibility="undocumented",
+            concurrency_limit=None,
+        )
 
+
+def _data_events(page: Page, on: CompareHandlers) -> None:
+    """The "Your data" section: what is stored about this session, and deleting it."""
     page.show_data.click(on.show_data, outputs=[page.data], api_name="my_data", concurrency_limit=None)
-    page.delete_ratings.click(on.delete_ratings, outputs=[page.data], api_name="delete_my_ratings",
-                              concurrency_limit=None)
-    page.delete_all.click(on.delete_all, outputs=outputs + [page.data], api_name="delete_my_session",
-                          concurrency_limit=None)
-    demo.load(on.on_load, outputs=page.shown, api_visibility="undocumented", show_progress="hidden")
-    demo.unload(on.forget)
+    page.delete_ratings.click(
+        on.delete_ratings, outputs=[page.data], api_name="delete_my_ratings", concurrency_limit=None
+    )
+    page.delete_all.click(
+        on.delete_all, outputs=on.outputs + [page.data], api_name="delete_my_session", concurrency_limit=None
+    )

@@ -26,12 +26,14 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 def refusals(handler: Handler) -> Handler:
     """A core refusal (PlaygroundError, FormError) becomes a message on the page, not a fault."""
     if inspect.isgeneratorfunction(handler):
+
         @functools.wraps(handler)
         def streaming(*args: Any, **kwargs: Any) -> Iterator[Any]:
             try:
                 yield from handler(*args, **kwargs)
             except (PlaygroundError, FormError) as error:
                 raise refusal(str(error)) from None
+
         return streaming  # type: ignore[return-value]
 
     @functools.wraps(handler)
@@ -40,6 +42,7 @@ def refusals(handler: Handler) -> Handler:
             return handler(*args, **kwargs)
         except (PlaygroundError, FormError) as error:
             raise refusal(str(error)) from None
+
     return answering  # type: ignore[return-value]
 
 
@@ -64,8 +67,9 @@ def token_of(value: Any) -> str:
 class CompareHandlers:
     """Every handler of the compare tab, over one core, conversation store and page."""
 
-    def __init__(self, demo: gr.Blocks, core: Playground, store: ConversationStore, streams: OpenStreams,
-                 page: Page) -> None:
+    def __init__(
+        self, demo: gr.Blocks, core: Playground, store: ConversationStore, streams: OpenStreams, page: Page
+    ) -> None:
         self.demo, self.core, self.store, self.streams, self.page = demo, core, store, streams, page
 
     # What every snapshot of a run updates: the panes, the rating form and the status line.
@@ -113,13 +117,19 @@ class CompareHandlers:
 
     @refusals
     def ask(self, text: Any, system_prompt: Any, token: Any, request: gr.Request) -> Iterator[dict[Any, Any]]:
-        yield from self.streamed(self.core.ask(self.present(request), text, system_prompt,
-                                               form_token=token_of(token), visitor=self.visitor(request)), True)
+        yield from self.streamed(
+            self.core.ask(
+                self.present(request), text, system_prompt, form_token=token_of(token), visitor=self.visitor(request)
+            ),
+            True,
+        )
 
     @refusals
     def again(self, token: Any, request: gr.Request) -> Iterator[dict[Any, Any]]:
-        yield from self.streamed(self.core.regenerate(self.present(request), form_token=token_of(token),
-                                                      visitor=self.visitor(request)), False)
+        yield from self.streamed(
+            self.core.regenerate(self.present(request), form_token=token_of(token), visitor=self.visitor(request)),
+            False,
+        )
 
     def check_rating(self, request: gr.Request, token: Any, *values: Any) -> list[Any]:
         """Before queueing: an incomplete or malformed form is refused on the form, not on the panes."""
@@ -133,14 +143,15 @@ class CompareHandlers:
     @refusals
     def rate(self, request: gr.Request, token: Any, *values: Any) -> dict[Any, Any]:
         c = self.conversation(request)
-        message = self.core.rate(c, vote_from_form(self.page.n, self.page.form_values(list(values))),
-                                 token_of(token))
+        message = self.core.rate(c, vote_from_form(self.page.n, self.page.form_values(list(values))), token_of(token))
         return self.page.render(c) | {self.page.status: message}
 
     def stopper(self, position: int | None) -> Callable[[gr.Request], None]:
         """Stop one pane's answer, or every pane's (None)."""
+
         def stop(request: gr.Request) -> None:
             self.core.stop(self.conversation(request), position)
+
         return stop
 
     def start_over(self, request: gr.Request) -> dict[Any, Any]:
@@ -157,12 +168,14 @@ class CompareHandlers:
     def set_overrides(self, request: gr.Request, on: Any, *values: Any) -> dict[Any, Any]:
         c, page = self.conversation(request), self.page
         self.core.set_overrides(c, dict(zip(PARAM_FIELDS, values)) if on is True else None)
-        return ({shown: pane_params(p, c) for shown, p in zip(page.params, c.panes)}
-                | {slider: gr.Slider(interactive=on is True) for slider in page.sliders})
+        return {shown: pane_params(p, c) for shown, p in zip(page.params, c.panes)} | {
+            slider: gr.Slider(interactive=on is True) for slider in page.sliders
+        }
 
     def show_method(self, method: Any) -> dict[Any, Any]:
-        return ({score: gr.Radio(visible=method != "ranking") for score in self.page.scores}
-                | {rank: gr.Radio(visible=method == "ranking") for rank in self.page.ranks})
+        return {score: gr.Radio(visible=method != "ranking") for score in self.page.scores} | {
+            rank: gr.Radio(visible=method == "ranking") for rank in self.page.ranks
+        }
 
     # "Your data" covers this browser session's comparisons asked from the requester's own address; the
     # browser names nothing but its own session hash.
@@ -174,14 +187,19 @@ class CompareHandlers:
 
     @refusals
     def delete_ratings(self, request: gr.Request) -> str:
-        return self.core.forget(self.store.peek(session_of(request)), self.session_ids(request),
-                                ratings_only=True, visitor=self.visitor(request))
+        return self.core.forget(
+            self.store.peek(session_of(request)),
+            self.session_ids(request),
+            ratings_only=True,
+            visitor=self.visitor(request),
+        )
 
     @refusals
     def delete_all(self, request: gr.Request) -> dict[Any, Any]:
         """Everything of this browser session goes, and the page starts over (its comparisons are gone)."""
-        message = self.core.forget(self.conversation(request), self.session_ids(request), ratings_only=False,
-                                   visitor=self.visitor(request))
+        message = self.core.forget(
+            self.conversation(request), self.session_ids(request), ratings_only=False, visitor=self.visitor(request)
+        )
         return self.start_over(request) | {self.page.data: message}
 
     def on_load(self, request: gr.Request) -> dict[Any, Any]:

@@ -51,12 +51,18 @@ class Page:
         with gr.Row(equal_height=True):
             for p in range(n):
                 with gr.Column(min_width=320):
-                    self.chatbots.append(gr.Chatbot(label=f"Model {letter(p)}", height=360, elem_id=f"pane-{p}",
-                                                    elem_classes="pane-chat", buttons=["copy"]))
+                    self.chatbots.append(
+                        gr.Chatbot(
+                            label=f"Model {letter(p)}",
+                            height=360,
+                            elem_id=f"pane-{p}",
+                            elem_classes="pane-chat",
+                            buttons=["copy"],
+                        )
+                    )
                     self.stats.append(gr.Markdown("", elem_classes="pane-stats", elem_id=f"stats-{p}"))
                     self.params.append(gr.Markdown("", elem_classes="pane-params", elem_id=f"params-{p}"))
-                    self.stops.append(gr.Button(f"Stop {letter(p)}", size="sm", visible=False,
-                                                elem_id=f"stop-{p}"))
+                    self.stops.append(gr.Button(f"Stop {letter(p)}", size="sm", visible=False, elem_id=f"stop-{p}"))
 
     def _rating_form(self) -> None:
         n = self.n
@@ -76,27 +82,51 @@ class Page:
                 for p in range(n):
                     with gr.Column(min_width=200):
                         if n > 2:
-                            self.scores.append(gr.Radio(list(SCORES), label=f"Score for {letter(p)}",
-                                                        elem_id=f"score-{p}"))
-                            self.ranks.append(gr.Radio(list(range(1, n + 1)), label=f"Rank of {letter(p)}",
-                                                       visible=False, elem_id=f"rank-{p}"))
+                            self.scores.append(
+                                gr.Radio(list(SCORES), label=f"Score for {letter(p)}", elem_id=f"score-{p}")
+                            )
+                            self.ranks.append(
+                                gr.Radio(
+                                    list(range(1, n + 1)),
+                                    label=f"Rank of {letter(p)}",
+                                    visible=False,
+                                    elem_id=f"rank-{p}",
+                                )
+                            )
                         self.unsafe.append(gr.Checkbox(label=f"Flag {letter(p)} as unsafe", elem_id=f"unsafe-{p}"))
-                        self.reasons.append(gr.Textbox(show_label=False, lines=1, max_lines=2,
-                                                       placeholder=f"Why is {letter(p)} unsafe? (optional)",
-                                                       elem_id=f"reason-{p}"))
+                        self.reasons.append(
+                            gr.Textbox(
+                                show_label=False,
+                                lines=1,
+                                max_lines=2,
+                                placeholder=f"Why is {letter(p)} unsafe? (optional)",
+                                elem_id=f"reason-{p}",
+                            )
+                        )
             self.comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment")
             self.submit = gr.Button("Submit rating", variant="primary", elem_id="submit-rating")
 
     def _prompt_row(self) -> None:
         n = self.n
         self.status = gr.Markdown("", elem_id="rating-status")
-        self.continue_from = gr.Radio([(f"Answer {letter(p)}", p) for p in range(n)], visible=False,
-                                      label="The next question continues from", elem_id="continue-from")
+        self.continue_from = gr.Radio(
+            [(f"Answer {letter(p)}", p) for p in range(n)],
+            visible=False,
+            label="The next question continues from",
+            elem_id="continue-from",
+        )
         # The comparison the page shows; every vote and every next turn carries it back.
         self.token = gr.Textbox("", visible=False, elem_id="form-token")
         with gr.Row(elem_id="prompt-row"):
-            self.prompt = gr.Textbox(placeholder="Ask all models at once…", show_label=False, scale=8,
-                                     lines=1, max_lines=8, min_width=200, elem_id="prompt")
+            self.prompt = gr.Textbox(
+                placeholder="Ask all models at once…",
+                show_label=False,
+                scale=8,
+                lines=1,
+                max_lines=8,
+                min_width=200,
+                elem_id="prompt",
+            )
             self.send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="send")
         with gr.Row():
             self.stop = gr.Button("Stop all", elem_id="stop")
@@ -106,15 +136,31 @@ class Page:
 
     def _settings_and_data(self, models_info: str) -> None:
         with gr.Accordion("System prompt and parameters", open=False):
-            self.system = gr.Textbox(label="System prompt", lines=2, elem_id="system-prompt",
-                                     placeholder="Leave empty to use each contender's own system prompt")
-            self.override = gr.Checkbox(label="Override every contender's parameters with these values",
-                                        elem_id="override")
-            gr.Markdown("Off: each contender samples with its own preset, shown under its answer. On: every "
-                        "contender uses the values below from the next question on.")
-            self.sliders = [gr.Slider(r.minimum, r.maximum, value=r.default, step=r.step, label=name,
-                                      interactive=False, elem_id=f"param-{name}")
-                            for name, r in PARAM_RANGES.items()]
+            self.system = gr.Textbox(
+                label="System prompt",
+                lines=2,
+                elem_id="system-prompt",
+                placeholder="Leave empty to use each contender's own system prompt",
+            )
+            self.override = gr.Checkbox(
+                label="Override every contender's parameters with these values", elem_id="override"
+            )
+            gr.Markdown(
+                "Off: each contender samples with its own preset, shown under its answer. On: every "
+                "contender uses the values below from the next question on."
+            )
+            self.sliders = [
+                gr.Slider(
+                    r.minimum,
+                    r.maximum,
+                    value=r.default,
+                    step=r.step,
+                    label=name,
+                    interactive=False,
+                    elem_id=f"param-{name}",
+                )
+                for name, r in PARAM_RANGES.items()
+            ]
         with gr.Accordion("Models", open=False):
             gr.Markdown(models_info, elem_id="models-info")
         with gr.Accordion("Your data", open=False):
@@ -122,15 +168,23 @@ class Page:
             with gr.Row():
                 self.show_data = gr.Button("Show what is stored", elem_id="show-data")
                 self.delete_ratings = gr.Button("Delete my ratings", elem_id="delete-ratings")
-                self.delete_all = gr.Button("Delete everything from this session", variant="stop",
-                                            elem_id="delete-all")
+                self.delete_all = gr.Button("Delete everything from this session", variant="stop", elem_id="delete-all")
             self.data = gr.Markdown("", elem_id="your-data")
 
     @property
     def shown(self) -> list[Any]:
         """What every snapshot updates."""
-        return [*self.chatbots, *self.stats, *self.params, *self.stops, self.hint, self.rating_box, self.heading,
-                self.token, self.continue_from]
+        return [
+            *self.chatbots,
+            *self.stats,
+            *self.params,
+            *self.stops,
+            self.hint,
+            self.rating_box,
+            self.heading,
+            self.token,
+            self.continue_from,
+        ]
 
     @property
     def form(self) -> list[Any]:
@@ -140,17 +194,20 @@ class Page:
 
     def render(self, c: Conversation) -> dict[Any, Any]:
         """What a snapshot of the conversation sets every block of `shown` to."""
-        can_continue = (c.history_mode == "shared" and c.comparison_id is not None and c.all_finished
-                        and not c.busy)
+        can_continue = c.history_mode == "shared" and c.comparison_id is not None and c.all_finished and not c.busy
         shown: dict[Any, Any] = {}
         for p, pane in enumerate(c.panes):
             shown[self.chatbots[p]] = gr.Chatbot(value=chat_messages(pane, c), label=pane_label(pane, c))
             shown[self.stats[p]] = pane_stats(pane)
             shown[self.params[p]] = pane_params(pane, c)
             shown[self.stops[p]] = gr.Button(visible=pane.status in ("waiting", "streaming"))
-        return shown | {self.hint: vote_hint(c), self.rating_box: gr.Group(visible=c.can_rate),
-                        self.heading: rating_prompt(c), self.token: c.form_token or "",
-                        self.continue_from: gr.Radio(value=c.continue_from, visible=can_continue)}
+        return shown | {
+            self.hint: vote_hint(c),
+            self.rating_box: gr.Group(visible=c.can_rate),
+            self.heading: rating_prompt(c),
+            self.token: c.form_token or "",
+            self.continue_from: gr.Radio(value=c.continue_from, visible=can_continue),
+        }
 
     def empty_form(self) -> dict[Any, Any]:
         """Every control of the rating form cleared, and the last thank-you gone: a new comparison."""
@@ -163,10 +220,16 @@ class Page:
     def form_values(self, values: list[Any]) -> RatingForm:
         """The rating form as the person left it, from the values of `form` in its order."""
         got = dict(zip(self.form, values))
-        return RatingForm(choice=got.get(self.choice), strength=got.get(self.strength), method=got.get(self.method),
-                          scores=[got[s] for s in self.scores], ranks=[got[r] for r in self.ranks],
-                          unsafe=[got[u] for u in self.unsafe], reasons=[got[r] for r in self.reasons],
-                          comment=got[self.comment])
+        return RatingForm(
+            choice=got.get(self.choice),
+            strength=got.get(self.strength),
+            method=got.get(self.method),
+            scores=[got[s] for s in self.scores],
+            ranks=[got[r] for r in self.ranks],
+            unsafe=[got[u] for u in self.unsafe],
+            reasons=[got[r] for r in self.reasons],
+            comment=got[self.comment],
+        )
 
 
 class Lighter:

@@ -75,8 +75,11 @@ class LeanStateHolder(StateHolder):
         """Forget the sessions without an event for `idle_s` seconds, but those `keep` names; which went."""
         cutoff = time.time() - idle_s
         with self.lock:
-            idle = [s for s in self.session_data
-                    if (used := self.time_last_used.get(s)) is None or used.timestamp() < cutoff]
+            idle = [
+                s
+                for s in self.session_data
+                if (used := self.time_last_used.get(s)) is None or used.timestamp() < cutoff
+            ]
             gone = [s for s in idle if not keep(s)]
             for session_id in gone:
                 self.session_data.pop(session_id, None)
@@ -97,8 +100,9 @@ class Sweeper:
     `sweep` does the app's part (the conversation store) and returns the session hashes still held.
     """
 
-    def __init__(self, holder: LeanStateHolder, idle_s: float, sweep: Callable[[], set[str]],
-                 every_s: float = SWEEP_EVERY_S) -> None:
+    def __init__(
+        self, holder: LeanStateHolder, idle_s: float, sweep: Callable[[], set[str]], every_s: float = SWEEP_EVERY_S
+    ) -> None:
         self.holder, self.idle_s, self.sweep, self.every_s = holder, idle_s, sweep, every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="session-sweeper", daemon=True)

@@ -70,9 +70,12 @@ def leaderboard_tab(database: Database, rounds: int, min_battles: int = DEFAULT_
         with database.snapshot() as session:  # a read: never hold the write lock through the bootstrap
             board = leaderboard_of(session, blind_only=not all_ratings, rounds=rounds, min_battles=min_battles)
         headers, rows = win_rate_rows(board)
-        return [summary(board), ratings_svg(board),
-                gr.Dataframe(value=leaderboard_rows(board), headers=TABLE_HEADERS),
-                gr.Dataframe(value=rows, headers=headers)]
+        return [
+            summary(board),
+            ratings_svg(board),
+            gr.Dataframe(value=leaderboard_rows(board), headers=TABLE_HEADERS),
+            gr.Dataframe(value=rows, headers=headers),
+        ]
 
     outputs = [heading, plot, table, matrix]
     # Its own limit, apart from generation's: the board answers however many answers are streaming.
@@ -82,15 +85,22 @@ def leaderboard_tab(database: Database, rounds: int, min_battles: int = DEFAULT_
         trigger(show, api_name=False, **board)
 
 
-def admin_tab(database: Database, token: str, lineup: str, downloads: OneTimeDownloads,
-              visitor: Callable[[gr.Request | None], str]) -> None:
+def admin_tab(
+    database: Database,
+    token: str,
+    lineup: str,
+    downloads: OneTimeDownloads,
+    visitor: Callable[[gr.Request | None], str],
+) -> None:
     """Exports for trainers; every request must carry the admin token, checked where it joins the queue.
 
     `visitor` tells who asks (the same key as the visitor limits), for counting wrong tokens.
     """
     with gr.Tab("Data (admin)"):
-        gr.Markdown("Exports of the stored feedback for reward-model, DPO, KTO and SFT training. "
-                    "Needs the admin token the app was started with (`PLAYGROUND_ADMIN_TOKEN`).")
+        gr.Markdown(
+            "Exports of the stored feedback for reward-model, DPO, KTO and SFT training. "
+            "Needs the admin token the app was started with (`PLAYGROUND_ADMIN_TOKEN`)."
+        )
         secret = gr.Textbox(label="Admin token", type="password", elem_id="admin-token")
         with gr.Row():
             export_format = gr.Radio(list(FORMATS), value="dpo", label="Format")
@@ -110,19 +120,48 @@ def admin_tab(database: Database, token: str, lineup: str, downloads: OneTimeDow
         download = gr.Markdown("", elem_id="admin-file")
     on = AdminExports(database, token, lineup, downloads, visitor)
     # The token is checked before the queue (validator), so guesses never take a place or a worker.
-    run.click(on.export, inputs=[secret, export_format, suffix, since, until, contenders, min_strength,
-                                 blind_only, only_lineup, exclude_unsafe, include_errors],
-              outputs=[result, download], api_name="admin_export", api_visibility="undocumented",
-              validator=on.check_token, concurrency_limit=1, concurrency_id="admin")
+    run.click(
+        on.export,
+        inputs=[
+            secret,
+            export_format,
+            suffix,
+            since,
+            until,
+            contenders,
+            min_strength,
+            blind_only,
+            only_lineup,
+            exclude_unsafe,
+            include_errors,
+        ],
+        outputs=[result, download],
+        api_name="admin_export",
+        api_visibility="undocumented",
+        validator=on.check_token,
+        concurrency_limit=1,
+        concurrency_id="admin",
+    )
 
 
 class AdminExports:
     """The data tab's handlers: the token check where a request joins the queue, and the export."""
 
-    def __init__(self, database: Database, token: str, lineup: str, downloads: OneTimeDownloads,
-                 visitor: Callable[[gr.Request | None], str]) -> None:
-        self.database, self.token, self.lineup, self.downloads, self.visitor = (database, token, lineup, downloads,
-                                                                                visitor)
+    def __init__(
+        self,
+        database: Database,
+        token: str,
+        lineup: str,
+        downloads: OneTimeDownloads,
+        visitor: Callable[[gr.Request | None], str],
+    ) -> None:
+        self.database, self.token, self.lineup, self.downloads, self.visitor = (
+            database,
+            token,
+            lineup,
+            downloads,
+            visitor,
+        )
         # The app's own folder, not the shared temp folder's top: removed at exit, pruned at each export.
         self.folder = Path(tempfile.mkdtemp(prefix="playground-exports-"))
         atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
@@ -133,8 +172,10 @@ class AdminExports:
         """Before the queue: a wrong token is refused at once and counted, and never takes a worker."""
         who = self.visitor(request)
         if self.wrong.blocked(who):
-            refused = (f"more than {WRONG_TOKENS_PER_MINUTE} wrong admin tokens came from your address in the "
-                       "last minute: wait a minute, then give the token the app was started with")
+            refused = (
+                f"more than {WRONG_TOKENS_PER_MINUTE} wrong admin tokens came from your address in the "
+                "last minute: wait a minute, then give the token the app was started with"
+            )
         elif not _same(given, self.token):
             self.wrong.failed(who)
             refused = "wrong admin token"
@@ -142,17 +183,36 @@ class AdminExports:
             return [gr.validate(True, "")] * (len(rest) + 1)
         return [gr.validate(False, refused), *([gr.validate(True, "")] * len(rest))]
 
-    def export(self, given: str, fmt: str, ext: str, start: str, end: str, names: str, strength: str,
-               blind: bool, this_lineup: bool, unsafe: bool, errors: bool) -> list[Any]:
+    def export(
+        self,
+        given: str,
+        fmt: str,
+        ext: str,
+        start: str,
+        end: str,
+        names: str,
+        strength: str,
+        blind: bool,
+        this_lineup: bool,
+        unsafe: bool,
+        errors: bool,
+    ) -> list[Any]:
         if not _same(given, self.token):  # the validator refused it already; a request cannot skip it
             raise refusal("wrong admin token")
         try:
             options = ExportOptions(
-                format=fmt, where=RatingFilter(since=_moment(start), until=_moment(end),
-                                               lineup=self.lineup if this_lineup else None, blind_only=blind),
+                format=fmt,
+                where=RatingFilter(
+                    since=_moment(start),
+                    until=_moment(end),
+                    lineup=self.lineup if this_lineup else None,
+                    blind_only=blind,
+                ),
                 contenders=frozenset(n.strip() for n in (names or "").split(",") if n.strip()),
                 min_strength=None if strength == "any" else strength,
-                exclude_unsafe=unsafe, include_errors=errors)
+                exclude_unsafe=unsafe,
+                include_errors=errors,
+            )
         except ValueError as error:
             raise refusal(str(error)) from None
         with self.exporting:
@@ -161,8 +221,10 @@ class AdminExports:
             path = self.folder / f"feedback-{fmt}-{stamp}{ext}"
             done = export_to(self.database, options, path)
         link = self.downloads.offer(path)  # not a file output: Gradio would serve that to anyone with its URL
-        return [done.line(), f"[Download {path.name}]({link}) — the link works once, within "
-                             f"{EXPORT_TTL_S // 60} minutes."]
+        return [
+            done.line(),
+            f"[Download {path.name}]({link}) — the link works once, within {EXPORT_TTL_S // 60} minutes.",
+        ]
 
 
 def _same(given: Any, token: str) -> bool:

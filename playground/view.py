@@ -47,7 +47,8 @@ def pane_stats(pane: Pane) -> str:
     ttft = f"{result.time_to_first_token_s:.2f} s" if result.time_to_first_token_s is not None else "–"
     speed = f"{result.tokens_per_s:.1f} tok/s" if result.tokens_per_s else "– tok/s"
     reason = {"stop": "finished", "length": "hit max tokens", "stopped": "stopped by you"}.get(
-        result.finish_reason, result.finish_reason)
+        result.finish_reason, result.finish_reason
+    )
     line = f"first token {ttft} · {speed} · {result.completion_tokens} tokens · {reason}"
     return f"{line} · ⚠️ {pane.notice}" if pane.notice else line
 
@@ -56,8 +57,10 @@ def rating_prompt(conversation: Conversation) -> str:
     """The line above the rating controls."""
     if conversation.pairwise:
         return "**Which answer is better, and by how much?** Judge helpfulness here; flag unsafe answers below."
-    return ("**Score each answer from 1 (bad) to 5 (excellent), or rank them** (1 is best, equal ranks "
-            "are ties). Flag unsafe answers below.")
+    return (
+        "**Score each answer from 1 (bad) to 5 (excellent), or rank them** (1 is best, equal ranks "
+        "are ties). Flag unsafe answers below."
+    )
 
 
 def vote_hint(conversation: Conversation) -> str:
@@ -70,15 +73,20 @@ def vote_hint(conversation: Conversation) -> str:
     names = " and ".join(waiting)
     if not done:
         return "_The vote opens when every answer has finished._"
-    return (f"_The vote opens when every answer has finished: still streaming {names}. "
-            f"Press Stop under {names} to vote now; a stopped answer is rated as it stands._")
+    return (
+        f"_The vote opens when every answer has finished: still streaming {names}. "
+        f"Press Stop under {names} to vote now; a stopped answer is rated as it stands._"
+    )
 
 
 def describe_params(params: GenerationParams) -> str:
     """Sampling settings in a line: what the answer under it was (or will be) sampled with."""
-    sampling = ("greedy" if params.greedy else
-                f"temperature {params.temperature:g} · top_p {params.top_p:g} · "
-                f"top_k {params.top_k if params.top_k else 'off'}")
+    sampling = (
+        "greedy"
+        if params.greedy
+        else f"temperature {params.temperature:g} · top_p {params.top_p:g} · "
+        f"top_k {params.top_k if params.top_k else 'off'}"
+    )
     return f"{sampling} · repetition penalty {params.repetition_penalty:g} · max {params.max_new_tokens} tokens"
 
 
@@ -94,44 +102,62 @@ def pane_params(pane: Pane, conversation: Conversation) -> str:
     return line
 
 
-def models_markdown(lineup: LineupSpec, loaded: Mapping[WeightsSpec, Any], plan: Any | None,
-                    engines: Mapping[WeightsSpec, str] | None = None) -> str:
+def models_markdown(
+    lineup: LineupSpec,
+    loaded: Mapping[WeightsSpec, Any],
+    plan: Any | None,
+    engines: Mapping[WeightsSpec, str] | None = None,
+) -> str:
     """The "Models" section: where each model lives, its precision, memory, engine and status."""
     engines = engines or {}
-    lines = ["| weights | contenders | devices | decoder layers per device | precision | memory | engine | load |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| weights | contenders | devices | decoder layers per device | precision | memory | engine | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     plans = dict(zip(lineup.weights, plan.models)) if plan is not None else {}
     for weights, item in loaded.items():
         contenders = ", ".join(c.name for c in lineup.contenders if c.weights == weights)
         model_plan = plans.get(weights)
         layers = " ".join(f"{d}:{n}" for d, n in model_plan.layers_per_device.items()) if model_plan else "–"
-        precision = (model_plan.precision if model_plan else str(item.model.dtype).removeprefix("torch."))
-        lines.append(f"| `{weights.describe()}` | {contenders} | {', '.join(item.devices)} | {layers} | "
-                     f"{precision} | {item.memory_bytes() / 2**30:.2f} GiB | {engines.get(weights, '–')} | "
-                     f"loaded in {item.load_seconds:.1f} s |")
+        precision = model_plan.precision if model_plan else str(item.model.dtype).removeprefix("torch.")
+        lines.append(
+            f"| `{weights.describe()}` | {contenders} | {', '.join(item.devices)} | {layers} | "
+            f"{precision} | {item.memory_bytes() / 2**30:.2f} GiB | {engines.get(weights, '–')} | "
+            f"loaded in {item.load_seconds:.1f} s |"
+        )
     warnings = [f"- ⚠️ {w}" for w in (plan.warnings if plan is not None else ())]
     return "\n".join(lines + ([""] + warnings if warnings else []))
 
 
-def servers_markdown(lineup: LineupSpec, unavailable: Mapping[str, str],
-                     contexts: Mapping[str, int | None] | None = None) -> str:
+def servers_markdown(
+    lineup: LineupSpec, unavailable: Mapping[str, str], contexts: Mapping[str, int | None] | None = None
+) -> str:
     """The remote contenders: server, model, who renders the prompt, context, request limit, and status.
 
     `contexts` holds each contender's context length, where its lineup or its server gives one.
     """
     contexts = contexts or {}
-    lines = ["| contender | server | model | prompt | context | open requests | at start |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| contender | server | model | prompt | context | open requests | at start |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for contender in lineup.contenders:
         endpoint = contender.endpoint
         if endpoint is None:
             continue
         prompt = "this app (Llama 2), /v1/completions" if endpoint.prompt == "local" else "server's chat template"
         context = contexts.get(contender.name)
-        fitted = ("old exchanges left out to fit" if context and endpoint.tokenizer
-                  else "not counted here (no tokenizer)" if context else "unknown")
+        fitted = (
+            "old exchanges left out to fit"
+            if context and endpoint.tokenizer
+            else "not counted here (no tokenizer)"
+            if context
+            else "unknown"
+        )
         context_text = f"{context} tokens, {fitted}" if context else fitted
         status = f"⚠️ unavailable: {unavailable[contender.name]}" if contender.name in unavailable else "ready"
-        lines.append(f"| {contender.name} | `{endpoint.url}` | `{endpoint.model}` | {prompt} | {context_text} | "
-                     f"{endpoint.max_concurrent or 'no limit'} | {status} |")
+        lines.append(
+            f"| {contender.name} | `{endpoint.url}` | `{endpoint.model}` | {prompt} | {context_text} | "
+            f"{endpoint.max_concurrent or 'no limit'} | {status} |"
+        )
     return "\n".join(lines)

@@ -38,10 +38,14 @@ class VisitorPolicy:
         for name in ("per_minute", "per_day", "in_flight"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise SettingsError(f"the {name.replace('_', ' ')} limit must be a whole number of at least 1, "
-                                 f"got {value!r}")
-        if isinstance(self.trusted_proxies, bool) or not isinstance(self.trusted_proxies, int) \
-                or self.trusted_proxies < 0:
+                raise SettingsError(
+                    f"the {name.replace('_', ' ')} limit must be a whole number of at least 1, got {value!r}"
+                )
+        if (
+            isinstance(self.trusted_proxies, bool)
+            or not isinstance(self.trusted_proxies, int)
+            or self.trusted_proxies < 0
+        ):
             raise SettingsError(f"the number of trusted proxies must be a whole number, got {self.trusted_proxies!r}")
         if len(self.salt) < 16:
             raise SettingsError("the visitor salt must be at least 16 bytes")
@@ -106,8 +110,7 @@ class InFlight:
     cancelled it) goes when its conversation is forgotten, or after `wait_s`.
     """
 
-    def __init__(self, limit: int | None, wait_s: float = 900.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limit: int | None, wait_s: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.wait_s, self.clock = limit, wait_s, clock
         self._tickets: dict[str, list[_Ticket]] = {}
         self._lock = threading.Lock()
@@ -162,6 +165,7 @@ class InFlight:
                 tickets[:] = [t for t in tickets if t.conversation != conversation or t.running]
                 if not tickets:
                     del self._tickets[visitor]
+
 
 @dataclass
 class _Ticket:

@@ -15,11 +15,18 @@ Method = Literal["scores", "ranking"]
 
 # (label shown, value sent): the page's radios send the value, never the label.
 CHOICES: tuple[tuple[str, Choice], ...] = (
-    ("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both are bad", "both_bad"))
+    ("A is better", "a"),
+    ("B is better", "b"),
+    ("Tie", "tie"),
+    ("Both are bad", "both_bad"),
+)
 # Llama 2 paper, section 3.2.1; "negligibly_better" also stands for "unsure".
 STRENGTHS: tuple[tuple[str, Strength], ...] = (
-    ("Significantly better", "significantly_better"), ("Better", "better"),
-    ("Slightly better", "slightly_better"), ("Negligibly better / unsure", "negligibly_better"))
+    ("Significantly better", "significantly_better"),
+    ("Better", "better"),
+    ("Slightly better", "slightly_better"),
+    ("Negligibly better / unsure", "negligibly_better"),
+)
 METHODS: tuple[tuple[str, Method], ...] = (("Score each answer 1-5", "scores"), ("Rank the answers", "ranking"))
 SCORES = (1, 2, 3, 4, 5)
 
@@ -60,8 +67,11 @@ class RatingForm:
 
 def vote_from_form(n: int, form: RatingForm) -> Vote:
     """The vote a form says for `n` answers, or FormError naming what is missing or wrong."""
-    unsafe = {p: _text(form.reasons[p] if p < len(form.reasons) else None, "reason") or None
-              for p in range(n) if p < len(form.unsafe) and form.unsafe[p] is True}
+    unsafe = {
+        p: _text(form.reasons[p] if p < len(form.reasons) else None, "reason") or None
+        for p in range(n)
+        if p < len(form.unsafe) and form.unsafe[p] is True
+    }
     comment = _text(form.comment, "comment") or None
     if n == 2:
         choice = _one_of(form.choice, CHOICES, "verdict")
@@ -114,8 +124,10 @@ def _per_answer(values: Sequence[Any], n: int, allowed: Sequence[int], what: str
         if isinstance(value, str) and value.strip().isdigit():
             number = int(value)
         if number not in allowed:
-            raise FormError(f"the {what} of answer {'ABCD'[position]} must be one of "
-                            f"{', '.join(map(str, allowed))}, got {value!r:.20}")
+            raise FormError(
+                f"the {what} of answer {'ABCD'[position]} must be one of "
+                f"{', '.join(map(str, allowed))}, got {value!r:.20}"
+            )
         given[position] = number
     if not given:
         raise FormError(f"give each answer a {what} first")

@@ -81,8 +81,10 @@ def postgres_server() -> URL:
     """The test server's URL, once it has answered."""
     raw = os.environ.get(POSTGRES_URL_ENV, "").strip()
     if not raw:
-        _unavailable(f"{POSTGRES_URL_ENV} is not set; set it to postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB "
-                     "(a role that may create databases) to run the PostgreSQL tests, as .ci/run does")
+        _unavailable(
+            f"{POSTGRES_URL_ENV} is not set; set it to postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB "
+            "(a role that may create databases) to run the PostgreSQL tests, as .ci/run does"
+        )
     url = make_url(raw)
     engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
     try:

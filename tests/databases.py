@@ -40,19 +40,37 @@ def store_comparison(
 ) -> str:
     """A comparison with one answer per contender, contender i at pane position i; returns its id."""
     fields: dict[str, Any] = {"id": comparison_id} if comparison_id else {}
-    record = ComparisonRecord(lineup=lineup, session_id="sess-1", prompt=messages[-1]["content"],
-                              n_responses=len(contenders), mode=mode, **fields)
+    record = ComparisonRecord(
+        lineup=lineup,
+        session_id="sess-1",
+        prompt=messages[-1]["content"],
+        n_responses=len(contenders),
+        mode=mode,
+        **fields,
+    )
     with db.session() as session:
         add_comparison(session, record)
         for position, contender in enumerate(contenders):
             failed = contender in errored
-            add_response(session, ResponseRecord(
-                comparison_id=record.id, position=position, contender=contender, weights_id=f"org/{contender}",
-                messages=messages, prompt_rendered="", params={"temperature": 0.7}, seed=position,
-                text=(texts or {}).get(contender, f"answer of {contender}"),
-                finish_reason="error" if failed else "stop", error="timeout" if failed else None,
-                prompt_tokens=5, completion_tokens=3, duration_s=0.1,
-            ))
+            add_response(
+                session,
+                ResponseRecord(
+                    comparison_id=record.id,
+                    position=position,
+                    contender=contender,
+                    weights_id=f"org/{contender}",
+                    messages=messages,
+                    prompt_rendered="",
+                    params={"temperature": 0.7},
+                    seed=position,
+                    text=(texts or {}).get(contender, f"answer of {contender}"),
+                    finish_reason="error" if failed else "stop",
+                    error="timeout" if failed else None,
+                    prompt_tokens=5,
+                    completion_tokens=3,
+                    duration_s=0.1,
+                ),
+            )
     return record.id
 
 
@@ -62,8 +80,14 @@ def rate(db: Database, comparison_id: str, kind: str = "pairwise", **fields: Any
         return add_rating(session, RatingRecord(comparison_id, kind, **fields))
 
 
-def stored_rating(db: Database, contenders: Sequence[str], kind: str = "pairwise", *,
-                  comparison: Mapping[str, Any] | None = None, **rating: Any) -> tuple[str, str]:
+def stored_rating(
+    db: Database,
+    contenders: Sequence[str],
+    kind: str = "pairwise",
+    *,
+    comparison: Mapping[str, Any] | None = None,
+    **rating: Any,
+) -> tuple[str, str]:
     """A comparison and its rating in one call; returns (comparison id, rating id)."""
     comparison_id = store_comparison(db, contenders, **(comparison or {}))
     return comparison_id, rate(db, comparison_id, kind, **rating)
@@ -77,16 +101,24 @@ CONVERSATION = [
 ]
 # The golden seed: (name, contenders by pane position, comparison fields, rating fields).
 GOLDEN = [
-    ("shuffled", ["y", "x"], {"messages": CONVERSATION},
-     {"choice": "b", "strength": "significantly_better", "blind": True}),
+    (
+        "shuffled",
+        ["y", "x"],
+        {"messages": CONVERSATION},
+        {"choice": "b", "strength": "significantly_better", "blind": True},
+    ),
     ("named", ["x", "y"], {"mode": "named"}, {"choice": "a", "strength": "slightly_better"}),
     ("tie", ["x", "y"], {}, {"choice": "tie", "blind": True}),
     ("both_bad", ["x", "y"], {}, {"choice": "both_bad", "blind": True}),
     ("scores", ["x", "y", "z"], {}, {"kind": "scores", "scores": {0: 5, 1: 4, 2: 2}, "blind": True}),
     ("ranking", ["z", "x", "y"], {}, {"kind": "ranking", "ranks": {0: 1, 1: 2, 2: 2}, "blind": True}),
     ("unsafe", ["x", "y"], {}, {"choice": "a", "strength": "better", "unsafe": {0: "insults"}, "blind": True}),
-    ("errored", ["x", "y"], {"errored": ["y"], "lineup": "llama2"},
-     {"choice": "a", "strength": "better", "blind": True}),
+    (
+        "errored",
+        ["x", "y"],
+        {"errored": ["y"], "lineup": "llama2"},
+        {"choice": "a", "strength": "better", "blind": True},
+    ),
 ]
 
 
@@ -99,6 +131,7 @@ def seed_golden(db: Database) -> dict[str, tuple[str, str]]:
     for number, (name, contenders, comparison, rating) in enumerate(GOLDEN, 1):
         fields = dict(rating)
         kind = fields.pop("kind", "pairwise")
-        ids[name] = stored_rating(db, contenders, kind, comparison={"comparison_id": str(number) * 32, **comparison},
-                                  **fields)
+        ids[name] = stored_rating(
+            db, contenders, kind, comparison={"comparison_id": str(number) * 32, **comparison}, **fields
+        )
     return ids

@@ -13,14 +13,22 @@ WEIGHTS = weights_from_reference("org/model")
 
 
 def lineup(n: int = 2) -> LineupSpec:
-    return LineupSpec(name="fake", contenders=tuple(
-        ContenderSpec(name=f"c{i}", weights=WEIGHTS, params=GenerationParams(temperature=0.1 * i))
-        for i in range(n)))
+    return LineupSpec(
+        name="fake",
+        contenders=tuple(
+            ContenderSpec(name=f"c{i}", weights=WEIGHTS, params=GenerationParams(temperature=0.1 * i)) for i in range(n)
+        ),
+    )
 
 
-def words_streamer(log: list | None = None, delay: float = 0.0, fail: str | None = None,
-                   failure: Exception = RuntimeError("CUDA out of memory")):
+def words_streamer(
+    log: list | None = None,
+    delay: float = 0.0,
+    fail: str | None = None,
+    failure: Exception = RuntimeError("CUDA out of memory"),
+):
     """A Streamer that answers '<name> says: <last user message>' word by word."""
+
     def stream(contender, messages, params, *, stop, seed):
         if log is not None:
             log.append((contender.name, list(messages), params, seed))
@@ -30,11 +38,12 @@ def words_streamer(log: list | None = None, delay: float = 0.0, fail: str | None
         words = f"{contender.name} says: {messages[-1]['content']}".split()
         for n, word in enumerate(words, start=1):
             if stop.is_set():
-                yield GenerationResult(" ".join(words[:n - 1]), "stopped", 3, n - 1, 0.01, 0.01 * n, seed)
+                yield GenerationResult(" ".join(words[: n - 1]), "stopped", 3, n - 1, 0.01, 0.01 * n, seed)
                 return
             time.sleep(delay)
             yield word if n == 1 else " " + word
         yield GenerationResult(" ".join(words), "stop", 3, len(words), 0.01, 0.01 * (len(words) + 1), seed)
+
     return stream
 
 

@@ -8,8 +8,9 @@ def token_of(result, panes: int = 2) -> str:
     return result[3 * panes + 2]
 
 
-def rate_args(token: str, choice: str, strength: str | None = None, unsafe=(False, False), reasons=("", ""),
-              comment: str = "") -> list:
+def rate_args(
+    token: str, choice: str, strength: str | None = None, unsafe=(False, False), reasons=("", ""), comment: str = ""
+) -> list:
     return [token, choice, strength, *unsafe, *reasons, comment]
 
 

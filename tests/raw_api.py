@@ -11,18 +11,35 @@ import httpx
 from gradio_client.utils import apply_diff
 
 
-def join(http: httpx.Client, url: str, fn_index: int, data: list[Any], session_hash: str | None = None,
-         headers: dict[str, str] | None = None, *, body: str | None = None) -> httpx.Response:
+def join(
+    http: httpx.Client,
+    url: str,
+    fn_index: int,
+    data: list[Any],
+    session_hash: str | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    body: str | None = None,
+) -> httpx.Response:
     """POST queue/join for one event (a new random session unless `session_hash`); the answer as it came.
 
     `body`: the request's JSON text as given (what no JSON encoder writes, such as NaN), instead of `data`.
     """
     if body is not None:
-        return http.post(f"{url}gradio_api/queue/join", content=body,
-                         headers={**(headers or {}), "Content-Type": "application/json"})
-    return http.post(f"{url}gradio_api/queue/join", headers=headers, json={
-        "data": data, "fn_index": fn_index, "session_hash": session_hash or uuid.uuid4().hex[:11],
-        "event_data": None, "trigger_id": None})
+        return http.post(
+            f"{url}gradio_api/queue/join", content=body, headers={**(headers or {}), "Content-Type": "application/json"}
+        )
+    return http.post(
+        f"{url}gradio_api/queue/join",
+        headers=headers,
+        json={
+            "data": data,
+            "fn_index": fn_index,
+            "session_hash": session_hash or uuid.uuid4().hex[:11],
+            "event_data": None,
+            "trigger_id": None,
+        },
+    )
 
 
 def messages(http: httpx.Client, url: str, session_hash: str) -> Iterator[dict[str, Any]]:
@@ -49,8 +66,14 @@ def snapshots(stream: Iterator[dict[str, Any]]) -> Iterator[tuple[dict[str, Any]
         yield message, state
 
 
-def call(url: str, fn_index: int, data: list[Any], session_hash: str, timeout: float = 60.0,
-         headers: dict[str, str] | None = None) -> dict[str, Any]:
+def call(
+    url: str,
+    fn_index: int,
+    data: list[Any],
+    session_hash: str,
+    timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """One event through the queue: {"success": bool, "data": the outputs, "error": the refusal}.
 
     A validator's refusal comes back at once (HTTP 422, its messages); a refusal while running comes

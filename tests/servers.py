@@ -27,9 +27,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_serving(process: subprocess.Popen, url: str, timeout_s: float,
-                       log: Callable[[], str] = lambda: "") -> None:
+def wait_until_serving(
+    process: subprocess.Popen, url: str, timeout_s: float, log: Callable[[], str] = lambda: ""
+) -> None:
     """Return once `url` answers 200; fail with the process's log if it exits first or time runs out."""
+
     def serving() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"{' '.join(map(str, process.args[:2]))} exited with {process.returncode}:\n{log()}")
@@ -38,6 +40,7 @@ def wait_until_serving(process: subprocess.Popen, url: str, timeout_s: float,
                 return answer.status == 200
         except OSError:  # URLError too: not listening yet
             return False
+
     try:
         until(serving, timeout_s, every_s=0.2, what=f"{url} to answer")
     except AssertionError as error:
@@ -48,15 +51,17 @@ def wait_until_serving(process: subprocess.Popen, url: str, timeout_s: float,
 class Server:
     """A server process on loopback; `base_url` ends in /v1."""
 
-    def __init__(self, command: Sequence[str], port: int, log: Path, *, cwd: Path | None = None,
-                 health: str = "/health") -> None:
+    def __init__(
+        self, command: Sequence[str], port: int, log: Path, *, cwd: Path | None = None, health: str = "/health"
+    ) -> None:
         self.port, self.log_path = port, log
         self.base_url = f"http://127.0.0.1:{port}/v1"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         self._log = log.open("wb")
         # Its own process group: a kill reaches the server and any worker it started.
-        self.process = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            list(command), cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._wait_ready(f"http://127.0.0.1:{port}{health}")
 
     def _wait_ready(self, url: str) -> None:
@@ -94,6 +99,17 @@ def transformers_serve(folder: Path | None, log: Path, *, port: int | None = Non
     executable = shutil.which("transformers", path=str(Path(sys.executable).parent))
     if executable is None:
         pytest.fail("`transformers serve` is missing: install requirements-dev.txt (transformers[serving])")
-    command = [executable, "serve", *([str(folder)] if folder else []), "--host", "127.0.0.1",
-               "--port", str(port or free_port()), "--device", "cpu", "--dtype", "float32"]
+    command = [
+        executable,
+        "serve",
+        *([str(folder)] if folder else []),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port or free_port()),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+    ]
     return Server(command, int(command[command.index("--port") + 1]), log, cwd=REPO)

@@ -12,15 +12,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 # "hello" and "small" answer "Hello there"; "small" lists a context of SMALL_CONTEXT tokens.
 MODELS = ("needs-key", "limited", "malformed", "overloaded", "hello", "small", "too-long")
 SMALL_CONTEXT, CONTEXT = 160, 4096
-TOO_LONG = ("This model's maximum context length is 4096 tokens. However, you requested 4352 tokens (4096 in the "
-            "messages, 256 in the completion). Please reduce the length of the messages or completion.")
+TOO_LONG = (
+    "This model's maximum context length is 4096 tokens. However, you requested 4352 tokens (4096 in the "
+    "messages, 256 in the completion). Please reduce the length of the messages or completion."
+)
 KEY = "sk-stub-secret-key"
 
 
 def _chunk(content: str | None, finish: str | None = None) -> bytes:
     delta = {"content": content} if content is not None else {}
-    body = {"id": "stub", "object": "chat.completion.chunk", "created": 0, "model": "stub-model",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    body = {
+        "id": "stub",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "stub-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
@@ -43,9 +50,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.authorizations.append(self.headers.get("Authorization"))
         if self.path == "/v1/models":
-            self._json(200, {"object": "list", "data": [
-                {"id": m, "object": "model", "max_model_len": self.server.contexts.get(m, CONTEXT)}
-                for m in MODELS]})
+            self._json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "max_model_len": self.server.contexts.get(m, CONTEXT)}
+                        for m in MODELS
+                    ],
+                },
+            )
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
 

@@ -22,8 +22,9 @@ from tests.servers import free_port
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_mha, tiny_gqa):
     data_dir = tmp_path_factory.mktemp("app-data")
-    settings = Settings(models=(str(tiny_mha), str(tiny_gqa)), port=free_port(), data_dir=data_dir,
-                        load=LoadOptions(dtype="float32"))
+    settings = Settings(
+        models=(str(tiny_mha), str(tiny_gqa)), port=free_port(), data_dir=data_dir, load=LoadOptions(dtype="float32")
+    )
     with create_app(settings, log=lambda m: None) as app:
         yield settings, app.core
 
@@ -42,30 +43,38 @@ def test_prompt_stream_rate_and_read_back(served):
 
     assert all("repetition penalty" in line for line in result[4:6])  # each pane's real parameters
     token = token_of(result)
-    message = client.predict(*rate_args(token, "b", "slightly_better", (True, False), ("made up facts", ""), "ok"),
-                             api_name="/rate")[-1]
+    message = client.predict(
+        *rate_args(token, "b", "slightly_better", (True, False), ("made up facts", ""), "ok"), api_name="/rate"
+    )[-1]
     assert "stored" in message
     with pytest.raises(AppError, match="already rated"):
         client.predict(*rate_args(token, "a", "better"), api_name="/rate")
 
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
-        (comparison_id, prompt, n), = db.execute("SELECT id, prompt, n_responses FROM comparisons").fetchall()
+        ((comparison_id, prompt, n),) = db.execute("SELECT id, prompt, n_responses FROM comparisons").fetchall()
         assert (prompt, n) == ("What is the capital of France?", 2)
-        responses = db.execute("SELECT position, contender, weights_id, text, finish_reason, seed, params, "
-                               "prompt_rendered, completion_tokens FROM responses WHERE comparison_id = ? "
-                               "ORDER BY position", (comparison_id,)).fetchall()
+        responses = db.execute(
+            "SELECT position, contender, weights_id, text, finish_reason, seed, params, "
+            "prompt_rendered, completion_tokens FROM responses WHERE comparison_id = ? "
+            "ORDER BY position",
+            (comparison_id,),
+        ).fetchall()
         assert [r[0] for r in responses] == [0, 1]
         assert {r[2] for r in responses} == {str(m) for m in settings.models}
         # The chatbot renders control characters and runs of spaces its own way: compare the rest. Markup
         # in an answer is sent to the page escaped (playground.markup), and stored as generated.
         assert [squeeze(shown_as_text(r[3])) for r in responses] == [squeeze(a) for a in answers(result)]
-        assert all(r[4] in ("stop", "length") and r[5] is not None and r[7].startswith("<s><|user|>")
-                   for r in responses)
-        rating = db.execute("SELECT kind, choice, strength, comment, blind FROM ratings WHERE comparison_id = ?",
-                            (comparison_id,)).fetchone()
+        assert all(
+            r[4] in ("stop", "length") and r[5] is not None and r[7].startswith("<s><|user|>") for r in responses
+        )
+        rating = db.execute(
+            "SELECT kind, choice, strength, comment, blind FROM ratings WHERE comparison_id = ?", (comparison_id,)
+        ).fetchone()
         assert rating == ("pairwise", "b", "slightly_better", "ok", 0)
-        flags = db.execute("SELECT r.position, j.unsafe, j.unsafe_reason FROM answer_judgements j "
-                           "JOIN responses r ON r.id = j.response_id ORDER BY r.position").fetchall()
+        flags = db.execute(
+            "SELECT r.position, j.unsafe, j.unsafe_reason FROM answer_judgements j "
+            "JOIN responses r ON r.id = j.response_id ORDER BY r.position"
+        ).fetchall()
         assert flags == [(0, 1, "made up facts"), (1, 0, None)]
 
 
@@ -103,16 +112,31 @@ def test_multi_turn_regenerate_and_clear(served):
     cleared = client.predict(api_name="/clear")
     assert cleared[0]["value"] == []
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
-        turns = db.execute("SELECT turn, system_prompt FROM comparisons WHERE prompt != ? ORDER BY created_at",
-                           ("What is the capital of France?",)).fetchall()
+        turns = db.execute(
+            "SELECT turn, system_prompt FROM comparisons WHERE prompt != ? ORDER BY created_at",
+            ("What is the capital of France?",),
+        ).fetchall()
     assert turns == [(0, "Be brief."), (1, "Be brief."), (1, "Be brief.")]
 
 
 def test_missing_weights_fail_at_start_with_a_message(tmp_path):
-    run = subprocess.run([sys.executable, "app.py", "--model", str(tmp_path / "nothing-here"),
-                          "--model", "meta-llama/Llama-2-7b-chat-hf", "--data-dir", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    run = subprocess.run(
+        [
+            sys.executable,
+            "app.py",
+            "--model",
+            str(tmp_path / "nothing-here"),
+            "--model",
+            "meta-llama/Llama-2-7b-chat-hf",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "nothing-here has no config.json" in run.stderr
@@ -120,9 +144,14 @@ def test_missing_weights_fail_at_start_with_a_message(tmp_path):
 
 
 def test_unknown_lineup_fails_at_start_with_a_message(tmp_path):
-    run = subprocess.run([sys.executable, "app.py", "--lineup", "nope"], cwd=REPO, capture_output=True,
-                         text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                                                       "HOME": str(tmp_path)})
+    run = subprocess.run(
+        [sys.executable, "app.py", "--lineup", "nope"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert run.returncode == 2 and "unknown lineup 'nope'" in run.stderr and "Traceback" not in run.stderr
 
 
@@ -142,8 +171,10 @@ def test_four_visitors_at_once_complete_and_rate(served):
         messages = list(pool.map(visit, range(4)))
     assert all("stored" in m for m in messages)
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
-        rows = db.execute("SELECT c.prompt, r.choice FROM ratings r JOIN comparisons c ON c.id = r.comparison_id "
-                          "WHERE c.prompt LIKE 'Visitor % asks about Paris' ORDER BY c.prompt").fetchall()
+        rows = db.execute(
+            "SELECT c.prompt, r.choice FROM ratings r JOIN comparisons c ON c.id = r.comparison_id "
+            "WHERE c.prompt LIKE 'Visitor % asks about Paris' ORDER BY c.prompt"
+        ).fetchall()
     assert rows == [(f"Visitor {n} asks about Paris", "a" if n % 2 else "b") for n in range(4)]
 
 
@@ -151,11 +182,13 @@ def test_a_start_the_operator_can_fix_is_one_line_and_a_bug_keeps_its_traceback(
     import app
 
     data = ["--data-dir", str(tmp_path)]
-    for argv, said in [(["--lineup", "nope"], "error: unknown lineup 'nope'; known lineups: demo, llama2"),
-                       (["--model", "no-such-thing"], "error: --model 'no-such-thing' is neither an existing path"),
-                       (["--mode", "arena", "--arena-size", "1"], "error: an arena shows at least 2 answers"),
-                       (["--db-url", "mysql+nodriver://x/y"], "error: database URL"),
-                       (["--admin"], "error: --admin needs PLAYGROUND_ADMIN_TOKEN")]:
+    for argv, said in [
+        (["--lineup", "nope"], "error: unknown lineup 'nope'; known lineups: demo, llama2"),
+        (["--model", "no-such-thing"], "error: --model 'no-such-thing' is neither an existing path"),
+        (["--mode", "arena", "--arena-size", "1"], "error: an arena shows at least 2 answers"),
+        (["--db-url", "mysql+nodriver://x/y"], "error: database URL"),
+        (["--admin"], "error: --admin needs PLAYGROUND_ADMIN_TOKEN"),
+    ]:
         assert app.main([*argv, *data]) == 2, argv
         assert capsys.readouterr().err.splitlines()[-1].startswith(said), argv  # after any progress bars
 

@@ -18,16 +18,22 @@ from tests.waiting import until
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-                       reason="Debian's chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+        reason="Debian's chromium is not installed (apt-get install chromium)",
+    ),
 ]
 
 
 @pytest.fixture(scope="module")
 def tiny_app(tmp_path_factory, tiny_mha, tiny_gqa):
     """The real loading and decoding path on two tiny checkpoints."""
-    settings = Settings(models=(str(tiny_mha), str(tiny_gqa)), port=free_port(),
-                        data_dir=tmp_path_factory.mktemp("browser-data"), load=LoadOptions(dtype="float32"))
+    settings = Settings(
+        models=(str(tiny_mha), str(tiny_gqa)),
+        port=free_port(),
+        data_dir=tmp_path_factory.mktemp("browser-data"),
+        load=LoadOptions(dtype="float32"),
+    )
     with create_app(settings, log=lambda m: None) as app:
         yield app.url, settings
 
@@ -40,8 +46,9 @@ def three_panes(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory):
-    with paced_app(tmp_path_factory, "--mode", "arena", "--model", "org/one", "--model", "org/two", "--model",
-                   "org/three") as app:
+    with paced_app(
+        tmp_path_factory, "--mode", "arena", "--model", "org/one", "--model", "org/two", "--model", "org/three"
+    ) as app:
         yield app.url, app.settings
 
 
@@ -51,7 +58,8 @@ def ratings(settings) -> list[tuple]:
             "SELECT c.prompt, r.kind, r.choice, r.strength, r.comment, "
             "(SELECT group_concat(p.position || ':' || coalesce(j.rank, j.score, '') || ':' || j.unsafe, ' ') "
             " FROM answer_judgements j JOIN responses p ON p.id = j.response_id WHERE j.rating_id = r.id) "
-            "FROM ratings r JOIN comparisons c ON c.id = r.comparison_id ORDER BY r.created_at").fetchall()
+            "FROM ratings r JOIN comparisons c ON c.id = r.comparison_id ORDER BY r.created_at"
+        ).fetchall()
         return [row[:-1] + (" ".join(sorted(row[-1].split())),) for row in rows]
 
 
@@ -216,8 +224,9 @@ def test_arena_continues_from_the_preferred_answer(browser, arena, tmp_path):
         page.screenshot(path=str(tmp_path / f"arena-{viewport['width']}.png"))
         page.close()
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
-        turns = db.execute("SELECT turn, history, continued_from IS NOT NULL FROM comparisons "
-                           "ORDER BY created_at").fetchall()
+        turns = db.execute(
+            "SELECT turn, history, continued_from IS NOT NULL FROM comparisons ORDER BY created_at"
+        ).fetchall()
     assert turns == [(0, "own", 0), (1, "shared", 1)] * 2
 
 

@@ -52,7 +52,7 @@ def test_streams_run_at_the_same_time(database):
     core = Playground(lineup(2), stream, database)
     run(core, core.new_conversation(), "hi")
     first_c1 = seen.index("c1")
-    assert "c0" in seen[first_c1:] and "c1" in seen[:seen.index("c0") + 5]  # interleaved, not in turn
+    assert "c0" in seen[first_c1:] and "c1" in seen[: seen.index("c0") + 5]  # interleaved, not in turn
 
 
 def test_positions_are_shuffled_per_conversation(database):
@@ -112,9 +112,12 @@ def test_multi_turn_keeps_each_panes_conversation(database):
     run(core, session, "second", system="be brief")
     messages = {name: msgs for name, msgs, _, _ in calls[2:]}
     for name, msgs in messages.items():
-        assert msgs == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "first"},
-                        {"role": "assistant", "content": f"{name} says: first"},
-                        {"role": "user", "content": "second"}]
+        assert msgs == [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": f"{name} says: first"},
+            {"role": "user", "content": "second"},
+        ]
     with database.session() as db:
         second = get_comparison(db, session.comparison_id)
         assert (second.turn, second.parent_id) == (1, first_id)
@@ -166,10 +169,15 @@ def test_overrides_are_explicit_checked_and_shown(database):
     calls.clear()
     run(core, session, "again")
     assert {name: p.temperature for name, _, p, _ in calls} == pytest.approx({"c0": 0.0, "c1": 0.1})
-    for bad, message in (({"top_p": 0}, "top_p must be between"), ({"top_k": 40.5}, "whole number"),
-                         ({"temperature": True}, "must be a number"), ({"temperature": float("nan")}, "number"),
-                         ({"temperature": "1"}, "must be a number"), ({"beam_width": 3}, "unknown parameter"),
-                         ({"max_new_tokens": 10**9}, "between")):
+    for bad, message in (
+        ({"top_p": 0}, "top_p must be between"),
+        ({"top_k": 40.5}, "whole number"),
+        ({"temperature": True}, "must be a number"),
+        ({"temperature": float("nan")}, "number"),
+        ({"temperature": "1"}, "must be a number"),
+        ({"beam_width": 3}, "unknown parameter"),
+        ({"max_new_tokens": 10**9}, "between"),
+    ):
         with pytest.raises(PlaygroundError, match=message):
             core.set_overrides(session, bad)
     assert session.overrides == {}
@@ -194,8 +202,13 @@ def test_pairwise_rating_is_stored_by_position(database):
     assert "stored" in core.rate(session, vote)
     with database.session() as db:
         rating = rating_of(db, session.comparison_id)
-        assert (rating.kind, rating.choice, rating.strength, rating.comment, rating.blind) == \
-            ("pairwise", "b", "slightly_better", "fine", False)
+        assert (rating.kind, rating.choice, rating.strength, rating.comment, rating.blind) == (
+            "pairwise",
+            "b",
+            "slightly_better",
+            "fine",
+            False,
+        )
         flagged = {j.response.position: (j.unsafe, j.unsafe_reason) for j in rating.judgements}
         assert flagged == {0: (True, "rude"), 1: (False, None)}
 
@@ -252,8 +265,9 @@ def test_bad_prompts_and_busy_sessions(database):
     with database.session() as db:
         first, second = (get_comparison(db, i) for i in (session.parent_id, session.comparison_id))
         assert [r.finish_reason for r in responses_of(db, first.id)] == ["stopped", "stopped"]
-        assert [r.text for r in responses_of(db, second.id)] == [f"{p.contender.name} says: again"
-                                                                 for p in session.panes]
+        assert [r.text for r in responses_of(db, second.id)] == [
+            f"{p.contender.name} says: again" for p in session.panes
+        ]
 
 
 def test_view_labels_and_stats(database):
@@ -322,6 +336,7 @@ def test_the_streaming_count_follows_runs_and_returns_to_zero(database):
 def test_a_nul_answer_and_a_lone_surrogate_prompt_are_stored_on_every_backend(any_db):
     """A model can emit NUL (Llama's <0x00> byte token) and a visitor can send a lone surrogate: the
     comparison and every answer are stored, with U+FFFD in their place, on SQLite and PostgreSQL."""
+
     def nul_streamer(contender, messages, params, *, stop, seed):
         yield PromptReady(text=messages[-1]["content"], tokens=3)
         yield "a\x00b"
@@ -361,8 +376,10 @@ def test_a_conversation_has_at_most_max_turns(database, monkeypatch):
     session = core.new_conversation()
     for n in range(3):
         run(core, session, f"turn {n}")
-    with pytest.raises(PlaygroundError, match="this conversation has 3 turns, the most one may have is 3: press "
-                                              "Clear to start a new one"):
+    with pytest.raises(
+        PlaygroundError,
+        match="this conversation has 3 turns, the most one may have is 3: press Clear to start a new one",
+    ):
         run(core, session, "one too many")
 
 

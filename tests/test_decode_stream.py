@@ -66,12 +66,14 @@ def tokenizer(request):
     return request.getfixturevalue(request.param)
 
 
-def streamed(tokenizer, ids: list[int], *, eos: frozenset[int] = frozenset(),
-             reason: str = "length") -> tuple[list[str], GenerationResult]:
+def streamed(
+    tokenizer, ids: list[int], *, eos: frozenset[int] = frozenset(), reason: str = "length"
+) -> tuple[list[str], GenerationResult]:
     """`ids` as an engine yields them, through `_as_text`: the deltas and the result."""
     params = GenerationParams(max_new_tokens=len(ids) + 1)
-    request = StreamRequest(prompt_ids=[1], params=params, seed=0, stop=threading.Event(),
-                            max_new_tokens=len(ids) + 1, eos=eos)
+    request = StreamRequest(
+        prompt_ids=[1], params=params, seed=0, stop=threading.Event(), max_new_tokens=len(ids) + 1, eos=eos
+    )
     *deltas, result = _as_text(iter([*ids, Finished(reason)]), tokenizer, request, time.perf_counter())
     assert isinstance(result, GenerationResult) and all(isinstance(d, str) and d for d in deltas)
     assert "".join(deltas) == result.text
@@ -111,8 +113,9 @@ def test_llama_cpp_vocabulary_vectors_stream_as_decoded(llama_tokenizer):
 
 def test_the_stop_token_is_counted_not_shown(tokenizer):
     ids = encode(tokenizer, ANSWERS["emoji"])
-    deltas, result = streamed(tokenizer, [*ids, tokenizer.eos_token_id], eos=frozenset({tokenizer.eos_token_id}),
-                              reason="stop")
+    deltas, result = streamed(
+        tokenizer, [*ids, tokenizer.eos_token_id], eos=frozenset({tokenizer.eos_token_id}), reason="stop"
+    )
     assert result.text == tokenizer.decode(ids, skip_special_tokens=True)
     assert result.completion_tokens == len(ids) + 1 and result.finish_reason == "stop"
 
@@ -132,7 +135,7 @@ def test_a_stream_cut_mid_character_ends_as_decode_ends_it(tokenizer, cut):
     whole = encode(tokenizer, "Voilà: 𠮷")  # the rare character is 4 byte tokens in all three vocabularies
     ids = whole[:-cut]
     complete = encode(tokenizer, "Voilà:")
-    assert whole[:len(complete)] == complete and len(whole) >= len(complete) + 4
+    assert whole[: len(complete)] == complete and len(whole) >= len(complete) + 4
     deltas, result = streamed(tokenizer, ids)
     expected = tokenizer.decode(ids, skip_special_tokens=True)
     assert result.text == expected and result.completion_tokens == len(ids)
@@ -151,8 +154,7 @@ def test_a_stray_byte_token_mid_answer_shows_as_decode_shows_it(llama_tokenizer)
 
 
 def test_engine_errors_still_raise(llama_tokenizer):
-    request = StreamRequest(prompt_ids=[1], params=GenerationParams(), seed=0, stop=threading.Event(),
-                            max_new_tokens=4)
+    request = StreamRequest(prompt_ids=[1], params=GenerationParams(), seed=0, stop=threading.Event(), max_new_tokens=4)
     events = iter([*encode(llama_tokenizer, "Hi 🙂")[:-1], Finished("error", "out of memory")])
     with pytest.raises(EngineFailure, match="out of memory"):
         list(_as_text(events, llama_tokenizer, request, time.perf_counter()))

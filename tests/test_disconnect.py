@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_client_that_disconnects_mid_stream_stops_its_generation(tiny_mha, tiny_gqa, tmp_path):
-    settings = Settings(models=(str(tiny_mha), str(tiny_gqa)), port=free_port(), data_dir=tmp_path,
-                        load=LoadOptions(dtype="float32"))
+    settings = Settings(
+        models=(str(tiny_mha), str(tiny_gqa)), port=free_port(), data_dir=tmp_path, load=LoadOptions(dtype="float32")
+    )
     with create_app(settings, log=lambda m: None) as app:
         url = app.url
         fn_index = Client(url, verbose=False)._infer_fn_index("/ask", None)
@@ -38,6 +39,7 @@ def test_a_client_that_disconnects_mid_stream_stops_its_generation(tiny_mha, tin
             with sqlite3.connect(tmp_path / "feedback.sqlite3") as db:
                 rows = db.execute("SELECT finish_reason, completion_tokens FROM responses").fetchall()
             return rows if len(rows) == 2 else []
+
         rows = until(stored, 10, what="both answers to be stored")
     assert len(rows) == 2, rows
     assert any(reason == "stopped" for reason, _ in rows), rows

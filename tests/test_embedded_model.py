@@ -51,8 +51,13 @@ def test_stop_works_on_the_real_model(embedded_cache):
     lineup = get_lineup("demo")
     loaded = load_lineup(lineup, LoadOptions(cache_dir=embedded_cache, device_map="cpu"), log=lambda m: None)
     stop = threading.Event()
-    stream = LocalStreamer(loaded)(lineup.contenders[1], [{"role": "user", "content": "Tell me a long story."}],
-                                   lineup.contenders[1].params, stop=stop, seed=3)
+    stream = LocalStreamer(loaded)(
+        lineup.contenders[1],
+        [{"role": "user", "content": "Tell me a long story."}],
+        lineup.contenders[1].params,
+        stop=stop,
+        seed=3,
+    )
     events = []
     for event in stream:
         events.append(event)

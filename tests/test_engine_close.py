@@ -44,12 +44,19 @@ print("the stream ended before the exit", flush=True)
 """
 
 
-@pytest.mark.parametrize(("kind", "device_map"), [("BatchedLoop", OFFLOAD_MAP), ("ContinuousEngine", "cpu")],
-                         ids=["loop", "continuous"])
-def test_a_process_that_exits_while_an_engine_decodes_exits_cleanly(tiny_mha: Path, tmp_path: Path, kind: str,
-                                                                     device_map):
-    result = subprocess.run([sys.executable, "-c", EXIT_MID_DECODE, str(tiny_mha), json.dumps(device_map),
-                             str(tmp_path / "offload")], cwd=REPO, capture_output=True, text=True, timeout=180)
+@pytest.mark.parametrize(
+    ("kind", "device_map"), [("BatchedLoop", OFFLOAD_MAP), ("ContinuousEngine", "cpu")], ids=["loop", "continuous"]
+)
+def test_a_process_that_exits_while_an_engine_decodes_exits_cleanly(
+    tiny_mha: Path, tmp_path: Path, kind: str, device_map
+):
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_MID_DECODE, str(tiny_mha), json.dumps(device_map), str(tmp_path / "offload")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.stdout.splitlines() == [kind, "exiting while it decodes"], result.stdout + result.stderr[-3000:]
     assert result.returncode == 0, result.stderr[-3000:]
     assert "terminate called" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -19,23 +19,41 @@ from models.loading import LoadOptions, load_weights
 from models.local import decode_alone
 from models.specs import GenerationParams
 
-PROMPTS = ["What is the capital of France?", "Tell me a story about a brave little robot who learns to paint.",
-           "Hi", "Explain gradient descent in one sentence."]
-OFFLOAD_MAP = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
-               "model.layers.2": "cpu", "model.layers.3": "disk", "model.norm": "cpu",
-               "model.rotary_emb": "cpu", "lm_head": "disk"}
+PROMPTS = [
+    "What is the capital of France?",
+    "Tell me a story about a brave little robot who learns to paint.",
+    "Hi",
+    "Explain gradient descent in one sentence.",
+]
+OFFLOAD_MAP = {
+    "model.embed_tokens": "cpu",
+    "model.layers.0": "cpu",
+    "model.layers.1": "disk",
+    "model.layers.2": "cpu",
+    "model.layers.3": "disk",
+    "model.norm": "cpu",
+    "model.rotary_emb": "cpu",
+    "lm_head": "disk",
+}
 
 
 def greedy(max_new_tokens: int, repetition_penalty: float = 1.0) -> GenerationParams:
-    return GenerationParams(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=repetition_penalty,
-                            max_new_tokens=max_new_tokens)
+    return GenerationParams(
+        temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens
+    )
 
 
 def reference(loaded, ids, params: GenerationParams) -> list[int]:
     """`generate` alone, stopping at EOS like the engine (EOS included)."""
-    out = loaded.model.generate(torch.tensor([ids]), max_new_tokens=params.max_new_tokens, do_sample=False,
-                                repetition_penalty=params.repetition_penalty, eos_token_id=2, pad_token_id=2)
-    return out[0, len(ids):].tolist()
+    out = loaded.model.generate(
+        torch.tensor([ids]),
+        max_new_tokens=params.max_new_tokens,
+        do_sample=False,
+        repetition_penalty=params.repetition_penalty,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
+    return out[0, len(ids) :].tolist()
 
 
 def run_staggered(engine, requests, join_after: int = 3, before_start=lambda i: None):
@@ -66,13 +84,18 @@ def run_staggered(engine, requests, join_after: int = 3, before_start=lambda i: 
 
 def request(loaded, prompt, params, seed=0, stop=None):
     ids = loaded.tokenizer.encode(prompt)
-    return StreamRequest(prompt_ids=ids, params=params, seed=seed, stop=stop or threading.Event(),
-                         max_new_tokens=params.max_new_tokens, eos=frozenset({2}))
+    return StreamRequest(
+        prompt_ids=ids,
+        params=params,
+        seed=seed,
+        stop=stop or threading.Event(),
+        max_new_tokens=params.max_new_tokens,
+        eos=frozenset({2}),
+    )
 
 
 def load(path, **options):
-    return load_weights(weights_from_reference(str(path)), LoadOptions(dtype="float32", **options),
-                        log=lambda m: None)
+    return load_weights(weights_from_reference(str(path)), LoadOptions(dtype="float32", **options), log=lambda m: None)
 
 
 @pytest.fixture(params=["continuous", "loop"])
@@ -185,15 +208,16 @@ def test_a_failing_sampler_ends_only_its_stream(tiny_mha, make_engine, monkeypat
 
     monkeypatch.setattr(TokenSampler, "__call__", flaky)
     results = run_staggered(engine, requests, join_after=2)
-    assert results[1] == [*expected[1][:4], Finished("error", "the model failed on this answer; the other answers "
-                                                              "went on. Try again")]
+    assert results[1] == [
+        *expected[1][:4],
+        Finished("error", "the model failed on this answer; the other answers went on. Try again"),
+    ]
     assert results[0][:-1] == expected[0] and results[2][:-1] == expected[2]
     later = request(loaded, PROMPTS[3], greedy(10))
     assert list(engine.generate(later))[:-1] == reference(loaded, list(later.prompt_ids), later.params)
 
 
-def test_a_failed_step_ends_one_stream_and_the_others_go_on_unchanged(tiny_gqa, make_engine, engine_kind,
-                                                                      monkeypatch):
+def test_a_failed_step_ends_one_stream_and_the_others_go_on_unchanged(tiny_gqa, make_engine, engine_kind, monkeypatch):
     """Out of memory in a step shared by three streams: the newest ends, the two others lose nothing."""
     loaded = load(tiny_gqa)
     engine = make_engine(loaded)
@@ -213,16 +237,18 @@ def test_a_failed_step_ends_one_stream_and_the_others_go_on_unchanged(tiny_gqa, 
     monkeypatch.setattr(loaded.model, "forward", failing_forward)
     results = run_staggered(engine, requests, join_after=3, before_start=lambda i: i == 2 and armed.set())
     assert failed and engine.failed_steps == 1
-    assert results[2][-1] == Finished("error", "the model ran out of memory on this answer; the other answers went "
-                                               "on. Try a shorter conversation or fewer tokens")
+    assert results[2][-1] == Finished(
+        "error",
+        "the model ran out of memory on this answer; the other answers went "
+        "on. Try a shorter conversation or fewer tokens",
+    )
     assert results[0][:-1] == expected[0] and results[1][:-1] == expected[1]
     assert results[0][-1].reason in ("stop", "length") and results[1][-1].reason in ("stop", "length")
     later = request(loaded, PROMPTS[3], greedy(10))
     assert list(engine.generate(later))[:-1] == reference(loaded, list(later.prompt_ids), later.params)
 
 
-def test_out_of_memory_frees_what_the_failed_step_held_and_the_next_stream_works(tiny_gqa, make_engine,
-                                                                                   monkeypatch):
+def test_out_of_memory_frees_what_the_failed_step_held_and_the_next_stream_works(tiny_gqa, make_engine, monkeypatch):
     """The step's tensors must not outlive the failure: a kept exception keeps its traceback's frames,
     and with them every activation of the step (on a GPU, the memory the next answer needs)."""
     # Log as the app does, to a stream that formats each record at once; pytest's own capture keeps the
@@ -245,8 +271,13 @@ def test_out_of_memory_frees_what_the_failed_step_held_and_the_next_stream_works
 
     monkeypatch.setattr(loaded.model, "forward", failing_forward)
     failed = list(engine.generate(request(loaded, PROMPTS[0], greedy(12))))
-    assert failed == [Finished("error", "the model ran out of memory on this answer; the other answers went on. "
-                                        "Try a shorter conversation or fewer tokens")]
+    assert failed == [
+        Finished(
+            "error",
+            "the model ran out of memory on this answer; the other answers went on. "
+            "Try a shorter conversation or fewer tokens",
+        )
+    ]
     for _ in range(100):  # the engine's thread may still be leaving its except block
         gc.collect()
         if held[0]() is None:
@@ -272,11 +303,18 @@ def test_continuous_engine_refuses_a_stream_larger_than_its_cache_and_keeps_serv
     loaded = load(tiny_gqa)
     engine = ContinuousEngine(loaded.model, cache_tokens=128, max_batch_tokens=64)
     try:
-        big = StreamRequest(prompt_ids=[5] * 100, params=greedy(64), seed=0, stop=threading.Event(),
-                            max_new_tokens=64, eos=frozenset({2}))
+        big = StreamRequest(
+            prompt_ids=[5] * 100,
+            params=greedy(64),
+            seed=0,
+            stop=threading.Event(),
+            max_new_tokens=64,
+            eos=frozenset({2}),
+        )
         events = list(engine.generate(big))
-        assert events == [Finished("error", "this stream needs 164 tokens of cache (prompt 100 + answer 64); "
-                                            "the engine holds 128")]
+        assert events == [
+            Finished("error", "this stream needs 164 tokens of cache (prompt 100 + answer 64); the engine holds 128")
+        ]
         small = request(loaded, PROMPTS[0], greedy(10))
         assert list(engine.generate(small))[:-1] == reference(loaded, list(small.prompt_ids), small.params)
     finally:
@@ -288,8 +326,10 @@ def test_streams_that_fit_one_at_a_time_wait_for_cache_and_all_finish(tiny_gqa):
     loaded = load(tiny_gqa)
     engine = ContinuousEngine(loaded.model, cache_tokens=128, max_batch_tokens=64)
     try:
-        requests = [StreamRequest(prompt_ids=[5 + i] * 20, params=greedy(90), seed=0, stop=threading.Event(),
-                                  max_new_tokens=90) for i in range(3)]
+        requests = [
+            StreamRequest(prompt_ids=[5 + i] * 20, params=greedy(90), seed=0, stop=threading.Event(), max_new_tokens=90)
+            for i in range(3)
+        ]
         results = run_staggered(engine, requests, join_after=1)
         for req, events in zip(requests, results):
             assert events[-1] == Finished("length")

@@ -35,18 +35,33 @@ def reply(contender: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": f"answer of {contender}"}]
 
 
-def trace(ids: dict[str, tuple[str, str]], name: str, kind: str = "pairwise", blind: bool = True,
-          lineup: str = "demo") -> dict[str, Any]:
+def trace(
+    ids: dict[str, tuple[str, str]], name: str, kind: str = "pairwise", blind: bool = True, lineup: str = "demo"
+) -> dict[str, Any]:
     comparison_id, rating_id = ids[name]
     return {"comparison_id": comparison_id, "rating_id": rating_id, "lineup": lineup, "blind": blind, "kind": kind}
 
 
-def pair(ids: dict, name: str, chosen: tuple[str, int], rejected: tuple[str, int], strength: str | None,
-         prompt: list[dict[str, str]] = QUESTION, **trace_fields: Any) -> dict[str, Any]:
-    return {"prompt": prompt, "chosen": reply(chosen[0]), "rejected": reply(rejected[0])} | trace(
-        ids, name, **trace_fields) | {
-        "strength": strength, "chosen_contender": chosen[0], "rejected_contender": rejected[0],
-        "chosen_position": chosen[1], "rejected_position": rejected[1]}
+def pair(
+    ids: dict,
+    name: str,
+    chosen: tuple[str, int],
+    rejected: tuple[str, int],
+    strength: str | None,
+    prompt: list[dict[str, str]] = QUESTION,
+    **trace_fields: Any,
+) -> dict[str, Any]:
+    return (
+        {"prompt": prompt, "chosen": reply(chosen[0]), "rejected": reply(rejected[0])}
+        | trace(ids, name, **trace_fields)
+        | {
+            "strength": strength,
+            "chosen_contender": chosen[0],
+            "rejected_contender": rejected[0],
+            "chosen_position": chosen[1],
+            "rejected_position": rejected[1],
+        }
+    )
 
 
 def expected_dpo(ids: dict, include_errors: bool = False) -> list[dict[str, Any]]:
@@ -71,29 +86,64 @@ def test_dpo_rows_are_the_golden_rows(golden: tuple) -> None:
     rows, tally = export(database, "dpo")
     assert rows == expected_dpo(ids)
     assert (tally.ratings, tally.rows, tally.ties, tally.both_bad, dict(tally.skipped)) == (
-        8, 7, 2, 1, {"unsafe_chosen": 1, "errored": 1})
+        8,
+        7,
+        2,
+        1,
+        {"unsafe_chosen": 1, "errored": 1},
+    )
     assert tally.summary("dpo").line() == (
         "exported 7 dpo rows from 8 ratings; ties left out: 2; both-bad ratings left out: 1; "
-        "filtered out: 1 with a failed answer, 1 preferring an unsafe answer to a safe one")
+        "filtered out: 1 with a failed answer, 1 preferring an unsafe answer to a safe one"
+    )
 
 
 def test_reward_rows_add_the_llama2_margin(golden: tuple) -> None:
     database, ids = golden
     rows, _ = export(database, "reward")
     margins = [SIGNIFICANTLY, SLIGHTLY, SLIGHTLY, SIGNIFICANTLY, BETTER, 0.0, 0.0]
-    expected = [{**{k: v for k, v in row.items() if k in ("prompt", "chosen", "rejected")}, "margin": margin,
-                 **{k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}}
-                for row, margin in zip(expected_dpo(ids), margins)]
+    expected = [
+        {
+            **{k: v for k, v in row.items() if k in ("prompt", "chosen", "rejected")},
+            "margin": margin,
+            **{k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")},
+        }
+        for row, margin in zip(expected_dpo(ids), margins)
+    ]
     assert rows == expected
-    assert list(rows[0]) == ["prompt", "chosen", "rejected", "margin", "comparison_id", "rating_id", "lineup",
-                             "blind", "kind", "strength", "chosen_contender", "rejected_contender",
-                             "chosen_position", "rejected_position"]
+    assert list(rows[0]) == [
+        "prompt",
+        "chosen",
+        "rejected",
+        "margin",
+        "comparison_id",
+        "rating_id",
+        "lineup",
+        "blind",
+        "kind",
+        "strength",
+        "chosen_contender",
+        "rejected_contender",
+        "chosen_position",
+        "rejected_position",
+    ]
 
 
-def kto(ids: dict, name: str, contender: str, position: int, label: bool, source: str,
-        prompt: list[dict[str, str]] = QUESTION, **trace_fields: Any) -> dict[str, Any]:
-    return {"prompt": prompt, "completion": reply(contender), "label": label} | trace(ids, name, **trace_fields) | {
-        "label_source": source, "contender": contender, "position": position}
+def kto(
+    ids: dict,
+    name: str,
+    contender: str,
+    position: int,
+    label: bool,
+    source: str,
+    prompt: list[dict[str, str]] = QUESTION,
+    **trace_fields: Any,
+) -> dict[str, Any]:
+    return (
+        {"prompt": prompt, "completion": reply(contender), "label": label}
+        | trace(ids, name, **trace_fields)
+        | {"label_source": source, "contender": contender, "position": position}
+    )
 
 
 def test_kto_rows_label_answers_by_the_documented_rules(golden: tuple) -> None:
@@ -120,8 +170,11 @@ def test_sft_rows_are_the_preferred_answers(golden: tuple) -> None:
     rows, tally = export(database, "sft")
 
     def sft(name: str, contender: str, position: int, prompt: list = QUESTION, **fields: Any) -> dict[str, Any]:
-        return {"messages": prompt + reply(contender)} | trace(ids, name, **fields) | {
-            "contender": contender, "position": position}
+        return (
+            {"messages": prompt + reply(contender)}
+            | trace(ids, name, **fields)
+            | {"contender": contender, "position": position}
+        )
 
     assert rows == [
         sft("shuffled", "x", 1, CONVERSATION),
@@ -136,20 +189,33 @@ def test_sft_rows_are_the_preferred_answers(golden: tuple) -> None:
     ("options", "kept", "skipped"),
     [
         ({"min_strength": "better"}, ["shuffled", "scores", "scores"], {"strength": 4, "errored": 1}),
-        ({"min_strength": "negligibly_better"}, ["shuffled", "named", "scores", "scores", "scores"],
-         {"strength": 2, "errored": 1}),  # a ranking says nothing about strength
+        (
+            {"min_strength": "negligibly_better"},
+            ["shuffled", "named", "scores", "scores", "scores"],
+            {"strength": 2, "errored": 1},
+        ),  # a ranking says nothing about strength
         ({"contenders": {"x", "y"}}, ["shuffled", "named", "scores"], {"contender": 4, "errored": 1}),
-        ({"include_errors": True}, ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking",
-                                    "errored"], {}),
-        ({"exclude_unsafe": True}, ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking"],
-         {"unsafe": 1, "errored": 1}),
-        ({"where": RatingFilter(blind_only=True)}, ["shuffled", "scores", "scores", "scores", "ranking", "ranking"],
-         {"errored": 1}),
+        (
+            {"include_errors": True},
+            ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking", "errored"],
+            {},
+        ),
+        (
+            {"exclude_unsafe": True},
+            ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking"],
+            {"unsafe": 1, "errored": 1},
+        ),
+        (
+            {"where": RatingFilter(blind_only=True)},
+            ["shuffled", "scores", "scores", "scores", "ranking", "ranking"],
+            {"errored": 1},
+        ),
         ({"where": RatingFilter(lineup="llama2")}, [], {"errored": 1}),
     ],
 )
-def test_filters_keep_the_right_pairs_and_count_the_rest(golden: tuple, options: dict, kept: list[str],
-                                                         skipped: dict[str, int]) -> None:
+def test_filters_keep_the_right_pairs_and_count_the_rest(
+    golden: tuple, options: dict, kept: list[str], skipped: dict[str, int]
+) -> None:
     database, ids = golden
     rows, tally = export(database, "dpo", **options)
     assert [row["comparison_id"] for row in rows] == [ids[name][0] for name in kept]
@@ -174,8 +240,12 @@ def test_kto_filters_answers_one_by_one(golden: tuple) -> None:
     database, ids = golden
     rows, tally = export(database, "kto", exclude_unsafe=True, contenders={"x", "z"})
     assert [(row["comparison_id"], row["contender"]) for row in rows] == [
-        (ids["shuffled"][0], "x"), (ids["both_bad"][0], "x"), (ids["scores"][0], "x"), (ids["scores"][0], "z"),
-        (ids["errored"][0], "x")]
+        (ids["shuffled"][0], "x"),
+        (ids["both_bad"][0], "x"),
+        (ids["scores"][0], "x"),
+        (ids["scores"][0], "z"),
+        (ids["errored"][0], "x"),
+    ]
     # The unsafe rating is left out whole before any answer is looked at; y of "errored" is not asked for.
     assert dict(tally.skipped) == {"no_label": 7, "contender": 4, "unsafe_chosen": 1}
 
@@ -187,7 +257,9 @@ def test_a_vote_for_an_unsafe_answer_over_a_safe_one_gives_no_kto_labels(databas
     safe_won, _ = stored_rating(database, ["x", "y"], choice="a", strength="better", unsafe={1: "insults"})
     rows, tally = export(database, "kto")
     assert [(row["comparison_id"], row["contender"], row["label"], row["label_source"]) for row in rows] == [
-        (safe_won, "x", True, "preference"), (safe_won, "y", False, "unsafe")]
+        (safe_won, "x", True, "preference"),
+        (safe_won, "y", False, "unsafe"),
+    ]
     assert dict(tally.skipped) == {"unsafe_chosen": 2}
     assert tally.summary("kto").line().endswith("filtered out: 2 preferring an unsafe answer to a safe one")
 
@@ -221,12 +293,28 @@ def test_pairs_whose_answers_replied_to_different_conversations_are_left_out(tmp
     with database.session() as session:
         add_comparison(session, record)
         for position, earlier in enumerate(("Paris.", "It is Paris, of course.")):
-            history = [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": earlier},
-                       {"role": "user", "content": "And Spain?"}]
-            add_response(session, ResponseRecord(
-                comparison_id=record.id, position=position, contender=f"c{position}", weights_id="w",
-                messages=history, prompt_rendered="", params={}, text="Madrid.", finish_reason="stop",
-                prompt_tokens=1, completion_tokens=1, duration_s=0.1))
+            history = [
+                {"role": "user", "content": "Capital of France?"},
+                {"role": "assistant", "content": earlier},
+                {"role": "user", "content": "And Spain?"},
+            ]
+            add_response(
+                session,
+                ResponseRecord(
+                    comparison_id=record.id,
+                    position=position,
+                    contender=f"c{position}",
+                    weights_id="w",
+                    messages=history,
+                    prompt_rendered="",
+                    params={},
+                    text="Madrid.",
+                    finish_reason="stop",
+                    prompt_tokens=1,
+                    completion_tokens=1,
+                    duration_s=0.1,
+                ),
+            )
         add_rating(session, RatingRecord(record.id, "pairwise", choice="a", strength="better"))
     rows, tally = export(database, "dpo")
     assert rows == [] and dict(tally.skipped) == {"different_prompts": 1}

@@ -97,8 +97,10 @@ def test_cli_writes_jsonl_to_stdout_and_the_summary_to_stderr(golden: tuple) -> 
     out, err = io.StringIO(), io.StringIO()
     assert main(["export", "--db-url", url, "--format", "dpo", "--output", "-"], out, err) == 0
     assert [json.loads(line) for line in out.getvalue().splitlines()] == rows_of(database, "dpo")
-    assert err.getvalue() == ("exported 7 dpo rows from 8 ratings; ties left out: 2; both-bad ratings left out: 1; "
-                              "filtered out: 1 with a failed answer, 1 preferring an unsafe answer to a safe one\n")
+    assert err.getvalue() == (
+        "exported 7 dpo rows from 8 ratings; ties left out: 2; both-bad ratings left out: 1; "
+        "filtered out: 1 with a failed answer, 1 preferring an unsafe answer to a safe one\n"
+    )
 
 
 def test_cli_include_errors_keeps_the_pair_with_a_failed_answer(golden: tuple) -> None:
@@ -112,10 +114,30 @@ def test_cli_include_errors_keeps_the_pair_with_a_failed_answer(golden: tuple) -
 def test_cli_filters_and_parquet_output(golden: tuple, tmp_path: Path) -> None:
     url, _ = golden
     err = io.StringIO()
-    argv = ["export", "--db-url", url, "--format", "reward", "--output", str(tmp_path / "r.parquet"),
-            "--min-strength", "better", "--contender", "x", "y", "--contender", "z", "--blind-only",
-            "--exclude-unsafe", "--lineup", "demo",
-            "--since", "2000-01-01", "--until", "2999-01-01"]
+    argv = [
+        "export",
+        "--db-url",
+        url,
+        "--format",
+        "reward",
+        "--output",
+        str(tmp_path / "r.parquet"),
+        "--min-strength",
+        "better",
+        "--contender",
+        "x",
+        "y",
+        "--contender",
+        "z",
+        "--blind-only",
+        "--exclude-unsafe",
+        "--lineup",
+        "demo",
+        "--since",
+        "2000-01-01",
+        "--until",
+        "2999-01-01",
+    ]
     assert main(argv, io.StringIO(), err) == 0
     assert [row["margin"] for row in pq.read_table(tmp_path / "r.parquet").to_pylist()] == [1.0, 1.0, 2 / 3]
     assert err.getvalue().startswith("exported 3 reward rows from 6 ratings;")
@@ -133,8 +155,10 @@ def test_cli_filters_and_parquet_output(golden: tuple, tmp_path: Path) -> None:
         (["--format", "csv", "--output", "-"], "invalid choice: 'csv'"),
         (["--output", "-"], "the following arguments are required: --format"),
         (["--format", "dpo", "--output", "-", "--db-url", "nosuchdb://h/db"], "unknown database kind 'nosuchdb'"),
-        (["--format", "dpo", "--output", "-", "--db-url", "sqlite:////no/such/feedback.sqlite3"],
-         "there is no database file at /no/such/feedback.sqlite3"),
+        (
+            ["--format", "dpo", "--output", "-", "--db-url", "sqlite:////no/such/feedback.sqlite3"],
+            "there is no database file at /no/such/feedback.sqlite3",
+        ),
     ],
 )
 def test_cli_refuses_bad_arguments_with_exit_code_2_and_no_traceback(
@@ -151,12 +175,28 @@ def test_cli_refuses_bad_arguments_with_exit_code_2_and_no_traceback(
 def test_python_dash_m_runs_the_export_and_the_leaderboard(golden: tuple, tmp_path: Path) -> None:
     url, _ = golden
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "feedback_db", "export", "--db-url", url, "--format", "sft",
-               "--output", str(tmp_path / "sft.jsonl")]
+    command = [
+        sys.executable,
+        "-m",
+        "feedback_db",
+        "export",
+        "--db-url",
+        url,
+        "--format",
+        "sft",
+        "--output",
+        str(tmp_path / "sft.jsonl"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert (done.returncode, done.stdout) == (0, "")
     assert done.stderr.startswith("exported 4 sft rows from 8 ratings")
     assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 4
-    bad = subprocess.run([sys.executable, "-m", "feedback_db", "leaderboard", "--db-url", url, "--rounds", "-3"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "feedback_db", "leaderboard", "--db-url", url, "--rounds", "-3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "'-3' is not a whole number >= 0" in bad.stderr and "Traceback" not in bad.stderr

@@ -43,15 +43,36 @@ def store_conversation(database: Database, history: History) -> list[tuple[Compa
     parent_id = continued_from = None
     turns = []
     for number, (question, choice) in enumerate(zip(QUESTIONS, CHOICES)):
-        record = ComparisonRecord(lineup="demo", session_id="sess-1", prompt=question, n_responses=2, mode="arena",
-                                  turn=number, parent_id=parent_id, system_prompt=SYSTEM["content"],
-                                  history=history, continued_from=continued_from)
+        record = ComparisonRecord(
+            lineup="demo",
+            session_id="sess-1",
+            prompt=question,
+            n_responses=2,
+            mode="arena",
+            turn=number,
+            parent_id=parent_id,
+            system_prompt=SYSTEM["content"],
+            history=history,
+            continued_from=continued_from,
+        )
         panes = [pane + [user(question)] for pane in panes]
-        answers = [ResponseRecord(comparison_id=record.id, position=position, contender=contender,
-                                  weights_id=f"org/{contender}", messages=panes[position], prompt_rendered="",
-                                  params={}, text=f"{contender} on {question}", finish_reason="stop",
-                                  prompt_tokens=9, completion_tokens=4, duration_s=0.1)
-                   for position, contender in enumerate(CONTENDERS)]
+        answers = [
+            ResponseRecord(
+                comparison_id=record.id,
+                position=position,
+                contender=contender,
+                weights_id=f"org/{contender}",
+                messages=panes[position],
+                prompt_rendered="",
+                params={},
+                text=f"{contender} on {question}",
+                finish_reason="stop",
+                prompt_tokens=9,
+                completion_tokens=4,
+                duration_s=0.1,
+            )
+            for position, contender in enumerate(CONTENDERS)
+        ]
         with database.session() as session:  # one transaction per user action, as the app does
             add_comparison(session, record)
             for response in answers:
@@ -88,7 +109,10 @@ def test_three_shared_turns_give_dpo_rows_whose_prompts_grow_by_the_chosen_answe
     with database.snapshot() as session:  # each later turn names the answer it continued from
         stored = [get_comparison(session, record.id) for record, _ in turns]
         assert [(c.history, c.continued_from) for c in stored] == [
-            ("shared", None), ("shared", turns[0][1][0].id), ("shared", turns[1][1][1].id)]
+            ("shared", None),
+            ("shared", turns[0][1][0].id),
+            ("shared", turns[1][1][1].id),
+        ]
 
 
 def test_own_histories_give_sft_rows_for_every_turn_but_dpo_rows_only_for_the_first(database: Database) -> None:
@@ -113,5 +137,4 @@ def test_shared_and_own_histories_label_the_same_kto_answers(database: Database)
     rows, _ = export(database, "kto")
     # KTO labels answers one at a time, so which history they saw changes the prompts, not the labels.
     labels = [(row["contender"], row["label"]) for row in rows]
-    assert labels[:6] == labels[6:] == [("x", True), ("y", False), ("x", False), ("y", True), ("x", True),
-                                        ("y", False)]
+    assert labels[:6] == labels[6:] == [("x", True), ("y", False), ("x", False), ("y", True), ("x", True), ("y", False)]

@@ -33,8 +33,9 @@ def tokenizer():  # noqa: ANN201 - a transformers tokenizer
 
 
 def load(folder: Path, name: str):  # noqa: ANN201 - a datasets.Dataset
-    return datasets.load_dataset("json", data_files=str(folder / f"{name}.jsonl"), split="train",
-                                 cache_dir=str(folder / "hf-cache"))
+    return datasets.load_dataset(
+        "json", data_files=str(folder / f"{name}.jsonl"), split="train", cache_dir=str(folder / "hf-cache")
+    )
 
 
 def test_dpo_export_loads_as_a_conversational_preference_dataset(exported: tuple, tokenizer: object) -> None:
@@ -48,7 +49,7 @@ def test_dpo_export_loads_as_a_conversational_preference_dataset(exported: tuple
     templated = data_utils.maybe_apply_chat_template(first, tokenizer)
     assert templated == {
         "prompt": "<s><|system|>Be brief.<|end|><|user|>Hi<|end|><|assistant|>Hello!<|end|>"
-                  "<|user|>Why is the sky blue?<|end|><|assistant|>",
+        "<|user|>Why is the sky blue?<|end|><|assistant|>",
         "chosen": "answer of x<|end|>",
         "rejected": "answer of y<|end|>",
     }

@@ -144,23 +144,46 @@ def test_scores_rating_round_trip_with_every_field(db: Database) -> None:
             add_response(session, answer)
     rating_id = rate(
         db,
-        RatingRecord(record.id, "scores", scores={0: 5, 1: 2}, unsafe={1: "  gives dosage  ", 2: None},
-                     comment="  0 was best ", blind=True),
+        RatingRecord(
+            record.id,
+            "scores",
+            scores={0: 5, 1: 2},
+            unsafe={1: "  gives dosage  ", 2: None},
+            comment="  0 was best ",
+            blind=True,
+        ),
     )
 
     with db.session() as session:
         stored = get_comparison(session, record.id)
         assert stored is not None
         assert (stored.lineup, stored.mode, stored.session_id, stored.turn, stored.parent_id) == (
-            "demo", "arena", "sess-1", 0, None)
+            "demo",
+            "arena",
+            "sess-1",
+            0,
+            None,
+        )
         assert (stored.system_prompt, stored.prompt, stored.n_responses) == ("Be brief.", record.prompt, 3)
         assert stored.created_at.tzinfo == timezone.utc
         rows = responses_of(session, record.id)
         assert [row.position for row in rows] == [0, 1, 2]
         for row, answer in zip(rows, answers):
-            for name in ("contender", "weights_id", "weights_revision", "prompt_rendered", "seed", "text",
-                         "finish_reason", "error", "prompt_tokens", "completion_tokens",
-                         "time_to_first_token_s", "duration_s", "tokens_per_s"):
+            for name in (
+                "contender",
+                "weights_id",
+                "weights_revision",
+                "prompt_rendered",
+                "seed",
+                "text",
+                "finish_reason",
+                "error",
+                "prompt_tokens",
+                "completion_tokens",
+                "time_to_first_token_s",
+                "duration_s",
+                "tokens_per_s",
+            ):
                 assert getattr(row, name) == getattr(answer, name), name
             assert row.messages == list(answer.messages)
             assert row.params == answer.params
@@ -168,7 +191,12 @@ def test_scores_rating_round_trip_with_every_field(db: Database) -> None:
         rating = rating_of(session, record.id)
         assert rating is not None and rating.id == rating_id
         assert (rating.kind, rating.choice, rating.strength, rating.comment, rating.blind) == (
-            "scores", None, None, "0 was best", True)
+            "scores",
+            None,
+            None,
+            "0 was best",
+            True,
+        )
         assert rating.created_at.tzinfo == timezone.utc
         judged = {j.response.position: (j.score, j.unsafe, j.unsafe_reason) for j in rating.judgements}
         assert judged == {0: (5, False, None), 1: (2, True, "gives dosage"), 2: (None, True, None)}
@@ -188,9 +216,16 @@ def test_pairwise_rating_with_strength_and_a_second_turn(db: Database) -> None:
         rating = rating_of(session, second.id)
     # Read after the session closed: rating_of loads judgements and their responses up front.
     assert (rating.kind, rating.choice, rating.strength, rating.blind, rating.comment) == (
-        "pairwise", "b", "slightly_better", False, None)
+        "pairwise",
+        "b",
+        "slightly_better",
+        False,
+        None,
+    )
     assert sorted((j.response.position, j.score, j.unsafe) for j in rating.judgements) == [
-        (0, None, True), (1, None, False)]
+        (0, None, True),
+        (1, None, False),
+    ]
 
 
 # --- refusals --------------------------------------------------------------------------------------
@@ -234,8 +269,11 @@ def test_a_refusal_leaves_the_callers_session_usable(db: Database) -> None:
 @pytest.mark.parametrize(
     ("n", "rating", "message"),
     [
-        (3, {"kind": "pairwise", "choice": "a"},
-         "a pairwise vote compares exactly 2 answers and this comparison has 3"),
+        (
+            3,
+            {"kind": "pairwise", "choice": "a"},
+            "a pairwise vote compares exactly 2 answers and this comparison has 3",
+        ),
         (2, {"kind": "scores", "scores": {0: 3, 2: 4}}, r"scores names positions \[2\]"),
         (2, {"kind": "pairwise", "choice": "a", "unsafe": {7: None}}, r"unsafe names positions \[7\]"),
         (3, {"kind": "scores", "scores": {0: 3}}, r"positions \[1, 2\] have none"),
@@ -312,12 +350,18 @@ ID = "a" * 32
         (lambda: response(ID, 0, params={"temperature": float("nan")}), "params must hold only JSON values"),
         (lambda: response(ID, 0, params={"dtype": object()}), "params must hold only JSON values"),
         (lambda: response(ID, 0, messages=[]), "messages must be a non-empty list"),
-        (lambda: response(ID, 0, messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}]),
-         "flatten Gradio's content parts"),
-        (lambda: response(ID, 0, messages=[{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]),
-         "only the first message may be one"),
-        (lambda: response(ID, 0, messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]),
-         "must be the user's new message"),
+        (
+            lambda: response(ID, 0, messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}]),
+            "flatten Gradio's content parts",
+        ),
+        (
+            lambda: response(ID, 0, messages=[{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]),
+            "only the first message may be one",
+        ),
+        (
+            lambda: response(ID, 0, messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]),
+            "must be the user's new message",
+        ),
         (lambda: response(ID, 0, contender="x" * 201), "contender is 201 characters; at most 200"),
     ],
 )

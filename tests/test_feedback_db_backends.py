@@ -28,24 +28,35 @@ from tests.test_export import expected_dpo
 
 
 def test_every_kind_of_rating_round_trips_with_rater_and_sampling(any_db: Database) -> None:
-    record = ComparisonRecord(lineup="demo", session_id="s", prompt="Hi", n_responses=3, mode="arena",
-                              sampling={"sampler": "uniform", "candidates": ["x", "y", "z"], "weights": [1, 1, 0.5]})
+    record = ComparisonRecord(
+        lineup="demo",
+        session_id="s",
+        prompt="Hi",
+        n_responses=3,
+        mode="arena",
+        sampling={"sampler": "uniform", "candidates": ["x", "y", "z"], "weights": [1, 1, 0.5]},
+    )
     with any_db.session() as session:
         add_comparison(session, record)
     store_comparison(any_db, ["x", "y", "z"], comparison_id="e" * 32)
-    ranked = rate(any_db, "e" * 32, "ranking", ranks={0: 2, 1: 1, 2: 2}, unsafe={2: "dosage"}, rater=" ann ",
-                  blind=True)
+    ranked = rate(
+        any_db, "e" * 32, "ranking", ranks={0: 2, 1: 1, 2: 2}, unsafe={2: "dosage"}, rater=" ann ", blind=True
+    )
     scored_id = store_comparison(any_db, ["x", "y"])
     rate(any_db, scored_id, "scores", scores={0: 5, 1: 1}, rater="session-9f")
     with any_db.session() as session:
         assert get_comparison(session, record.id).sampling == dict(record.sampling)
         rating = rating_of(session, "e" * 32)
         assert (rating.id, rating.kind, rating.rater, rating.blind, rating.choice) == (
-            ranked, "ranking", "ann", True, None)
+            ranked,
+            "ranking",
+            "ann",
+            True,
+            None,
+        )
         assert rating.created_at.tzinfo == timezone.utc
         judged = sorted((j.response.contender, j.rank, j.score, j.unsafe, j.unsafe_reason) for j in rating.judgements)
-        assert judged == [
-            ("x", 2, None, False, None), ("y", 1, None, False, None), ("z", 2, None, True, "dosage")]
+        assert judged == [("x", 2, None, False, None), ("y", 1, None, False, None), ("z", 2, None, True, "dosage")]
         assert rating_of(session, scored_id).rater == "session-9f"
 
 
@@ -68,7 +79,10 @@ def test_a_ranking_may_leave_out_a_failed_answer(any_db: Database) -> None:
     rate(any_db, comparison_id, "ranking", ranks={0: 2, 1: 1})
     with any_db.session() as session:
         assert {j.response.contender: j.rank for j in rating_of(session, comparison_id).judgements} == {
-            "x": 2, "y": 1, "z": None}
+            "x": 2,
+            "y": 1,
+            "z": None,
+        }
 
 
 def test_eight_threads_writing_ratings_at_once_lose_none(any_db: Database) -> None:
@@ -118,8 +132,10 @@ def test_two_votes_racing_on_one_comparison_store_exactly_one(any_db: Database) 
             worker.start()
         for worker in workers:
             worker.join()
-        assert sorted(outcomes) == ["refused: this comparison was already rated; ask a new question to vote again",
-                                    "stored"]
+        assert sorted(outcomes) == [
+            "refused: this comparison was already rated; ask a new question to vote again",
+            "stored",
+        ]
     with any_db.session() as session:
         assert (count_rows(session)["ratings"], count_rows(session)["answer_judgements"]) == (5, 10)
 
@@ -183,20 +199,35 @@ def test_nul_and_lone_surrogates_are_stored_alike_on_every_backend(any_db: Datab
 
     expected = "nul \ufffd here, lone \ufffd surrogate, then \ufffd"
     assert storable(UNSTORABLE) == expected and storable("ok 😀") == "ok 😀"  # a real pair stays
-    comparison = ComparisonRecord(lineup="l", session_id="s", prompt=UNSTORABLE, system_prompt=UNSTORABLE,
-                                  n_responses=2)
+    comparison = ComparisonRecord(
+        lineup="l", session_id="s", prompt=UNSTORABLE, system_prompt=UNSTORABLE, n_responses=2
+    )
     with any_db.session() as session:
         add_comparison(session, comparison)
         for position in range(2):
             failed = position == 1
-            add_response(session, ResponseRecord(
-                comparison_id=comparison.id, position=position, contender=f"c{position}", weights_id="m",
-                messages=[{"role": "system", "content": UNSTORABLE}, {"role": "user", "content": UNSTORABLE}],
-                prompt_rendered=UNSTORABLE, params={"stop": [UNSTORABLE]}, text=UNSTORABLE,
-                finish_reason="error" if failed else "stop", error=UNSTORABLE if failed else None,
-                prompt_tokens=1, completion_tokens=1, duration_s=0.1, usage={"note": UNSTORABLE}))
-    add_rating_with_comment = RatingRecord(comparison_id=comparison.id, kind="pairwise", choice="a",
-                                           comment=UNSTORABLE, unsafe={1: UNSTORABLE})
+            add_response(
+                session,
+                ResponseRecord(
+                    comparison_id=comparison.id,
+                    position=position,
+                    contender=f"c{position}",
+                    weights_id="m",
+                    messages=[{"role": "system", "content": UNSTORABLE}, {"role": "user", "content": UNSTORABLE}],
+                    prompt_rendered=UNSTORABLE,
+                    params={"stop": [UNSTORABLE]},
+                    text=UNSTORABLE,
+                    finish_reason="error" if failed else "stop",
+                    error=UNSTORABLE if failed else None,
+                    prompt_tokens=1,
+                    completion_tokens=1,
+                    duration_s=0.1,
+                    usage={"note": UNSTORABLE},
+                ),
+            )
+    add_rating_with_comment = RatingRecord(
+        comparison_id=comparison.id, kind="pairwise", choice="a", comment=UNSTORABLE, unsafe={1: UNSTORABLE}
+    )
     with any_db.session() as session:
         add_rating(session, add_rating_with_comment)
     with any_db.session() as session:

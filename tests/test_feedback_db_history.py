@@ -23,15 +23,33 @@ QUESTION = [{"role": "user", "content": "Capital of France?"}]
 
 
 def turn(number: int = 0, parent_id: str | None = None, **fields: object) -> ComparisonRecord:
-    return ComparisonRecord(lineup="demo", session_id="sess-1", prompt=f"question {number}", n_responses=2,
-                            turn=number, parent_id=parent_id, **fields)
+    return ComparisonRecord(
+        lineup="demo",
+        session_id="sess-1",
+        prompt=f"question {number}",
+        n_responses=2,
+        turn=number,
+        parent_id=parent_id,
+        **fields,
+    )
 
 
 def answer(comparison_id: str, position: int, **fields: object) -> ResponseRecord:
-    return ResponseRecord(comparison_id=comparison_id, position=position, contender="xy"[position],
-                          weights_id="org/m", messages=QUESTION, prompt_rendered="", params={},
-                          text=f"answer {position}", finish_reason="stop", prompt_tokens=3, completion_tokens=2,
-                          duration_s=0.1, **fields)
+    return ResponseRecord(
+        comparison_id=comparison_id,
+        position=position,
+        contender="xy"[position],
+        weights_id="org/m",
+        messages=QUESTION,
+        prompt_rendered="",
+        params={},
+        text=f"answer {position}",
+        finish_reason="stop",
+        prompt_tokens=3,
+        completion_tokens=2,
+        duration_s=0.1,
+        **fields,
+    )
 
 
 def stored_turn(db: Database, record: ComparisonRecord) -> list[ResponseRecord]:
@@ -52,7 +70,9 @@ def test_a_shared_turn_stores_the_answer_it_continued_from(any_db: Database) -> 
     with any_db.session() as session:
         assert [r.id for r in responses_of(session, first.id)] == [a.id for a in answers]  # the caller's ids
         assert (get_comparison(session, first.id).history, get_comparison(session, first.id).continued_from) == (
-            "own", None)
+            "own",
+            None,
+        )
         stored = get_comparison(session, second.id)
         assert (stored.history, stored.continued_from) == ("shared", answers[1].id)
 
@@ -77,8 +97,10 @@ def test_continuing_from_an_answer_that_is_not_the_previous_turns_is_refused(any
     second_answers = stored_turn(any_db, second)
     with any_db.session() as session, pytest.raises(ValueError, match="which is not stored; pass the id of"):
         add_comparison(session, turn(2, second.id, history="shared", continued_from=new_id()))
-    with any_db.session() as session, pytest.raises(
-            ValueError, match=f"of comparison {first.id}, but this turn follows comparison {second.id}"):
+    with (
+        any_db.session() as session,
+        pytest.raises(ValueError, match=f"of comparison {first.id}, but this turn follows comparison {second.id}"),
+    ):
         add_comparison(session, turn(2, second.id, history="shared", continued_from=first_answers[0].id))
     with any_db.session() as session:
         add_comparison(session, turn(2, second.id, history="shared", continued_from=second_answers[1].id))
@@ -98,8 +120,10 @@ def test_a_response_id_is_stored_once(any_db: Database) -> None:
     ("make", "message"),
     [
         (lambda: turn(history="mine"), "history must be one of 'own', 'shared', got 'mine'"),
-        (lambda: turn(1, "a" * 32, continued_from="b" * 32),
-         "given with history 'own': only a shared history continues from one answer"),
+        (
+            lambda: turn(1, "a" * 32, continued_from="b" * 32),
+            "given with history 'own': only a shared history continues from one answer",
+        ),
         (lambda: turn(history="shared", continued_from="b" * 32), "the first turn has no earlier answer"),
         (lambda: turn(1, "a" * 32, history="shared", continued_from="r1"), "continued_from must be an id"),
         (lambda: answer("a" * 32, 0, id="response-1"), "id must be an id made by new_id()"),

@@ -12,18 +12,29 @@ from feedback_db.pairs import at_least
     ("rating", "expected"),
     [
         ({"kind": "pairwise", "choice": "a", "strength": "better"}, (Pair(0, 1, strength="better"),)),
-        ({"kind": "pairwise", "choice": "b", "strength": "significantly_better"},
-         (Pair(1, 0, strength="significantly_better"),)),
+        (
+            {"kind": "pairwise", "choice": "b", "strength": "significantly_better"},
+            (Pair(1, 0, strength="significantly_better"),),
+        ),
         ({"kind": "pairwise", "choice": "b"}, (Pair(1, 0),)),  # a quick vote: no strength
         ({"kind": "pairwise", "choice": "tie"}, (Pair(0, 1, tie=True),)),
         ({"kind": "pairwise", "choice": "both_bad"}, ()),
         # Scores: every pair, the gap as a strength (1 slightly, 2 better, 3-4 significantly), equal ties.
-        ({"kind": "scores", "scores": {0: 2, 1: 3, 2: 5, 3: 5, 4: 1}}, (
-            Pair(1, 0, strength="slightly_better"), Pair(2, 0, strength="significantly_better"),
-            Pair(3, 0, strength="significantly_better"), Pair(0, 4, strength="slightly_better"),
-            Pair(2, 1, strength="better"), Pair(3, 1, strength="better"), Pair(1, 4, strength="better"),
-            Pair(2, 3, tie=True), Pair(2, 4, strength="significantly_better"),
-            Pair(3, 4, strength="significantly_better"))),
+        (
+            {"kind": "scores", "scores": {0: 2, 1: 3, 2: 5, 3: 5, 4: 1}},
+            (
+                Pair(1, 0, strength="slightly_better"),
+                Pair(2, 0, strength="significantly_better"),
+                Pair(3, 0, strength="significantly_better"),
+                Pair(0, 4, strength="slightly_better"),
+                Pair(2, 1, strength="better"),
+                Pair(3, 1, strength="better"),
+                Pair(1, 4, strength="better"),
+                Pair(2, 3, tie=True),
+                Pair(2, 4, strength="significantly_better"),
+                Pair(3, 4, strength="significantly_better"),
+            ),
+        ),
         # Ranking: lower rank wins, equal ranks tie, no strength.
         ({"kind": "ranking", "ranks": {2: 1, 0: 2, 1: 2}}, (Pair(0, 1, tie=True), Pair(2, 0), Pair(2, 1))),
         # A failed answer has no score: it takes part in no pair.
@@ -36,8 +47,12 @@ def test_each_kind_of_rating_decomposes_into_the_documented_pairs(rating: dict, 
 
 
 def test_margins_follow_the_llama2_scale() -> None:
-    assert STRENGTH_MARGIN == {"significantly_better": 1.0, "better": 2 / 3, "slightly_better": 1 / 3,
-                               "negligibly_better": 0.0}
+    assert STRENGTH_MARGIN == {
+        "significantly_better": 1.0,
+        "better": 2 / 3,
+        "slightly_better": 1 / 3,
+        "negligibly_better": 0.0,
+    }
     assert [Pair(0, 1, strength=s).margin for s in STRENGTH_MARGIN] == [1.0, 2 / 3, 1 / 3, 0.0]
     assert Pair(0, 1).margin == 0.0 and Pair(0, 1, tie=True).margin == 0.0
 

@@ -27,8 +27,9 @@ def _load(path):
 
 
 def _run(loaded, ids, params, seed=0, stop=None, context_length=512):
-    events = list(stream_tokens(loaded, ids, params, stop=stop or threading.Event(), seed=seed,
-                                context_length=context_length))
+    events = list(
+        stream_tokens(loaded, ids, params, stop=stop or threading.Event(), seed=seed, context_length=context_length)
+    )
     result = events[-1]
     assert isinstance(result, GenerationResult)
     assert "".join(events[:-1]) == result.text  # the deltas add up to the answer
@@ -39,11 +40,12 @@ def _run(loaded, ids, params, seed=0, stop=None, context_length=512):
 def test_greedy_tokens_equal_generate(checkpoint, request):
     loaded = _load(request.getfixturevalue(checkpoint))
     ids = loaded.tokenizer.encode("What is the capital of France?")
-    reference = loaded.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False,
-                                      eos_token_id=None, pad_token_id=2)[0, len(ids):].tolist()
+    reference = loaded.model.generate(
+        torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=2
+    )[0, len(ids) :].tolist()
     # Our loop stops at EOS; compare up to where generate (told to ignore EOS) would have stopped.
     result = _run(loaded, ids, GREEDY)
-    expected = reference[:result.completion_tokens]
+    expected = reference[: result.completion_tokens]
     if result.finish_reason == "stop":
         assert expected[-1] in (2,)
         expected = expected[:-1]
@@ -124,10 +126,11 @@ def test_local_streamer_renders_then_streams_through_the_engine(tiny_mha):
     assert isinstance(result, GenerationResult) and result.prompt_tokens == events[0].tokens
     alone = _run(loaded, streamer.render(contender, messages).input_ids, GREEDY, seed=1)
     assert (result.text, result.completion_tokens, result.finish_reason) == (
-        alone.text, alone.completion_tokens, alone.finish_reason)
+        alone.text,
+        alone.completion_tokens,
+        alone.finish_reason,
+    )
     assert "".join(e for e in events if isinstance(e, str)) == result.text
-
-
 
 
 def test_the_oldest_exchanges_are_left_out_to_fit_the_context(tiny_mha):
@@ -138,15 +141,19 @@ def test_the_oldest_exchanges_are_left_out_to_fit_the_context(tiny_mha):
     contender = ContenderSpec(name="tiny", weights=spec, params=GREEDY.with_overrides(max_new_tokens=24))
     streamer = LocalStreamer({spec: loaded}, kv_cache_gib=0.01)
     system = {"role": "system", "content": "Be brief."}
-    exchanges = [[{"role": "user", "content": f"Question number {n} about the sea and the sky?"},
-                  {"role": "assistant", "content": f"Answer number {n}: the sea is blue, the sky too."}]
-                 for n in range(6)]
+    exchanges = [
+        [
+            {"role": "user", "content": f"Question number {n} about the sea and the sky?"},
+            {"role": "assistant", "content": f"Answer number {n}: the sea is blue, the sky too."},
+        ]
+        for n in range(6)
+    ]
     messages = [system, *[m for pair in exchanges for m in pair], {"role": "user", "content": "And now?"}]
     try:
         events = list(streamer(contender, messages, contender.params, stop=threading.Event(), seed=1))
         ready = events[0]
         assert isinstance(ready, PromptReady) and 0 < ready.dropped_exchanges < 6
-        kept = [system, *[m for pair in exchanges[ready.dropped_exchanges:] for m in pair], messages[-1]]
+        kept = [system, *[m for pair in exchanges[ready.dropped_exchanges :] for m in pair], messages[-1]]
         assert ready.text == streamer.render(contender, kept).text  # the system prompt and the newest stay
         assert ready.tokens + 24 <= 160 < len(streamer.render(contender, messages).input_ids)
         assert isinstance(events[-1], GenerationResult)

@@ -16,8 +16,7 @@ from models.loading import LoadOptions, load_weights, planned_options
 from models.local import stream_tokens
 from models.specs import GenerationParams
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 GREEDY = GenerationParams(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, max_new_tokens=32)
 
 
@@ -65,14 +64,17 @@ def test_embedded_model_on_the_gpu_matches_the_cpu_and_reports_speed(embedded_ca
     prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
     on_cpu, on_gpu = answer(cpu, prompt), answer(gpu, prompt)
     assert on_gpu.text == on_cpu.text and "Paris" in on_gpu.text
-    half = load_weights(weights, LoadOptions(device_map="auto", dtype="float16", cache_dir=embedded_cache),
-                        log=lambda m: None)
+    half = load_weights(
+        weights, LoadOptions(device_map="auto", dtype="float16", cache_dir=embedded_cache), log=lambda m: None
+    )
     answer(half, prompt, 8)  # warm-up
     started = time.perf_counter()
     result = answer(half, "Write a story about a lighthouse keeper.", 128)
-    print(f"\nembedded model on {torch.cuda.get_device_name(0)}, float16: "
-          f"{result.completion_tokens} tokens in {time.perf_counter() - started:.2f} s, "
-          f"{result.tokens_per_s:.1f} tok/s after a first token at {result.time_to_first_token_s * 1000:.0f} ms")
+    print(
+        f"\nembedded model on {torch.cuda.get_device_name(0)}, float16: "
+        f"{result.completion_tokens} tokens in {time.perf_counter() - started:.2f} s, "
+        f"{result.tokens_per_s:.1f} tok/s after a first token at {result.time_to_first_token_s * 1000:.0f} ms"
+    )
 
 
 @pytest.mark.parametrize("checkpoint", ["tiny_mha", "tiny_gqa"])
@@ -88,8 +90,9 @@ def test_sixteen_streams_on_the_gpu_engine_equal_generate_alone(checkpoint, requ
     cpu = load_weights(weights, LoadOptions(dtype="float32", device_map="cpu"), log=lambda m: None)
     engine = ContinuousEngine(gpu.model, cache_tokens=16 * 256, max_batch_tokens=512)
     try:
-        requests = [stream_request(gpu, PROMPTS[i % len(PROMPTS)], greedy(24 + i, 1.0 + 0.1 * (i % 2)))
-                    for i in range(16)]
+        requests = [
+            stream_request(gpu, PROMPTS[i % len(PROMPTS)], greedy(24 + i, 1.0 + 0.1 * (i % 2))) for i in range(16)
+        ]
         started = time.perf_counter()
         alone = run_staggered(engine, requests[:1])
         one = sum(len(r) - 1 for r in alone) / (time.perf_counter() - started)
@@ -98,7 +101,9 @@ def test_sixteen_streams_on_the_gpu_engine_equal_generate_alone(checkpoint, requ
         together = sum(len(r) - 1 for r in results) / (time.perf_counter() - started)
         for req, events in zip(requests, results):
             assert events[:-1] == reference(cpu, list(req.prompt_ids), req.params)
-        print(f"\n{checkpoint} on {torch.cuda.get_device_name(0)}: 1 stream {one:.0f} tok/s, "
-              f"16 streams {together:.0f} tok/s together")
+        print(
+            f"\n{checkpoint} on {torch.cuda.get_device_name(0)}: 1 stream {one:.0f} tok/s, "
+            f"16 streams {together:.0f} tok/s together"
+        )
     finally:
         engine.close()

@@ -14,17 +14,19 @@ from tests.browsers import CHROMIUM, WIDE, paced_app
 from tests.raw_api import join
 from tests.waiting import until
 
-HOSTILE = "\n\n".join([
-    "Here you go: ![pixel](http://198.51.100.7/pixel.png?who=visitor)",
-    '<img src="http://198.51.100.8/img.png" onerror="window.__pwned = \'img onerror\'">',
-    "<script>window.__pwned = 'script'</script>",
-    '<a href="javascript:window.__pwned=\'link\'" id="evil-link">click me</a>',
-    '<iframe srcdoc="<script>parent.__pwned=\'iframe\'</script>"></iframe>',
-    '<details open ontoggle="window.__pwned=\'details\'"><summary>more</summary>x</details>',
-    '<svg onload="window.__pwned=\'svg\'"></svg>',
-    '<video src="http://198.51.100.9/v.mp4" autoplay></video>',
-    "[styled](http://198.51.100.10/ \"title\") and done.",
-])
+HOSTILE = "\n\n".join(
+    [
+        "Here you go: ![pixel](http://198.51.100.7/pixel.png?who=visitor)",
+        '<img src="http://198.51.100.8/img.png" onerror="window.__pwned = \'img onerror\'">',
+        "<script>window.__pwned = 'script'</script>",
+        '<a href="javascript:window.__pwned=\'link\'" id="evil-link">click me</a>',
+        "<iframe srcdoc=\"<script>parent.__pwned='iframe'</script>\"></iframe>",
+        "<details open ontoggle=\"window.__pwned='details'\"><summary>more</summary>x</details>",
+        "<svg onload=\"window.__pwned='svg'\"></svg>",
+        '<video src="http://198.51.100.9/v.mp4" autoplay></video>',
+        '[styled](http://198.51.100.10/ "title") and done.',
+    ]
+)
 
 
 def hostile_streamer(contender, messages, params, *, stop, seed):
@@ -32,7 +34,7 @@ def hostile_streamer(contender, messages, params, *, stop, seed):
     yield PromptReady(text=messages[-1]["content"], tokens=3)
     text = f"{contender.name}: {HOSTILE}"
     for start in range(0, len(text), 40):
-        yield text[start:start + 40]
+        yield text[start : start + 40]
     yield GenerationResult(text, "stop", 3, len(text) // 4, 0.01, 0.05, seed)
 
 
@@ -42,18 +44,35 @@ def hostile_app(tmp_path_factory):
     from playground.server import create_app
     from tests.servers import free_port
 
-    settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("hostile")), "--port", str(free_port()),
-                              "--model", "org/one", "--model", "org/two"], {})
+    settings = settings_from(
+        [
+            "--data-dir",
+            str(tmp_path_factory.mktemp("hostile")),
+            "--port",
+            str(free_port()),
+            "--model",
+            "org/one",
+            "--model",
+            "org/two",
+        ],
+        {},
+    )
     with create_app(settings, streamer=hostile_streamer, log=lambda m: None) as app:
         yield app.url
 
 
 def test_uploads_are_refused_and_every_response_carries_the_content_policy(hostile_app):
     boundary = "xx"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.bin\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n{'A' * 100_000}\r\n--{boundary}--\r\n").encode()
-    request = urllib.request.Request(f"{hostile_app}gradio_api/upload", data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.bin"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n{'A' * 100_000}\r\n--{boundary}--\r\n"
+    ).encode()
+    request = urllib.request.Request(
+        f"{hostile_app}gradio_api/upload",
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 403 and b"no uploads" in refused.value.read()
@@ -63,8 +82,10 @@ def test_uploads_are_refused_and_every_response_carries_the_content_policy(hosti
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM) and not __import__("os").environ.get("CI"),
-                    reason="Debian's chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    not __import__("os").path.exists(CHROMIUM) and not __import__("os").environ.get("CI"),
+    reason="Debian's chromium is not installed (apt-get install chromium)",
+)
 def test_hostile_answers_and_prompts_run_nothing_and_reach_no_other_host(browser, hostile_app):
     page = browser.new_page(viewport=WIDE)
     foreign: list[str] = []
@@ -83,8 +104,10 @@ def test_hostile_answers_and_prompts_run_nothing_and_reach_no_other_host(browser
         page.locator("#evil-link").first.click()
         page.wait_for_timeout(300)
     assert page.evaluate("window.__pwned") is None
-    assert page.locator("#pane-0 script, #pane-0 iframe, #pane-0 [onerror], #pane-0 [ontoggle], "
-                        "#pane-0 [onload]").count() == 0
+    assert (
+        page.locator("#pane-0 script, #pane-0 iframe, #pane-0 [onerror], #pane-0 [ontoggle], #pane-0 [onload]").count()
+        == 0
+    )
     page.wait_for_timeout(300)
     assert any("198.51.100.7/pixel.png" in u for u in blocked)  # the markdown image was tried, and stopped
     assert [u for u in foreign if u not in blocked] == []
@@ -105,8 +128,23 @@ def test_a_full_queue_says_busy_try_again_in_plain_words(tmp_path):
     from tests.fakes import words_streamer
     from tests.servers import free_port
 
-    settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
-                              "--model", "org/two", "--max-concurrent", "1", "--queue-size", "1"], {})
+    settings = settings_from(
+        [
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            str(free_port()),
+            "--model",
+            "org/one",
+            "--model",
+            "org/two",
+            "--max-concurrent",
+            "1",
+            "--queue-size",
+            "1",
+        ],
+        {},
+    )
     with create_app(settings, streamer=words_streamer(delay=0.3), log=lambda m: None) as app:
         url = app.url
         fn_index = Client(url, verbose=False)._infer_fn_index("/ask", None)
@@ -122,8 +160,10 @@ def test_a_full_queue_says_busy_try_again_in_plain_words(tmp_path):
         until(lambda: len(answers) == 4, 30, what="every ask to be answered")
     busy = [a for a in answers if a.status_code == 503]
     assert busy, [a.status_code for a in answers]
-    assert all(a.json() == {"detail": "This demo is busy: every place in the queue is taken. Please try again "
-                                      "in a moment."} for a in busy)
+    assert all(
+        a.json() == {"detail": "This demo is busy: every place in the queue is taken. Please try again in a moment."}
+        for a in busy
+    )
 
 
 def echo_streamer(contender, messages, params, *, stop, seed):
@@ -131,19 +171,22 @@ def echo_streamer(contender, messages, params, *, stop, seed):
     text = messages[-1]["content"]
     yield PromptReady(text=text, tokens=3)
     for start in range(0, len(text), 60):
-        yield text[start:start + 60]
+        yield text[start : start + 60]
     yield GenerationResult(text, "stop", 3, len(text) // 4, 0.01, 0.05, seed)
 
 
 # Elements a rendered answer must never hold: links or actions that run script, animations that could
 # rewrite a link, and styles that could cover the page.
-FORBIDDEN = ("a[href^='javascript' i], a[href^='data' i], [formaction], [xlink\\:href], animate, set, use, "
-             "[style*='position']")
+FORBIDDEN = (
+    "a[href^='javascript' i], a[href^='data' i], [formaction], [xlink\\:href], animate, set, use, [style*='position']"
+)
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM) and not __import__("os").environ.get("CI"),
-                    reason="Debian's chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    not __import__("os").path.exists(CHROMIUM) and not __import__("os").environ.get("CI"),
+    reason="Debian's chromium is not installed (apt-get install chromium)",
+)
 def test_svg_mathml_and_styled_markup_is_inert_in_answers_prompts_and_your_data(browser, tmp_path_factory):
     from tests.test_public_page import HOSTILE_MARKUP
 
@@ -176,8 +219,10 @@ def test_svg_mathml_and_styled_markup_is_inert_in_answers_prompts_and_your_data(
         assert clicked > 10 and dialogs == [] and page.url == url
         # Nothing covers the rating form: the point at the button's middle is the button.
         box = submit.bounding_box()
-        on_top = page.evaluate("([x, y]) => document.elementFromPoint(x, y).closest('#submit-rating') !== null",
-                               [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2])
+        on_top = page.evaluate(
+            "([x, y]) => document.elementFromPoint(x, y).closest('#submit-rating') !== null",
+            [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+        )
         assert on_top
 
         # The page's own script, should markup reach the DOM some other way: styles and animations go at
@@ -195,8 +240,10 @@ def test_svg_mathml_and_styled_markup_is_inert_in_answers_prompts_and_your_data(
         page.evaluate("""() => document.querySelector('#svg-link')
             .setAttributeNS('http://www.w3.org/1999/xlink', 'xlink:href', 'javascript:alert(13)')""")
         page.locator("#injected rect").click(force=True)
-        page.evaluate("() => { const a = document.createElementNS('http://www.w3.org/2000/svg', 'a');"
-                      " a.id = 'late'; document.querySelector('#injected').appendChild(a); }")
+        page.evaluate(
+            "() => { const a = document.createElementNS('http://www.w3.org/2000/svg', 'a');"
+            " a.id = 'late'; document.querySelector('#injected').appendChild(a); }"
+        )
         page.wait_for_timeout(300)
         assert dialogs == []
     finally:

@@ -31,7 +31,9 @@ def test_two_contenders_by_hand() -> None:
     gap = 400 * math.log10(3)
     assert ratings(board) == pytest.approx({"A": 1000 + gap / 2, "B": 1000 - gap / 2}, abs=1e-3)
     assert [(r.contender, r.battles, r.wins, r.losses, r.ties, r.lower) for r in board.rows] == [
-        ("A", 4, 3, 1, 0, None), ("B", 4, 1, 3, 0, None)]
+        ("A", 4, 3, 1, 0, None),
+        ("B", 4, 1, 3, 0, None),
+    ]
     assert board.win_rate == {"A": {"B": 0.75}, "B": {"A": 0.25}}
 
 
@@ -44,8 +46,9 @@ def test_ties_count_as_half_a_win_each_way() -> None:
 
 def test_three_contenders_whose_odds_agree_fit_exactly() -> None:
     # A:B won 2:1, B:C 2:1, A:C 4:1 -- strengths 4:2:1 fit every pair exactly.
-    board = build_leaderboard(battles(("A", "B", 2), ("B", "A", 1), ("B", "C", 2), ("C", "B", 1),
-                                      ("A", "C", 4), ("C", "A", 1)), rounds=0)
+    board = build_leaderboard(
+        battles(("A", "B", 2), ("B", "A", 1), ("B", "C", 2), ("C", "B", 1), ("A", "C", 4), ("C", "A", 1)), rounds=0
+    )
     step = 400 * math.log10(2)
     assert ratings(board) == pytest.approx({"A": 1000 + step, "B": 1000, "C": 1000 - step}, abs=1e-3)
     assert [row.contender for row in board.rows] == ["A", "B", "C"]
@@ -89,8 +92,9 @@ def test_the_fit_agrees_with_scikit_learns_logistic_regression() -> None:
         a, b = rng.choice(names, 2, replace=False)
         p = 1 / (1 + math.exp(strength[b] - strength[a]))
         roll = rng.random()
-        fights.append(Battle(a, b, tie=True) if roll < 0.15 else Battle(a, b) if roll < 0.15 + 0.85 * p
-                      else Battle(b, a))
+        fights.append(
+            Battle(a, b, tie=True) if roll < 0.15 else Battle(a, b) if roll < 0.15 + 0.85 * p else Battle(b, a)
+        )
     ours = ratings(build_leaderboard(fights, rounds=0))
     assert ours == pytest.approx(sklearn_ratings(fights), abs=0.05)
     assert np.mean(list(ours.values())) == pytest.approx(1000)
@@ -124,7 +128,10 @@ def test_leaderboard_from_the_database_is_blind_only_by_default(tmp_path: Path) 
     # ranking z>x z>y x=y, unsafe x>y, errored x>y.
     assert (blind.ratings_used, blind.battles_total) == (7, 11)
     assert {r.contender: (r.battles, r.wins, r.losses, r.ties) for r in blind.rows} == {
-        "x": (9, 5, 1, 3), "y": (9, 1, 5, 3), "z": (4, 2, 2, 0)}
+        "x": (9, 5, 1, 3),
+        "y": (9, 1, 5, 3),
+        "z": (4, 2, 2, 0),
+    }
     assert blind.win_rate["x"]["y"] == pytest.approx((4 + 1.5) / 7)
     assert (everything.ratings_used, everything.battles_total) == (9, 13) and "w" in ratings(everything)
     assert "w" not in ratings(blind)
@@ -158,8 +165,9 @@ def test_two_votes_make_a_preliminary_board_until_every_contender_has_min_battle
     assert (board.min_battles, board.preliminary, board.fewest_battles) == (20, True, 2)
     assert [(row.contender, row.preliminary) for row in board.rows] == [("A", True), ("B", True)]
     text = format_leaderboard(board)
-    assert ("Preliminary: 2 votes so far; ratings settle once every contender has 20 battles "
-            "(the fewest now: 2).") in text
+    assert (
+        "Preliminary: 2 votes so far; ratings settle once every contender has 20 battles (the fewest now: 2)."
+    ) in text
     assert all(line.endswith("preliminary") for line in text.splitlines()[3:5])
     # One contender past the minimum, one not: the board stays preliminary, the rows say which.
     mixed = build_leaderboard(battles(("A", "B", 3), ("A", "C", 1), ("C", "A", 1)), rounds=0, min_battles=4)
@@ -179,8 +187,10 @@ def test_the_page_marks_preliminary_ratings_in_the_summary_the_table_and_the_plo
     from playground.leaderboard_view import leaderboard_rows, ratings_svg, summary
 
     board = build_leaderboard(battles(("A", "B", 2)), rounds=50, ratings_used=2)
-    assert summary(board).startswith("**Preliminary: 2 votes so far; ratings settle once every contender has 20 "
-                                     "battles (the fewest now: 2).** 2 battles from 2 ratings")
+    assert summary(board).startswith(
+        "**Preliminary: 2 votes so far; ratings settle once every contender has 20 "
+        "battles (the fewest now: 2).** 2 battles from 2 ratings"
+    )
     rows = leaderboard_rows(board)
     assert [row[3] for row in rows] == ["preliminary (2 battles)"] * 2  # not a zero-width interval
     assert rows[0][2] > 1000 > rows[1][2]  # the rating stays a number, so the column sorts
@@ -206,4 +216,3 @@ def test_cli_min_battles_decides_when_the_board_is_settled(tmp_path: Path) -> No
     out = io.StringIO()
     assert main([*argv, "--min-battles", "4"], out, io.StringIO()) == 0
     assert "reliminary" not in out.getvalue()
-

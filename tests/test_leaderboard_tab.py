@@ -24,7 +24,10 @@ def test_the_tab_is_preliminary_until_every_contender_has_min_battles(database: 
     heading, _, table, _ = shown_by(database, min_battles=5)(False)
     assert heading.startswith("**Preliminary: 7 votes so far; ratings settle once every contender has 5 battles")
     assert [(row[1], row[3].startswith("preliminary")) for row in table.value["data"]] == [
-        ("x", False), ("z", True), ("y", False)]
+        ("x", False),
+        ("z", True),
+        ("y", False),
+    ]
     heading, _, table, _ = shown_by(database, min_battles=4)(False)
     assert heading.startswith("11 battles from 7 ratings")
     assert not any("preliminary" in str(row) for row in table.value["data"])

@@ -48,22 +48,40 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """llama.cpp's server on loopback, serving the embedded GGUF as ALIAS."""
     port = free_port()
     # -u: unbuffered, so the log shows the server's "Disconnected from client" as soon as it prints it.
-    command = [str(server_python()), "-u", "-m", "llama_cpp.server", "--model", str(gguf_path()),
-               "--model_alias", ALIAS, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
+    command = [
+        str(server_python()),
+        "-u",
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf_path()),
+        "--model_alias",
+        ALIAS,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+    ]
     # It has no /health; /v1/models answers 200 once the model is loaded (before uvicorn listens).
-    running = Server(command, port, tmp_path_factory.mktemp("llama-cpp") / "server.log", cwd=REPO,
-                     health="/v1/models")
+    running = Server(command, port, tmp_path_factory.mktemp("llama-cpp") / "server.log", cwd=REPO, health="/v1/models")
     yield running
     running.stop()
 
 
 def contender(server: Server, model: str = ALIAS) -> ContenderSpec:
-    return ContenderSpec(name="llama.cpp", endpoint=EndpointSpec(base_url=server.base_url, model=model),
-                         params=GREEDY)
+    return ContenderSpec(name="llama.cpp", endpoint=EndpointSpec(base_url=server.base_url, model=model), params=GREEDY)
 
 
-def collect(streamer: RemoteStreamer, spec: ContenderSpec, messages: list[dict[str, str]],
-            params: GenerationParams, *, stop_after_first: bool = False) -> list[StreamEvent]:
+def collect(
+    streamer: RemoteStreamer,
+    spec: ContenderSpec,
+    messages: list[dict[str, str]],
+    params: GenerationParams,
+    *,
+    stop_after_first: bool = False,
+) -> list[StreamEvent]:
     """Every event of one stream; with `stop_after_first`, Stop is pressed on the first text delta."""
     events: list[StreamEvent] = []
     stop = threading.Event()

@@ -20,8 +20,14 @@ GREEDY = GenerationParams(temperature=0.0, top_p=1.0, top_k=0, repetition_penalt
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "models", "plan", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=180, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "models", "plan", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_plan_command_prints_the_table_without_a_gpu():
@@ -29,8 +35,15 @@ def test_plan_command_prints_the_table_without_a_gpu():
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == "Plan for 4x80GiB, batch size 1, CPU RAM 256.0 GiB"
-    for column in ("model", "dtype/quant", "weights GiB", "KV-cache GiB", "GPUs", "decoder layers per device",
-                   "spare GiB"):
+    for column in (
+        "model",
+        "dtype/quant",
+        "weights GiB",
+        "KV-cache GiB",
+        "GPUs",
+        "decoder layers per device",
+        "spare GiB",
+    ):
         assert column in lines[1]
     rows = {line.split()[0]: line.split() for line in lines[2:5]}
     assert rows["meta-llama/Llama-2-70b-chat-hf"][1:6] == ["float16", "128.5", "1.2", "0,1", "0:40"]
@@ -89,11 +102,21 @@ def test_offloaded_to_cpu_and_disk_gives_the_same_greedy_tokens(checkpoint, requ
     weights = weights_from_reference(folder)
     whole = load_weights(weights, LoadOptions(dtype="float32", device_map="cpu"), log=lambda m: None)
     # Half the decoder layers and the head on disk, the rest in RAM: accelerate's offload hooks.
-    device_map = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
-                  "model.layers.2": "cpu", "model.layers.3": "disk", "model.norm": "cpu",
-                  "model.rotary_emb": "cpu", "lm_head": "disk"}
-    offloaded = load_weights(weights, LoadOptions(dtype="float32", device_map=device_map,
-                                                  offload_folder=tmp_path / "offload"), log=lambda m: None)
+    device_map = {
+        "model.embed_tokens": "cpu",
+        "model.layers.0": "cpu",
+        "model.layers.1": "disk",
+        "model.layers.2": "cpu",
+        "model.layers.3": "disk",
+        "model.norm": "cpu",
+        "model.rotary_emb": "cpu",
+        "lm_head": "disk",
+    }
+    offloaded = load_weights(
+        weights,
+        LoadOptions(dtype="float32", device_map=device_map, offload_folder=tmp_path / "offload"),
+        log=lambda m: None,
+    )
     assert set(offloaded.model.hf_device_map.values()) == {"cpu", "disk"}
     # Disk layers are not resident: their weights are read from the checkpoint at each forward.
     layers = offloaded.model.model.layers

@@ -40,11 +40,17 @@ from tests.test_migrations_first_schema import FIRST_SCHEMA_SQL
 TABLES = ("comparisons", "responses", "ratings", "answer_judgements")
 # Columns added since revisions 0001, 0002 and 0003, with the value each old row gets.
 SINCE_0004 = {"comparisons": {"visitor": None, "interrupted_at": None}}
-SINCE_0003 = {"responses": {"endpoint": None, "served_model": None, "system_fingerprint": None, "request": None,
-                            "usage": None}, **SINCE_0004}
+SINCE_0003 = {
+    "responses": {"endpoint": None, "served_model": None, "system_fingerprint": None, "request": None, "usage": None},
+    **SINCE_0004,
+}
 SINCE_0002 = {**SINCE_0003, "comparisons": {"history": "own", "continued_from": None, **SINCE_0004["comparisons"]}}
-SINCE_0001 = {**SINCE_0003, "comparisons": {"sampling": None, **SINCE_0002["comparisons"]},
-              "ratings": {"rater": None}, "answer_judgements": {"rank": None}}
+SINCE_0001 = {
+    **SINCE_0003,
+    "comparisons": {"sampling": None, **SINCE_0002["comparisons"]},
+    "ratings": {"rater": None},
+    "answer_judgements": {"rank": None},
+}
 
 
 def test_revision_0001_makes_exactly_what_the_first_create_all_made(tmp_path: Path) -> None:
@@ -84,16 +90,19 @@ def test_upgrade_from_0001_keeps_every_row_and_adds_the_new_columns(db_url: str)
         old = rating_of(session, "c1" * 16)
         assert (old.kind, old.choice, old.strength, old.rater) == ("pairwise", "b", "better", None)
         assert sorted((j.response.contender, j.unsafe, j.rank) for j in old.judgements) == [
-            ("x", False, None), ("y", True, None)]
+            ("x", False, None),
+            ("y", True, None),
+        ]
     _rank_something(database)
     database.dispose()
+
 
 def test_upgrade_from_0002_keeps_every_row_and_marks_old_turns_as_own_history(db_url: str) -> None:
     engine = create_engine(db_url)
     upgrade(engine, "0002")
     _fill_first_schema(engine)
     with engine.begin() as connection:  # what 0002 added, so the copy of comparisons must carry it over
-        connection.execute(text("UPDATE comparisons SET sampling = '{\"sampler\": \"uniform\"}'"))
+        connection.execute(text('UPDATE comparisons SET sampling = \'{"sampler": "uniform"}\''))
         connection.execute(text("UPDATE ratings SET rater = 'ann'"))
     before = _dump(engine)
     engine.dispose()
@@ -118,8 +127,13 @@ def test_downgrade_refuses_to_forget_shared_histories(db_url: str) -> None:
     with database.session() as session:
         preferred_id = responses_of(session, parent_id)[0].id
     continued = _continue_a_shared_history(database, parent_id, preferred_id)
-    _refused_until_cleared(database, "0002", "1 comparisons with a shared history cannot be told from the others",
-                           "DELETE FROM comparisons WHERE id = :id", {"id": continued})
+    _refused_until_cleared(
+        database,
+        "0002",
+        "1 comparisons with a shared history cannot be told from the others",
+        "DELETE FROM comparisons WHERE id = :id",
+        {"id": continued},
+    )
     assert _counts(database.engine) == {"comparisons": 1, "responses": 2, "ratings": 0, "answer_judgements": 0}
     database.dispose()
 
@@ -131,31 +145,64 @@ def test_remote_provenance_is_stored_and_downgrade_refuses_to_forget_it(db_url: 
     with database.session() as session:
         add_comparison(session, comparison)
         for position, endpoint in enumerate((None, "http://gpu-box:8000/v1")):
-            add_response(session, ResponseRecord(
-                comparison_id=comparison.id, position=position, contender=f"c{position}", weights_id="m",
-                messages=[{"role": "user", "content": "Hi"}], prompt_rendered="[INST] Hi [/INST]", params={},
-                text="Hello", finish_reason="stop", prompt_tokens=6, completion_tokens=2, duration_s=0.2,
-                endpoint=endpoint, served_model="m" if endpoint else None,
-                system_fingerprint="fp_1" if endpoint else None, request=request if endpoint else None,
-                usage={"prompt_tokens": 6, "completion_tokens": 2} if endpoint else None))
+            add_response(
+                session,
+                ResponseRecord(
+                    comparison_id=comparison.id,
+                    position=position,
+                    contender=f"c{position}",
+                    weights_id="m",
+                    messages=[{"role": "user", "content": "Hi"}],
+                    prompt_rendered="[INST] Hi [/INST]",
+                    params={},
+                    text="Hello",
+                    finish_reason="stop",
+                    prompt_tokens=6,
+                    completion_tokens=2,
+                    duration_s=0.2,
+                    endpoint=endpoint,
+                    served_model="m" if endpoint else None,
+                    system_fingerprint="fp_1" if endpoint else None,
+                    request=request if endpoint else None,
+                    usage={"prompt_tokens": 6, "completion_tokens": 2} if endpoint else None,
+                ),
+            )
     with database.session() as session:
         local, served = responses_of(session, comparison.id)
         assert (local.endpoint, local.request, local.usage) == (None, None, None)
         assert (served.endpoint, served.served_model, served.system_fingerprint) == (
-            "http://gpu-box:8000/v1", "m", "fp_1")
+            "http://gpu-box:8000/v1",
+            "m",
+            "fp_1",
+        )
         assert served.request == request and served.usage == {"prompt_tokens": 6, "completion_tokens": 2}
-    _refused_until_cleared(database, "0003", "1 answers of remote contenders would lose which server gave them",
-                           "DELETE FROM responses WHERE endpoint IS NOT NULL")
+    _refused_until_cleared(
+        database,
+        "0003",
+        "1 answers of remote contenders would lose which server gave them",
+        "DELETE FROM responses WHERE endpoint IS NOT NULL",
+    )
     assert _counts(database.engine)["responses"] == 1
     database.dispose()
 
 
 def test_a_response_record_refuses_an_endpoint_with_credentials() -> None:
     with pytest.raises(ValueError, match="carries credentials or a query"):
-        ResponseRecord(comparison_id="c" * 32, position=0, contender="c", weights_id="m",
-                       messages=[{"role": "user", "content": "Hi"}],
-                       prompt_rendered="", params={}, text="", finish_reason="stop", prompt_tokens=0,
-                       completion_tokens=0, duration_s=0.0, endpoint="http://user:secret@gpu-box/v1")
+        ResponseRecord(
+            comparison_id="c" * 32,
+            position=0,
+            contender="c",
+            weights_id="m",
+            messages=[{"role": "user", "content": "Hi"}],
+            prompt_rendered="",
+            params={},
+            text="",
+            finish_reason="stop",
+            prompt_tokens=0,
+            completion_tokens=0,
+            duration_s=0.0,
+            endpoint="http://user:secret@gpu-box/v1",
+        )
 
 
 def test_database_made_before_migrations_is_stamped_and_upgraded(tmp_path: Path) -> None:
@@ -192,8 +239,12 @@ def test_downgrade_keeps_rows_and_refuses_to_drop_rankings(db_url: str) -> None:
     database = open_database(db_url)
     store_comparison(database, ["x", "y"])
     _rank_something(database)
-    _refused_until_cleared(database, "0001", "1 ranking ratings cannot be kept by revision 0001",
-                           "DELETE FROM ratings WHERE kind = 'ranking'")
+    _refused_until_cleared(
+        database,
+        "0001",
+        "1 ranking ratings cannot be kept by revision 0001",
+        "DELETE FROM ratings WHERE kind = 'ranking'",
+    )
     assert _counts(database.engine) == {"comparisons": 2, "responses": 4, "ratings": 0, "answer_judgements": 0}
     upgrade(database.engine)
     assert current_revision(database.engine) == head_revision()
@@ -239,8 +290,9 @@ def test_replicas_opening_a_new_sqlite_file_at_once_all_switch_it_to_wal(tmp_pat
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _refused_until_cleared(database: Database, revision: str, refusal: str, clear: str,
-                           params: dict[str, Any] | None = None) -> None:
+def _refused_until_cleared(
+    database: Database, revision: str, refusal: str, clear: str, params: dict[str, Any] | None = None
+) -> None:
     """A downgrade to `revision` is refused with `refusal` and changes nothing; once the rows the SQL
     `clear` deletes are gone, it goes through."""
     with pytest.raises(RuntimeError, match=refusal):
@@ -282,8 +334,9 @@ def _first_schema_database(path: Path) -> Engine:
 def _sqlite_schema(engine: Engine) -> dict[str, set[str]]:
     """Each table's and index's SQL as a set of clauses: the order of constraints does not matter."""
     with engine.connect() as connection:
-        rows = connection.execute(text("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL "
-                                       "AND name <> 'alembic_version'")).all()
+        rows = connection.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name <> 'alembic_version'")
+        ).all()
     schema = {}
     for name, sql in rows:
         sql = re.sub(r"\s+", " ", sql).replace('"', "")
@@ -311,22 +364,79 @@ def _fill_first_schema(engine: Engine) -> None:
     tables.reflect(engine)
     sqlite = engine.dialect.name == "sqlite"
     when = datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=None if sqlite else timezone.utc)
-    comparisons = [{"id": f"c{i}" * 16, "created_at": when, "lineup": "demo", "mode": "arena", "session_id": "s",
-                    "turn": 0, "parent_id": None, "system_prompt": "Be brief.", "prompt": "Why?", "n_responses": 2}
-                   for i in (1, 2)]
-    responses = [{"id": f"r{c}{p}" * 8, "comparison_id": f"c{c}" * 16, "position": p, "contender": "xy"[p],
-                  "weights_id": "org/m", "weights_revision": None, "messages": [{"role": "user", "content": "Why?"}],
-                  "prompt_rendered": "[INST] Why? [/INST]", "params": {"temperature": 0.7}, "seed": 2**40 + p,
-                  "text": f"answer {c}{p}", "finish_reason": "stop", "error": None, "prompt_tokens": 5,
-                  "completion_tokens": 3, "time_to_first_token_s": 0.05, "duration_s": 0.5, "tokens_per_s": 6.0,
-                  "created_at": when} for c in (1, 2) for p in (0, 1)]
-    ratings = [{"id": "a1" * 16, "comparison_id": "c1" * 16, "created_at": when, "kind": "pairwise", "choice": "b",
-                "strength": "better", "comment": "y is rude", "blind": True},
-               {"id": "a2" * 16, "comparison_id": "c2" * 16, "created_at": when, "kind": "scores", "choice": None,
-                "strength": None, "comment": None, "blind": False}]
-    judgements = [{"rating_id": f"a{c}" * 16, "response_id": f"r{c}{p}" * 8, "score": None if c == 1 else 5 - 3 * p,
-                   "unsafe": (c, p) == (1, 1), "unsafe_reason": "rude" if (c, p) == (1, 1) else None}
-                  for c in (1, 2) for p in (0, 1)]
+    comparisons = [
+        {
+            "id": f"c{i}" * 16,
+            "created_at": when,
+            "lineup": "demo",
+            "mode": "arena",
+            "session_id": "s",
+            "turn": 0,
+            "parent_id": None,
+            "system_prompt": "Be brief.",
+            "prompt": "Why?",
+            "n_responses": 2,
+        }
+        for i in (1, 2)
+    ]
+    responses = [
+        {
+            "id": f"r{c}{p}" * 8,
+            "comparison_id": f"c{c}" * 16,
+            "position": p,
+            "contender": "xy"[p],
+            "weights_id": "org/m",
+            "weights_revision": None,
+            "messages": [{"role": "user", "content": "Why?"}],
+            "prompt_rendered": "[INST] Why? [/INST]",
+            "params": {"temperature": 0.7},
+            "seed": 2**40 + p,
+            "text": f"answer {c}{p}",
+            "finish_reason": "stop",
+            "error": None,
+            "prompt_tokens": 5,
+            "completion_tokens": 3,
+            "time_to_first_token_s": 0.05,
+            "duration_s": 0.5,
+            "tokens_per_s": 6.0,
+            "created_at": when,
+        }
+        for c in (1, 2)
+        for p in (0, 1)
+    ]
+    ratings = [
+        {
+            "id": "a1" * 16,
+            "comparison_id": "c1" * 16,
+            "created_at": when,
+            "kind": "pairwise",
+            "choice": "b",
+            "strength": "better",
+            "comment": "y is rude",
+            "blind": True,
+        },
+        {
+            "id": "a2" * 16,
+            "comparison_id": "c2" * 16,
+            "created_at": when,
+            "kind": "scores",
+            "choice": None,
+            "strength": None,
+            "comment": None,
+            "blind": False,
+        },
+    ]
+    judgements = [
+        {
+            "rating_id": f"a{c}" * 16,
+            "response_id": f"r{c}{p}" * 8,
+            "score": None if c == 1 else 5 - 3 * p,
+            "unsafe": (c, p) == (1, 1),
+            "unsafe_reason": "rude" if (c, p) == (1, 1) else None,
+        }
+        for c in (1, 2)
+        for p in (0, 1)
+    ]
     with engine.begin() as connection:
         for table, rows in zip(TABLES, (comparisons, responses, ratings, judgements)):
             connection.execute(insert(tables.tables[table]), rows)
@@ -337,13 +447,17 @@ def _dump(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     tables = MetaData()
     tables.reflect(engine, only=TABLES)
     with engine.connect() as connection:
-        return {name: [dict(row._mapping) for row in connection.execute(
-                    select(table).order_by(*table.primary_key.columns))]
-                for name, table in ((n, tables.tables[n]) for n in TABLES)}
+        return {
+            name: [dict(row._mapping) for row in connection.execute(select(table).order_by(*table.primary_key.columns))]
+            for name, table in ((n, tables.tables[n]) for n in TABLES)
+        }
 
 
-def _assert_rows_kept(before: dict[str, list[dict[str, Any]]], after: dict[str, list[dict[str, Any]]],
-                      new_columns: dict[str, dict[str, Any]]) -> None:
+def _assert_rows_kept(
+    before: dict[str, list[dict[str, Any]]],
+    after: dict[str, list[dict[str, Any]]],
+    new_columns: dict[str, dict[str, Any]],
+) -> None:
     """Every row is still there with its old values, and the new columns hold what old rows get."""
     for table in TABLES:
         added = new_columns.get(table, {})
@@ -373,8 +487,16 @@ def _continue_a_shared_history(database: Any, parent_id: str, preferred_id: str)
     """The new columns work: a second turn continues from a stored answer; returns its id."""
     with database.session() as session:
         parent = get_comparison(session, parent_id)
-        record = ComparisonRecord(lineup="demo", session_id=parent.session_id, prompt="And then?", n_responses=2,
-                                  turn=1, parent_id=parent_id, history="shared", continued_from=preferred_id)
+        record = ComparisonRecord(
+            lineup="demo",
+            session_id=parent.session_id,
+            prompt="And then?",
+            n_responses=2,
+            turn=1,
+            parent_id=parent_id,
+            history="shared",
+            continued_from=preferred_id,
+        )
         add_comparison(session, record)
     with database.session() as session:
         stored = get_comparison(session, record.id)

@@ -20,8 +20,18 @@ from tests.servers import free_port
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("concurrency-data")
-    argv = ["--data-dir", str(data_dir), "--port", str(free_port()), "--max-concurrent", "4",
-            "--model", "org/one", "--model", "org/two"]
+    argv = [
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(free_port()),
+        "--max-concurrent",
+        "4",
+        "--model",
+        "org/one",
+        "--model",
+        "org/two",
+    ]
     settings = settings_from(argv, {})
     with create_app(settings, streamer=words_streamer(delay=0.02), log=lambda m: None) as app:
         yield settings, app
@@ -60,7 +70,7 @@ def test_each_comparison_starts_with_an_empty_form_and_refuses_an_old_one(served
     client.predict(*rate_args(old, "a", "better", (False, True), ("", "rude"), "first turn"), api_name="/rate")
     job = client.submit("second question", "", old, api_name="/ask")
     updates = list(job)
-    form = updates[0][3 * 2 + 4:]  # after the chatbots, stats, parameters, hint, heading, token, continue
+    form = updates[0][3 * 2 + 4 :]  # after the chatbots, stats, parameters, hint, heading, token, continue
     assert list(form[:7]) == [None, None, False, False, "", "", ""]  # verdict, strength, flags, reasons, comment
     assert form[7] == ""  # the last thank-you is gone
     second = job.result()
@@ -68,10 +78,12 @@ def test_each_comparison_starts_with_an_empty_form_and_refuses_an_old_one(served
         client.predict(*rate_args(old, "a", "better", (False, True), ("", "rude"), "first turn"), api_name="/rate")
     client.predict(*rate_args(token_of(second), "tie"), api_name="/rate")
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
-        rows = db.execute("SELECT c.prompt, r.choice, r.strength, r.comment, "
-                          "(SELECT count(*) FROM answer_judgements j WHERE j.rating_id = r.id AND j.unsafe) "
-                          "FROM ratings r JOIN comparisons c ON c.id = r.comparison_id "
-                          "WHERE c.prompt IN ('first question', 'second question') ORDER BY r.created_at").fetchall()
+        rows = db.execute(
+            "SELECT c.prompt, r.choice, r.strength, r.comment, "
+            "(SELECT count(*) FROM answer_judgements j WHERE j.rating_id = r.id AND j.unsafe) "
+            "FROM ratings r JOIN comparisons c ON c.id = r.comparison_id "
+            "WHERE c.prompt IN ('first question', 'second question') ORDER BY r.created_at"
+        ).fetchall()
     assert rows == [("first question", "a", "better", "first turn", 1), ("second question", "tie", None, None, 0)]
 
 
@@ -103,8 +115,18 @@ def saturated(tmp_path):
             release.wait(120)
         yield from answer(contender, messages, params, stop=stop, seed=seed)
 
-    argv = ["--data-dir", str(tmp_path), "--port", str(free_port()), "--max-concurrent", "1",
-            "--model", "org/one", "--model", "org/two"]
+    argv = [
+        "--data-dir",
+        str(tmp_path),
+        "--port",
+        str(free_port()),
+        "--max-concurrent",
+        "1",
+        "--model",
+        "org/one",
+        "--model",
+        "org/two",
+    ]
     settings = settings_from(argv, {})
     with create_app(settings, streamer=held, log=lambda m: None):
         yield settings, release, streaming

@@ -52,8 +52,16 @@ def test_plot_ticks_stay_few_however_far_ratings_spread():
 def served(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tabs-data")
     # Behind a trusted proxy, so that tests can speak from several addresses (X-Forwarded-For).
-    argv = ["--data-dir", str(data_dir), "--port", str(free_port()), "--admin", "--leaderboard-rounds", "20",
-            "--trusted-proxy"]
+    argv = [
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(free_port()),
+        "--admin",
+        "--leaderboard-rounds",
+        "20",
+        "--trusted-proxy",
+    ]
     settings = settings_from(argv, {"PLAYGROUND_ADMIN_TOKEN": TOKEN})
     app = create_app(settings, streamer=words_streamer(), log=lambda m: None)
     # Seed blind ratings through the core, as arena visitors would.
@@ -92,8 +100,9 @@ def test_admin_export_needs_the_token_and_its_link_works_once(served, tmp_path):
         urllib.request.urlopen(f"{url}playground-export/{'A' * 43}", timeout=30)
     assert guessed.value.code == 404
     with pytest.raises(AppError, match="is not an ISO date or time: write it like 2026-11-01"):
-        client.predict(TOKEN, "dpo", ".jsonl", "yesterday", "", "", "any", False, False, False, True,
-                       api_name="/admin_export")
+        client.predict(
+            TOKEN, "dpo", ".jsonl", "yesterday", "", "", "any", False, False, False, True, api_name="/admin_export"
+        )
 
 
 def test_the_database_file_is_not_served(served):

@@ -42,8 +42,15 @@ def test_every_parameter_endpoint_refuses_what_no_slider_sends(app):
         for name, values in BAD.items():
             assert not call(url, fn_index, values, session)["success"], (fn_index, name)
         for literal in ("NaN", "Infinity", "-Infinity", "1e999"):  # not JSON, but a script can send it
-            body = json.dumps({"data": [True, 0.5, 0.9, 40, 1.1, 128], "fn_index": fn_index,
-                               "session_hash": session, "event_data": None, "trigger_id": None})
+            body = json.dumps(
+                {
+                    "data": [True, 0.5, 0.9, 40, 1.1, 128],
+                    "fn_index": fn_index,
+                    "session_hash": session,
+                    "event_data": None,
+                    "trigger_id": None,
+                }
+            )
             with httpx.Client(timeout=30) as http:
                 joined = join(http, url, fn_index, [], body=body.replace("0.5", literal, 1))
                 if joined.status_code == 200:  # accepted for the queue: the handler must refuse it
@@ -54,8 +61,11 @@ def test_every_parameter_endpoint_refuses_what_no_slider_sends(app):
     assert call(url, setters[0], SOUND, session)["success"]
     assert call(url, ask, ["with sound values", "", form_token(first["data"])], session)["success"]
     with sqlite3.connect(settings.data_dir / "feedback.sqlite3") as db:
-        params = [json.loads(row[0]) for row in db.execute("SELECT params FROM responses r JOIN comparisons c ON "
-                                                           "c.id = r.comparison_id ORDER BY c.created_at")]
+        params = [
+            json.loads(row[0])
+            for row in db.execute(
+                "SELECT params FROM responses r JOIN comparisons c ON c.id = r.comparison_id ORDER BY c.created_at"
+            )
+        ]
     assert all(isinstance(p["temperature"], float) and not isinstance(p["top_p"], bool) for p in params)
     assert params[-1]["temperature"] == 0.5 and params[-1]["max_new_tokens"] == 128
-

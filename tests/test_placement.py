@@ -327,8 +327,15 @@ def test_a_lineup_that_cannot_fit_is_refused_with_the_numbers(llama2):
 
 
 def tiny(**overrides) -> LlamaConfig:
-    settings = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-                    num_key_value_heads=2, vocab_size=1000, max_position_embeddings=256)
+    settings = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=1000,
+        max_position_embeddings=256,
+    )
     return LlamaConfig(**{**settings, **overrides})
 
 
@@ -377,8 +384,15 @@ def test_a_planned_disk_offload_loads_and_answers_like_a_plain_load(tmp_path):
 def test_format_plan_is_a_table_with_warnings_below(plans):
     text = format_plan(plans["2x80GiB"])
     header = text.splitlines()[1]
-    for column in ("model", "dtype/quant", "weights GiB", "KV-cache GiB", "GPUs", "decoder layers per device",
-                   "spare GiB"):
+    for column in (
+        "model",
+        "dtype/quant",
+        "weights GiB",
+        "KV-cache GiB",
+        "GPUs",
+        "decoder layers per device",
+        "spare GiB",
+    ):
         assert column in header
     rows = text.splitlines()[2:5]
     assert [row.split()[:2] for row in rows] == [[S7, "float16"], [S13, "float16"], [S70, "int8"]]

@@ -99,9 +99,22 @@ USER, ANSWER = {"role": "user", "content": "Hi"}, {"role": "assistant", "content
         ([{"role": "system", "content": "A"}, {"role": "system", "content": "B"}], ["messages[1]", "system"]),
     ],
     ids=[
-        "empty", "string", "single-dict", "not-a-dict", "no-role", "no-content", "unknown-role",
-        "none-content", "int-content", "image-part", "system-not-first", "two-users", "starts-with-assistant",
-        "ends-with-assistant", "only-system", "two-systems",
+        "empty",
+        "string",
+        "single-dict",
+        "not-a-dict",
+        "no-role",
+        "no-content",
+        "unknown-role",
+        "none-content",
+        "int-content",
+        "image-part",
+        "system-not-first",
+        "two-users",
+        "starts-with-assistant",
+        "ends-with-assistant",
+        "only-system",
+        "two-systems",
     ],
 )
 def test_validate_rejects_with_helpful_message(messages: object, expected_fragments: list[str]) -> None:
@@ -121,9 +134,7 @@ def test_llama2_text_single_turn() -> None:
 
 
 def test_llama2_text_single_turn_with_system() -> None:
-    assert llama2_prompt_text(WITH_SYSTEM) == (
-        "<s>[INST] <<SYS>>\nYou are assistant.\n<</SYS>>\n\nhello [/INST]"
-    )
+    assert llama2_prompt_text(WITH_SYSTEM) == ("<s>[INST] <<SYS>>\nYou are assistant.\n<</SYS>>\n\nhello [/INST]")
 
 
 def test_llama2_text_multi_turn_with_system() -> None:
@@ -306,19 +317,73 @@ def test_llama2_ids_match_meta_reference(
 def test_llama2_ids_hard_coded(llama_tokenizer) -> None:
     # "[INST]" = ▁[ INST ], "[/INST]" = ▁[ / INST ]; "Hi" = ▁Hi.
     assert llama2_token_ids([{"role": "user", "content": "Hi"}], llama_tokenizer) == [
-        1, 518, 25580, 29962, 6324, 518, 29914, 25580, 29962,
+        1,
+        518,
+        25580,
+        29962,
+        6324,
+        518,
+        29914,
+        25580,
+        29962,
     ]
     # Ids that vLLM serving meta-llama/Llama-2-7b-chat-hf produced, recorded in a public chat-template test.
     hello = [1, 518, 25580, 29962, 22172, 518, 29914, 25580, 29962]
     assert llama2_token_ids(SINGLE, llama_tokenizer) == hello
     system_turn = [
-        1, 518, 25580, 29962, 3532, 14816, 29903, 6778, 13, 3492, 526, 20255, 29889, 13, 29966, 829, 14816,
-        29903, 6778, 13, 13, 12199, 518, 29914, 25580, 29962,
+        1,
+        518,
+        25580,
+        29962,
+        3532,
+        14816,
+        29903,
+        6778,
+        13,
+        3492,
+        526,
+        20255,
+        29889,
+        13,
+        29966,
+        829,
+        14816,
+        29903,
+        6778,
+        13,
+        13,
+        12199,
+        518,
+        29914,
+        25580,
+        29962,
     ]
     assert llama2_token_ids(WITH_SYSTEM, llama_tokenizer) == system_turn
     assert llama2_token_ids(MULTI_TURN, llama_tokenizer) == system_turn + [
-        920, 508, 306, 1371, 366, 29973, 29871, 2,
-        1, 518, 25580, 29962, 920, 1568, 338, 29871, 29906, 29974, 29906, 29973, 518, 29914, 25580, 29962,
+        920,
+        508,
+        306,
+        1371,
+        366,
+        29973,
+        29871,
+        2,
+        1,
+        518,
+        25580,
+        29962,
+        920,
+        1568,
+        338,
+        29871,
+        29906,
+        29974,
+        29906,
+        29973,
+        518,
+        29914,
+        25580,
+        29962,
     ]
 
 
@@ -445,9 +510,7 @@ def test_chat_template_has_exactly_one_bos() -> None:
     tokenizer = _tiny_tokenizer()
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     rendered = render_prompt("chat_template", TINY_CHAT, tokenizer)
-    assert rendered.text == (
-        "<s>[system] be brief [user] hi [assistant] hello there </s>[user] hi there [assistant]"
-    )
+    assert rendered.text == ("<s>[system] be brief [user] hi [assistant] hello there </s>[user] hi there [assistant]")
     assert rendered.input_ids == (bos, 1, 4, 5, 2, 6, 3, 7, 8, eos, 2, 6, 8, 3)
     assert rendered.input_ids.count(bos) == 1
     assert tokenizer.encode(rendered.text, add_special_tokens=False) == list(rendered.input_ids)
@@ -467,10 +530,7 @@ def test_chat_template_missing_is_an_error() -> None:
 
 
 def test_chat_template_that_refuses_is_an_error() -> None:
-    refusing = (
-        "{% if messages[0]['role'] == 'system' %}"
-        "{{ raise_exception('System role not supported') }}{% endif %}"
-    )
+    refusing = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
     with pytest.raises(PromptError, match="System role not supported"):
         render_prompt("chat_template", TINY_CHAT, _tiny_tokenizer(chat_template=refusing + TINY_TEMPLATE))
 

@@ -53,8 +53,11 @@ def unescaped_tags(markdown: str) -> list[str]:
         if not fenced:
             outside.append(line)
     text = "\n".join(outside)
-    return [text[i:i + 12] for i in range(len(text)) if text[i] == "<" and (i == 0 or text[i - 1] != "\\")
-            and not _in_code_span(text, i)]
+    return [
+        text[i : i + 12]
+        for i in range(len(text))
+        if text[i] == "<" and (i == 0 or text[i - 1] != "\\") and not _in_code_span(text, i)
+    ]
 
 
 def _in_code_span(text: str, index: int) -> bool:
@@ -63,25 +66,31 @@ def _in_code_span(text: str, index: int) -> bool:
 
 @pytest.mark.parametrize("markup", HOSTILE_MARKUP)
 def test_markup_from_visitors_and_models_shows_as_text(markup):
-    for text in (markup, f"Sure! {markup} Anything else?", f"- item\n  {markup}\n\n> {markup}",
-                 f"| a | b |\n|---|---|\n| {markup} | x |"):
+    for text in (
+        markup,
+        f"Sure! {markup} Anything else?",
+        f"- item\n  {markup}\n\n> {markup}",
+        f"| a | b |\n|---|---|\n| {markup} | x |",
+    ):
         shown = shown_as_text(text)
         assert unescaped_tags(shown) == [], shown
         assert shown.replace("&lt;", "<") == text  # only the `<` changed: the person sees what was written
 
 
 def test_code_stays_as_written_and_doubtful_code_is_escaped():
-    code = "```html\n<a href=\"javascript:x\">in a fence</a>\n```"
+    code = '```html\n<a href="javascript:x">in a fence</a>\n```'
     assert shown_as_text(code) == code
     assert shown_as_text("Use `<div>` for blocks, and `a<b` too") == "Use `<div>` for blocks, and `a<b` too"
     assert shown_as_text(r"escaped \<b> stays") == r"escaped \<b> stays"
     # Where marked could see the backticks otherwise, nothing is taken for code.
-    for doubtful in ("http://a.example/`<svg/onload=x>`",  # an autolink takes the first backtick
-                     '[a](/u " `")<svg>` ")',  # a link's title takes it
-                     "x` `<svg>` `",  # the first run pairs with the second
-                     "`a\n- b` x `<svg>`",  # a list item splits the paragraph
-                     "| `a|<svg>` |",  # a table cell ends at the pipe
-                     "~~a`~~<svg>`"):  # strikethrough takes it
+    for doubtful in (
+        "http://a.example/`<svg/onload=x>`",  # an autolink takes the first backtick
+        '[a](/u " `")<svg>` ")',  # a link's title takes it
+        "x` `<svg>` `",  # the first run pairs with the second
+        "`a\n- b` x `<svg>`",  # a list item splits the paragraph
+        "| `a|<svg>` |",  # a table cell ends at the pipe
+        "~~a`~~<svg>`",
+    ):  # strikethrough takes it
         assert "<svg" not in shown_as_text(doubtful), doubtful
     # A fence whose list may have ended, or a closing line parsers read differently: the rest is escaped.
     assert "<svg" not in shown_as_text("- item\n  ```\n<svg>\n  ```")
@@ -99,8 +108,11 @@ def test_prompts_of_only_invisible_characters_are_empty():
 def test_a_burst_from_one_visitor_stores_only_what_the_limit_allows(database):
     """60 asks at once from one visitor with a limit of 2 a minute: counted and stored in one step."""
     policy = VisitorPolicy(salt=b"0123456789abcdef", per_minute=2)
-    stored = burst(Playground(lineup(2), words_streamer(), database, rng=random.Random(0), visitors=policy),
-                   policy.key("203.0.113.1"), 60)
+    stored = burst(
+        Playground(lineup(2), words_streamer(), database, rng=random.Random(0), visitors=policy),
+        policy.key("203.0.113.1"),
+        60,
+    )
     assert stored == 2
 
 
@@ -110,8 +122,9 @@ def test_a_burst_on_postgresql_stores_only_what_the_limit_allows(postgres_url):
     first, second = open_database(postgres_url), open_database(postgres_url)
     try:
         policy = VisitorPolicy(salt=b"0123456789abcdef", per_minute=3)
-        cores = [Playground(lineup(2), words_streamer(), db, rng=random.Random(0), visitors=policy)
-                 for db in (first, second)]
+        cores = [
+            Playground(lineup(2), words_streamer(), db, rng=random.Random(0), visitors=policy) for db in (first, second)
+        ]
         assert burst(cores, policy.key("203.0.113.2"), 40) == 3
     finally:
         first.dispose()
@@ -144,6 +157,7 @@ def burst(cores: Playground | list[Playground], visitor: str, asks: int) -> int:
         from sqlalchemy import func, select
 
         from feedback_db import Comparison
+
         return db.scalar(select(func.count()).select_from(Comparison).where(Comparison.visitor == visitor))
 
 
@@ -190,8 +204,9 @@ def test_open_streams_wait_for_a_page_that_joined_and_give_up_on_one_that_never_
 
 def limited_app(tmp_path_factory, *argv: str) -> App:
     """Limits as a public demo has them, from loopback without a trusted proxy."""
-    return paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two", *argv,
-                     streamer=words_streamer(delay=0.02))
+    return paced_app(
+        tmp_path_factory, "--model", "org/one", "--model", "org/two", *argv, streamer=words_streamer(delay=0.02)
+    )
 
 
 def ask_index(url: str) -> int:
@@ -204,8 +219,7 @@ def stored(settings) -> int:
 
 
 def test_a_null_form_token_is_a_wrong_one(tmp_path_factory):
-    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
-                   streamer=words_streamer()) as app:
+    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two", streamer=words_streamer()) as app:
         url, settings = app.url, app.settings
         client = Client(url, verbose=False)
         ask, rate = client._infer_fn_index("/ask", None), client._infer_fn_index("/rate", None)
@@ -229,15 +243,33 @@ def test_forwarded_for_from_loopback_is_ignored_without_a_trusted_proxy(tmp_path
 def spoofed_asks(url: str, ask: int, count: int) -> int:
     """Asks, one after another, each with a new made-up X-Forwarded-For; how many were answered."""
     # As an attacker on the same host, or behind a proxy that passes the header on, would send.
-    return sum(call(url, ask, [f"spoofed {n}", "", ""], uuid.uuid4().hex[:11],
-                    headers={"X-Forwarded-For": f"198.51.100.{n + 1}"})["success"] for n in range(count))
+    return sum(
+        call(
+            url,
+            ask,
+            [f"spoofed {n}", "", ""],
+            uuid.uuid4().hex[:11],
+            headers={"X-Forwarded-For": f"198.51.100.{n + 1}"},
+        )["success"]
+        for n in range(count)
+    )
 
 
 def test_abandoned_asks_never_generate(tmp_path_factory):
     """30 asks joined from distinct sessions that never open their event stream are dropped before they
     generate; a page that reads its stream is then served at once."""
-    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
-                   "--max-concurrent", "2", "--queue-size", "40", streamer=words_streamer(delay=0.01)) as app:
+    with paced_app(
+        tmp_path_factory,
+        "--model",
+        "org/one",
+        "--model",
+        "org/two",
+        "--max-concurrent",
+        "2",
+        "--queue-size",
+        "40",
+        streamer=words_streamer(delay=0.01),
+    ) as app:
         url, settings = app.url, app.settings
         ask = Client(url, verbose=False)._infer_fn_index("/ask", None)
         with httpx.Client(timeout=30) as http:
@@ -257,10 +289,12 @@ def test_one_visitor_holds_one_running_and_one_waiting_ask(tmp_path_factory):
         refused = [a for a in answers if a.status_code == 422]
         assert [a.status_code for a in answers] == [200, 200, 422, 422, 422, 422]
         assert all("running or waiting already" in a.text for a in refused)
+
         # The two admitted asks were never read: dropped once their grace passed, and their places given back.
         def answered() -> dict | None:
             answer = call(url, ask, ["Is anyone there?", "", ""], uuid.uuid4().hex[:11], timeout=120)
             return None if "running or waiting already" in refusal(answer) else answer
+
         answer = until(answered, 30, every_s=0.2, what="the abandoned asks to give their places back")
         assert answer["success"], answer
         assert stored(settings) == 1
@@ -278,14 +312,18 @@ def test_the_page_may_be_framed_only_by_a_space(tmp_path_factory):
 
 def test_your_data_needs_the_address_as_well_as_the_session(tmp_path_factory):
     """A session hash travels in URLs; from another address it neither shows nor deletes what was asked."""
-    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two",
-                   "--trusted-proxy", streamer=words_streamer()) as app:
+    with paced_app(
+        tmp_path_factory, "--model", "org/one", "--model", "org/two", "--trusted-proxy", streamer=words_streamer()
+    ) as app:
         url, settings = app.url, app.settings
         client = Client(url, verbose=False)
         ask, mine = client._infer_fn_index("/ask", None), client._infer_fn_index("/my_data", None)
         delete = client._infer_fn_index("/delete_my_session", None)
-        session, home, elsewhere = uuid.uuid4().hex[:11], {"X-Forwarded-For": "203.0.113.7"}, {
-            "X-Forwarded-For": "198.51.100.8"}
+        session, home, elsewhere = (
+            uuid.uuid4().hex[:11],
+            {"X-Forwarded-For": "203.0.113.7"},
+            {"X-Forwarded-For": "198.51.100.8"},
+        )
         assert call(url, ask, ["my private question", "", ""], session, headers=home)["success"]
         seen = call(url, mine, [], session, headers=elsewhere)["data"][0]
         assert "private" not in seen and "1 more comparison of this session was asked from another" in seen
@@ -305,8 +343,19 @@ def test_sessions_that_never_ask_leave_nothing_behind(tmp_path_factory):
     from playground.server import create_app
     from tests.servers import free_port
 
-    settings = settings_from(["--data-dir", str(tmp_path_factory.mktemp("sessions")), "--port", str(free_port()),
-                              "--model", "org/one", "--model", "org/two"], {})
+    settings = settings_from(
+        [
+            "--data-dir",
+            str(tmp_path_factory.mktemp("sessions")),
+            "--port",
+            str(free_port()),
+            "--model",
+            "org/one",
+            "--model",
+            "org/two",
+        ],
+        {},
+    )
     settings = replace(settings, unasked_ttl_s=0.5)
     with create_app(settings, streamer=words_streamer(), log=lambda m: None) as app:
         url, demo = app.url, app.demo

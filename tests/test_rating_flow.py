@@ -78,8 +78,7 @@ def test_requests_without_a_token_still_run_one_at_a_time(database):
                 before = {r.contender: r for r in responses_of(db, parent.id)}
                 for answer in answers:
                     previous = before[answer.contender]
-                    assert answer.messages[:-1] == previous.messages + [
-                        {"role": "assistant", "content": previous.text}]
+                    assert answer.messages[:-1] == previous.messages + [{"role": "assistant", "content": previous.text}]
             current = parent
         assert [c.turn for c in reversed(chain)] == list(range(len(chain)))
         assert count_rows(db)["comparisons"] == len(chain) == len(ran) + 3
@@ -146,8 +145,11 @@ def test_shared_history_continues_every_pane_from_the_preferred_answer(database)
     first_id, continued, chosen = conversation.comparison_id, winner.response_id, winner.text
     calls.clear()
     run(core, conversation, "second")
-    expected = [{"role": "user", "content": "first"}, {"role": "assistant", "content": chosen},
-                {"role": "user", "content": "second"}]
+    expected = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": chosen},
+        {"role": "user", "content": "second"},
+    ]
     assert [messages for _, messages, _, _ in calls] == [expected, expected]
     assert all(p.history == expected[:2] for p in conversation.panes)
     # A tie continues from the first answer unless the person picks another.
@@ -183,26 +185,31 @@ def test_three_answers_can_be_ranked_with_ties(database):
         rating = rating_of(db, conversation.comparison_id)
         assert rating.kind == "ranking"
         assert {j.response.position: (j.rank, j.unsafe) for j in rating.judgements} == {
-            0: (2, False), 1: (1, False), 2: (2, True)}
+            0: (2, False),
+            1: (1, False),
+            2: (2, True),
+        }
 
 
 def test_form_rules():
     assert vote_from_form(2, RatingForm(choice="tie", strength="better")) == Vote(choice="tie")  # no strength
     assert vote_from_form(2, RatingForm(choice="a")) == Vote(choice="a")  # a quick vote
-    assert vote_from_form(2, RatingForm(choice="b", strength="slightly_better", unsafe=[True, False],
-                                        reasons=[" rude ", "x"], comment="  ")) == Vote(
-        choice="b", strength="slightly_better", unsafe={0: "rude"})
+    assert vote_from_form(
+        2,
+        RatingForm(choice="b", strength="slightly_better", unsafe=[True, False], reasons=[" rude ", "x"], comment="  "),
+    ) == Vote(choice="b", strength="slightly_better", unsafe={0: "rude"})
     assert vote_from_form(3, RatingForm(scores=[5, "3", None], method="scores")).scores == {0: 5, 1: 3}
     for n, form, message in (
-            (2, RatingForm(), "pick a verdict"),
-            (2, RatingForm(choice="A is better"), "not one of"),
-            (2, RatingForm(choice="a", strength=True), "not one of"),
-            (3, RatingForm(scores=[6, 1, 1]), "must be one of 1, 2, 3, 4, 5"),
-            (3, RatingForm(scores=[True, 1, 1]), "must be one of"),
-            (3, RatingForm(method="ranking", ranks=[None, None, None]), "give each answer a rank"),
-            (3, RatingForm(method="ranking", ranks=[1, 4, 2]), "must be one of 1, 2, 3"),
-            (3, RatingForm(method="elo"), "not one of"),
-            (2, RatingForm(choice="a", comment=["x"]), "must be text")):
+        (2, RatingForm(), "pick a verdict"),
+        (2, RatingForm(choice="A is better"), "not one of"),
+        (2, RatingForm(choice="a", strength=True), "not one of"),
+        (3, RatingForm(scores=[6, 1, 1]), "must be one of 1, 2, 3, 4, 5"),
+        (3, RatingForm(scores=[True, 1, 1]), "must be one of"),
+        (3, RatingForm(method="ranking", ranks=[None, None, None]), "give each answer a rank"),
+        (3, RatingForm(method="ranking", ranks=[1, 4, 2]), "must be one of 1, 2, 3"),
+        (3, RatingForm(method="elo"), "not one of"),
+        (2, RatingForm(choice="a", comment=["x"]), "must be text"),
+    ):
         with pytest.raises(FormError, match=message):
             vote_from_form(n, form)
     assert preferred_position(Vote(choice="b"), 2) == 1
@@ -247,8 +254,10 @@ def test_busy_conversations_are_not_evicted_and_unload_stops_their_streams(datab
 
 
 def test_the_core_loads_without_torch():
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
-            "import playground.comparison, playground.conversations, playground.voting, playground.view\n"
-            "import tests.test_comparison\nprint('ok')")
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "import playground.comparison, playground.conversations, playground.voting, playground.view\n"
+        "import tests.test_comparison\nprint('ok')"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -31,15 +31,23 @@ def test_first_screen_has_the_two_commands():
 
 
 def help_of(*command: str) -> str:
-    return subprocess.run([sys.executable, *command, "--help"], cwd=REPO, capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        [sys.executable, *command, "--help"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_every_option_in_the_readme_exists():
     app_help = help_of("app.py")
-    tools_help = "".join(help_of("-m", package, command) for package, command in (
-        ("models", "plan"), ("models", "prompt"), ("feedback_db", "export"), ("feedback_db", "leaderboard"),
-        ("feedback_db", "upgrade")))
+    tools_help = "".join(
+        help_of("-m", package, command)
+        for package, command in (
+            ("models", "plan"),
+            ("models", "prompt"),
+            ("feedback_db", "export"),
+            ("feedback_db", "leaderboard"),
+            ("feedback_db", "upgrade"),
+        )
+    )
     named = set(re.findall(r"`(--[a-z][a-z-]+)", TOLD_TEXT)) - {"--no-deps"}
     assert named, "the README names no options"
     missing = sorted(o for o in named if not re.search(rf"{o}\b", app_help + tools_help))
@@ -55,8 +63,11 @@ def test_every_option_in_the_readme_exists():
 
 
 def test_readme_environment_variables_are_read_by_the_code():
-    code = "".join(path.read_text(encoding="utf-8") for folder in ("models", "feedback_db", "playground", "tests")
-                   for path in (REPO / folder).rglob("*.py")) + (REPO / "app.py").read_text(encoding="utf-8")
+    code = "".join(
+        path.read_text(encoding="utf-8")
+        for folder in ("models", "feedback_db", "playground", "tests")
+        for path in (REPO / folder).rglob("*.py")
+    ) + (REPO / "app.py").read_text(encoding="utf-8")
     for variable in set(re.findall(r"`((?:PLAYGROUND|GRADIO)_[A-Z_]+)`", TOLD_TEXT)):
         assert f'"{variable}"' in code, f"the README names {variable}, which no code reads"
 
@@ -64,8 +75,13 @@ def test_readme_environment_variables_are_read_by_the_code():
 def test_models_prompt_command_in_readme_works(tmp_path):
     messages = tmp_path / "messages.json"
     messages.write_text('[{"role": "user", "content": "What is the capital of France?"}]')
-    run = subprocess.run([sys.executable, "-m", "models", "prompt", "--lineup", "llama2", "--messages",
-                          str(messages)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "models", "prompt", "--lineup", "llama2", "--messages", str(messages)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert "<s>[INST] <<SYS>>\nYou are a helpful, respectful and honest assistant." in run.stdout
     assert run.stdout.count("=====") == 6  # a header for each of the three contenders

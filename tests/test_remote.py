@@ -34,17 +34,29 @@ QUESTION = [{"role": "user", "content": "Tell me about the sky and the sea."}]
 
 @pytest.fixture(scope="module")
 def local_tiny(tiny_mha: Path) -> Iterator[LocalStreamer]:
-    loaded = load_weights(weights_from_reference(str(tiny_mha)), LoadOptions(dtype="float32", device_map="cpu"),
-                          log=lambda message: None)
+    loaded = load_weights(
+        weights_from_reference(str(tiny_mha)), LoadOptions(dtype="float32", device_map="cpu"), log=lambda message: None
+    )
     streamer = LocalStreamer({loaded.spec: loaded})
     yield streamer
     streamer.close()
 
 
-def remote(name: str, base_url: str, model: str, *, prompt_format: str = "chat_template",
-           params: GenerationParams = GREEDY, **endpoint) -> ContenderSpec:
-    return ContenderSpec(name=name, endpoint=EndpointSpec(base_url=base_url, model=model, **endpoint),
-                         prompt_format=prompt_format, params=params)
+def remote(
+    name: str,
+    base_url: str,
+    model: str,
+    *,
+    prompt_format: str = "chat_template",
+    params: GenerationParams = GREEDY,
+    **endpoint,
+) -> ContenderSpec:
+    return ContenderSpec(
+        name=name,
+        endpoint=EndpointSpec(base_url=base_url, model=model, **endpoint),
+        prompt_format=prompt_format,
+        params=params,
+    )
 
 
 def local(streamer: LocalStreamer, name: str = "local", prompt_format: str = "chat_template") -> ContenderSpec:
@@ -52,8 +64,9 @@ def local(streamer: LocalStreamer, name: str = "local", prompt_format: str = "ch
     return ContenderSpec(name=name, weights=weights, prompt_format=prompt_format, params=GREEDY)
 
 
-def answer(streamer, contender: ContenderSpec, messages=QUESTION, *, stop: threading.Event | None = None,
-           after_deltas=None) -> tuple[list, GenerationResult | StreamFailure]:
+def answer(
+    streamer, contender: ContenderSpec, messages=QUESTION, *, stop: threading.Event | None = None, after_deltas=None
+) -> tuple[list, GenerationResult | StreamFailure]:
     """Every event of one stream, and its GenerationResult or the StreamFailure that ended it.
 
     `after_deltas(n)` runs after the n-th text delta: where a test stops, pauses or kills the server.
@@ -86,8 +99,9 @@ def ask(core: Playground, prompt: str = "Tell me about the sky and the sea."):
     return conversation, rows
 
 
-def test_chat_stream_equals_the_same_weights_here_and_is_stored_with_provenance(database, serve_tiny, local_tiny,
-                                                                                 tiny_mha):
+def test_chat_stream_equals_the_same_weights_here_and_is_stored_with_provenance(
+    database, serve_tiny, local_tiny, tiny_mha
+):
     there = remote("served", serve_tiny.base_url, str(tiny_mha))
     lineup = LineupSpec(name="mixed", contenders=(local(local_tiny), there))
     streamer = RoutedStreamer(local_tiny, RemoteStreamer([there]))
@@ -101,17 +115,27 @@ def test_chat_stream_equals_the_same_weights_here_and_is_stored_with_provenance(
     assert served.text and served.text == here.text
     assert served.prompt_tokens == here.prompt_tokens > 0
     assert served.completion_tokens == here.completion_tokens > 0
-    assert served.usage == {"prompt_tokens": served.prompt_tokens, "completion_tokens": served.completion_tokens,
-                            "total_tokens": served.prompt_tokens + served.completion_tokens}
+    assert served.usage == {
+        "prompt_tokens": served.prompt_tokens,
+        "completion_tokens": served.completion_tokens,
+        "total_tokens": served.prompt_tokens + served.completion_tokens,
+    }
     assert served.time_to_first_token_s > 0 and served.tokens_per_s > 0
-    assert (served.endpoint, served.served_model, served.weights_id) == (serve_tiny.base_url, str(tiny_mha),
-                                                                         str(tiny_mha))
+    assert (served.endpoint, served.served_model, served.weights_id) == (
+        serve_tiny.base_url,
+        str(tiny_mha),
+        str(tiny_mha),
+    )
     assert served.system_fingerprint is None  # transformers serve sends an empty one
     assert served.request["api"] == "chat/completions" and served.request["template"] == "server"
     body = served.request["body"]
     assert "messages" not in body and served.messages == QUESTION
-    assert (body["model"], body["max_tokens"], body["temperature"], body["seed"]) == (str(tiny_mha), 24, 0.0,
-                                                                                       served.seed)
+    assert (body["model"], body["max_tokens"], body["temperature"], body["seed"]) == (
+        str(tiny_mha),
+        24,
+        0.0,
+        served.seed,
+    )
     assert body["stream_options"] == {"include_usage": True}
     assert served.prompt_rendered == "" and served.finish_reason in ("stop", "length")
     assert (here.endpoint, here.request, here.usage) == (None, None, None)
@@ -121,9 +145,12 @@ def test_local_prompt_goes_to_completions_exactly_as_rendered_here(serve_tiny, l
     there = remote("served", serve_tiny.base_url, str(tiny_mha), prompt_format="llama2", prompt="local")
     streamer = RemoteStreamer([there])
     assert streamer.check() == {}
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there."},
-                {"role": "assistant", "content": "Hello! The sea is wide."},
-                {"role": "user", "content": "And the sky?"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi there."},
+        {"role": "assistant", "content": "Hello! The sea is wide."},
+        {"role": "user", "content": "And the sky?"},
+    ]
     events, result = answer(streamer, there, messages)
     _, reference = answer(local_tiny, local(local_tiny, prompt_format="llama2"), messages)
 
@@ -151,11 +178,15 @@ def test_stop_closes_the_connection_at_once_and_the_next_answer_works(serve_tiny
 
 def test_start_check_names_missing_models_and_unreachable_servers(serve_tiny, tiny_mha):
     refused = f"http://127.0.0.1:{free_port()}/v1"
-    streamer = RemoteStreamer([remote("fine", serve_tiny.base_url, str(tiny_mha)),
-                               remote("typo", serve_tiny.base_url, "tiny-typo"),
-                               remote("down", refused, "anything"),
-                               remote("keyless", serve_tiny.base_url, str(tiny_mha), api_key_env="NO_SUCH_KEY_VAR")],
-                              env={})
+    streamer = RemoteStreamer(
+        [
+            remote("fine", serve_tiny.base_url, str(tiny_mha)),
+            remote("typo", serve_tiny.base_url, "tiny-typo"),
+            remote("down", refused, "anything"),
+            remote("keyless", serve_tiny.base_url, str(tiny_mha), api_key_env="NO_SUCH_KEY_VAR"),
+        ],
+        env={},
+    )
     problems = streamer.check()
     assert sorted(problems) == ["down", "keyless", "typo"]
     assert f"has no model 'tiny-typo'; it serves '{tiny_mha}'" in problems["typo"]
@@ -196,12 +227,15 @@ def test_a_connect_timeout_is_named():
         _, failure = answer(RemoteStreamer([slow]), slow)
         for filler in fillers:
             filler.close()
-    assert str(failure) == (f"The server at {url} did not accept the connection within 0.5 s (connect_timeout_s): "
-                            "is the address right, and is it up?")
+    assert str(failure) == (
+        f"The server at {url} did not accept the connection within 0.5 s (connect_timeout_s): "
+        "is the address right, and is it up?"
+    )
 
 
-def test_a_silent_server_then_a_dead_one_end_one_pane_and_keep_the_partial_answer(database, local_tiny, tiny_gqa,
-                                                                                   tmp_path):
+def test_a_silent_server_then_a_dead_one_end_one_pane_and_keep_the_partial_answer(
+    database, local_tiny, tiny_gqa, tmp_path
+):
     server = transformers_serve(tiny_gqa, tmp_path / "serve.log")
     try:
         there = remote("served", server.base_url, str(tiny_gqa), params=LONG, chunk_timeout_s=1.0)
@@ -224,8 +258,10 @@ def test_a_silent_server_then_a_dead_one_end_one_pane_and_keep_the_partial_answe
         assert rows["local"].finish_reason in ("stop", "length") and rows["local"].text
         silent = rows["served"]
         assert silent.finish_reason == "error" and silent.text and silent.completion_tokens == 0
-        assert silent.error == (f"The server at {server.base_url} sent nothing for 1 s (chunk_timeout_s), so the "
-                                "answer was ended. The answer so far is kept.")
+        assert silent.error == (
+            f"The server at {server.base_url} sent nothing for 1 s (chunk_timeout_s), so the "
+            "answer was ended. The answer so far is kept."
+        )
         assert silent.served_model == str(tiny_gqa) and silent.request["api"] == "chat/completions"
         assert [p.status for p in conversation.panes if p.contender.name == "served"] == ["error"]
 
@@ -235,8 +271,10 @@ def test_a_silent_server_then_a_dead_one_end_one_pane_and_keep_the_partial_answe
         assert rows["local"].finish_reason in ("stop", "length")
         dead = rows["served"]
         assert dead.finish_reason == "error" and dead.text
-        assert dead.error == (f"The connection to the server at {server.base_url} broke in the middle of the answer "
-                              "(the server may have stopped or restarted). The answer so far is kept.")
+        assert dead.error == (
+            f"The connection to the server at {server.base_url} broke in the middle of the answer "
+            "(the server may have stopped or restarted). The answer so far is kept."
+        )
 
         _, rows = ask(core)  # the next comparison: the local pane answers, the remote one says why not
         assert rows["local"].finish_reason in ("stop", "length")
@@ -248,23 +286,28 @@ def test_a_silent_server_then_a_dead_one_end_one_pane_and_keep_the_partial_answe
 def test_stub_401_429_5xx_404_and_a_malformed_chunk(stub, database):
     needs_key = remote("needs-key", stub.base_url, "needs-key", api_key_env="STUB_KEY")
     _, failure = answer(RemoteStreamer([needs_key], env={"STUB_KEY": "wrong-key"}), needs_key)
-    assert str(failure) == (f"The server at {stub.base_url} refused the API key (HTTP 401: Invalid API key): "
-                            "check the key in STUB_KEY.")
+    assert str(failure) == (
+        f"The server at {stub.base_url} refused the API key (HTTP 401: Invalid API key): check the key in STUB_KEY."
+    )
     _, failure = answer(RemoteStreamer([needs_key], env={}), needs_key)
     assert "STUB_KEY" in str(failure) and "is not set" in str(failure)
 
     limited = remote("limited", stub.base_url, "limited")
     _, failure = answer(RemoteStreamer([limited]), limited)
-    assert str(failure) == (f"The server at {stub.base_url} is limiting requests (HTTP 429: Too many requests in "
-                            "flight); it asks to wait 7 s before trying again.")
+    assert str(failure) == (
+        f"The server at {stub.base_url} is limiting requests (HTTP 429: Too many requests in "
+        "flight); it asks to wait 7 s before trying again."
+    )
     overloaded = remote("overloaded", stub.base_url, "overloaded")
     _, failure = answer(RemoteStreamer([overloaded]), overloaded)
     assert str(failure) == f"The server at {stub.base_url} failed (HTTP 503): engine overloaded, 12 requests waiting."
     unknown = remote("unknown", stub.base_url, "llama-3-typo")
     _, failure = answer(RemoteStreamer([unknown]), unknown)
-    assert str(failure) == (f"The server at {stub.base_url} has no model 'llama-3-typo' or no such endpoint (HTTP "
-                            "404: The model `llama-3-typo` does not exist). Check the model name against its "
-                            "/v1/models and that base_url ends in /v1.")
+    assert str(failure) == (
+        f"The server at {stub.base_url} has no model 'llama-3-typo' or no such endpoint (HTTP "
+        "404: The model `llama-3-typo` does not exist). Check the model name against its "
+        "/v1/models and that base_url ends in /v1."
+    )
     malformed = remote("malformed", stub.base_url, "malformed")
     events, failure = answer(RemoteStreamer([malformed]), malformed)
     assert text_of(events) == "Hello there"
@@ -319,13 +362,17 @@ def test_the_embedded_model_on_transformers_serve_answers_as_it_does_here(embedd
     try:
         params = GREEDY.with_overrides(max_new_tokens=40)
         here = ContenderSpec(name="here", weights=WEIGHTS["smollm2-135m-instruct"], params=params)
-        loaded = load_weights(here.weights, LoadOptions(dtype="float32", device_map="cpu", cache_dir=embedded_cache),
-                              log=lambda message: None)
+        loaded = load_weights(
+            here.weights,
+            LoadOptions(dtype="float32", device_map="cpu", cache_dir=embedded_cache),
+            log=lambda message: None,
+        )
         local_streamer = LocalStreamer({here.weights: loaded})
         there = remote("there", server.base_url, str(folder), params=params)
         streamer = RoutedStreamer(local_streamer, RemoteStreamer([there]))
-        core = Playground(LineupSpec(name="embedded", contenders=(here, there)), streamer, database,
-                          rng=random.Random(0))
+        core = Playground(
+            LineupSpec(name="embedded", contenders=(here, there)), streamer, database, rng=random.Random(0)
+        )
         _, rows = ask(core, "What is the capital of France?")
         local_streamer.close()
     finally:

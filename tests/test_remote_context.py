@@ -32,8 +32,10 @@ def conversation(exchanges: int, question: str = "And tomorrow?") -> list[dict[s
     """A system prompt, `exchanges` long exchanges, and a new question."""
     messages = [SYSTEM]
     for n in range(exchanges):
-        messages += [{"role": "user", "content": f"Question {n}: tell me about the sky and the sea today."},
-                     {"role": "assistant", "content": f"Answer {n}: the sky is blue and the sea is calm today."}]
+        messages += [
+            {"role": "user", "content": f"Question {n}: tell me about the sky and the sea today."},
+            {"role": "assistant", "content": f"Answer {n}: the sky is blue and the sea is calm today."},
+        ]
     return messages + [{"role": "user", "content": question}]
 
 
@@ -111,9 +113,11 @@ def test_a_newest_message_too_long_for_the_context_is_refused_with_the_numbers(s
     events, failure = answer(streamer, small, conversation(2, "Describe the sea. " * 60))
     assert isinstance(failure, ContextTooLong)
     tokens = prompt_of(events).tokens
-    assert str(failure) == (f"the conversation is {tokens} tokens and the model's context is {SMALL_CONTEXT}, which "
-                            "leaves no room for an answer: shorten the message or the system prompt, or press Clear "
-                            "to start a new conversation")
+    assert str(failure) == (
+        f"the conversation is {tokens} tokens and the model's context is {SMALL_CONTEXT}, which "
+        "leaves no room for an answer: shorten the message or the system prompt, or press Clear "
+        "to start a new conversation"
+    )
     assert prompt_of(events).dropped_exchanges == 2  # every older exchange was tried away first
     assert stub.requests == []  # nothing was sent: the server would have refused it
 
@@ -129,10 +133,12 @@ def test_without_a_tokenizer_everything_is_sent_and_the_servers_refusal_is_told_
         f"The conversation and the answer's token limit do not fit the context of the server at {stub.base_url} "
         "(HTTP 400: This model's maximum context length is 4096 tokens. However, you requested 4352 tokens (4096 in "
         "the messages, 256 in the completion). Please reduce the length of the messages or completion): shorten the "
-        "message or press Clear to start a new conversation; if a new one fails too, lower max_new_tokens.")
+        "message or press Clear to start a new conversation; if a new one fails too, lower max_new_tokens."
+    )
     assert context_fitting(streamer, too_long) == (
         "long conversations are sent whole and its server's error is shown, since the lineup sets no "
-        "endpoint.tokenizer (weights whose tokenizer counts its tokens)")
+        "endpoint.tokenizer (weights whose tokenizer counts its tokens)"
+    )
 
 
 def test_the_start_says_which_piece_is_missing(stub: StubServer, counted):
@@ -144,15 +150,23 @@ def test_the_start_says_which_piece_is_missing(stub: StubServer, counted):
     assert context_fitting(streamer, fitted) == ""
     assert context_fitting(streamer, unlisted) == (
         "long conversations are sent whole and its server's error is shown, since the lineup sets no "
-        "endpoint.context_length (its server could not be asked)")
+        "endpoint.context_length (its server could not be asked)"
+    )
 
 
 @pytest.mark.parametrize("prompt", ["local", "server"])
 def test_the_count_here_equals_the_real_servers_usage_and_the_answer_fits(serve_tiny, tiny_mha, counted, prompt):
     spec, tokenizer = counted
-    contender = remote("served", serve_tiny.base_url, str(tiny_mha), tokenizer=spec, context_length=200,
-                       prompt=prompt, prompt_format="llama2" if prompt == "local" else "chat_template",
-                       params=GREEDY.with_overrides(max_new_tokens=1500))
+    contender = remote(
+        "served",
+        serve_tiny.base_url,
+        str(tiny_mha),
+        tokenizer=spec,
+        context_length=200,
+        prompt=prompt,
+        prompt_format="llama2" if prompt == "local" else "chat_template",
+        params=GREEDY.with_overrides(max_new_tokens=1500),
+    )
     streamer = RemoteStreamer([contender], tokenizers={spec: tokenizer})
     assert streamer.check() == {}
     events, result = answer(streamer, contender, conversation(8))
@@ -166,8 +180,7 @@ def test_the_count_here_equals_the_real_servers_usage_and_the_answer_fits(serve_
     assert result.completion_tokens <= limit and result.prompt_tokens + result.completion_tokens <= 200
 
 
-def test_the_pane_says_what_was_left_out_and_the_record_keeps_what_was_sent(stub: StubServer, counted,
-                                                                             database):
+def test_the_pane_says_what_was_left_out_and_the_record_keeps_what_was_sent(stub: StubServer, counted, database):
     spec, tokenizer = counted
     small = remote("small", stub.base_url, "small", tokenizer=spec)
     hello = remote("hello", stub.base_url, "hello")
@@ -189,5 +202,3 @@ def test_the_pane_says_what_was_left_out_and_the_record_keeps_what_was_sent(stub
     # The stub sends no usage: the prompt's length is the count made here, and the answer limit fits it.
     assert 0 < rows["small"].prompt_tokens <= SMALL_CONTEXT - rows["small"].request["body"]["max_tokens"]
     assert rows["hello"].prompt_tokens == 0  # not counted without a tokenizer
-
-

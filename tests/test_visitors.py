@@ -53,15 +53,19 @@ def test_the_salt_is_kept_private_in_the_data_folder_unless_given(tmp_path):
 
 
 def test_limits_refuse_with_the_numbers_and_count_each_visitor_alone(database):
-    core = Playground(lineup(2), words_streamer(), database, rng=random.Random(0),
-                      visitors=VisitorPolicy(salt=SALT, per_minute=2))
+    core = Playground(
+        lineup(2), words_streamer(), database, rng=random.Random(0), visitors=VisitorPolicy(salt=SALT, per_minute=2)
+    )
     one, other = core.visitors.key("203.0.113.5"), core.visitors.key("203.0.113.6")
     for n in range(2):
         session = core.new_conversation()
         for _ in core.ask(session, f"question {n}", visitor=one):
             pass
-    with pytest.raises(PlaygroundError, match="you have asked 2 questions in the last minute, and this demo takes "
-                                              "2 per minute from each visitor: please try again in a minute"):
+    with pytest.raises(
+        PlaygroundError,
+        match="you have asked 2 questions in the last minute, and this demo takes "
+        "2 per minute from each visitor: please try again in a minute",
+    ):
         core.check_can_ask(core.new_conversation(), "one more", "", one)
     with pytest.raises(PlaygroundError, match="asked 2 questions in the last minute"):
         list(core.ask(core.new_conversation(), "one more", visitor=one))
@@ -76,8 +80,22 @@ def test_limits_refuse_with_the_numbers_and_count_each_visitor_alone(database):
 
 @pytest.fixture()
 def limited_app(tmp_path):
-    settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
-                              "--model", "org/two", "--limit-per-minute", "1", "--trusted-proxy"], {})
+    settings = settings_from(
+        [
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            str(free_port()),
+            "--model",
+            "org/one",
+            "--model",
+            "org/two",
+            "--limit-per-minute",
+            "1",
+            "--trusted-proxy",
+        ],
+        {},
+    )
     app = create_app(settings, streamer=words_streamer(), log=lambda m: None)
     with app:
         yield settings, app.core
@@ -106,8 +124,7 @@ def test_the_launched_app_limits_each_visitor_by_the_address_it_sees(limited_app
 
 def test_the_hosted_profile_binds_every_interface_on_the_platforms_port_and_limits_visitors():
     hosted = settings_from(["--hosted"], {"PORT": "7861"})
-    assert (hosted.host, hosted.port, hosted.trusted_proxies, hosted.limit_in_flight) == (
-        "0.0.0.0", 7861, 1, 2)
+    assert (hosted.host, hosted.port, hosted.trusted_proxies, hosted.limit_in_flight) == ("0.0.0.0", 7861, 1, 2)
     assert (hosted.limit_per_minute, hosted.limit_per_day) == (6, 200)
     assert settings_from([], {"PLAYGROUND_HOSTED": "1", "GRADIO_SERVER_PORT": "8080"}).port == 8080
     custom = settings_from(["--hosted", "--limit-per-day", "50", "--port", "9000"], {"PORT": "7861"})
@@ -118,15 +135,21 @@ def test_the_hosted_profile_binds_every_interface_on_the_platforms_port_and_limi
     assert settings_from([], {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "8081"}).port == 8081
     assert settings_from([], {"GRADIO_SERVER_NAME": "0.0.0.0"}).host == "0.0.0.0"
     local = settings_from([], {})
-    assert (local.host, local.trusted_proxies, local.limit_per_minute, local.limit_per_day,
-            local.limit_in_flight) == ("127.0.0.1", 0, None, None, None)
+    assert (local.host, local.trusted_proxies, local.limit_per_minute, local.limit_per_day, local.limit_in_flight) == (
+        "127.0.0.1",
+        0,
+        None,
+        None,
+        None,
+    )
     assert settings_from(["--trusted-proxy"], {}).trusted_proxies == 1
     assert settings_from(["--trusted-proxy", "2", "--hosted"], {}).trusted_proxies == 2
 
 
 def test_comparisons_a_killed_server_left_unfinished_are_marked_at_the_next_start(tmp_path):
-    settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
-                              "--model", "org/two"], {})
+    settings = settings_from(
+        ["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one", "--model", "org/two"], {}
+    )
     app = create_app(settings, streamer=words_streamer(), log=lambda m: None)
     core = app.core
     finished = store_comparison(core.database, ["x", "y"])
@@ -150,13 +173,13 @@ def test_exports_leave_the_visitor_key_out_unless_the_admin_asks(database, tmp_p
     from feedback_db import ExportOptions
     from feedback_db.writers import export_to
 
-    core = Playground(lineup(2), words_streamer(), database, rng=random.Random(0),
-                      visitors=VisitorPolicy(salt=SALT))
+    core = Playground(lineup(2), words_streamer(), database, rng=random.Random(0), visitors=VisitorPolicy(salt=SALT))
     key = core.visitors.key("203.0.113.5")
     session = core.new_conversation()
     for _ in core.ask(session, "a question", visitor=key):
         pass
     from playground.voting import Vote
+
     core.rate(session, Vote(choice="a", strength="better"))
     plain, keyed = tmp_path / "plain.jsonl", tmp_path / "keyed.parquet"
     export_to(database, ExportOptions(format="dpo"), plain)

@@ -14,8 +14,13 @@ pytestmark = pytest.mark.slow
 
 
 def run_bench(*args: str) -> dict:
-    run = subprocess.run([sys.executable, "bench/visitors.py", "--tiny", "--json", *args], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "bench/visitors.py", "--tiny", "--json", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 

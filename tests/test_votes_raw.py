@@ -74,5 +74,5 @@ def test_the_last_snapshot_leaves_a_rating_begun_and_a_next_question_alone(app):
     # After the form token and the continue-from choice: two answers' rating form (verdict, strength,
     # 2 unsafe flags, 2 reasons, the comment), the rating status and the prompt box.
     data = final["data"]
-    untouched = data[data.index(form_token(data)) + 2:]
+    untouched = data[data.index(form_token(data)) + 2 :]
     assert len(untouched) == 9 and all(out == {"__type__": "update"} for out in untouched), untouched

@@ -40,8 +40,9 @@ def test_deleting_one_sessions_data_leaves_every_other_session_alone(any_db):
 
 @pytest.fixture()
 def app(tmp_path):
-    settings = settings_from(["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one",
-                              "--model", "org/two"], {})
+    settings = settings_from(
+        ["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one", "--model", "org/two"], {}
+    )
     with create_app(settings, streamer=words_streamer(), log=lambda m: None):
         yield settings
 
@@ -64,7 +65,8 @@ def test_a_visitor_sees_and_deletes_only_their_own_data_through_the_page(app):
     assert me.predict(api_name="/my_data") == "Nothing is stored about this session."
     with sqlite3.connect(app.data_dir / "feedback.sqlite3") as db:
         prompts = [row[0] for row in db.execute("SELECT prompt FROM comparisons")]
-        (ratings,), = db.execute("SELECT COUNT(*) FROM ratings")
-        (orphans,), = db.execute("SELECT COUNT(*) FROM responses WHERE comparison_id NOT IN "
-                                 "(SELECT id FROM comparisons)")
+        ((ratings,),) = db.execute("SELECT COUNT(*) FROM ratings")
+        ((orphans,),) = db.execute(
+            "SELECT COUNT(*) FROM responses WHERE comparison_id NOT IN (SELECT id FROM comparisons)"
+        )
     assert prompts == ["someone else's question"] and ratings == 1 and orphans == 0

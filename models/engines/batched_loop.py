@@ -175,8 +175,9 @@ class BatchedLoop:
             width = max(self._mask.shape[1], row.length)
             for batch_layer, new_layer in zip(self._cache.layers, cache.layers):
                 batch_layer.keys = torch.cat([_pad_left(batch_layer.keys, width), _pad_left(new_layer.keys, width)])
-                batch_layer.values = torch.cat([_pad_left(batch_layer.values, width),
-                                                _pad_left(new_layer.values, width)])
+                batch_layer.values = torch.cat(
+                    [_pad_left(batch_layer.values, width), _pad_left(new_layer.values, width)]
+                )
             new_mask = torch.ones(1, row.length, dtype=torch.long, device=self.device)
             self._mask = torch.cat([_pad_left(self._mask, width), _pad_left(new_mask, width)])
         self._rows.append(row)
@@ -190,8 +191,14 @@ class BatchedLoop:
         inputs = torch.tensor([[t] for t in self._next], device=self.device)  # (rows, 1)
         positions = torch.tensor([[r.length] for r in rows], device=self.device)  # (rows, 1)
         try:
-            out = self.model(input_ids=inputs, attention_mask=mask, position_ids=positions, cache=self._cache,
-                             use_cache=True, logits_to_keep=1)
+            out = self.model(
+                input_ids=inputs,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=self._cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         except Exception as error:  # the step failed (its cache may be half written): see _recover
             self._recover(error)
             return

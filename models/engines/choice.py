@@ -69,8 +69,9 @@ def plan_cache(loaded: LoadedWeights, sharing: int = 1, kv_cache_gib: float | No
     return CachePlan(tokens=max(stream, budget // per_token), bytes_per_token=per_token)
 
 
-def build_engines(loaded: Mapping[WeightsSpec, LoadedWeights],
-                  kv_cache_gib: float | None = None) -> dict[WeightsSpec, Engine]:
+def build_engines(
+    loaded: Mapping[WeightsSpec, LoadedWeights], kv_cache_gib: float | None = None
+) -> dict[WeightsSpec, Engine]:
     """One engine per loaded weights; CPU engines share the cores between them."""
     single = [w for w, item in loaded.items() if len(devices_of(item)) == 1]
     on_cpu = [w for w in single if loaded[w].input_device.type == "cpu"]
@@ -82,8 +83,9 @@ def build_engines(loaded: Mapping[WeightsSpec, LoadedWeights],
             continue
         sharing = sum(1 for w in single if loaded[w].input_device == item.input_device)
         plan = plan_cache(item, sharing, kv_cache_gib)
-        engines[weights] = ContinuousEngine(item.model, cache_tokens=plan.tokens,
-                                            threads=threads if weights in on_cpu else None)
+        engines[weights] = ContinuousEngine(
+            item.model, cache_tokens=plan.tokens, threads=threads if weights in on_cpu else None
+        )
     return engines
 
 

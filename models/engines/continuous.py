@@ -73,7 +73,7 @@ class _StreamChoice(ContinuousBatchingLogitsProcessor):
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         chosen = torch.full_like(scores, float("-inf"))  # (rows, vocab)
-        for i, (rid, sampler) in enumerate(self._rows[:scores.shape[0]]):
+        for i, (rid, sampler) in enumerate(self._rows[: scores.shape[0]]):
             try:
                 token = sampler(scores[i]) if sampler is not None else int(scores[i].argmax())
             except Exception as error:  # this stream's own choice failed: only it ends (its token is dropped)
@@ -87,14 +87,27 @@ class _StreamChoice(ContinuousBatchingLogitsProcessor):
 class ContinuousEngine:
     """Continuous batching over one model on one device, with our per-stream sampling."""
 
-    def __init__(self, model: torch.nn.Module, *, cache_tokens: int, max_batch_tokens: int = 256,
-                 max_requests: int = 32, threads: int | None = None, compile_level: int = 0) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        cache_tokens: int,
+        max_batch_tokens: int = 256,
+        max_requests: int = 32,
+        threads: int | None = None,
+        compile_level: int = 0,
+    ) -> None:
         self.model, self.device = model, model.device
         self.cache_tokens = max(PAGE_SIZE, cache_tokens // PAGE_SIZE * PAGE_SIZE)
         self.config = ContinuousBatchingConfig(
-            page_size=PAGE_SIZE, num_blocks=self.cache_tokens // PAGE_SIZE, max_batch_tokens=max_batch_tokens,
-            max_requests_per_batch=max_requests, use_async_batching=False, auto_switch_to_flash=False,
-            default_compile_level=compile_level)
+            page_size=PAGE_SIZE,
+            num_blocks=self.cache_tokens // PAGE_SIZE,
+            max_batch_tokens=max_batch_tokens,
+            max_requests_per_batch=max_requests,
+            use_async_batching=False,
+            auto_switch_to_flash=False,
+            default_compile_level=compile_level,
+        )
         self.threads = threads
         self._samplers: dict[str, TokenSampler] = {}
         self._queues: dict[str, queue.Queue] = {}
@@ -120,8 +133,11 @@ class ContinuousEngine:
         """The stream's token ids as they are chosen, then a Finished event."""
         needed = len(request.prompt_ids) + request.max_new_tokens
         if needed > self.capacity:
-            yield Finished("error", f"this stream needs {needed} tokens of cache (prompt {len(request.prompt_ids)} + "
-                                    f"answer {request.max_new_tokens}); the engine holds {self.capacity}")
+            yield Finished(
+                "error",
+                f"this stream needs {needed} tokens of cache (prompt {len(request.prompt_ids)} + "
+                f"answer {request.max_new_tokens}); the engine holds {self.capacity}",
+            )
             return
         if self._closed:
             yield Finished("stopped")
@@ -148,9 +164,13 @@ class ContinuousEngine:
             self._samplers[rid] = sampler
         sent, done = 0, False
         try:
-            added = manager.add_request([int(t) for t in (*request.prompt_ids, *answer)], request_id=rid,
-                                        max_new_tokens=request.max_new_tokens - len(answer), streaming=True,
-                                        eos_token_id=sorted(request.eos) or -1)
+            added = manager.add_request(
+                [int(t) for t in (*request.prompt_ids, *answer)],
+                request_id=rid,
+                max_new_tokens=request.max_new_tokens - len(answer),
+                streaming=True,
+                eos_token_id=sorted(request.eos) or -1,
+            )
             if added is None:
                 done = True
                 yield Finished("error", "the generation engine is not running; try again in a moment")
@@ -219,8 +239,10 @@ class ContinuousEngine:
             if self._manager is not None and self._manager.is_running():
                 return self._manager
             if self._manager is not None:  # it died of a fatal error: every stream in it has been told
-                log.error("continuous batching stopped (%r); restarting it",
-                          self._manager.background_thread_status.fatal_error)
+                log.error(
+                    "continuous batching stopped (%r); restarting it",
+                    self._manager.background_thread_status.fatal_error,
+                )
                 self._manager.stop(block=False)
             self._manager = self._start()
             return self._manager
@@ -228,11 +250,11 @@ class ContinuousEngine:
     def _start(self):
         eos = self.model.generation_config.eos_token_id
         config = GenerationConfig(do_sample=False, eos_token_id=eos if eos is not None else -1)
-        manager = self.model.init_continuous_batching(generation_config=config,
-                                                      continuous_batching_config=self.config)
+        manager = self.model.init_continuous_batching(generation_config=config, continuous_batching_config=self.config)
         # Our processor replaces whatever the manager built: sampling is per stream (see module docstring).
         processors = ContinuousBatchingLogitsProcessorList(
-            LogitsProcessorList([_StreamChoice(self._samplers, self._verdicts)]))
+            LogitsProcessorList([_StreamChoice(self._samplers, self._verdicts)])
+        )
         processors.tensors_required = 1
         manager.logit_processor = processors
         self._guard(manager)

@@ -66,6 +66,8 @@ def close_at_exit(engine: Engine) -> None:
 def failure_message(error: BaseException) -> str:
     """The plain sentence a pane shows when the engine fails on its stream (the traceback goes to the log)."""
     if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
-        return ("the model ran out of memory on this answer; the other answers went on. "
-                "Try a shorter conversation or fewer tokens")
+        return (
+            "the model ran out of memory on this answer; the other answers went on. "
+            "Try a shorter conversation or fewer tokens"
+        )
     return "the model failed on this answer; the other answers went on. Try again"

@@ -38,8 +38,9 @@ def logits_processors(params: GenerationParams) -> LogitsProcessorList:
 class TokenSampler:
     """One stream's next-token choice: processors over prompt + answer so far, then argmax or a draw."""
 
-    def __init__(self, prompt_ids: Sequence[int], params: GenerationParams, seed: int,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, prompt_ids: Sequence[int], params: GenerationParams, seed: int, device: torch.device | str = "cpu"
+    ) -> None:
         self.params, self.device = params, torch.device(device)
         self.processors = logits_processors(params)
         # Repetition penalty sees the whole prompt and answer, as in `generate`.

@@ -75,11 +75,13 @@ class _Endpoint(_Table):
     connect_timeout_s: float | None = Field(None, description="a number of seconds in (0, 3600]")
     chunk_timeout_s: float | None = Field(None, description="a number of seconds in (0, 3600]")
     extra_params: Annotated[list[str], AfterValidator(tuple)] | None = Field(
-        None, description=f"a list of {' and '.join(EXTRA_PARAMS)}")
+        None, description=f"a list of {' and '.join(EXTRA_PARAMS)}"
+    )
     # A TOML table sent as JSON text (EndpointSpec.extra_body): no TOML dates.
     extra_body: Annotated[dict[str, JsonValue], AfterValidator(partial(json.dumps, sort_keys=True))] | None = None
-    context_length: int | None = Field(None, description=f"a whole number of tokens from {MIN_CONTEXT} to "
-                                                         f"{MAX_CONTEXT}")
+    context_length: int | None = Field(
+        None, description=f"a whole number of tokens from {MIN_CONTEXT} to {MAX_CONTEXT}"
+    )
     tokenizer: Text | None = None
 
 
@@ -95,7 +97,8 @@ class _Contender(_Table):
     name: Text
     weights: Text | None = None
     context_length: Annotated[int, Field(ge=MIN_CONTEXT)] | None = Field(
-        None, description=f"a whole number of tokens, at least {MIN_CONTEXT}")
+        None, description=f"a whole number of tokens, at least {MIN_CONTEXT}"
+    )
     endpoint: _Endpoint | None = Field(None, description="a table with base_url and model")
     prompt_format: Literal["llama2", "chat_template"] = "chat_template"
     preset: str = Field("balanced", description="the name of a preset")
@@ -109,13 +112,25 @@ class _Lineup(_Table):
     contenders: list[_Contender] = Field([], description="a list of [[contenders]] tables")
 
 
-_MUST = {"string_type": "text", "string_too_short": "non-empty text", "int_type": "a whole number",
-         "float_type": "a number", "list_type": "a list", "dict_type": "a table", "model_type": "a table",
-         "invalid-json-value": "a JSON value (text, a number, a boolean, a list or a table)"}
+_MUST = {
+    "string_type": "text",
+    "string_too_short": "non-empty text",
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "invalid-json-value": "a JSON value (text, a number, a boolean, a list or a table)",
+}
 
 
-def load_lineup_file(path: str | Path, *, weights: Mapping[str, WeightsSpec], presets: Mapping[str, GenerationParams],
-                     resolve: Callable[[str], WeightsSpec]) -> LineupSpec:
+def load_lineup_file(
+    path: str | Path,
+    *,
+    weights: Mapping[str, WeightsSpec],
+    presets: Mapping[str, GenerationParams],
+    resolve: Callable[[str], WeightsSpec],
+) -> LineupSpec:
     """Read and check one lineup file.
 
     `weights` are the named weights a file may use by name, `presets` the generation presets, and
@@ -132,26 +147,33 @@ def load_lineup_file(path: str | Path, *, weights: Mapping[str, WeightsSpec], pr
     except tomllib.TOMLDecodeError as error:
         raise LineupFileError(f"{where}: not valid TOML: {error}") from None
     except RecursionError:  # tomllib recurses once per level of [ ] or { } (issue 15: 100k deep)
-        raise LineupFileError(f"{where}: lists or tables nested too deeply to read ([[[…]]] or {{a = {{a = …}}}}); "
-                              "a lineup file needs only a few levels (contenders, endpoint, params): remove the "
-                              "extra nesting") from None
+        raise LineupFileError(
+            f"{where}: lists or tables nested too deeply to read ([[[…]]] or {{a = {{a = …}}}}); "
+            "a lineup file needs only a few levels (contenders, endpoint, params): remove the "
+            "extra nesting"
+        ) from None
     try:
         lineup = _Lineup.model_validate({"name": path.stem, **data})
     except ValidationError as error:
         raise _file_error(where, data, error.errors()[0]) from None
     reference = partial(_reference, path.parent, weights, resolve)
-    contenders = tuple(_contender(f"{where}: contender {entry.name!r}", entry, presets, reference)
-                       for entry in lineup.contenders)
+    contenders = tuple(
+        _contender(f"{where}: contender {entry.name!r}", entry, presets, reference) for entry in lineup.contenders
+    )
     names = [contender.name for contender in contenders]
     for index, name in enumerate(names, start=1):
         label = f"{where}: contender #{index} {name!r}"
-        if name in names[:index - 1]:
+        if name in names[: index - 1]:
             raise _fail(label, "name", "repeats an earlier contender's name; every contender needs its own")
         if index > MAX_CONTENDERS:
             raise _fail(label, "contenders", f"holds at most {MAX_CONTENDERS} contenders, this file has {len(names)}")
     if len(names) < 2:
-        raise _fail(where, "contenders", f"has {f'only contender {names[0]!r}' if names else 'no contenders'}; a "
-                    f"lineup compares 2 to {MAX_CONTENDERS}: add another [[contenders]] table")
+        raise _fail(
+            where,
+            "contenders",
+            f"has {f'only contender {names[0]!r}' if names else 'no contenders'}; a "
+            f"lineup compares 2 to {MAX_CONTENDERS}: add another [[contenders]] table",
+        )
     return LineupSpec(name=lineup.name, contenders=contenders, description=lineup.description)
 
 
@@ -185,15 +207,26 @@ def _file_error(where: str, data: dict[str, Any], error: ErrorDetails) -> Lineup
     return _fail(where, prefix + key, problem)
 
 
-def _contender(where: str, entry: _Contender, presets: Mapping[str, GenerationParams],
-               reference: Callable[[str, str, str], WeightsSpec]) -> ContenderSpec:
+def _contender(
+    where: str,
+    entry: _Contender,
+    presets: Mapping[str, GenerationParams],
+    reference: Callable[[str, str, str], WeightsSpec],
+) -> ContenderSpec:
     """A checked [[contenders]] table as a ContenderSpec: the preset and the weights looked up."""
     if (entry.weights is None) == (entry.endpoint is None):
-        raise _fail(where, "weights' or 'endpoint", "give exactly one (local weights, or an [contenders.endpoint] "
-                    f"table for a server), not {'both' if entry.weights else 'neither'}")
+        raise _fail(
+            where,
+            "weights' or 'endpoint",
+            "give exactly one (local weights, or an [contenders.endpoint] "
+            f"table for a server), not {'both' if entry.weights else 'neither'}",
+        )
     if entry.endpoint and entry.context_length is not None:
-        raise _fail(where, "context_length", "applies to local weights; for a server, set endpoint.context_length "
-                    "to the context it was started with")
+        raise _fail(
+            where,
+            "context_length",
+            "applies to local weights; for a server, set endpoint.context_length to the context it was started with",
+        )
     if entry.preset not in presets:
         raise _fail(where, "preset", f"must be one of {', '.join(presets)}, got {entry.preset!r}")
     params = presets[entry.preset]
@@ -207,8 +240,14 @@ def _contender(where: str, entry: _Contender, presets: Mapping[str, GenerationPa
         weights = replace(weights, context_length=entry.context_length)
     endpoint = _endpoint(where, entry.endpoint, reference) if entry.endpoint else None
     try:
-        return ContenderSpec(name=entry.name, weights=weights, endpoint=endpoint, prompt_format=entry.prompt_format,
-                             params=params, system_prompt=(entry.system_prompt or "").strip() or None)
+        return ContenderSpec(
+            name=entry.name,
+            weights=weights,
+            endpoint=endpoint,
+            prompt_format=entry.prompt_format,
+            params=params,
+            system_prompt=(entry.system_prompt or "").strip() or None,
+        )
     except ValueError as error:  # the check left to it: prompt = 'local' needs prompt_format = 'llama2'
         raise _fail(where, "endpoint.prompt", str(error)) from None
 
@@ -224,14 +263,23 @@ def _endpoint(where: str, table: _Endpoint, reference: Callable[[str, str, str],
     return EndpointSpec(**values)
 
 
-def _reference(folder: Path, weights: Mapping[str, WeightsSpec], resolve: Callable[[str], WeightsSpec], where: str,
-               field: str, reference: str) -> WeightsSpec:
+def _reference(
+    folder: Path,
+    weights: Mapping[str, WeightsSpec],
+    resolve: Callable[[str], WeightsSpec],
+    where: str,
+    field: str,
+    reference: str,
+) -> WeightsSpec:
     """Named weights, a Hub id (org/name@revision), a folder or a .gguf, relative to the file."""
     if reference in weights:
         return weights[reference]
     path = folder / reference  # relative to the lineup file's folder, not where the app starts
-    if not Path(reference).is_absolute() and not reference.startswith("~") and (
-            reference.startswith(".") or reference.lower().endswith(".gguf") or path.exists()):
+    if (
+        not Path(reference).is_absolute()
+        and not reference.startswith("~")
+        and (reference.startswith(".") or reference.lower().endswith(".gguf") or path.exists())
+    ):
         reference = str(path.resolve())  # else a Hub id such as org/name@revision
     try:
         return resolve(reference)

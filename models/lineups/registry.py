@@ -50,11 +50,9 @@ PRESETS: dict[str, GenerationParams] = {
     # Chosen by measurement over the example prompts (answers end, stay English): bench/presets.py.
     "precise": GenerationParams(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1),
     "balanced": GenerationParams(temperature=0.3, top_p=0.9, top_k=50, repetition_penalty=1.1),
-    "creative": GenerationParams(temperature=0.7, top_p=0.9, top_k=50, repetition_penalty=1.1,
-                                 max_new_tokens=384),
+    "creative": GenerationParams(temperature=0.7, top_p=0.9, top_k=50, repetition_penalty=1.1, max_new_tokens=384),
     # The values of Meta's Llama 2 chat Space.
-    "llama2-chat": GenerationParams(temperature=0.6, top_p=0.9, top_k=50, repetition_penalty=1.2,
-                                    max_new_tokens=512),
+    "llama2-chat": GenerationParams(temperature=0.6, top_p=0.9, top_k=50, repetition_penalty=1.2, max_new_tokens=512),
 }
 
 _LINEUPS: dict[str, LineupSpec] = {}
@@ -97,22 +95,29 @@ def weights_from_reference(reference: str) -> WeightsSpec:
     """A `--model` value: a GGUF file, a local folder, or a Hub id with an optional `@revision`."""
     path = Path(reference).expanduser()
     if reference.lower().endswith(".gguf"):
-        return WeightsSpec(id=str(path.resolve().parent), gguf_file=path.name,
-                           how_to_get=f"check that the GGUF file {path} exists")
+        return WeightsSpec(
+            id=str(path.resolve().parent), gguf_file=path.name, how_to_get=f"check that the GGUF file {path} exists"
+        )
     if path.exists() or reference.startswith((".", "/", "~")):
-        return WeightsSpec(id=str(path.resolve()),
-                           how_to_get=f"check that {path} is a folder saved with save_pretrained")
+        return WeightsSpec(
+            id=str(path.resolve()), how_to_get=f"check that {path} is a folder saved with save_pretrained"
+        )
     hub_id, _, revision = reference.partition("@")
     if hub_id.count("/") != 1:
         raise SpecError(
-            f"--model {reference!r} is neither an existing path nor a Hub id like "
-            "'org/name' or 'org/name@revision'"
+            f"--model {reference!r} is neither an existing path nor a Hub id like 'org/name' or 'org/name@revision'"
         )
     gated = bool(_LLAMA2_CHAT.search(hub_id))
-    generic = (f"check the id at https://huggingface.co/{hub_id}; for gated models accept the licence "
-               "there and log in with `hf auth login` (or set HF_TOKEN)")
-    return WeightsSpec(id=hub_id, revision=revision or "main", gated=gated,
-                       how_to_get=_LLAMA2_HOW_TO_GET.format(id=hub_id) if gated else generic)
+    generic = (
+        f"check the id at https://huggingface.co/{hub_id}; for gated models accept the licence "
+        "there and log in with `hf auth login` (or set HF_TOKEN)"
+    )
+    return WeightsSpec(
+        id=hub_id,
+        revision=revision or "main",
+        gated=gated,
+        how_to_get=_LLAMA2_HOW_TO_GET.format(id=hub_id) if gated else generic,
+    )
 
 
 def adhoc_lineup(references: Sequence[str], params: GenerationParams | None = None) -> LineupSpec:
@@ -123,9 +128,13 @@ def adhoc_lineup(references: Sequence[str], params: GenerationParams | None = No
     if len(references) == 1:
         single = adhoc_lineup(references * 3, params)
         presets = ("precise", "balanced", "creative")
-        return replace(single, contenders=tuple(
-            replace(c, name=f"{single.contenders[0].name} ({p})", params=PRESETS[p])
-            for c, p in zip(single.contenders, presets)))
+        return replace(
+            single,
+            contenders=tuple(
+                replace(c, name=f"{single.contenders[0].name} ({p})", params=PRESETS[p])
+                for c, p in zip(single.contenders, presets)
+            ),
+        )
     contenders = []
     for reference in references:
         weights = weights_from_reference(reference)
@@ -134,14 +143,16 @@ def adhoc_lineup(references: Sequence[str], params: GenerationParams | None = No
         while any(c.name == name for c in contenders):
             name, n = f"{base} #{n}", n + 1
         is_llama2 = bool(_LLAMA2_CHAT.search(weights.gguf_file or weights.id))
-        contenders.append(ContenderSpec(
-            name=name, weights=weights,
-            prompt_format="llama2" if is_llama2 else "chat_template",
-            params=params or PRESETS["balanced"],
-            system_prompt=LLAMA2_DEFAULT_SYSTEM_PROMPT if is_llama2 else None,
-        ))
-    return LineupSpec(name="custom", contenders=tuple(contenders),
-                      description="Built from --model arguments.")
+        contenders.append(
+            ContenderSpec(
+                name=name,
+                weights=weights,
+                prompt_format="llama2" if is_llama2 else "chat_template",
+                params=params or PRESETS["balanced"],
+                system_prompt=LLAMA2_DEFAULT_SYSTEM_PROMPT if is_llama2 else None,
+            )
+        )
+    return LineupSpec(name="custom", contenders=tuple(contenders), description="Built from --model arguments.")
 
 
 def lineup_from_file(path: str | Path) -> LineupSpec:

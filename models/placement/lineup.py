@@ -147,8 +147,15 @@ def _lineup_plan(planner: Planner, placed: list[Placed]) -> LineupPlan:
         warnings.append(f"no GPU: every model runs on the CPU in {dtype}, roughly 10-100x slower than on a GPU")
     unused = [g.index for g in planner.gpus if g.index not in users]
     listed = ", ".join(map(str, unused))
-    notes = [f"GPU {listed} left unused: the lineup fits without it" if len(unused) == 1 else
-             f"GPUs {listed} left unused: the lineup fits without them"] if unused else []
+    notes = (
+        [
+            f"GPU {listed} left unused: the lineup fits without it"
+            if len(unused) == 1
+            else f"GPUs {listed} left unused: the lineup fits without them"
+        ]
+        if unused
+        else []
+    )
     return LineupPlan(planner.gpus, planner.cpu_bytes, planner.batch_size, tuple(models), tuple(warnings), tuple(notes))
 
 
@@ -198,16 +205,22 @@ def _degradation_warnings(planner: Planner, placed: list[Placed], p: Placed) -> 
     if not planner.gpus:
         if "disk" not in p.used:
             return []
-        return [f"{name}: {disk} GiB on disk because the lineup does not fit in {format_gib(planner.cpu_bytes)} GiB"
-                " of CPU RAM; those layers are read back at every token: roughly 100-1000x slower decoding"]
+        return [
+            f"{name}: {disk} GiB on disk because the lineup does not fit in {format_gib(planner.cpu_bytes)} GiB"
+            " of CPU RAM; those layers are read back at every token: roughly 100-1000x slower decoding"
+        ]
     fallback = "even in 4-bit" if planner.allow_quantization else "in 16-bit (quantization off)"
     if not p.fit.gpus:
-        return [f"{name}: runs on the CPU in bfloat16{on_disk}, because no GPU of {machine} has room left for it"
-                f" {fallback}; roughly 10-100x slower decoding than on a GPU"]
+        return [
+            f"{name}: runs on the CPU in bfloat16{on_disk}, because no GPU of {machine} has room left for it"
+            f" {fallback}; roughly 10-100x slower decoding than on a GPU"
+        ]
     if p.fit.offloaded_bytes:
-        return [f"{name}: {cpu} GiB of its weights in CPU RAM{on_disk}, because the lineup does not fit on the GPUs"
-                f" of {machine} {fallback}; offloaded layers are copied to GPU {p.fit.gpus[0]} at every token:"
-                " roughly 10-100x slower decoding"]
+        return [
+            f"{name}: {cpu} GiB of its weights in CPU RAM{on_disk}, because the lineup does not fit on the GPUs"
+            f" of {machine} {fallback}; offloaded layers are copied to GPU {p.fit.gpus[0]} at every token:"
+            " roughly 10-100x slower decoding"
+        ]
     return []
 
 
@@ -253,14 +266,28 @@ def _refusal(planner: Planner, models: list[Measured]) -> PlacementError:
         f" ({', '.join(forms)}) and {format_size(available)} are available ({', '.join(have)})."
     )
     if needed <= available:
-        message += (" The total would fit, but not device by device: each holds whole decoder layers, and the one"
-                    " a model computes on also its KV cache and reserve.")
+        message += (
+            " The total would fit, but not device by device: each holds whole decoder layers, and the one"
+            " a model computes on also its KV cache and reserve."
+        )
     message += " Use more or larger GPUs, allow offload with more RAM or disk, or leave a model out."
     return PlacementError(message, needed, available)
 
 
 __all__ = [
-    "CUDA_CONTEXT_BYTES", "Gpu", "LineupPlan", "ModelPlan", "ModelRequest", "PlacementError",
-    "bitsandbytes_config", "describe_gpus", "format_plan", "model_requests", "parse_gpus", "plan_lineup",
-    "plan_to_dict", "split_layers", "visible_gpus",
+    "CUDA_CONTEXT_BYTES",
+    "Gpu",
+    "LineupPlan",
+    "ModelPlan",
+    "ModelRequest",
+    "PlacementError",
+    "bitsandbytes_config",
+    "describe_gpus",
+    "format_plan",
+    "model_requests",
+    "parse_gpus",
+    "plan_lineup",
+    "plan_to_dict",
+    "split_layers",
+    "visible_gpus",
 ]

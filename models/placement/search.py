@@ -241,8 +241,11 @@ class Planner:
             free = {g.index: g.usable_bytes for g in self.gpus}
             largest = sorted(self.gpus, key=lambda g: (-g.total_bytes, g.index))
             self._fewest[key] = next(
-                (k for k in range(1, len(largest) + 1)
-                 if any(self._placements(model, quantization, tuple(sorted(g.index for g in largest[:k])), free))),
+                (
+                    k
+                    for k in range(1, len(largest) + 1)
+                    if any(self._placements(model, quantization, tuple(sorted(g.index for g in largest[:k])), free))
+                ),
                 None,
             )
         return self._fewest[key]

@@ -82,7 +82,9 @@ def upgrade() -> None:
             name=op.f("ck_responses_error_iff_failed"),
         ),
         sa.ForeignKeyConstraint(
-            ["comparison_id"], ["comparisons.id"], name=op.f("fk_responses_comparison_id_comparisons"),
+            ["comparison_id"],
+            ["comparisons.id"],
+            name=op.f("fk_responses_comparison_id_comparisons"),
             ondelete="CASCADE",
         ),
     )
@@ -133,7 +135,9 @@ def upgrade() -> None:
             ["rating_id"], ["ratings.id"], name=op.f("fk_answer_judgements_rating_id_ratings"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["response_id"], ["responses.id"], name=op.f("fk_answer_judgements_response_id_responses"),
+            ["response_id"],
+            ["responses.id"],
+            name=op.f("fk_answer_judgements_response_id_responses"),
             ondelete="CASCADE",
         ),
     )

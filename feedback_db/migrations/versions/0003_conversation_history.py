@@ -33,8 +33,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("history", sa.String(16), server_default="own", nullable=False))
         batch.add_column(sa.Column("continued_from", sa.String(32), nullable=True))
         batch.create_check_constraint(op.f("ck_comparisons_history"), HISTORIES)
-        batch.create_foreign_key(op.f("fk_comparisons_continued_from_responses"), "responses",
-                                 ["continued_from"], ["id"], ondelete="SET NULL")
+        batch.create_foreign_key(
+            op.f("fk_comparisons_continued_from_responses"),
+            "responses",
+            ["continued_from"],
+            ["id"],
+            ondelete="SET NULL",
+        )
     op.create_index(op.f("ix_comparisons_continued_from"), "comparisons", ["continued_from"])
 
 
