@@ -28,6 +28,13 @@ Role = Literal["system", "user", "assistant"]
 # Which conversation each answer of a turn replied to: "own", each pane's own earlier answers;
 # "shared", one history for every pane, continued from the preferred answer (Anthropic HH protocol).
 History = Literal["own", "shared"]
+# Who a rater is: a browser session ("open"), a person holding an invite, a Hugging Face account, or a
+# name in an imported file.
+RaterKind = Literal["open", "invited", "hub", "imported"]
+# Where a rating was given: on the comparison the rater asked, in the review tab, or in an imported file.
+RatingSource = Literal["page", "review", "import"]
+# Why a rating does not count (rules.py): nothing is deleted, each consumer skips these unless asked.
+SetAsideReason = Literal["identity_leak", "errored", "too_fast", "gold", "revoked"]
 
 MODES: tuple[str, ...] = get_args(Mode)
 FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
@@ -36,6 +43,10 @@ CHOICES: tuple[str, ...] = get_args(Choice)
 STRENGTHS: tuple[str, ...] = get_args(Strength)
 ROLES: tuple[str, ...] = get_args(Role)
 HISTORIES: tuple[str, ...] = get_args(History)
+RATER_KINDS: tuple[str, ...] = get_args(RaterKind)
+RATING_SOURCES: tuple[str, ...] = get_args(RatingSource)
+SET_ASIDE_REASONS: tuple[str, ...] = get_args(SetAsideReason)
+DIGEST_LENGTH = 64  # sha256 in hex: versions of terms and guidelines, invite hashes
 SCORE_MIN, SCORE_MAX = 1, 5
 ID_LENGTH = 32
 MAX_SEED = 2**63 - 1  # BIGINT is signed 64-bit on PostgreSQL
@@ -116,12 +127,20 @@ class ComparisonRecord:
     history: History = "own"
     continued_from: str | None = None
     visitor: str | None = None  # a salted hash of the asker's address, never the address
+    asked_by: str | None = None  # the asker's rater pseudonym (raters.id), if known
+    gold_position: int | None = None  # a known-answer item: the position of the better answer
 
     def __post_init__(self) -> None:
         _check_id("id", self.id)
         _check_name("lineup", self.lineup)
         if self.visitor is not None:
             _check_name("visitor", self.visitor)
+        if self.asked_by is not None:
+            _check_name("rater", self.asked_by)
+        if self.gold_position is not None:
+            _check_int("gold_position", self.gold_position)
+            if self.gold_position >= self.n_responses:
+                raise ValueError(f"gold_position {self.gold_position} is not one of the {self.n_responses} answers")
         _check_name("session_id", self.session_id)
         _check_one_of("mode", self.mode, MODES)
         _check_int("turn", self.turn)
@@ -239,7 +258,10 @@ class RatingRecord:
     ranks are ties ({0: 1, 1: 1, 2: 3} says 0 and 1 tie, both better than 2).
     `unsafe` maps the positions flagged unsafe to an optional reason (every kind).
     `blind` is True only if the names were hidden when the person voted (arena mode, before reveal).
-    `rater` names who rated (an annotator name or a session id), or None.
+    `rater` is who rated (a raters.id pseudonym; at most one rating per rater and comparison), or None.
+    `source` says where it was given; `shown_order` lists the stored positions in the order the rater
+    saw them (None: as stored), for position bias; `seconds_to_vote` counts from the last answer
+    finishing; `terms_version` and `guidelines_version` are the sha256 of the documents in force.
     """
 
     comparison_id: str
@@ -252,10 +274,27 @@ class RatingRecord:
     blind: bool = False
     ranks: Mapping[int, int] = field(default_factory=dict)
     rater: str | None = None
+    source: RatingSource = "page"
+    shown_order: tuple[int, ...] | None = None
+    seconds_to_vote: float | None = None
+    terms_version: str | None = None
+    guidelines_version: str | None = None
 
     def __post_init__(self) -> None:
         _check_id("comparison_id", self.comparison_id)
         _check_one_of("kind", self.kind, RATING_KINDS)
+        _check_one_of("source", self.source, RATING_SOURCES)
+        if self.shown_order is not None:
+            order = tuple(self.shown_order)
+            if sorted(order) != list(range(len(order))) or not all(type(p) is int for p in order):
+                raise ValueError(f"shown_order must list every position 0..n-1 once, got {self.shown_order!r}")
+            object.__setattr__(self, "shown_order", order)
+        if self.seconds_to_vote is not None:
+            _check_seconds("seconds_to_vote", self.seconds_to_vote)
+        for name in ("terms_version", "guidelines_version"):
+            value = getattr(self, name)
+            if value is not None and not re.fullmatch(r"[0-9a-f]{64}", str(value)):
+                raise ValueError(f"{name} must be a sha256 in hex (64 digits), got {value!r}")
         if not isinstance(self.blind, bool):
             raise ValueError(f"blind must be True or False, got {self.blind!r}")
         object.__setattr__(self, "scores", _checked_scores(self.scores))

@@ -27,18 +27,22 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .records import (
     CHOICES,
+    DIGEST_LENGTH,
     FINISH_REASONS,
     HISTORIES,
     ID_LENGTH,
     MAX_NAME_CHARS,
     MODES,
+    RATER_KINDS,
     RATING_KINDS,
+    RATING_SOURCES,
     SCORE_MAX,
     SCORE_MIN,
     STRENGTHS,
@@ -128,6 +132,14 @@ class Comparison(Base):
     # and abuse removal; and when a comparison was found unfinished after its server stopped.
     visitor: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS["visitor"]))
     interrupted_at: Mapped[datetime | None]
+    # Revision 0006, for second opinions: the rater who asked (null before, or outside the page), how
+    # many ratings it holds (kept by add_rating, read by the review queue), when its last answer was
+    # stored (null until then: not reviewable), and for a known-answer (gold) item, the better answer's
+    # position.
+    asked_by: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS["rater"]))
+    n_ratings: Mapped[int] = mapped_column(server_default="0")
+    complete_at: Mapped[datetime | None]
+    gold_position: Mapped[int | None]
 
     # foreign_keys: continued_from is a second path between the two tables; this one is the answers'.
     responses: Mapped[list[Response]] = relationship(
@@ -137,8 +149,8 @@ class Comparison(Base):
         passive_deletes=True,
         foreign_keys="Response.comparison_id",
     )
-    rating: Mapped[Rating | None] = relationship(
-        back_populates="comparison", cascade="all, delete-orphan", passive_deletes=True
+    ratings: Mapped[list[Rating]] = relationship(
+        back_populates="comparison", cascade="all, delete-orphan", passive_deletes=True, order_by="Rating.created_at"
     )
 
     __table_args__ = (
@@ -147,6 +159,11 @@ class Comparison(Base):
         CheckConstraint("n_responses >= 2", name="n_responses"),
         CheckConstraint(_one_of("history", HISTORIES), name="history"),
         Index("ix_comparisons_visitor_created_at", "visitor", "created_at"),
+        CheckConstraint("n_ratings >= 0", name="n_ratings"),
+        CheckConstraint("gold_position IS NULL OR gold_position >= 0", name="gold_position"),
+        # The review queue: the next comparison is the one nearest to its overlap, oldest first.
+        Index("ix_comparisons_review", n_ratings.desc(), "created_at"),
+        Index("ix_comparisons_gold_position", "gold_position"),
     )
 
 
@@ -198,25 +215,33 @@ class Response(Base):
 
 
 class Rating(Base):
-    """A person's judgement of a whole comparison; at most one per comparison."""
+    """A person's judgement of a whole comparison; a comparison holds at most one per rater."""
 
     __tablename__ = "ratings"
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    # unique: this constraint is what refuses the second of two concurrent votes.
-    comparison_id: Mapped[str] = mapped_column(
-        String(ID_LENGTH), ForeignKey("comparisons.id", ondelete="CASCADE"), unique=True
-    )
+    comparison_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("comparisons.id", ondelete="CASCADE"))
     created_at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(16))
     choice: Mapped[str | None] = mapped_column(String(16))
     strength: Mapped[str | None] = mapped_column(String(32))
     comment: Mapped[str | None] = mapped_column(Text)
     blind: Mapped[bool]  # were the contenders' names hidden when the person voted
-    # Who rated: an annotator name or a browser session id, for agreement studies; null when unknown.
+    # Who rated: a pseudonymous raters.id (revision 0006); before it, an annotator name or a browser
+    # session id as stored then; null when unknown.
     rater: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS["rater"]))
+    # Revision 0006: where it was given (records.RatingSource), the stored positions in the order the
+    # rater saw them (null: as stored), the seconds from the last answer finishing to the vote, the
+    # sha256 of the terms and guidelines in force, and the reasons it does not count (rules.py; empty
+    # or null: it counts).
+    source: Mapped[str] = mapped_column(String(16), server_default="page")
+    shown_order: Mapped[list[int] | None] = mapped_column(Json)
+    seconds_to_vote: Mapped[float | None]
+    terms_version: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH))
+    guidelines_version: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH))
+    set_aside: Mapped[list[str] | None] = mapped_column(Json)
 
-    comparison: Mapped[Comparison] = relationship(back_populates="rating")
+    comparison: Mapped[Comparison] = relationship(back_populates="ratings")
     judgements: Mapped[list[AnswerJudgement]] = relationship(
         back_populates="rating", cascade="all, delete-orphan", passive_deletes=True
     )
@@ -232,6 +257,18 @@ class Rating(Base):
         CheckConstraint("strength IS NULL OR choice IN ('a', 'b')", name="strength_only_for_a_or_b"),
         # Exports and the leaderboard page through ratings in (created_at, id) order (reading.py).
         Index("ix_ratings_created_at_id", "created_at", "id"),
+        # One rating per rater: what refuses the second of one rater's two concurrent votes, while two
+        # raters' votes on the same comparison both land.
+        UniqueConstraint("comparison_id", "rater"),
+        # NULLs are distinct in a unique constraint: ratings without a rater get one per comparison here.
+        Index(
+            "uq_ratings_comparison_id_without_rater",
+            "comparison_id",
+            unique=True,
+            sqlite_where=text("rater IS NULL"),
+            postgresql_where=text("rater IS NULL"),
+        ),
+        CheckConstraint(_one_of("source", RATING_SOURCES), name="source"),
     )
 
 
@@ -262,3 +299,53 @@ class AnswerJudgement(Base):
         CheckConstraint("unsafe_reason IS NULL OR unsafe", name="reason_only_if_unsafe"),
         CheckConstraint("rank IS NULL OR rank >= 1", name="rank"),
     )
+
+
+class Rater(Base):
+    """Who rates, under a pseudonym (the id ratings carry); the name is for the admin only."""
+
+    __tablename__ = "raters"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # An invitee's or Hugging Face account's name, or an imported file's rater; null for a browser session.
+    name: Mapped[str | None] = mapped_column(String(MAX_NAME_CHARS["rater"]), unique=True)
+    # sha256 of the invite's secret: the secret itself is shown once and never stored.
+    invite_hash: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), unique=True)
+    # sha256 of the key the browser that first opened the invite keeps: the invite works in that browser
+    # only, so a forwarded link does not make a second person the same rater.
+    browser_hash: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+    acceptances: Mapped[list[Acceptance]] = relationship(
+        back_populates="rater", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (CheckConstraint(_one_of("kind", RATER_KINDS), name="kind"),)
+
+
+class Acceptance(Base):
+    """A rater accepted a version (sha256) of a document, such as the terms, at a time."""
+
+    __tablename__ = "acceptances"
+
+    rater_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("raters.id", ondelete="CASCADE"), primary_key=True
+    )
+    document: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[str] = mapped_column(String(DIGEST_LENGTH), primary_key=True)
+    accepted_at: Mapped[datetime]
+
+    rater: Mapped[Rater] = relationship(back_populates="acceptances")
+
+
+class RatingRules(Base):
+    """The rules the stored set-aside reasons were computed by (one row): when an app starts with other
+    rules, every rating's reasons are computed again."""
+
+    __tablename__ = "rating_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(Json)
+    changed_at: Mapped[datetime]

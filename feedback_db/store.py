@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from types import EllipsisType
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -89,6 +90,8 @@ def add_comparison(session: Session, record: ComparisonRecord) -> None:
             sampling=dict(record.sampling) if record.sampling is not None else None,
             history=record.history,
             continued_from=record.continued_from,
+            asked_by=record.asked_by,
+            gold_position=record.gold_position,
         )
     )
     session.flush()
@@ -127,8 +130,13 @@ def add_response(session: Session, record: ResponseRecord) -> None:
                 f"comparison {comparison.id} already has an answer from {existing.contender!r} at position "
                 f"{existing.position}; each position and each contender answers once"
             )
-    session.add(_response_row(record))
+    row = _response_row(record)
+    session.add(row)
     session.flush()
+    answered = session.scalar(select(func.count()).where(Response.comparison_id == comparison.id))
+    if answered == comparison.n_responses:  # the last answer: the comparison can be reviewed from now on
+        comparison.complete_at = row.created_at
+        session.flush()
 
 
 def _response_row(record: ResponseRecord) -> Response:
@@ -160,13 +168,21 @@ def _response_row(record: ResponseRecord) -> Response:
     )
 
 
+ALREADY_RATED = "this comparison was already rated; ask a new question to vote again"
+ALREADY_YOURS = "you have rated this comparison already: a comparison takes one rating from each rater"
+
+
 def add_rating(session: Session, record: RatingRecord) -> str:
-    """Store a rating and one judgement per answer; return the rating id, or raise RatingRefused."""
+    """Store a rating and one judgement per answer; return the rating id, or raise RatingRefused.
+
+    A comparison holds at most one rating per rater (and one without a rater). Its set-aside reasons are
+    computed by the stored rules (rules.py); a rating of a known-answer item updates its rater's others.
+    """
     comparison = session.get(Comparison, record.comparison_id)
     if comparison is None:
         raise RatingRefused(f"comparison {record.comparison_id} is unknown; rate an answer this server showed you")
-    if rating_of(session, comparison.id) is not None:
-        raise RatingRefused("this comparison was already rated; ask a new question to vote again")
+    if rating_of(session, comparison.id, record.rater) is not None:
+        raise RatingRefused(ALREADY_RATED if record.rater is None else ALREADY_YOURS)
     responses = responses_of(session, comparison.id)
     _check_rating_fits(record, comparison, responses)
     rating = _rating_row(record, responses)
@@ -174,12 +190,21 @@ def add_rating(session: Session, record: RatingRecord) -> str:
         # A SAVEPOINT, so that losing a race rolls back only this rating and the caller's session lives on.
         with session.begin_nested():
             session.add(rating)
+            session.flush()
+            # In SQL, not in Python: two raters' votes at once both count.
+            session.execute(
+                update(Comparison).where(Comparison.id == comparison.id).values(n_ratings=Comparison.n_ratings + 1)
+            )
     except IntegrityError:
-        # Two votes passed the check above at once (PostgreSQL, READ COMMITTED); the unique
-        # comparison_id let exactly one in. Any other integrity error is a bug: let it through.
-        if rating_of(session, comparison.id) is None:
+        # Two votes of one rater passed the check above at once (PostgreSQL, READ COMMITTED); the
+        # unique (comparison_id, rater), or for votes without a rater the partial unique index on
+        # comparison_id, let exactly one in. Any other integrity error is a bug.
+        if rating_of(session, comparison.id, record.rater) is None:
             raise
-        raise RatingRefused("this comparison was already rated; ask a new question to vote again") from None
+        raise RatingRefused(ALREADY_RATED if record.rater is None else ALREADY_YOURS) from None
+    from .rules import rules_after_rating  # rules reads the store's rows; imported here, not at the top
+
+    rules_after_rating(session, rating, comparison)
     return rating.id
 
 
@@ -234,6 +259,11 @@ def _rating_row(record: RatingRecord, responses: list[Response]) -> Rating:
         comment=record.comment,
         blind=record.blind,
         rater=record.rater,
+        source=record.source,
+        shown_order=list(record.shown_order) if record.shown_order is not None else None,
+        seconds_to_vote=record.seconds_to_vote,
+        terms_version=record.terms_version,
+        guidelines_version=record.guidelines_version,
     )
     rating.judgements = [
         AnswerJudgement(
@@ -259,15 +289,22 @@ def responses_of(session: Session, comparison_id: str) -> list[Response]:
     return list(session.scalars(query))
 
 
-def rating_of(session: Session, comparison_id: str) -> Rating | None:
-    """The rating of a comparison with its judgements and their responses loaded, or None if unrated."""
+def rating_of(session: Session, comparison_id: str, rater: str | None | EllipsisType = ...) -> Rating | None:
+    """A comparison's first rating, or with `rater`, that rater's (None: the one given without a rater),
+    with its judgements and their responses loaded; None if there is none."""
+    return next((r for r in ratings_of(session, comparison_id) if rater is ... or r.rater == rater), None)
+
+
+def ratings_of(session: Session, comparison_id: str) -> list[Rating]:
+    """Every rating of a comparison, oldest first, with judgements and their responses loaded."""
     # Eager, so the result stays readable after its session closes (lazy loads would fail there).
     query = (
         select(Rating)
         .where(Rating.comparison_id == comparison_id)
+        .order_by(Rating.created_at, Rating.id)
         .options(selectinload(Rating.judgements).joinedload(AnswerJudgement.response))
     )
-    return session.scalar(query)
+    return list(session.scalars(query))
 
 
 def count_rows(session: Session) -> dict[str, int]:
@@ -321,7 +358,7 @@ def session_data(session: Session, session_ids: list[str], visitor: str | None =
         select(Comparison)
         .where(Comparison.session_id.in_(session_ids))
         .order_by(Comparison.created_at)
-        .options(selectinload(Comparison.responses), selectinload(Comparison.rating))
+        .options(selectinload(Comparison.responses), selectinload(Comparison.ratings))
     )
     if visitor is not None:
         query = query.where(Comparison.visitor == visitor)
@@ -329,17 +366,31 @@ def session_data(session: Session, session_ids: list[str], visitor: str | None =
 
 
 def delete_session_data(
-    session: Session, session_ids: list[str], *, ratings_only: bool, visitor: str | None = None
+    session: Session,
+    session_ids: list[str],
+    *,
+    ratings_only: bool,
+    visitor: str | None = None,
+    rater: str | None = None,
 ) -> int:
     """Delete these conversations' ratings, or everything stored about them; return the rows' count.
 
-    A visitor's own request: comparisons (with their answers and ratings, by cascade) or only the
-    ratings go; nothing of any other conversation, or with `visitor` of any other visitor, is touched.
+    A visitor's own request: comparisons (with their answers and every rating of them, by cascade) or
+    only the ratings the visitor gave go: `rater`'s, on any comparison, and those without a rater on
+    these conversations'. Nothing of any other conversation, or with `visitor` of any other visitor, and
+    no other rater's opinion of these answers is touched by ratings_only.
     """
     found = session_data(session, session_ids, visitor)
     if ratings_only:
-        ratings = [c.rating for c in found if c.rating is not None]
+        ratings = [r for c in found for r in c.ratings if r.rater is None or r.rater == rater]
+        if rater is not None:
+            ratings += [r for r in session.scalars(select(Rating).where(Rating.rater == rater)) if r not in ratings]
         for rating in ratings:
+            session.execute(
+                update(Comparison)
+                .where(Comparison.id == rating.comparison_id)
+                .values(n_ratings=Comparison.n_ratings - 1)
+            )
             session.delete(rating)
         session.flush()
         return len(ratings)

@@ -574,7 +574,7 @@ class Playground:
             tokens_per_s=result.tokens_per_s if result else None,
         )
 
-    def stored_about(self, conversation_ids: list[str], visitor: str | None = None) -> str:
+    def stored_about(self, conversation_ids: list[str], visitor: str | None = None, rater: str | None = None) -> str:
         """What the database holds about these conversations (one browser session's), as markdown.
 
         With `visitor`, only what that visitor asked: a session hash is chosen by the browser and travels
@@ -582,13 +582,7 @@ class Playground:
         with self.database.snapshot() as db:
             found = session_data(db, conversation_ids, visitor)
             elsewhere = len(session_data(db, conversation_ids)) - len(found) if visitor is not None else 0
-            lines = [
-                f"- {c.created_at:%Y-%m-%d %H:%M} UTC, turn {c.turn + 1}: “{_short(c.prompt)}” — "
-                f"{len(c.responses)} answers, "
-                + ("rated" if c.rating is not None else "not rated")
-                + (f", your comment: “{_short(c.rating.comment)}”" if c.rating and c.rating.comment else "")
-                for c in found
-            ]
+            lines = [_stored_line(c, rater) for c in found]
         other = (
             f"\n\n{elsewhere} more comparison{'s' if elsewhere != 1 else ''} of this session "
             f"{'were' if elsewhere != 1 else 'was'} asked from another network address: shown and deleted only "
@@ -683,3 +677,13 @@ class Playground:
         if conversation.history_mode == "shared" and conversation.continue_from is not None:
             message += f" Your next question continues from answer {letter(conversation.continue_from)} in every pane."
         return message
+
+
+def _stored_line(c: Any, rater: str | None) -> str:
+    """One stored comparison in "Your data": when, the prompt, and the rating this visitor gave it."""
+    mine = next((r for r in c.ratings if r.rater is None or r.rater == rater), None)
+    return (
+        f"- {c.created_at:%Y-%m-%d %H:%M} UTC, turn {c.turn + 1}: “{_short(c.prompt)}” — {len(c.responses)} answers, "
+        + ("rated" if mine is not None else "not rated")
+        + (f", your comment: “{_short(mine.comment)}”" if mine and mine.comment else "")
+    )

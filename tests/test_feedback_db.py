@@ -29,7 +29,8 @@ from feedback_db import (
     sqlite_url,
 )
 
-TABLES = {"comparisons", "responses", "ratings", "answer_judgements"}
+TABLES = {"comparisons", "responses", "ratings", "answer_judgements", "raters", "acceptances", "rating_rules"}
+NO_RATERS = {"raters": 0, "acceptances": 0, "rating_rules": 0}
 
 
 @pytest.fixture
@@ -94,7 +95,7 @@ def test_first_open_creates_tables_and_second_open_keeps_rows(tmp_path: Path) ->
 
     second = open_database(sqlite_url(path))
     with second.session() as session:
-        assert count_rows(session) == {"comparisons": 1, "responses": 2, "ratings": 1, "answer_judgements": 2}
+        assert count_rows(session) == {"comparisons": 1, "responses": 2, "ratings": 1, "answer_judgements": 2} | NO_RATERS
         assert get_comparison(session, comparison_id) is not None
     second.dispose()
 
@@ -308,7 +309,7 @@ def test_bad_comparisons_and_responses_are_refused(db: Database) -> None:
     with db.session() as session, pytest.raises(ValueError, match="already has an answer from 'contender-0'"):
         add_response(session, response(comparison_id, 1, contender="contender-0"))
     with db.session() as session:
-        assert count_rows(session) == {"comparisons": 1, "responses": 2, "ratings": 0, "answer_judgements": 0}
+        assert count_rows(session) == {"comparisons": 1, "responses": 2, "ratings": 0, "answer_judgements": 0} | NO_RATERS
 
 
 # --- record validation ---------------------------------------------------------------------------

@@ -38,19 +38,43 @@ from tests.databases import store_comparison
 from tests.test_migrations_first_schema import FIRST_SCHEMA_SQL
 
 TABLES = ("comparisons", "responses", "ratings", "answer_judgements")
-# Columns added since revisions 0001, 0002 and 0003, with the value each old row gets.
-SINCE_0004 = {"comparisons": {"visitor": None, "interrupted_at": None}}
-SINCE_0003 = {
-    "responses": {"endpoint": None, "served_model": None, "system_fingerprint": None, "request": None, "usage": None},
-    **SINCE_0004,
+# Columns added since each revision, with the value each old row gets (a function: of the row).
+
+
+def _merged(*added: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    tables: dict[str, dict[str, Any]] = {}
+    for columns in added:
+        for table, values in columns.items():
+            tables[table] = {**tables.get(table, {}), **values}
+    return tables
+
+
+SINCE_0005 = {
+    # Every old comparison in the fixtures holds one rating and all its answers.
+    "comparisons": {
+        "asked_by": None,
+        "n_ratings": 1,
+        "complete_at": lambda row: row["created_at"],
+        "gold_position": None,
+    },
+    "ratings": {
+        "source": "page",
+        "shown_order": None,
+        "seconds_to_vote": None,
+        "terms_version": None,
+        "guidelines_version": None,
+        "set_aside": None,
+    },
 }
-SINCE_0002 = {**SINCE_0003, "comparisons": {"history": "own", "continued_from": None, **SINCE_0004["comparisons"]}}
-SINCE_0001 = {
-    **SINCE_0003,
-    "comparisons": {"sampling": None, **SINCE_0002["comparisons"]},
-    "ratings": {"rater": None},
-    "answer_judgements": {"rank": None},
-}
+SINCE_0004 = _merged(SINCE_0005, {"comparisons": {"visitor": None, "interrupted_at": None}})
+SINCE_0003 = _merged(
+    SINCE_0004,
+    {"responses": {"endpoint": None, "served_model": None, "system_fingerprint": None, "request": None, "usage": None}},
+)
+SINCE_0002 = _merged(SINCE_0003, {"comparisons": {"history": "own", "continued_from": None}})
+SINCE_0001 = _merged(
+    SINCE_0002, {"comparisons": {"sampling": None}, "ratings": {"rater": None}, "answer_judgements": {"rank": None}}
+)
 
 
 def test_revision_0001_makes_exactly_what_the_first_create_all_made(tmp_path: Path) -> None:
@@ -73,7 +97,7 @@ def test_autogenerate_finds_nothing_to_change_after_upgrade(db_url: str) -> None
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-    assert current_revision(database.engine) == head_revision() == "0005"
+    assert current_revision(database.engine) == head_revision() == "0006"
     database.dispose()
 
 
@@ -464,7 +488,9 @@ def _assert_rows_kept(
         assert len(after[table]) == len(before[table]), table
         assert {c for row in after[table] for c in row} == {c for row in before[table] for c in row} | set(added)
         assert [{c: row[c] for c in before[table][0]} for row in after[table]] == before[table], table
-        assert all(row[c] == value for row in after[table] for c, value in added.items()), table
+        assert all(
+            row[c] == (value(row) if callable(value) else value) for row in after[table] for c, value in added.items()
+        ), table
 
 
 def _counts(engine: Engine) -> dict[str, int]:
