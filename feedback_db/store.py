@@ -376,13 +376,13 @@ def delete_session_data(
     """Delete these conversations' ratings, or everything stored about them; return the rows' count.
 
     A visitor's own request: comparisons (with their answers and every rating of them, by cascade) or
-    only the ratings the visitor gave go: `rater`'s, on any comparison, and those without a rater on
-    these conversations'. Nothing of any other conversation, or with `visitor` of any other visitor, and
-    no other rater's opinion of these answers is touched by ratings_only.
+    only the ratings the visitor gave go: the asker's own (or rater-less) ratings of these conversations'
+    comparisons, and `rater`'s on any comparison (its reviews). Nothing of any other conversation, or
+    with `visitor` of any other visitor, and no other rater's opinion is touched by ratings_only.
     """
     found = session_data(session, session_ids, visitor)
     if ratings_only:
-        ratings = [r for c in found for r in c.ratings if r.rater is None or r.rater == rater]
+        ratings = [r for c in found for r in c.ratings if r.rater in (None, c.asked_by, rater)]
         if rater is not None:
             ratings += [r for r in session.scalars(select(Rating).where(Rating.rater == rater)) if r not in ratings]
         for rating in ratings:

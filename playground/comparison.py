@@ -38,6 +38,7 @@ from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane,
 from playground.errors import PlaygroundError, SettingsError
 from playground.markup import shown_as_text
 from playground.params import checked_overrides
+from playground.raters import RaterPolicy, Raters
 from playground.visitors import InFlight, VisitorPolicy
 from playground.voting import Vote, preferred_position
 
@@ -121,8 +122,10 @@ class Playground:
         revisions: Mapping[WeightsSpec, str] | None = None,
         sampler: ArenaSampler | None = None,
         visitors: VisitorPolicy | None = None,
+        raters: RaterPolicy | None = None,
     ) -> None:
         self.lineup, self.streamer, self.database, self.mode = lineup, streamer, database, mode
+        self.raters = Raters(database, raters or RaterPolicy())  # who may rate, and under which terms
         self.visitors = visitors  # per-visitor limits; None: none
         self.in_flight = InFlight(visitors.in_flight if visitors else None)
         # Arena data is for training: every later turn must be a pair with one prompt (HH protocol).
@@ -227,6 +230,7 @@ class Playground:
         until its run ends (or `abandon`). The run itself checks the rest again, atomically.
         """
         checked_prompt(prompt)
+        self.raters.check_terms(conversation.seat)
         if conversation.busy:
             raise PlaygroundError(BUSY)
         self.check_current(conversation, form_token)
@@ -259,10 +263,13 @@ class Playground:
         conversation.panes[self._position(conversation, position)].stop.set()
 
     def clear(self, conversation: Conversation) -> Conversation:
-        """Stop whatever runs and start a new conversation; the old one's stream yields no more."""
+        """Stop whatever runs and start a new conversation; the old one's stream yields no more. The
+        session's rater stays."""
         conversation.retire()
         self.in_flight.forget(conversation.id)  # an ask of it still waiting in the queue is cancelled
-        return self.new_conversation()
+        fresh = self.new_conversation()
+        fresh.seat = conversation.seat
+        return fresh
 
     def continue_with(self, conversation: Conversation, position: int, form_token: str | None = None) -> None:
         """Shared history: the person picks the answer the next turn continues from."""
@@ -348,6 +355,7 @@ class Playground:
         """
         conversation.claim()
         try:
+            self.raters.check_terms(conversation.seat)
             self.check_current(conversation, form_token)
             turn = make_turn()
             plans = self._plans(conversation, turn)
@@ -392,6 +400,7 @@ class Playground:
 
     def _store_comparison(self, conversation: Conversation, turn: Turn, visitor: str | None = None) -> str:
         comparison_id = new_id()
+        conversation.seat = self.raters.seat_for(conversation.seat)  # the asker, kept out of its review queue
         limits = self.visitors.windows() if self.visitors and visitor else []
         try:
             with self.database.session() as db:  # counted and stored at once: the limits hold under a burst
@@ -411,6 +420,7 @@ class Playground:
                         history=conversation.history_mode if turn.number else "own",
                         continued_from=turn.continued_from,
                         visitor=visitor,
+                        asked_by=conversation.seat.id,
                     ),
                     limits,
                 )
@@ -610,7 +620,8 @@ class Playground:
         if conversation is not None and conversation.busy:
             raise PlaygroundError("answers are still streaming: wait until they finish, or press Stop, first")
         with self.database.session() as db:
-            deleted = delete_session_data(db, conversation_ids, ratings_only=ratings_only, visitor=visitor)
+            rater = conversation.seat.id if conversation is not None and conversation.seat else None
+            deleted = delete_session_data(db, conversation_ids, ratings_only=ratings_only, visitor=visitor, rater=rater)
         if ratings_only:
             return f"Deleted {deleted} rating{'s' if deleted != 1 else ''} of this session."
         return (
@@ -646,6 +657,7 @@ class Playground:
             )
         if conversation.rated:
             raise PlaygroundError("this comparison was already rated; ask something new to rate again")
+        rater = self.raters.rating_fields(conversation.seat)
         if conversation.pairwise != (vote.kind == "pairwise"):
             raise PlaygroundError(
                 "two answers take a verdict (A, B, tie or both bad)"
@@ -663,6 +675,8 @@ class Playground:
                 unsafe=dict(vote.unsafe),
                 comment=(vote.comment or "").strip() or None,
                 blind=conversation.blind,
+                seconds_to_vote=seconds_since(conversation.finished_at),
+                **rater,
             )
             with self.database.session() as db:
                 add_rating(db, record)
@@ -687,3 +701,8 @@ def _stored_line(c: Any, rater: str | None) -> str:
         + ("rated" if mine is not None else "not rated")
         + (f", your comment: “{_short(mine.comment)}”" if mine and mine.comment else "")
     )
+
+
+def seconds_since(moment: float | None) -> float | None:
+    """Seconds from a time.monotonic() moment to now (None: not known)."""
+    return max(0.0, time.monotonic() - moment) if moment is not None else None

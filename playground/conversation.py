@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from feedback_db.records import History as HistoryMode
 from feedback_db.records import Mode
 from models.specs import ContenderSpec, GenerationParams
 from models.streaming import GenerationResult
 from playground.errors import PlaygroundError
+
+if TYPE_CHECKING:
+    from playground.raters import Seat
+    from playground.review import ReviewItem
 
 PaneStatus = Literal["idle", "waiting", "streaming", "done", "stopped", "error"]
 # History: "own": each pane continues its own conversation; "shared": after each vote every pane continues
@@ -89,6 +94,10 @@ class Conversation:
     claimed: bool = False  # a run owns the panes, from before its first write until its last thread ends
     running: int = 0  # pane threads of the current run still alive
     replaced: bool = False  # Clear started a new conversation in this one's place
+    # The browser session's rater (raters.py), kept across Clear; None until the session does anything.
+    seat: Seat | None = None
+    finished_at: float | None = None  # time.monotonic() when the last answer on screen finished
+    review: ReviewItem | None = None  # the stored comparison the review tab shows this session
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -136,14 +145,14 @@ class Conversation:
         self.form_token = uuid.uuid4().hex
         self.turn, self.parent_id, self.continued_from = turn.number, turn.parent_id, turn.continued_from
         self.last_prompt, self.system_prompt = turn.prompt, turn.system_prompt
-        self.running = streams
+        self.running, self.finished_at = streams, None
 
     def answer_finished(self) -> bool:
         """One pane's answer ended; the last one hands the conversation back. True when it was the last."""
         with self.lock:
             self.running -= 1
             if not self.running:
-                self.claimed = False
+                self.claimed, self.finished_at = False, time.monotonic()
             return not self.running
 
     def rated_with(self, continue_from: int | None) -> bool:

@@ -183,7 +183,9 @@ class CompareHandlers:
         return self.store.conversation_ids(session_of(request))
 
     def show_data(self, request: gr.Request) -> str:
-        return self.core.stored_about(self.session_ids(request), self.visitor(request))
+        c = self.store.peek(session_of(request))
+        rater = c.seat.id if c is not None and c.seat is not None else None
+        return self.core.stored_about(self.session_ids(request), self.visitor(request), rater)
 
     @refusals
     def delete_ratings(self, request: gr.Request) -> str:
