@@ -14,6 +14,7 @@ from models.lineups import lineup_names
 from models.loading import DTYPES, LoadOptions
 from playground.arena import ArenaSampler, parse_avoid, parse_weights
 from playground.errors import SettingsError
+from playground.raters import DEFAULT_TERMS, RATER_MODES
 from playground.server import STARTUP_ERRORS, Settings, create_app
 
 MIN_TOKEN_CHARS = 16
@@ -218,7 +219,63 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="comparisons that may wait for a turn; more get 'busy, try again' "
         "(default: 4 per comparison that runs, plus 16)",
     )
+    _rater_options(parser, env)
     return parser
+
+
+def _rater_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """Who rates, what they accept and read, the review queue, and which votes are set aside."""
+    parser.add_argument(
+        "--raters",
+        choices=RATER_MODES,
+        default=env.get("PLAYGROUND_RATERS", "open"),
+        help="open: every browser session rates; invited: only people holding an invite link "
+        "(python -m feedback_db raters add NAME), others may still chat; hub: Hugging Face accounts, "
+        "signed in on a Space (env PLAYGROUND_RATERS; default open)",
+    )
+    parser.add_argument(
+        "--terms",
+        type=Path,
+        default=env.get("PLAYGROUND_TERMS"),
+        metavar="FILE.md",
+        help="terms every rater accepts once before the first question; the acceptance and the file's "
+        "sha256 are stored (env PLAYGROUND_TERMS; --hosted ships default terms)",
+    )
+    parser.add_argument(
+        "--guidelines",
+        type=Path,
+        default=env.get("PLAYGROUND_GUIDELINES"),
+        metavar="FILE.md",
+        help="rating guidelines, a tab raters can read at any time; each rating stores their sha256",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=3,
+        metavar="K",
+        help="the Review tab brings each stored comparison up to K ratings first (default 3)",
+    )
+    parser.add_argument(
+        "--gold-rate",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="share of review items that are known-answer items, when any are imported (default 0.1)",
+    )
+    parser.add_argument(
+        "--min-seconds-to-vote",
+        type=float,
+        default=None,
+        metavar="S",
+        help="set aside votes given sooner than S seconds after the last answer finished (too_fast)",
+    )
+    parser.add_argument(
+        "--min-gold-accuracy",
+        type=float,
+        default=None,
+        metavar="F",
+        help="set aside every rating of a rater whose accuracy on 5 or more gold items is below F (gold)",
+    )
 
 
 def admin_token(wanted: bool, env: Mapping[str, str]) -> str | None:
@@ -283,6 +340,14 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         arena=ArenaSampler(
             weights=parse_weights(args.arena_weights), avoid=parse_avoid(args.arena_avoid), size=args.arena_size
         ),
+        raters=args.raters,
+        terms=args.terms if args.terms is not None else (DEFAULT_TERMS if args.hosted else None),
+        guidelines=args.guidelines,
+        overlap=args.overlap,
+        gold_rate=args.gold_rate,
+        min_seconds_to_vote=args.min_seconds_to_vote,
+        min_gold_accuracy=args.min_gold_accuracy,
+        on_a_space=env.get("SYSTEM") == "spaces",
     )
 
 

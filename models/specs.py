@@ -334,8 +334,15 @@ class ContenderSpec:
     params: GenerationParams = field(default_factory=GenerationParams)
     system_prompt: str | None = None
     endpoint: EndpointSpec | None = None
+    # Words that name this contender's model or maker ("Llama", "Meta"): a blind vote on an answer that
+    # says one is set aside as an identity leak (feedback_db.rules).
+    identity_words: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        words = self.identity_words
+        if isinstance(words, str) or not all(isinstance(w, str) and w.strip() for w in words):
+            raise SpecError(f"contender {self.name!r}: identity_words must be a list of words, got {words!r}")
+        object.__setattr__(self, "identity_words", tuple(w.strip() for w in words))
         if (self.weights is None) == (self.endpoint is None):
             raise SpecError(
                 f"contender {self.name!r} needs either local weights or an endpoint, not "

@@ -101,7 +101,8 @@ class ConversationStore:
 
     def _ttl(self, entry: _Entry) -> float:
         # A page that never asked anything holds nothing worth keeping long: a script can open thousands.
-        asked = entry.earlier or entry.conversation.comparison_id is not None
+        # A rater's seat (terms accepted, a review under way) is worth keeping like a conversation.
+        asked = entry.earlier or entry.conversation.comparison_id is not None or entry.conversation.seat is not None
         return self.ttl_s if asked else self.unasked_ttl_s
 
     def _sweep(self, now: float) -> None:

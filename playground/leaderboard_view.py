@@ -33,10 +33,12 @@ def win_rate_rows(board: Leaderboard) -> tuple[list[str], list[list[object]]]:
 
 
 def summary(board: Leaderboard) -> str:
-    """The line above the table: what the board is built from, and whether it is still preliminary."""
+    """The line above the table: what the board is built from, what was set aside, whether it is preliminary."""
     which = "blind (arena) ratings only" if board.blind_only else "all ratings, named and blind"
+    # Ratings left out say so, or a board built from a tenth of the votes would pass for all of them.
+    aside = f" {board.set_aside.line()}." if board.set_aside.ratings else ""
     if not board.rows:
-        return f"No battles yet ({which}). Rate some comparisons first."
+        return f"No battles yet ({which}). Rate some comparisons first.{aside}"
     bias = (
         f" Position bias: answer A won {board.a_share:.0%} of the decisive A/B votes (50% is none)."
         if board.a_share is not None
@@ -46,7 +48,7 @@ def summary(board: Leaderboard) -> str:
     return (
         f"{note}{board.battles_total} battles from {board.ratings_used} ratings ({which}); Bradley-Terry "
         f"ratings on the Elo scale (400, base 10, mean 1000), 95% intervals from {board.rounds} bootstrap "
-        f"rounds.{bias}"
+        f"rounds.{aside}{bias}"
     )
 
 

@@ -82,10 +82,12 @@ class Raters:
         self.database, self.policy = database, policy
 
     def may_rate(self, seat: Seat | None) -> bool:
-        """Open: any seat rates. Invited or hub: only a seat of that kind (others may still chat)."""
+        """Open: any seat rates. Invited: invited seats. Hub: signed-in and invited seats (others may chat)."""
         if seat is None:
             return False
-        return self.policy.mode == "open" or seat.kind == ("invited" if self.policy.mode == "invited" else "hub")
+        return (
+            self.policy.mode == "open" or seat.kind == "invited" or (self.policy.mode == "hub" and seat.kind == "hub")
+        )
 
     def not_a_rater(self) -> str:
         if self.policy.mode == "invited":
@@ -110,16 +112,15 @@ class Raters:
         mode = self.policy.mode
         try:
             with self.database.session() as db:
+                # Invites work in every mode: an invited rater is known by name, in an open app too.
                 if mode == "hub" and hub_name:
                     rater, key = named_rater(db, "hub", hub_name), None
-                elif mode == "invited" and invite:
+                elif invite:
                     rater, key = redeem(db, invite, browser_key)
-                elif mode == "invited":
-                    rater, key = returning(db, browser_key), None
                 else:
-                    return None, "", None
+                    rater, key = returning(db, browser_key), None
                 if rater is None:
-                    return None, self.not_a_rater(), None
+                    return None, "" if mode == "open" else self.not_a_rater(), None
                 terms = self.policy.terms
                 version = terms.version if terms and accepted(db, rater.id, TERMS, terms.version) else None
                 seat = Seat(rater.id, rater.kind, version)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 from starlette.middleware import Middleware
 
 from feedback_db import Database, DatabaseUnavailable, SchemaError, mark_interrupted, open_database, sqlite_url
+from feedback_db.rules import Rules, apply_rules, current_rules
 from models.engines import describe_engine
 from models.lineups import LineupFileError, adhoc_lineup, get_lineup, lineup_from_file
 from models.loading import LoadOptions, WeightsNotFound, check_lineup, load_lineup, load_tokenizer, planned_options
@@ -26,6 +27,7 @@ from playground.conversations import UNASKED_TTL_S, ConversationStore
 from playground.errors import SettingsError
 from playground.guard import Guard
 from playground.page_script import HEAD
+from playground.raters import Document, RaterPolicy
 from playground.ui import CSS, BuiltPage, build_ui
 from playground.ui_sessions import Sweeper, lean_sessions
 from playground.view import models_markdown, servers_markdown
@@ -70,6 +72,16 @@ class Settings:
     limit_in_flight: int | None = None  # comparisons one visitor may have running or waiting at once
     framed_by: tuple[str, ...] = ()  # origins that may show the page in a frame (a Space's); none by default
     unasked_ttl_s: float = UNASKED_TTL_S  # a page that never asked is forgotten after this long idle
+    # Raters (playground/raters.py): who rates, the terms and guidelines files, the review queue's
+    # overlap and gold rate, and the rules that set votes aside (None: as stored before).
+    raters: str = "open"
+    terms: Path | None = None
+    guidelines: Path | None = None
+    overlap: int = 3
+    gold_rate: float = 0.1
+    min_seconds_to_vote: float | None = None
+    min_gold_accuracy: float | None = None
+    on_a_space: bool = False  # SYSTEM=spaces: Hugging Face sign-in works only there
 
     @property
     def database_url(self) -> str:
@@ -251,6 +263,7 @@ class App:
 def create_app(settings: Settings, streamer: Streamer | None = None, log: Callable[[str], None] = print) -> App:
     """Load the lineup (unless a streamer is given) and build the page; nothing is served yet."""
     lineup = resolve_lineup(settings)
+    policy = rater_policy(settings)  # a bad --terms file fails before minutes of loading
     if settings.mode == "arena":
         settings.arena.groups(lineup.contenders)  # bad arena settings fail before minutes of loading
     revisions: dict[WeightsSpec, str] = {}
@@ -293,7 +306,9 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
         revisions=revisions,
         sampler=settings.arena,
         visitors=visitors,
+        raters=policy,
     )
+    apply_set_aside_rules(database, lineup, settings, log)
     page = build_ui(
         core,
         title="Chat model playground",
@@ -306,6 +321,47 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
         unasked_ttl_s=settings.unasked_ttl_s,
     )
     return App(page, core, settings, max_concurrent)
+
+
+def rater_policy(settings: Settings) -> RaterPolicy:
+    """Who rates and under which terms, from the settings; SettingsError for what cannot be served."""
+    if settings.raters == "hub" and not settings.on_a_space:
+        raise SettingsError(
+            "--raters hub signs raters in with Hugging Face, which works on a Space whose README sets "
+            "hf_oauth: true; elsewhere use --raters invited (python -m feedback_db raters add NAME)"
+        )
+    return RaterPolicy(
+        mode=settings.raters,  # type: ignore[arg-type]
+        terms=Document.read(settings.terms, "--terms") if settings.terms else None,
+        guidelines=Document.read(settings.guidelines, "--guidelines") if settings.guidelines else None,
+        overlap=settings.overlap,
+        gold_rate=settings.gold_rate,
+    )
+
+
+def apply_set_aside_rules(
+    database: Database, lineup: LineupSpec, settings: Settings, log: Callable[[str], None]
+) -> None:
+    """The rules that set votes aside: this lineup's identity words (with those stored for others), and
+    the thresholds given (None keeps the stored one). Changed rules judge every stored rating again."""
+    with database.session() as db:
+        stored = current_rules(db)
+        words = dict(stored.identity_words) | {c.name: c.identity_words for c in lineup.contenders}
+        try:
+            rules = Rules(
+                identity_words=words,
+                min_seconds_to_vote=settings.min_seconds_to_vote
+                if settings.min_seconds_to_vote is not None
+                else stored.min_seconds_to_vote,
+                min_gold_accuracy=settings.min_gold_accuracy
+                if settings.min_gold_accuracy is not None
+                else stored.min_gold_accuracy,
+            )
+        except ValueError as error:
+            raise SettingsError(f"--min-seconds-to-vote / --min-gold-accuracy: {error}") from None
+        judged = apply_rules(db, rules)
+    if judged:
+        log(f"the rules that set votes aside changed: {judged} stored ratings judged again")
 
 
 # Several app processes may share a PostgreSQL database: a comparison younger than this may still be

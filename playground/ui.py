@@ -10,8 +10,11 @@ from playground.comparison import Playground
 from playground.conversations import UNASKED_TTL_S, ConversationStore
 from playground.downloads import OneTimeDownloads
 from playground.guard import OpenStreams
+from playground.review import Reviewer
 from playground.ui_handlers import CompareHandlers, visitor_key
 from playground.ui_page import CSS, Page
+from playground.ui_raters import RaterBlocks, guidelines_tab
+from playground.ui_review import ReviewTab
 from playground.ui_tabs import EXPORT_TTL_S, admin_tab, leaderboard_tab
 from playground.view import letter
 
@@ -55,11 +58,15 @@ def build_ui(
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"# {title}\n{core.lineup.description}")
         gr.Markdown(notice, elem_id="storage-notice")
+        raters = RaterBlocks(core, store)
         with gr.Tab("Compare"):
             _compare_tab(demo, core, store, streams, models_info, max_concurrent)
+        ReviewTab(core, store, Reviewer(core.database, core.raters)).wire()
+        guidelines_tab(core)
         leaderboard_tab(core.database, leaderboard_rounds, min_battles=leaderboard_min_battles)
         if admin_token:
             admin_tab(core.database, admin_token, core.lineup.name, downloads, lambda r: visitor_key(core, r) or "")
+        raters.wire(demo)
     return BuiltPage(demo, store, downloads, streams)
 
 

@@ -104,6 +104,7 @@ class _Contender(_Table):
     preset: str = Field("balanced", description="the name of a preset")
     params: _Params = Field(_Params(), description="a table such as { temperature = 0.2 }")
     system_prompt: str | None = None
+    identity_words: list[Text] = Field([], description="a list of words naming the model or its maker")
 
 
 class _Lineup(_Table):
@@ -247,6 +248,7 @@ def _contender(
             prompt_format=entry.prompt_format,
             params=params,
             system_prompt=(entry.system_prompt or "").strip() or None,
+            identity_words=tuple(entry.identity_words),
         )
     except ValueError as error:  # the check left to it: prompt = 'local' needs prompt_format = 'llama2'
         raise _fail(where, "endpoint.prompt", str(error)) from None
