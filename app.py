@@ -348,13 +348,14 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         min_seconds_to_vote=args.min_seconds_to_vote,
         min_gold_accuracy=args.min_gold_accuracy,
         on_a_space=env.get("SYSTEM") == "spaces",
+        space_oauth=env.get("SYSTEM") == "spaces" and bool(env.get("OAUTH_CLIENT_ID")),
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
-        settings = settings_from(sys.argv[1:] if argv is None else argv, os.environ)
+        settings = settings_from(sys.argv[1:] if argv is None else argv, os.environ if env is None else env)
         app = create_app(settings)
     except STARTUP_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)

@@ -82,6 +82,7 @@ class Settings:
     min_seconds_to_vote: float | None = None
     min_gold_accuracy: float | None = None
     on_a_space: bool = False  # SYSTEM=spaces: Hugging Face sign-in works only there
+    space_oauth: bool = False  # the Space's README sets hf_oauth: true (it then sets OAUTH_CLIENT_ID)
 
     @property
     def database_url(self) -> str:
@@ -329,6 +330,11 @@ def rater_policy(settings: Settings) -> RaterPolicy:
         raise SettingsError(
             "--raters hub signs raters in with Hugging Face, which works on a Space whose README sets "
             "hf_oauth: true; elsewhere use --raters invited (python -m feedback_db raters add NAME)"
+        )
+    if settings.raters == "hub" and not settings.space_oauth:
+        raise SettingsError(
+            "--raters hub needs sign-in enabled on this Space: add hf_oauth: true to the front matter of the "
+            "Space's README.md, then restart it"
         )
     return RaterPolicy(
         mode=settings.raters,  # type: ignore[arg-type]

@@ -95,7 +95,9 @@ def test_first_open_creates_tables_and_second_open_keeps_rows(tmp_path: Path) ->
 
     second = open_database(sqlite_url(path))
     with second.session() as session:
-        assert count_rows(session) == {"comparisons": 1, "responses": 2, "ratings": 1, "answer_judgements": 2} | NO_RATERS
+        assert (
+            count_rows(session) == {"comparisons": 1, "responses": 2, "ratings": 1, "answer_judgements": 2} | NO_RATERS
+        )
         assert get_comparison(session, comparison_id) is not None
     second.dispose()
 
@@ -309,7 +311,9 @@ def test_bad_comparisons_and_responses_are_refused(db: Database) -> None:
     with db.session() as session, pytest.raises(ValueError, match="already has an answer from 'contender-0'"):
         add_response(session, response(comparison_id, 1, contender="contender-0"))
     with db.session() as session:
-        assert count_rows(session) == {"comparisons": 1, "responses": 2, "ratings": 0, "answer_judgements": 0} | NO_RATERS
+        assert (
+            count_rows(session) == {"comparisons": 1, "responses": 2, "ratings": 0, "answer_judgements": 0} | NO_RATERS
+        )
 
 
 # --- record validation ---------------------------------------------------------------------------
