@@ -18,24 +18,55 @@ Every row is plain JSON data in TRL's conversational form (lists of role/content
 Always, as in the Llama 2 paper (section 3.2.1), safer answers are taken to be the better ones: a pair
 whose chosen answer was flagged unsafe and whose rejected one was not is left out, and a rating that
 prefers an unsafe answer to a safe one gives no KTO label at all. Answers that failed (finish_reason
-"error") are left out of every format unless `include_errors` is set.
+"error") are left out of every format unless `include_errors` is set (which also brings back the
+ratings set aside only as "errored").
+
+Every row carries `rater`, the rater's pseudonym (null when unknown). Ratings set aside (rules.py) are
+left out and counted by reason in the summary; `include_set_aside` keeps them, and each row then says
+why in `set_aside` (an empty list: it counts).
+
+aggregate="majority": one row per comparison (per pair for dpo and reward) that a strict majority of
+its raters agree on, instead of one per rating. Each rating gives the rows above on its own (so every
+filter, and each rater's own unsafe flags, apply per rater); then, per unit, the verdicts of all the
+comparison's raters are counted, a rater whose rating gives no row for the unit counting as "none":
+- dpo, reward: the unit is a pair of answers, the verdict its winner (a tie, both bad, a vote weaker
+  than min_strength, or a refused pair: none). The row's strength is the median of the majority's
+  known strengths (the weaker of the middle two), its margin that strength's.
+- kto: the unit is an answer, the verdict its label (desirable, undesirable, or none).
+- sft: the unit is the comparison, the verdict the set of answers the rater prefers (none: no answer).
+A verdict given by more than half the raters makes the row, from the earliest rating of that majority,
+with `raters` (how many rated the comparison) and `minority` (how many did not give that verdict), and
+`rater` null; a majority for "none" makes no row. Units where no verdict has a strict majority (1-1,
+or 1-1-1) are left out and counted ("no majority"). A comparison with one rater is its own majority.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from sqlalchemy.orm import Session
 
-from .pairs import Decomposition, Pair, at_least
-from .reading import RatedAnswer, RatedComparison, RatingFilter, iter_rated
+from .pairs import STRENGTH_MARGIN, Decomposition, Pair, at_least
+from .reading import (
+    RatedAnswer,
+    RatedComparison,
+    RatingFilter,
+    SetAside,
+    SetAsideTally,
+    iter_rated,
+    iter_rated_by_comparison,
+)
 from .records import STRENGTHS, Strength
 
 Format = Literal["dpo", "reward", "kto", "sft"]
 FORMATS: tuple[str, ...] = get_args(Format)
+Aggregate = Literal["majority"]
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)
+# What one majority is taken over, per format (the summary counts units without one).
+MAJORITY_UNIT = {"dpo": "pair", "reward": "pair", "kto": "answer", "sft": "comparison"}
 GOOD_SCORE, BAD_SCORE = 4, 2
 KTO_MIN_STRENGTH: Strength = "better"
 SKIP_REASONS = {
@@ -62,13 +93,27 @@ class ExportOptions:
     include_errors: bool = False  # a failed answer's text is a partial reply or nothing: out by default
     # The asker's salted address hash, to find one visitor's data: never exported unless asked for.
     include_visitor: bool = False
+    include_set_aside: bool = False  # ratings whose stored reasons say they do not count (rules.py)
+    aggregate: Aggregate | None = None  # None: one row per rating; "majority": see the module docstring
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.aggregate is not None and self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)} or None, got {self.aggregate!r}")
         if self.min_strength is not None and self.min_strength not in STRENGTHS:
             raise ValueError(f"min_strength must be one of {', '.join(STRENGTHS)}, got {self.min_strength!r}")
         object.__setattr__(self, "contenders", frozenset(self.contenders))
+
+    @property
+    def keeps_set_aside(self) -> bool:
+        """Whether set-aside ratings are exported (and rows carry `set_aside`)."""
+        return self.include_set_aside or self.where.include_set_aside
+
+    def rating_filter(self) -> RatingFilter:
+        """`where`, with the set-aside ratings these options bring back."""
+        overlooked = self.where.overlooked | ({"errored"} if self.include_errors else set())
+        return replace(self.where, include_set_aside=self.keeps_set_aside, overlooked=frozenset(overlooked))
 
 
 @dataclass
@@ -80,9 +125,23 @@ class Tally:
     ties: int = 0
     both_bad: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    set_aside: SetAsideTally = field(default_factory=SetAsideTally)
+    comparisons: int = 0  # aggregate only: comparisons read
+    no_majority: int = 0  # aggregate only: units without a strict majority
 
-    def summary(self, export_format: str) -> ExportSummary:
-        return ExportSummary(export_format, self.rows, self.ratings, self.ties, self.both_bad, dict(self.skipped))
+    def summary(self, export_format: str, options: ExportOptions | None = None) -> ExportSummary:
+        return ExportSummary(
+            export_format,
+            self.rows,
+            self.ratings,
+            self.ties,
+            self.both_bad,
+            dict(self.skipped),
+            set_aside=self.set_aside.frozen(options is not None and options.keeps_set_aside),
+            aggregate=options.aggregate if options is not None else None,
+            comparisons=self.comparisons,
+            no_majority=self.no_majority,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,23 +154,46 @@ class ExportSummary:
     ties: int
     both_bad: int
     skipped: dict[str, int]
+    set_aside: SetAside = field(default_factory=SetAside)
+    aggregate: str | None = None
+    comparisons: int = 0
+    no_majority: int = 0
 
     def line(self) -> str:
-        """One line for a person: rows written, ties and both-bad left out, filtered-out counts."""
-        text = f"exported {self.rows} {self.format} rows from {self.ratings} ratings; "
+        """One line for a person: rows written, ties and both-bad left out, filtered-out and set-aside counts."""
+        text = f"exported {self.rows} {self.format} rows from {self.ratings} ratings"
+        if self.aggregate == "majority":
+            text += f" of {self.comparisons} comparisons (majority of raters)"
         if self.format == "kto":  # KTO labels answers one by one: a tie is just an answer without a label
-            text += f"both-bad ratings labelled undesirable: {self.both_bad}"
+            text += f"; both-bad ratings labelled undesirable: {self.both_bad}"
         else:
-            text += f"ties left out: {self.ties}; both-bad ratings left out: {self.both_bad}"
+            text += f"; ties left out: {self.ties}; both-bad ratings left out: {self.both_bad}"
+        if self.aggregate == "majority":
+            unit = MAJORITY_UNIT[self.format] + ("" if self.no_majority == 1 else "s")
+            text += f"; no majority: {self.no_majority} {unit}"
         filtered = [f"{count} {SKIP_REASONS[reason]}" for reason, count in sorted(self.skipped.items()) if count]
-        return text + (f"; filtered out: {', '.join(filtered)}" if filtered else "")
+        text += f"; filtered out: {', '.join(filtered)}" if filtered else ""
+        return text + (f"; {self.set_aside.line()}" if self.set_aside.ratings else "")
+
+    def as_json(self) -> dict[str, Any]:
+        """The summary as plain JSON data."""
+        return asdict(self) | {"line": self.line()}
 
 
 def iter_rows(session: Session, options: ExportOptions, tally: Tally | None = None) -> Iterator[dict[str, Any]]:
     """The export's rows, one at a time, in rating order; `tally` (if given) counts as they go."""
     tally = tally if tally is not None else Tally()
+    where = options.rating_filter()
+    if options.aggregate == "majority":
+        for group in iter_rated_by_comparison(session, where, with_text=True, set_aside=tally.set_aside):
+            tally.ratings += len(group)
+            tally.comparisons += 1
+            for row in _majority_rows(group, options, tally):
+                tally.rows += 1
+                yield row
+        return
     build = ROW_BUILDERS[options.format]
-    for rated in iter_rated(session, options.where, with_text=True):
+    for rated in iter_rated(session, where, with_text=True, set_aside=tally.set_aside):
         tally.ratings += 1
         for row in build(rated, options, tally):
             tally.rows += 1
@@ -291,8 +373,59 @@ def _trace(rated: RatedComparison, options: ExportOptions) -> dict[str, Any]:
         "lineup": rated.lineup,
         "blind": rated.blind,
         "kind": rated.kind,
+        "rater": rated.rater,
     }
-    return trace | {"visitor": rated.visitor} if options.include_visitor else trace
+    if options.include_visitor:
+        trace["visitor"] = rated.visitor
+    if options.keeps_set_aside:
+        trace["set_aside"] = list(rated.set_aside)
+    return trace
 
 
 ROW_BUILDERS = {"dpo": _pair_rows, "reward": _pair_rows, "kto": _kto_rows, "sft": _sft_rows}
+
+
+def _majority_rows(
+    group: tuple[RatedComparison, ...], options: ExportOptions, tally: Tally
+) -> Iterator[dict[str, Any]]:
+    """The rows a strict majority of one comparison's raters agree on (see the module docstring)."""
+    build = ROW_BUILDERS[options.format]
+    # Per rating: unit -> (verdict, its rows for that verdict).
+    votes = [_verdicts(list(build(rated, options, tally)), options.format) for rated in group]
+    for unit in dict.fromkeys(unit for vote in votes for unit in vote):  # units in the order first met
+        counted = Counter(vote[unit][0] if unit in vote else None for vote in votes)
+        verdict, agreeing = counted.most_common(1)[0]
+        if agreeing * 2 <= len(group):
+            tally.no_majority += 1
+            continue
+        if verdict is None:  # most raters gave this unit no row (a tie, both bad, filtered out)
+            continue
+        majority = [vote[unit][1] for vote in votes if unit in vote and vote[unit][0] == verdict]
+        for rows in zip(*majority):  # one row per answer (sft), the same answers in every majority rating
+            yield _majority_row(list(rows), options, len(group), len(group) - agreeing)
+
+
+def _verdicts(rows: list[dict[str, Any]], export_format: str) -> dict[Any, tuple[Any, list[dict[str, Any]]]]:
+    """One rating's rows as unit -> (verdict, rows): a pair -> its winner, an answer -> its label, or
+    (sft) the comparison -> the answers preferred."""
+    if export_format == "sft":
+        return {None: (frozenset(row["position"] for row in rows), rows)} if rows else {}
+    if export_format == "kto":
+        return {row["position"]: (row["label"], [row]) for row in rows}
+    return {
+        frozenset((row["chosen_position"], row["rejected_position"])): (row["chosen_position"], [row]) for row in rows
+    }
+
+
+def _majority_row(rows: list[dict[str, Any]], options: ExportOptions, raters: int, minority: int) -> dict[str, Any]:
+    """The earliest majority rating's row, standing for them all."""
+    row = dict(rows[0]) | {"blind": all(r["blind"] for r in rows), "rater": None}
+    if options.format in ("dpo", "reward"):
+        known = sorted((r["strength"] for r in rows if r["strength"] is not None), key=STRENGTHS.index)
+        # STRENGTHS runs strongest first: the weaker of the two middle ones is at len // 2.
+        row["strength"] = known[len(known) // 2] if known else None
+        if options.format == "reward":
+            row["margin"] = STRENGTH_MARGIN[row["strength"]] if row["strength"] is not None else 0.0
+    if "set_aside" in row:
+        row["set_aside"] = sorted({reason for r in rows for reason in r["set_aside"]})
+    return row | {"raters": raters, "minority": minority}

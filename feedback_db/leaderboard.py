@@ -8,19 +8,20 @@ shifts to a reference model; a mean needs no reference). Intervals: 2.5 and 97.5
 fit on battles resampled with replacement, `rounds` times. Blind (arena) ratings only by default.
 Until every contender has `min_battles` battles the board is preliminary: a few votes give extreme
 ratings (one win in one battle sends a rating far up) and bootstrap intervals of zero width.
+Ratings set aside (rules.py) give no battles unless `include_set_aside`; the board counts them by reason.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from .bradley_terry import ELO_BASE, ELO_INIT, ELO_SCALE, bootstrap_ratings, fit_ratings
-from .reading import RatedComparison, RatingFilter, iter_rated
+from .reading import RatedComparison, RatingFilter, SetAside, SetAsideTally, iter_rated
 
 __all__ = [
     "DEFAULT_MIN_BATTLES",
@@ -80,6 +81,8 @@ class Leaderboard:
     # Position bias: the share of decisive pairwise votes (A or B) that went to pane A; 0.5 is none.
     a_share: float | None = None
     min_battles: int = DEFAULT_MIN_BATTLES
+    # The set-aside ratings the board's filter met: left out (or, include_set_aside, counted in).
+    set_aside: SetAside = field(default_factory=SetAside)
 
     @property
     def preliminary(self) -> bool:
@@ -100,13 +103,16 @@ def leaderboard_of(
     rounds: int = 1000,
     seed: int = 0,
     min_battles: int = DEFAULT_MIN_BATTLES,
+    include_set_aside: bool = False,
 ) -> Leaderboard:
-    """The leaderboard of the stored ratings (blind ones only unless blind_only=False)."""
-    where = RatingFilter(lineup=lineup, blind_only=blind_only)
+    """The leaderboard of the stored ratings (blind ones only unless blind_only=False; set-aside ones
+    left out and counted unless include_set_aside)."""
+    where = RatingFilter(lineup=lineup, blind_only=blind_only, include_set_aside=include_set_aside)
     ratings = 0
     battles: list[Battle] = []
     votes = Counter[str]()
-    for rated in iter_rated(session, where, with_text=False):
+    set_aside = SetAsideTally()
+    for rated in iter_rated(session, where, with_text=False, set_aside=set_aside):
         ratings += 1
         battles += battles_of(rated)
         votes[rated.choice or ""] += 1
@@ -114,7 +120,9 @@ def leaderboard_of(
         battles, rounds=rounds, seed=seed, blind_only=blind_only, ratings_used=ratings, min_battles=min_battles
     )
     decisive = votes["a"] + votes["b"]
-    return replace(board, a_share=votes["a"] / decisive if decisive else None)
+    return replace(
+        board, a_share=votes["a"] / decisive if decisive else None, set_aside=set_aside.frozen(include_set_aside)
+    )
 
 
 def battles_of(rated: RatedComparison) -> list[Battle]:
@@ -223,6 +231,9 @@ def format_leaderboard(board: Leaderboard) -> str:
     if not board.rows:
         hint = ", or no blind ratings; try --all" if board.blind_only else ""
         lines.append(f"(no battles: nothing rated yet{hint})")
+    if board.set_aside.ratings:
+        hint = "" if board.set_aside.included else " (--include-set-aside counts them)"
+        lines += ["", board.set_aside.line() + hint]
     if board.preliminary:
         lines += ["", preliminary_note(board)]
     if board.a_share is not None:

@@ -31,6 +31,7 @@ _TRACE = [
     ("lineup", pa.string()),
     ("blind", pa.bool_()),
     ("kind", pa.string()),
+    ("rater", pa.string()),
 ]
 _PAIR = [
     ("strength", pa.string()),
@@ -75,16 +76,25 @@ def export_to(database: Database, options: ExportOptions, destination: Path | Te
         if not isinstance(destination, Path):
             write_jsonl(rows, destination)
         elif destination.suffix == ".parquet":
-            schema = SCHEMAS[options.format]
-            if options.include_visitor:
-                schema = schema.append(pa.field("visitor", pa.string()))
-            write_parquet(rows, destination, schema)
+            write_parquet(rows, destination, schema_of(options))
         elif destination.suffix == ".jsonl":
             with _replaced_on_success(destination) as partial, partial.open("w", encoding="utf-8") as out:
                 write_jsonl(rows, out)
         else:
             raise ValueError(f"cannot tell the file type of {destination}: name it *.jsonl or *.parquet")
-    return tally.summary(options.format)
+    return tally.summary(options.format, options)
+
+
+def schema_of(options: ExportOptions) -> pa.Schema:
+    """The format's schema plus the columns these options add (visitor, set_aside, raters and minority)."""
+    schema = SCHEMAS[options.format]
+    if options.include_visitor:
+        schema = schema.append(pa.field("visitor", pa.string()))
+    if options.keeps_set_aside:
+        schema = schema.append(pa.field("set_aside", pa.list_(pa.string())))
+    if options.aggregate is not None:
+        schema = schema.append(pa.field("raters", pa.int64())).append(pa.field("minority", pa.int64()))
+    return schema
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], out: TextIO) -> int:

@@ -39,7 +39,14 @@ def trace(
     ids: dict[str, tuple[str, str]], name: str, kind: str = "pairwise", blind: bool = True, lineup: str = "demo"
 ) -> dict[str, Any]:
     comparison_id, rating_id = ids[name]
-    return {"comparison_id": comparison_id, "rating_id": rating_id, "lineup": lineup, "blind": blind, "kind": kind}
+    return {
+        "comparison_id": comparison_id,
+        "rating_id": rating_id,
+        "lineup": lineup,
+        "blind": blind,
+        "kind": kind,
+        "rater": None,  # the golden ratings name no rater
+    }
 
 
 def pair(
@@ -65,7 +72,8 @@ def pair(
 
 
 def expected_dpo(ids: dict, include_errors: bool = False) -> list[dict[str, Any]]:
-    """The golden dpo rows; "errored" (x against a failed answer of y) only with include_errors."""
+    """The golden dpo rows; "errored" (x against a failed answer of y, set aside as "errored") only with
+    include_errors."""
     rows = [
         # Position 0 showed "y" and the person chose B: the chosen answer is x's, at position 1.
         pair(ids, "shuffled", ("x", 1), ("y", 0), "significantly_better", prompt=CONVERSATION),
@@ -86,15 +94,16 @@ def test_dpo_rows_are_the_golden_rows(golden: tuple) -> None:
     rows, tally = export(database, "dpo")
     assert rows == expected_dpo(ids)
     assert (tally.ratings, tally.rows, tally.ties, tally.both_bad, dict(tally.skipped)) == (
-        8,
+        7,
         7,
         2,
         1,
-        {"unsafe_chosen": 1, "errored": 1},
+        {"unsafe_chosen": 1},
     )
+    # The rating of a comparison with a failed answer is set aside as "errored" by the default rules.
     assert tally.summary("dpo").line() == (
-        "exported 7 dpo rows from 8 ratings; ties left out: 2; both-bad ratings left out: 1; "
-        "filtered out: 1 with a failed answer, 1 preferring an unsafe answer to a safe one"
+        "exported 7 dpo rows from 7 ratings; ties left out: 2; both-bad ratings left out: 1; "
+        "filtered out: 1 preferring an unsafe answer to a safe one; 1 rating set aside: 1 errored"
     )
 
 
@@ -121,6 +130,7 @@ def test_reward_rows_add_the_llama2_margin(golden: tuple) -> None:
         "lineup",
         "blind",
         "kind",
+        "rater",
         "strength",
         "chosen_contender",
         "rejected_contender",
@@ -159,9 +169,9 @@ def test_kto_rows_label_answers_by_the_documented_rules(golden: tuple) -> None:
         kto(ids, "scores", "y", 1, True, "score", kind="scores"),
         kto(ids, "scores", "z", 2, False, "score", kind="scores"),
         # A ranking is relative only: no labels. "unsafe" preferred an unsafe answer: it labels nothing.
-        kto(ids, "errored", "x", 0, True, "preference", lineup="llama2"),  # y failed: left out
+        # "errored" (y failed) is set aside.
     ]
-    assert dict(tally.skipped) == {"no_label": 7, "unsafe_chosen": 1, "errored": 1}
+    assert dict(tally.skipped) == {"no_label": 7, "unsafe_chosen": 1}
     assert "both-bad ratings labelled undesirable: 1" in tally.summary("kto").line()
 
 
@@ -182,19 +192,19 @@ def test_sft_rows_are_the_preferred_answers(golden: tuple) -> None:
         sft("scores", "x", 0, kind="scores"),  # y beat z but lost to x
         sft("ranking", "z", 0, kind="ranking"),  # x's only win in "errored" was over a failed answer
     ]
-    assert (tally.ties, tally.both_bad, dict(tally.skipped)) == (2, 1, {"unsafe_chosen": 1, "errored": 1})
+    assert (tally.ties, tally.both_bad, dict(tally.skipped)) == (2, 1, {"unsafe_chosen": 1})
 
 
 @pytest.mark.parametrize(
     ("options", "kept", "skipped"),
     [
-        ({"min_strength": "better"}, ["shuffled", "scores", "scores"], {"strength": 4, "errored": 1}),
+        ({"min_strength": "better"}, ["shuffled", "scores", "scores"], {"strength": 4}),
         (
             {"min_strength": "negligibly_better"},
             ["shuffled", "named", "scores", "scores", "scores"],
-            {"strength": 2, "errored": 1},
+            {"strength": 2},
         ),  # a ranking says nothing about strength
-        ({"contenders": {"x", "y"}}, ["shuffled", "named", "scores"], {"contender": 4, "errored": 1}),
+        ({"contenders": {"x", "y"}}, ["shuffled", "named", "scores"], {"contender": 4}),
         (
             {"include_errors": True},
             ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking", "errored"],
@@ -203,14 +213,14 @@ def test_sft_rows_are_the_preferred_answers(golden: tuple) -> None:
         (
             {"exclude_unsafe": True},
             ["shuffled", "named", "scores", "scores", "scores", "ranking", "ranking"],
-            {"unsafe": 1, "errored": 1},
+            {"unsafe": 1},
         ),
         (
             {"where": RatingFilter(blind_only=True)},
             ["shuffled", "scores", "scores", "scores", "ranking", "ranking"],
-            {"errored": 1},
+            {},
         ),
-        ({"where": RatingFilter(lineup="llama2")}, [], {"errored": 1}),
+        ({"where": RatingFilter(lineup="llama2")}, [], {}),  # its one rating is set aside as "errored"
     ],
 )
 def test_filters_keep_the_right_pairs_and_count_the_rest(
@@ -244,10 +254,9 @@ def test_kto_filters_answers_one_by_one(golden: tuple) -> None:
         (ids["both_bad"][0], "x"),
         (ids["scores"][0], "x"),
         (ids["scores"][0], "z"),
-        (ids["errored"][0], "x"),
     ]
-    # The unsafe rating is left out whole before any answer is looked at; y of "errored" is not asked for.
-    assert dict(tally.skipped) == {"no_label": 7, "contender": 4, "unsafe_chosen": 1}
+    # The unsafe rating is left out whole before any answer is looked at; "errored" is set aside.
+    assert dict(tally.skipped) == {"no_label": 7, "contender": 3, "unsafe_chosen": 1}
 
 
 def test_a_vote_for_an_unsafe_answer_over_a_safe_one_gives_no_kto_labels(database: Database) -> None:
@@ -268,13 +277,13 @@ def test_a_vote_for_an_unsafe_answer_over_a_safe_one_gives_no_kto_labels(databas
 def test_failed_answers_are_left_out_of_every_format_unless_included(database: Database, export_format: str) -> None:
     stored_rating(database, ["x", "y"], choice="a", strength="better", comparison={"errored": ["y"]})
     left_out, tally = export(database, export_format)
-    assert not any("answer of y" in str(row) for row in left_out)
-    assert dict(tally.skipped) == {"errored": 1}
-    assert tally.summary(export_format).line().endswith("filtered out: 1 with a failed answer")
+    # The default rules set aside the rating of a comparison whose answer failed: nothing of it is exported.
+    assert left_out == [] and dict(tally.skipped) == {}
+    assert tally.summary(export_format).line().endswith("; 1 rating set aside: 1 errored")
     kept, tally = export(database, export_format, include_errors=True)
-    # KTO labels x either way: only y's row depends on the option.
-    assert (len(left_out), len(kept)) == ((1, 2) if export_format == "kto" else (0, 1))
-    assert dict(tally.skipped) == {}
+    # include_errors brings the rating back; KTO labels both answers, the others keep the x > y pair.
+    assert len(kept) == (2 if export_format == "kto" else 1)
+    assert dict(tally.skipped) == {} and "set aside" not in tally.summary(export_format).line()
 
 
 def test_a_failed_answer_never_becomes_an_sft_row(database: Database) -> None:

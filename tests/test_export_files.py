@@ -76,7 +76,8 @@ def test_export_streams_a_page_of_ratings_at_a_time(golden: tuple) -> None:
             assert len(list(rows)) == 6 and len(selects) == 3  # and an empty page: the end
         with database.snapshot() as session:
             selects.clear()
-            assert len(list(iter_rated(session, batch_ratings=3))) == 8
+            # The last of the 8 ratings is set aside ("errored"): read, counted, not yielded.
+            assert len(list(iter_rated(session, batch_ratings=3))) == 7
             assert len(selects) == 3 * 2 + 1  # pages of 3, 3 and 2 ratings, then an empty one
     finally:
         event.remove(database.engine, "before_cursor_execute", record)
@@ -88,8 +89,8 @@ def test_ratings_split_across_batches_stay_whole(golden: tuple) -> None:
     with database.snapshot() as session:
         small = list(iter_rated(session, batch_ratings=2))  # ratings 3 and 4 straddle a page boundary
         large = list(iter_rated(session))
-    assert small == large and len(small) == 8
-    assert [len(rated.answers) for rated in small] == [2, 2, 2, 2, 3, 3, 2, 2]
+    assert small == large and len(small) == 7  # the eighth is set aside ("errored")
+    assert [len(rated.answers) for rated in small] == [2, 2, 2, 2, 3, 3, 2]
 
 
 def test_cli_writes_jsonl_to_stdout_and_the_summary_to_stderr(golden: tuple) -> None:
@@ -98,8 +99,8 @@ def test_cli_writes_jsonl_to_stdout_and_the_summary_to_stderr(golden: tuple) -> 
     assert main(["export", "--db-url", url, "--format", "dpo", "--output", "-"], out, err) == 0
     assert [json.loads(line) for line in out.getvalue().splitlines()] == rows_of(database, "dpo")
     assert err.getvalue() == (
-        "exported 7 dpo rows from 8 ratings; ties left out: 2; both-bad ratings left out: 1; "
-        "filtered out: 1 with a failed answer, 1 preferring an unsafe answer to a safe one\n"
+        "exported 7 dpo rows from 7 ratings; ties left out: 2; both-bad ratings left out: 1; "
+        "filtered out: 1 preferring an unsafe answer to a safe one; 1 rating set aside: 1 errored\n"
     )
 
 
@@ -189,7 +190,7 @@ def test_python_dash_m_runs_the_export_and_the_leaderboard(golden: tuple, tmp_pa
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert (done.returncode, done.stdout) == (0, "")
-    assert done.stderr.startswith("exported 4 sft rows from 8 ratings")
+    assert done.stderr.startswith("exported 4 sft rows from 7 ratings")
     assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 4
     bad = subprocess.run(
         [sys.executable, "-m", "feedback_db", "leaderboard", "--db-url", url, "--rounds", "-3"],

@@ -125,17 +125,18 @@ def test_leaderboard_from_the_database_is_blind_only_by_default(tmp_path: Path) 
         blind = leaderboard_of(session, rounds=50)
         everything = leaderboard_of(session, blind_only=False, rounds=50)
     # Blind battles: shuffled x>y, tie x=y, both-bad x=y (a tie, as FastChat counts it), scores x>y x>z y>z,
-    # ranking z>x z>y x=y, unsafe x>y, errored x>y.
-    assert (blind.ratings_used, blind.battles_total) == (7, 11)
+    # ranking z>x z>y x=y, unsafe x>y; errored (x>y) is set aside by the default rules, and counted.
+    assert (blind.ratings_used, blind.battles_total) == (6, 10)
     assert {r.contender: (r.battles, r.wins, r.losses, r.ties) for r in blind.rows} == {
-        "x": (9, 5, 1, 3),
-        "y": (9, 1, 5, 3),
+        "x": (8, 4, 1, 3),
+        "y": (8, 1, 4, 3),
         "z": (4, 2, 2, 0),
     }
-    assert blind.win_rate["x"]["y"] == pytest.approx((4 + 1.5) / 7)
-    assert (everything.ratings_used, everything.battles_total) == (9, 13) and "w" in ratings(everything)
+    assert blind.win_rate["x"]["y"] == pytest.approx((3 + 1.5) / 6)
+    assert (blind.set_aside.ratings, blind.set_aside.reasons) == (1, {"errored": 1})
+    assert (everything.ratings_used, everything.battles_total) == (8, 12) and "w" in ratings(everything)
     assert "w" not in ratings(blind)
-    assert blind.a_share == pytest.approx(2 / 3)  # decisive blind votes: "shuffled" for B, two for A
+    assert blind.a_share == pytest.approx(1 / 2)  # decisive blind votes: "shuffled" for B, "unsafe" for A
     database.dispose()
 
 
@@ -147,12 +148,14 @@ def test_format_and_cli_show_the_table_and_the_json(tmp_path: Path) -> None:
     out = io.StringIO()
     assert main(["leaderboard", "--db-url", url, "--rounds", "20", "--seed", "3"], out, io.StringIO()) == 0
     table = out.getvalue()
-    assert "Bradley-Terry ratings from 11 battles in 7 blind (arena) ratings" in table
+    assert "Bradley-Terry ratings from 10 battles in 6 blind (arena) ratings" in table
+    assert "1 rating set aside: 1 errored (--include-set-aside counts them)" in table
     assert [line.split()[1] for line in table.splitlines()[3:6]] == ["x", "z", "y"]
     out = io.StringIO()
     assert main(["leaderboard", "--db-url", url, "--rounds", "20", "--all", "--json"], out, io.StringIO()) == 0
     data = json.loads(out.getvalue())
-    assert data["blind_only"] is False and data["battles_total"] == 12
+    assert data["blind_only"] is False and data["battles_total"] == 11
+    assert data["set_aside"] == {"ratings": 1, "reasons": {"errored": 1}, "included": False}
     assert {row["contender"] for row in data["rows"]} == {"x", "y", "z"}
     assert "nothing rated yet" in format_leaderboard(build_leaderboard([], rounds=10))
 
@@ -202,12 +205,12 @@ def test_the_page_marks_preliminary_ratings_in_the_summary_the_table_and_the_plo
 def test_cli_min_battles_decides_when_the_board_is_settled(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "feedback.sqlite3")
     database = open_database(url)
-    seed_golden(database)  # blind battles: x 9, y 9, z 4
+    seed_golden(database)  # blind battles: x 8, y 8, z 4 (the errored rating is set aside)
     database.dispose()
     argv = ["leaderboard", "--db-url", url, "--rounds", "0"]
     out = io.StringIO()
     assert main(argv, out, io.StringIO()) == 0
-    assert "Preliminary: 7 votes so far; ratings settle once every contender has 20 battles" in out.getvalue()
+    assert "Preliminary: 6 votes so far; ratings settle once every contender has 20 battles" in out.getvalue()
     out = io.StringIO()
     assert main([*argv, "--min-battles", "5", "--json"], out, io.StringIO()) == 0
     data = json.loads(out.getvalue())
