@@ -161,9 +161,9 @@ class Comparison(Base):
         Index("ix_comparisons_visitor_created_at", "visitor", "created_at"),
         CheckConstraint("n_ratings >= 0", name="n_ratings"),
         CheckConstraint("gold_position IS NULL OR gold_position >= 0", name="gold_position"),
-        # The review queue: the next comparison is the one nearest to its overlap, oldest first.
-        Index("ix_comparisons_review", n_ratings.desc(), "created_at"),
-        Index("ix_comparisons_gold_position", "gold_position"),
+        # The review queue: ordinary (gold_position IS NULL) or gold items, the one nearest to its overlap
+        # first, oldest first: a scan of this index in its order, no sort.
+        Index("ix_comparisons_review", "gold_position", n_ratings.desc(), "created_at"),
     )
 
 

@@ -98,6 +98,7 @@ class Conversation:
     seat: Seat | None = None
     finished_at: float | None = None  # time.monotonic() when the last answer on screen finished
     review: ReviewItem | None = None  # the stored comparison the review tab shows this session
+    review_layout: int | None = None  # how many answers the review tab is laid out for (ui_review)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

@@ -7,7 +7,9 @@ from typing import Any
 
 import gradio as gr
 
+from feedback_db.review import ReviewAnswer
 from playground.comparison import MAX_PANES, Playground
+from playground.conversation import Conversation
 from playground.conversations import ConversationStore
 from playground.markup import shown_as_text
 from playground.review import NOTHING_TO_REVIEW, Reviewer, ReviewItem
@@ -108,11 +110,13 @@ class ReviewTab:
 
     @refusals
     def show_next(self, request: gr.Request) -> dict[Any, Any]:
-        item = self.reviewer.next(self.store.get(session_of(request)))
-        return self.render(item, "" if item else NOTHING_TO_REVIEW)
+        conversation = self.store.get(session_of(request))
+        item = self.reviewer.next(conversation)
+        return self.render(conversation, item, "" if item else NOTHING_TO_REVIEW)
 
     @refusals
     def rate(self, request: gr.Request, token: Any, *values: Any) -> dict[Any, Any]:
+        """Store the rating, then show the next item straight away (one press per item, as in Argilla)."""
         conversation = self.store.get(session_of(request))
         item = conversation.review
         n = len(item.answers) if item else 2
@@ -128,40 +132,43 @@ class ReviewTab:
             comment=got[self.comment],
         )
         message = self.reviewer.rate(conversation, vote_from_form(n, form), token_of(token))
-        return self.render(None, message)
+        following = self.reviewer.next(conversation)
+        return self.render(conversation, following, message + ("" if following else " " + NOTHING_TO_REVIEW))
 
-    def render(self, item: ReviewItem | None, message: str) -> dict[Any, Any]:
-        """The item's answers in the order shown (or none), and a cleared form fitted to their count."""
+    def render(self, conversation: Conversation, item: ReviewItem | None, message: str) -> dict[Any, Any]:
+        """The item's answers in the order shown (or none), and a cleared form fitted to their count.
+
+        The layout (which blocks show) goes out only when the answer count differs from what this page
+        shows: Gradio rebuilds a component's whole config for a property update (ui_page.Lighter)."""
         n = len(item.answers) if item else 0
         shown: dict[Any, Any] = {self.status: message, self.token: item.token if item else ""}
         for p, chatbot in enumerate(self.chatbots):
             answer = item.answers[p] if p < n else None
-            messages = (
-                []
-                if answer is None
-                else [
-                    {"role": m["role"], "content": shown_as_text(m["content"])}
-                    for m in answer.messages
-                    if m["role"] != "system"
-                ]
-                + [{"role": "assistant", "content": shown_as_text(answer.text) or "(no answer)"}]
-            )
-            shown[chatbot] = messages
-            shown[self.columns[p]] = gr.Column(visible=answer is not None)
-        shown[self.form_box] = gr.Group(visible=item is not None)
-        pairwise = n == 2
-        shown |= {
-            self.choice: gr.Radio(value=None, visible=pairwise),
-            self.strength: gr.Radio(value=None, visible=pairwise),
+            shown[chatbot] = [] if answer is None else _messages(answer)
+        cleared = {self.choice: None, self.strength: None, self.method: "scores", self.comment: ""}
+        cleared |= {s: None for s in self.scores} | {r: None for r in self.ranks}
+        cleared |= {u: False for u in self.unsafe} | {r: "" for r in self.reasons}
+        if conversation.review_layout == n:
+            return shown | cleared
+        conversation.review_layout = n
+        return shown | self._layout(n)
+
+    def _layout(self, n: int) -> dict[Any, Any]:
+        """Which blocks show for an item of `n` answers (0: none), with the form cleared."""
+        layout: dict[Any, Any] = {self.form_box: gr.Group(visible=n > 0)}
+        layout |= {column: gr.Column(visible=p < n) for p, column in enumerate(self.columns)}
+        layout |= {
+            self.choice: gr.Radio(value=None, visible=n == 2),
+            self.strength: gr.Radio(value=None, visible=n == 2),
             self.method: gr.Radio(value="scores", visible=n > 2),
             self.comment: "",
         }
         for p in range(MAX_PANES):
-            shown[self.scores[p]] = gr.Radio(value=None, visible=n > 2 and p < n)
-            shown[self.ranks[p]] = gr.Radio(value=None, visible=False, choices=list(range(1, max(n, 2) + 1)))
-            shown[self.unsafe[p]] = gr.Checkbox(value=False, visible=p < n)
-            shown[self.reasons[p]] = gr.Textbox(value="", visible=p < n)
-        return shown
+            layout[self.scores[p]] = gr.Radio(value=None, visible=n > 2 and p < n)
+            layout[self.ranks[p]] = gr.Radio(value=None, visible=False, choices=list(range(1, max(n, 2) + 1)))
+            layout[self.unsafe[p]] = gr.Checkbox(value=False, visible=p < n)
+            layout[self.reasons[p]] = gr.Textbox(value="", visible=p < n)
+        return layout
 
     def show_method(self, method: Any, request: gr.Request) -> dict[Any, Any]:
         """Scores or ranks, for the answers of the item on screen only."""
@@ -172,3 +179,11 @@ class ReviewTab:
             **{s: gr.Radio(visible=n > 2 and p < n and not ranking) for p, s in enumerate(self.scores)},
             **{r: gr.Radio(visible=n > 2 and p < n and ranking) for p, r in enumerate(self.ranks)},
         }
+
+
+def _messages(answer: ReviewAnswer) -> list[dict[str, str]]:
+    """An answer with the conversation it replied to, shown as text (no system prompt: it is the asker's)."""
+    turns = [
+        {"role": m["role"], "content": shown_as_text(m["content"])} for m in answer.messages if m["role"] != "system"
+    ]
+    return turns + [{"role": "assistant", "content": shown_as_text(answer.text) or "(no answer)"}]

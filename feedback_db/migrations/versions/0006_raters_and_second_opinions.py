@@ -102,8 +102,9 @@ def upgrade() -> None:
         sqlite_where=sa.text("rater IS NULL"),
         postgresql_where=sa.text("rater IS NULL"),
     )
-    op.create_index(op.f("ix_comparisons_review"), "comparisons", [sa.text("n_ratings DESC"), "created_at"])
-    op.create_index(op.f("ix_comparisons_gold_position"), "comparisons", ["gold_position"])
+    op.create_index(
+        op.f("ix_comparisons_review"), "comparisons", ["gold_position", sa.text("n_ratings DESC"), "created_at"]
+    )
 
 
 def downgrade() -> None:
@@ -122,7 +123,6 @@ def downgrade() -> None:
             "export them (python -m feedback_db export) and delete the second opinions before downgrading"
         )
     op.drop_index("uq_ratings_comparison_id_without_rater", table_name="ratings")
-    op.drop_index(op.f("ix_comparisons_gold_position"), table_name="comparisons")
     op.drop_index(op.f("ix_comparisons_review"), table_name="comparisons")
     with op.batch_alter_table("comparisons") as batch:
         batch.drop_constraint(op.f("ck_comparisons_gold_position"), type_="check")
