@@ -122,11 +122,13 @@ def recompute(
         query = query.where(Rating.rater.in_(list(raters)))
     if rating_ids is not None:
         query = query.where(Rating.id.in_(list(rating_ids)))
-    names = {r for r in raters} if raters is not None else None
+    rows = session.execute(query).all()
+    # Gold accuracy of only the raters concerned: a rating stored one at a time must not read them all.
+    names = None if raters is None and rating_ids is None else {row.rater for row in rows if row.rater is not None}
     accuracy = gold_accuracy(session, names)
     revoked = set(session.scalars(select(Rater.id).where(Rater.revoked_at.is_not(None))))
     done = 0
-    for batch in _batches(session.execute(query).all()):
+    for batch in _batches(rows):
         answers = _answers(session, {row.comparison_id for row in batch})
         for row in batch:
             reasons = reasons_for(rules, row, answers.get(row.comparison_id, []), accuracy.get(row.rater), revoked)
