@@ -291,13 +291,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
     interrupted = mark_unfinished(database)
     if interrupted:
         log(f"{interrupted} comparisons were left unfinished by a server that stopped; marked as interrupted")
-    visitors = VisitorPolicy(
-        salt=load_salt(settings.data_dir, settings.visitor_salt),
-        trusted_proxies=settings.trusted_proxies,
-        per_minute=settings.limit_per_minute or None,
-        per_day=settings.limit_per_day or None,
-        in_flight=settings.limit_in_flight or None,
-    )
+    visitors = visitor_policy(settings)
     core = Playground(
         lineup,
         streamer,
@@ -322,6 +316,17 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
         unasked_ttl_s=settings.unasked_ttl_s,
     )
     return App(page, core, settings, max_concurrent)
+
+
+def visitor_policy(settings: Settings) -> VisitorPolicy:
+    """How visitors are told apart (a salt kept in the data folder) and what each may ask."""
+    return VisitorPolicy(
+        salt=load_salt(settings.data_dir, settings.visitor_salt),
+        trusted_proxies=settings.trusted_proxies,
+        per_minute=settings.limit_per_minute or None,
+        per_day=settings.limit_per_day or None,
+        in_flight=settings.limit_in_flight or None,
+    )
 
 
 def rater_policy(settings: Settings) -> RaterPolicy:

@@ -15,6 +15,8 @@ from typing import Any, Callable
 import gradio as gr
 
 from feedback_db import Database
+from feedback_db.agreement import agreement_of
+from feedback_db.agreement import markdown as agreement_markdown
 from feedback_db.export import FORMATS, ExportOptions
 from feedback_db.leaderboard import DEFAULT_MIN_BATTLES, leaderboard_of
 from feedback_db.reading import RatingFilter
@@ -118,7 +120,8 @@ def admin_tab(
         run = gr.Button("Export", variant="primary", elem_id="admin-export")
         result = gr.Markdown("", elem_id="admin-summary")
         download = gr.Markdown("", elem_id="admin-file")
-    on = AdminExports(database, token, lineup, downloads, visitor)
+        on = AdminExports(database, token, lineup, downloads, visitor)
+        _agreement_section(secret, lineup, on)
     # The token is checked before the queue (validator), so guesses never take a place or a worker.
     run.click(
         on.export,
@@ -137,6 +140,29 @@ def admin_tab(
         ],
         outputs=[result, download],
         api_name="admin_export",
+        api_visibility="undocumented",
+        validator=on.check_token,
+        concurrency_limit=1,
+        concurrency_id="admin",
+    )
+
+
+def _agreement_section(secret: gr.Textbox, lineup: str, on: AdminExports) -> None:
+    """Krippendorff's alpha and each rater's habits, behind the same token as the exports."""
+    gr.Markdown(
+        "### Agreement between raters\nKrippendorff's alpha over comparisons rated twice or more, "
+        "and each rater's habits (by pseudonym)."
+    )
+    with gr.Row():
+        agree_lineup = gr.Checkbox(label=f"Only lineup {lineup!r}")
+        agree_set_aside = gr.Checkbox(label="Include ratings set aside")
+    agree = gr.Button("Show agreement", elem_id="admin-agreement")
+    agreement = gr.Markdown("", elem_id="admin-agreement-report")
+    agree.click(
+        on.agreement,
+        inputs=[secret, agree_lineup, agree_set_aside],
+        outputs=[agreement],
+        api_name="admin_agreement",
         api_visibility="undocumented",
         validator=on.check_token,
         concurrency_limit=1,
@@ -182,6 +208,15 @@ class AdminExports:
         else:
             return [gr.validate(True, "")] * (len(rest) + 1)
         return [gr.validate(False, refused), *([gr.validate(True, "")] * len(rest))]
+
+    def agreement(self, given: str, this_lineup: bool, include_set_aside: bool) -> str:
+        """The agreement report of the stored ratings, as markdown."""
+        if not _same(given, self.token):  # the validator refused it already; a request cannot skip it
+            raise refusal("wrong admin token")
+        with self.database.snapshot() as session:
+            only = self.lineup if this_lineup is True else None
+            report = agreement_of(session, lineup=only, include_set_aside=include_set_aside is True)
+        return agreement_markdown(report)
 
     def export(
         self,

@@ -191,3 +191,27 @@ def test_old_export_files_are_pruned(tmp_path):
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert prune_exports(tmp_path, max_age_s=600) == 1
     assert not old.exists() and fresh.exists()
+
+
+def test_the_data_tab_shows_agreement_between_raters_behind_the_token(tmp_path):
+    from feedback_db.raters import invite
+    from tests.databases import rate, store_comparison
+
+    settings = settings_from(
+        ["--data-dir", str(tmp_path), "--port", str(free_port()), "--admin"], {"PLAYGROUND_ADMIN_TOKEN": TOKEN}
+    )
+    app = create_app(settings, streamer=words_streamer(), log=lambda m: None)
+    database = app.core.database
+    with database.session() as session:
+        raters = [invite(session, name)[0].id for name in ("ann", "bob", "cy")]
+    for n in range(6):  # ann and bob always agree, cy picks the other answer half the time
+        comparison = store_comparison(database, ["x", "y"])
+        for rater, choice in zip(raters, ("a", "a", "ab"[n % 2])):
+            rate(database, comparison, choice=choice, rater=rater)
+    with app:
+        client = Client(app.url, verbose=False)
+        with pytest.raises(ValidationError, match="wrong admin token"):
+            client.predict("guess", False, False, api_name="/admin_agreement")
+        report = client.predict(TOKEN, False, False, api_name="/admin_agreement")
+    assert "18 ratings on 6 comparisons, 6 of them rated by two or more raters" in report
+    assert "| Verdict (nominal) |" in report and raters[2] in report and "ann" not in report
