@@ -10,12 +10,14 @@ Imports SQLAlchemy, Alembic, numpy and pyarrow only; never torch, transformers, 
         board = leaderboard_of(session)
 """
 
+from .agreement import AgreementReport, agreement_of, krippendorff_alpha
 from .database import Database, DatabaseUnavailable, open_database, sqlite_url
 from .export import FORMATS, ExportOptions, ExportSummary, Format, iter_rows
+from .importing import ImportRefused, ImportSummary, import_rows, read_rows
 from .leaderboard import Battle, Leaderboard, Row, build_leaderboard, format_leaderboard, leaderboard_of
 from .migrate import SchemaError, current_revision, head_revision
 from .pairs import STRENGTH_MARGIN, Decomposition, Pair, decompose
-from .reading import RatedAnswer, RatedComparison, RatingFilter, iter_rated
+from .reading import RatedAnswer, RatedComparison, RatingFilter, SetAside, iter_rated, iter_rated_by_comparison
 from .records import (
     Choice,
     ComparisonRecord,
@@ -54,7 +56,10 @@ __all__ = [
     "STRENGTH_MARGIN",
     "AnswerJudgement",
     "Base",
+    "AgreementReport",
     "Battle",
+    "ImportRefused",
+    "ImportSummary",
     "Choice",
     "Comparison",
     "ComparisonRecord",
@@ -74,6 +79,7 @@ __all__ = [
     "RatedComparison",
     "Rating",
     "RatingFilter",
+    "SetAside",
     "RatingKind",
     "RatingRecord",
     "RatingRefused",
@@ -83,6 +89,10 @@ __all__ = [
     "SchemaError",
     "Strength",
     "add_comparison",
+    "agreement_of",
+    "import_rows",
+    "krippendorff_alpha",
+    "read_rows",
     "add_comparison_within",
     "check_visitor_limits",
     "add_rating",
@@ -101,6 +111,7 @@ __all__ = [
     "get_comparison",
     "head_revision",
     "iter_rated",
+    "iter_rated_by_comparison",
     "iter_rows",
     "leaderboard_of",
     "new_id",

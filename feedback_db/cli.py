@@ -12,23 +12,29 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import make_url
+from sqlalchemy import make_url, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from .agreement import agreement_of, markdown
 from .database import Database, open_database, sqlite_url
-from .export import FORMATS, ExportOptions
+from .export import AGGREGATES, FORMATS, ExportOptions
+from .importing import ImportRefused, import_rows, read_rows
 from .leaderboard import DEFAULT_MIN_BATTLES, format_leaderboard, leaderboard_of
 from .migrate import current_revision, head_revision, upgrade
-from .reading import RatingFilter
-from .records import STRENGTHS, parse_moment
+from .raters import RaterRefused, invite, list_raters, revoke
+from .reading import RatingFilter, set_aside_counts
+from .records import RATER_KINDS, STRENGTHS, parse_moment
+from .rules import apply_rules, current_rules
+from .schema import Rater
 from .writers import SUFFIXES, export_to
 
 DEFAULT_DB = Path("data") / "feedback.sqlite3"  # the app's default (--data-dir ./data)
+DEFAULT_INVITE_URL = "http://127.0.0.1:7860/"  # the app's default address
 
 
 class UsageError(Exception):
@@ -89,6 +95,19 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--include-errors", action="store_true", help="keep answers that failed (left out by default; never SFT rows)"
     )
+    export.add_argument(
+        "--include-set-aside",
+        action="store_true",
+        help="keep the ratings set aside (too fast, revoked, ...) and add each row's set_aside reasons; "
+        "left out and counted by default",
+    )
+    export.add_argument(
+        "--aggregate",
+        choices=AGGREGATES,
+        help="majority: one row per comparison (per pair for dpo, reward) that a strict majority of its raters "
+        "agree on, with raters and minority counts; default: one row per rating",
+    )
+    export.add_argument("--summary-json", action="store_true", help="print the summary as JSON instead of a line")
     export.set_defaults(run=_run_export)
     board = commands.add_parser("leaderboard", help="Bradley-Terry ratings with bootstrap intervals")
     _add_db_url(board)
@@ -104,10 +123,17 @@ def _parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_MIN_BATTLES}; 0: never preliminary)",
     )
     board.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    board.add_argument(
+        "--include-set-aside", action="store_true", help="count the ratings set aside too (left out by default)"
+    )
     board.set_defaults(run=_run_leaderboard)
     upgrade = commands.add_parser("upgrade", help="bring the database schema to the newest revision")
     _add_db_url(upgrade)
     upgrade.set_defaults(run=_run_upgrade)
+    _add_raters(commands)
+    _add_set_aside(commands)
+    _add_agreement(commands)
+    _add_import(commands)
     return parser
 
 
@@ -127,6 +153,8 @@ def _run_export(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
             exclude_unsafe=args.exclude_unsafe,
             include_errors=args.include_errors,
             include_visitor=args.with_visitor,
+            include_set_aside=args.include_set_aside,
+            aggregate=args.aggregate,
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -140,7 +168,10 @@ def _run_export(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         summary = export_to(database, options, destination)
     finally:
         database.dispose()
-    print(summary.line() + ("" if args.output == "-" else f" -> {args.output}"), file=stderr)
+    if args.summary_json:
+        print(json.dumps(summary.as_json() | {"output": args.output}), file=stderr)
+    else:
+        print(summary.line() + ("" if args.output == "-" else f" -> {args.output}"), file=stderr)
     return 0
 
 
@@ -155,6 +186,7 @@ def _run_leaderboard(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
                 rounds=args.rounds,
                 seed=args.seed,
                 min_battles=args.min_battles,
+                include_set_aside=args.include_set_aside,
             )
     finally:
         database.dispose()
@@ -171,6 +203,193 @@ def _run_upgrade(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     finally:
         database.dispose()
     print(f"schema revision {before or 'none'} -> {head_revision()} at {database.url}", file=stdout)
+    return 0
+
+
+def _add_agreement(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    agreement = commands.add_parser("agreement", help="Krippendorff's alpha over second opinions, per-rater habits")
+    _add_db_url(agreement)
+    agreement.add_argument("--lineup", metavar="NAME", help="only comparisons of this lineup")
+    agreement.add_argument(
+        "--include-set-aside", action="store_true", help="keep the ratings set aside (left out by default)"
+    )
+    agreement.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    agreement.set_defaults(run=_run_agreement)
+
+
+def _add_import(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    imports = commands.add_parser("import", help="store preference rows (TRL's, or an export's) as comparisons")
+    imports.add_argument("file", metavar="FILE.jsonl", help="rows with prompt, chosen, rejected (and optional rater)")
+    imports.add_argument(
+        "--as",
+        dest="imported_as",
+        choices=("review", "gold"),
+        default="ratings",
+        help="review: unrated, for the review queue; gold: unrated known-answer items (default: rows are ratings)",
+    )
+    _add_db_url(imports)
+    imports.add_argument("--lineup", metavar="NAME", help="the comparisons' lineup (default: the file's name)")
+    imports.set_defaults(run=_run_import)
+
+
+def _run_agreement(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    database = _open(args.db_url)
+    try:
+        with database.snapshot() as session:
+            report = agreement_of(session, lineup=args.lineup, include_set_aside=args.include_set_aside)
+    finally:
+        database.dispose()
+    stdout.write(json.dumps(asdict(report), indent=2) + "\n" if args.json else markdown(report))
+    return 0
+
+
+def _run_import(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"there is no file at {args.file}; give a JSONL file of preference rows")
+    try:
+        rows = read_rows(path)  # every line checked before the database is opened
+        database = _open(args.db_url)
+        try:
+            with database.session() as session:  # one transaction: all of the file or nothing
+                summary = import_rows(session, rows, source=path.name, imported_as=args.imported_as, lineup=args.lineup)
+        finally:
+            database.dispose()
+    except ImportRefused as e:
+        raise UsageError(str(e)) from None
+    print(summary.line(), file=stdout)
+    return 0
+
+
+def _add_raters(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    raters = commands.add_parser("raters", help="invite, list and revoke raters (names stay in the database)")
+    actions = raters.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="invite a rater; prints the invite link, once")
+    add.add_argument("name", metavar="NAME", help="who the invite is for (admin only: ratings carry a pseudonym)")
+    add.add_argument(
+        "--url", default=DEFAULT_INVITE_URL, metavar="BASE_URL", help=f"the app's address ({DEFAULT_INVITE_URL})"
+    )
+    listing = actions.add_parser("list", help="every rater: pseudonym, kind, name, dates, ratings, invite opened")
+    listing.add_argument("--kind", choices=RATER_KINDS, help="only raters of this kind")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    revoking = actions.add_parser("revoke", help="stop a rater's invite and set their ratings aside")
+    revoking.add_argument("name", metavar="NAME", help="the name the rater was invited under")
+    for action, run in ((add, _run_raters_add), (listing, _run_raters_list), (revoking, _run_raters_revoke)):
+        _add_db_url(action)
+        action.set_defaults(run=run)
+
+
+def _add_set_aside(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rules = commands.add_parser("set-aside", help="apply new rules to the stored ratings; count what they set aside")
+    _add_db_url(rules)
+    off = "; 'off': no such rule; default: the stored rules' value"
+    rules.add_argument(
+        "--min-seconds-to-vote",
+        type=_threshold,
+        metavar="S",
+        help=f"set aside votes given sooner than S seconds after the last answer finished{off}",
+    )
+    rules.add_argument(
+        "--min-gold-accuracy",
+        type=_threshold,
+        metavar="F",
+        help=f"set aside every rating of a rater right on less than F (0 to 1) of the known-answer items{off}",
+    )
+    rules.add_argument("--min-gold-items", type=_count, metavar="N", help="known-answer items rated before judging")
+    rules.set_defaults(run=_run_set_aside)
+
+
+def _run_raters_add(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    if not args.url.startswith(("http://", "https://")) or "?" in args.url or "#" in args.url:
+        raise UsageError(f"--url {args.url!r} must be the app's address, like {DEFAULT_INVITE_URL}, with no query")
+    database = _open(args.db_url)
+    try:
+        with database.session() as session:
+            rater, secret = invite(session, args.name)
+    except RaterRefused as e:
+        raise UsageError(str(e)) from None
+    finally:
+        database.dispose()
+    print(f"invited rater {rater.id}; send this link to that person:", file=stdout)
+    print(f"{args.url}?invite={secret}", file=stdout)
+    print("It is shown this once: only its hash is stored. The first browser to open it keeps it.", file=stdout)
+    return 0
+
+
+def _run_raters_list(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    database = _open(args.db_url)
+    try:
+        with database.snapshot() as session:
+            found = [r for r in list_raters(session) if args.kind in (None, r.kind)]
+    finally:
+        database.dispose()
+    rows = [
+        {
+            "rater": r.id,
+            "kind": r.kind,
+            "name": r.name,
+            "created_at": r.created_at.isoformat(timespec="seconds"),
+            "revoked_at": r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else None,
+            "ratings": r.ratings,
+            "invite_opened": r.claimed if r.kind == "invited" else None,  # only invites are opened
+        }
+        for r in found
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2), file=stdout)
+        return 0
+    shown = {True: "yes", False: "no", None: "-"}
+    table = [["rater", "kind", "name", "created", "revoked", "ratings", "invite opened"]] + [
+        [r["rater"], r["kind"], r["name"] or "-", r["created_at"], r["revoked_at"] or "-", str(r["ratings"])]
+        + [shown[r["invite_opened"]]]
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip(), file=stdout)
+    return 0
+
+
+def _run_raters_revoke(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    database = _open(args.db_url)
+    try:
+        with database.session() as session:
+            touched = revoke(session, args.name)
+            pseudonym = session.scalar(select(Rater.id).where(Rater.name == args.name))
+    except RaterRefused as e:
+        raise UsageError(str(e)) from None
+    finally:
+        database.dispose()
+    ratings = f"{touched} rating{'' if touched == 1 else 's'}"
+    print(f"revoked rater {pseudonym}: its invite no longer works; {ratings} set aside as revoked", file=stdout)
+    return 0
+
+
+def _run_set_aside(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    def given(value: float | str | None, stored: float | None) -> float | None:
+        return stored if value is None else None if value == "off" else float(value)
+
+    database = _open(args.db_url)
+    try:
+        with database.session() as session:
+            stored = current_rules(session)
+            rules = replace(
+                stored,  # the identity words stay as the app stored them
+                min_seconds_to_vote=given(args.min_seconds_to_vote, stored.min_seconds_to_vote),
+                min_gold_accuracy=given(args.min_gold_accuracy, stored.min_gold_accuracy),
+                min_gold_items=stored.min_gold_items if args.min_gold_items is None else args.min_gold_items,
+            )
+            recomputed = apply_rules(session, rules)
+            total, counts = set_aside_counts(session)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    finally:
+        database.dispose()
+    shown = {k: v for k, v in rules.as_json().items() if k != "identity_words"}
+    words = sum(len(ws) for ws in rules.identity_words.values())
+    print(f"rules: {json.dumps(shown)}, {words} identity words", file=stdout)
+    print(f"recomputed {recomputed} ratings" if recomputed else "these rules were in force already", file=stdout)
+    print(f"{counts.line() or 'no ratings set aside'} (of {total} ratings)", file=stdout)
     return 0
 
 
@@ -211,6 +430,15 @@ def _moment(text: str) -> datetime:
         return parse_moment(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _threshold(text: str) -> float | str:
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (or 'off')") from None
 
 
 def _count(text: str) -> int:
