@@ -30,6 +30,22 @@ def test_first_screen_has_the_two_commands():
     assert "make test" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
 
 
+# The commands the README and docs/ tell users to run, with the options each takes.
+TOOLS = (
+    ("models", "plan"),
+    ("models", "prompt"),
+    ("feedback_db", "export"),
+    ("feedback_db", "leaderboard"),
+    ("feedback_db", "upgrade"),
+    ("feedback_db", "import"),
+    ("feedback_db", "agreement"),
+    ("feedback_db", "set-aside"),
+    ("feedback_db", "raters", "add"),
+    ("feedback_db", "raters", "list"),
+    ("feedback_db", "raters", "revoke"),
+)
+
+
 def help_of(*command: str) -> str:
     return subprocess.run(
         [sys.executable, *command, "--help"], cwd=REPO, capture_output=True, text=True, check=True
@@ -38,16 +54,7 @@ def help_of(*command: str) -> str:
 
 def test_every_option_in_the_readme_exists():
     app_help = help_of("app.py")
-    tools_help = "".join(
-        help_of("-m", package, command)
-        for package, command in (
-            ("models", "plan"),
-            ("models", "prompt"),
-            ("feedback_db", "export"),
-            ("feedback_db", "leaderboard"),
-            ("feedback_db", "upgrade"),
-        )
-    )
+    tools_help = "".join(help_of("-m", *command) for command in TOOLS)
     named = set(re.findall(r"`(--[a-z][a-z-]+)", TOLD_TEXT)) - {"--no-deps"}
     assert named, "the README names no options"
     missing = sorted(o for o in named if not re.search(rf"{o}\b", app_help + tools_help))
@@ -57,9 +64,9 @@ def test_every_option_in_the_readme_exists():
     assert all(re.search(rf"{o}\b", app_help) for o in in_table), "the Options table lists a non-app option"
     undocumented = sorted(set(re.findall(r"(--[a-z][a-z-]+)", app_help)) - {"--help"} - in_table)
     assert not undocumented, f"app.py options missing from the README's table: {undocumented}"
-    for package, command in (("models", "plan"), ("feedback_db", "export"), ("feedback_db", "leaderboard")):
-        options = set(re.findall(r"(--[a-z][a-z-]+)", help_of("-m", package, command))) - {"--help"}
-        assert not options - named, f"{package} {command} options missing from the README: {sorted(options - named)}"
+    for command in TOOLS:  # every option of the commands users run is told somewhere
+        options = set(re.findall(r"(--[a-z][a-z-]+)", help_of("-m", *command))) - {"--help"}
+        assert not options - named, f"{' '.join(command)} options missing from the README: {sorted(options - named)}"
 
 
 def test_readme_environment_variables_are_read_by_the_code():
