@@ -400,7 +400,7 @@ class Playground:
 
     def _store_comparison(self, conversation: Conversation, turn: Turn, visitor: str | None = None) -> str:
         comparison_id = new_id()
-        conversation.seat = self.raters.seat_for(conversation.seat)  # the asker, kept out of its review queue
+        conversation.seat = self.raters.seat_for(conversation.seat, visitor)  # the asker: not its own reviewer
         limits = self.visitors.windows() if self.visitors and visitor else []
         try:
             with self.database.session() as db:  # counted and stored at once: the limits hold under a burst

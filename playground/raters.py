@@ -18,10 +18,14 @@ from typing import Literal
 from feedback_db import Database
 from feedback_db.raters import TERMS, RaterRefused, accept, accepted, named_rater, open_rater, redeem, returning
 from playground.errors import PlaygroundError, SettingsError
+from playground.visitors import FailedAttempts
 
 RaterMode = Literal["open", "invited", "hub"]
 RATER_MODES: tuple[str, ...] = ("open", "invited", "hub")
 MAX_DOCUMENT_CHARS = 100_000
+# Anonymous seats one address may start an hour: each is a row, and a script can open sessions by the
+# thousand (a person opens a few).
+NEW_SEATS_PER_HOUR = 30
 # The hosted profile's terms when the operator gives none (playground/default_terms.md).
 DEFAULT_TERMS = Path(__file__).with_name("default_terms.md")
 
@@ -80,6 +84,7 @@ class Raters:
 
     def __init__(self, database: Database, policy: RaterPolicy = RaterPolicy()) -> None:
         self.database, self.policy = database, policy
+        self.new_seats = FailedAttempts(limit=NEW_SEATS_PER_HOUR, window_s=3600.0)
 
     def may_rate(self, seat: Seat | None) -> bool:
         """Open: any seat rates. Invited: invited seats. Hub: signed-in and invited seats (others may chat)."""
@@ -94,10 +99,18 @@ class Raters:
             return "rating here needs an invite: open the link you were sent (you can still chat)"
         return "rating here needs a Hugging Face account: sign in with the button above (you can still chat)"
 
-    def seat_for(self, seat: Seat | None) -> Seat:
-        """The session's seat, made now for a session that has none (an anonymous one)."""
+    def seat_for(self, seat: Seat | None, visitor: str | None = None) -> Seat:
+        """The session's seat, made now for a session that has none (an anonymous one); `visitor` (the
+        address's key) may start NEW_SEATS_PER_HOUR of those."""
         if seat is not None:
             return seat
+        if visitor and self.new_seats.blocked(visitor):
+            raise PlaygroundError(
+                f"your address started {NEW_SEATS_PER_HOUR} new sessions in the last hour, the most this app takes: "
+                "keep using one page, or wait a while"
+            )
+        if visitor:
+            self.new_seats.failed(visitor)  # counted, not failed: the window counter is the same
         with self.database.session() as db:
             return Seat(open_rater(db).id, "open")
 
@@ -137,12 +150,12 @@ class Raters:
         if self.needs_terms(seat):
             raise PlaygroundError("read and accept the terms above first: nothing is asked or stored before that")
 
-    def accept_terms(self, seat: Seat | None) -> Seat:
+    def accept_terms(self, seat: Seat | None, visitor: str | None = None) -> Seat:
         """The session accepts the terms in force; its seat (made now if it has none) records the version."""
         terms = self.policy.terms
         if terms is None:
             raise PlaygroundError("this app has no terms to accept")
-        seat = self.seat_for(seat)
+        seat = self.seat_for(seat, visitor)
         with self.database.session() as db:
             accept(db, seat.id, TERMS, terms.version)
         seat.terms_version = terms.version

@@ -45,10 +45,10 @@ class Reviewer:
     def __init__(self, database: Database, raters: Raters, rng: random.Random | None = None) -> None:
         self.database, self.raters, self.rng = database, raters, rng or random.SystemRandom()
 
-    def next(self, conversation: Conversation) -> ReviewItem | None:
+    def next(self, conversation: Conversation, visitor: str | None = None) -> ReviewItem | None:
         """The next item for this session's rater (None: nothing left), now on its review screen."""
         self.raters.check_terms(conversation.seat)
-        seat = conversation.seat = self.raters.seat_for(conversation.seat)
+        seat = conversation.seat = self.raters.seat_for(conversation.seat, visitor)
         if not self.raters.may_rate(seat):
             raise PlaygroundError(self.raters.not_a_rater())
         overlap, gold_rate = self.raters.policy.overlap, self.raters.policy.gold_rate

@@ -10,7 +10,7 @@ import gradio as gr
 
 from playground.comparison import Playground
 from playground.conversations import ConversationStore
-from playground.ui_handlers import refusals, session_of
+from playground.ui_handlers import refusals, session_of, visitor_key
 
 BROWSER_KEY = "playground-rater"  # the localStorage key of an invited rater's browser key
 
@@ -78,7 +78,7 @@ class RaterBlocks:
     @refusals
     def accept_terms(self, request: gr.Request) -> dict[Any, Any]:
         conversation = self.store.get(session_of(request))
-        conversation.seat = self.core.raters.accept_terms(conversation.seat)
+        conversation.seat = self.core.raters.accept_terms(conversation.seat, visitor_key(self.core, request))
         return {self.terms_box: gr.Group(visible=False), self.rater_line: "Thank you: the terms are accepted."}
 
 

@@ -13,7 +13,7 @@ from playground.conversation import Conversation
 from playground.conversations import ConversationStore
 from playground.markup import shown_as_text
 from playground.review import NOTHING_TO_REVIEW, Reviewer, ReviewItem
-from playground.ui_handlers import refusals, session_of, token_of
+from playground.ui_handlers import refusals, session_of, token_of, visitor_key
 from playground.view import letter
 from playground.voting import CHOICES, METHODS, SCORES, STRENGTHS, RatingForm, vote_from_form
 
@@ -111,7 +111,7 @@ class ReviewTab:
     @refusals
     def show_next(self, request: gr.Request) -> dict[Any, Any]:
         conversation = self.store.get(session_of(request))
-        item = self.reviewer.next(conversation)
+        item = self.reviewer.next(conversation, visitor_key(self.core, request))
         return self.render(conversation, item, "" if item else NOTHING_TO_REVIEW)
 
     @refusals

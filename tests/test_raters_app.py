@@ -135,3 +135,17 @@ def test_an_invited_rater_rates_in_open_and_invited_apps(any_db, mode):
     seat, line, key = raters.identify(invite=secret, browser_key=None, hub_name=None)
     assert seat.kind == "invited" and raters.may_rate(seat) and key
     assert raters.identify(invite=None, browser_key=key, hub_name=None)[0].id == seat.id
+
+
+def test_one_address_starts_a_bounded_number_of_anonymous_seats(any_db):
+    from playground.errors import PlaygroundError
+    from playground.raters import NEW_SEATS_PER_HOUR, Document
+
+    raters = Raters(any_db, RaterPolicy(terms=Document("Be kind.", "a" * 64)))
+    seats = {raters.accept_terms(None, "visitor-1").id for _ in range(NEW_SEATS_PER_HOUR)}
+    assert len(seats) == NEW_SEATS_PER_HOUR
+    with pytest.raises(PlaygroundError, match="started 30 new sessions in the last hour"):
+        raters.accept_terms(None, "visitor-1")
+    assert raters.accept_terms(None, "visitor-2")  # another address is not held back
+    seat = raters.accept_terms(None, "visitor-2")
+    assert raters.accept_terms(seat, "visitor-1") is seat  # a session that has its seat keeps it
