@@ -117,6 +117,9 @@ def admin_tab(
             only_lineup = gr.Checkbox(label=f"Only lineup {lineup!r}")
             exclude_unsafe = gr.Checkbox(label="Leave out answers flagged unsafe")
             include_errors = gr.Checkbox(label="Include failed answers", value=False)
+        with gr.Row():
+            include_set_aside = gr.Checkbox(label="Include ratings set aside (too fast, identity leak, gold, …)")
+            majority = gr.Checkbox(label="One row per comparison its raters' majority agrees on")
         run = gr.Button("Export", variant="primary", elem_id="admin-export")
         result = gr.Markdown("", elem_id="admin-summary")
         download = gr.Markdown("", elem_id="admin-file")
@@ -137,6 +140,8 @@ def admin_tab(
             only_lineup,
             exclude_unsafe,
             include_errors,
+            include_set_aside,
+            majority,
         ],
         outputs=[result, download],
         api_name="admin_export",
@@ -231,6 +236,8 @@ class AdminExports:
         this_lineup: bool,
         unsafe: bool,
         errors: bool,
+        set_aside: bool = False,
+        majority: bool = False,
     ) -> list[Any]:
         if not _same(given, self.token):  # the validator refused it already; a request cannot skip it
             raise refusal("wrong admin token")
@@ -247,6 +254,8 @@ class AdminExports:
                 min_strength=None if strength == "any" else strength,
                 exclude_unsafe=unsafe,
                 include_errors=errors,
+                include_set_aside=set_aside is True,
+                aggregate="majority" if majority is True else None,
             )
         except ValueError as error:
             raise refusal(str(error)) from None

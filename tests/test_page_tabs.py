@@ -84,7 +84,7 @@ def download_link(url: str, markdown: str) -> str:
 def test_admin_export_needs_the_token_and_its_link_works_once(served, tmp_path):
     url = f"http://127.0.0.1:{served.port}/"
     client = Client(url, verbose=False, headers={"X-Forwarded-For": "203.0.113.50"})
-    args = ["dpo", ".jsonl", "", "", "", "any", False, False, False, True]
+    args = ["dpo", ".jsonl", "", "", "", "any", False, False, False, True, False, False]
     with pytest.raises(ValidationError, match="wrong admin token"):
         client.predict("guess", *args, api_name="/admin_export")
     line, link = client.predict(TOKEN, *args, api_name="/admin_export")
@@ -101,7 +101,20 @@ def test_admin_export_needs_the_token_and_its_link_works_once(served, tmp_path):
     assert guessed.value.code == 404
     with pytest.raises(AppError, match="is not an ISO date or time: write it like 2026-11-01"):
         client.predict(
-            TOKEN, "dpo", ".jsonl", "yesterday", "", "", "any", False, False, False, True, api_name="/admin_export"
+            TOKEN,
+            "dpo",
+            ".jsonl",
+            "yesterday",
+            "",
+            "",
+            "any",
+            False,
+            False,
+            False,
+            True,
+            False,
+            False,
+            api_name="/admin_export",
         )
 
 
@@ -141,7 +154,7 @@ def test_wrong_token_guesses_are_refused_at_the_door_and_limited_per_address(ser
     """40 concurrent wrong guesses from one address: each refused before the queue (no worker, no
     sleep), after 5 the address is refused outright, and the owner's export elsewhere is not held up."""
     url = f"http://127.0.0.1:{served.port}/"
-    args = ["dpo", ".jsonl", "", "", "", "any", False, False, False, True]
+    args = ["dpo", ".jsonl", "", "", "", "any", False, False, False, True, False, False]
     guesser = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.66"})
     guesses = [guesser.submit(f"guess-{n}", *args, api_name="/admin_export") for n in range(40)]
     started = time.perf_counter()
