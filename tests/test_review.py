@@ -4,6 +4,7 @@ the overlap filled first, gold items, terms."""
 from __future__ import annotations
 
 import random
+import uuid
 
 import pytest
 
@@ -120,3 +121,25 @@ def test_a_form_left_from_an_earlier_item_is_refused(any_db):
         reviewer.rate(page, Vote(choice="a"), "an old token")
     with pytest.raises(PlaygroundError, match="two answers take a verdict"):
         reviewer.rate(page, Vote(scores={0: 1, 1: 2}), item.token)
+
+
+def test_scores_ranks_and_flags_given_by_screen_position_are_stored_by_stored_position(any_db):
+    comparison_id = store_comparison(any_db, ["x", "y", "z"])
+    _, reviewer = app(any_db)
+    for vote in (
+        lambda order: Vote(scores={0: 5, 1: 3, 2: 1}, unsafe={2: "rude"}),
+        lambda order: Vote(ranks={0: 1, 1: 2, 2: 2}),
+    ):
+        page = invited(any_db, f"rater-{uuid.uuid4().hex[:6]}")
+        item = reviewer.next(page)
+        order = item.shown_order
+        reviewer.rate(page, vote(order), item.token)
+        with any_db.session() as session:
+            rating = next(r for r in ratings_of(session, comparison_id) if r.rater == page.seat.id)
+            judged = {j.response.position: (j.score, j.rank, j.unsafe, j.unsafe_reason) for j in rating.judgements}
+        if rating.kind == "scores":  # the first on screen got 5, the last 1 and the flag
+            assert judged[order[0]][0] == 5 and judged[order[2]][0] == 1 and judged[order[2]][2:] == (True, "rude")
+            assert judged[order[1]][2] is False
+        else:
+            assert judged[order[0]][1] == 1 and judged[order[1]][1] == judged[order[2]][1] == 2
+        assert rating.shown_order == list(order)
