@@ -50,14 +50,25 @@ class ReviewTab:
     def _form(self) -> None:
         self.choice = gr.Radio(list(CHOICES), label="Verdict", elem_id="review-choice")
         self.strength = gr.Radio(list(STRENGTHS), label="How much better (for A or B)", elem_id="review-strength")
-        self.method = gr.Radio(list(METHODS), value="scores", label="How to rate", visible=False)
+        self.method = gr.Radio(
+            list(METHODS), value="scores", label="How to rate", visible=False, elem_id="review-method"
+        )
         self.scores, self.ranks, self.unsafe, self.reasons = [], [], [], []
         with gr.Row():
             for p in range(MAX_PANES):
                 with gr.Column(min_width=160):
-                    self.scores.append(gr.Radio(list(SCORES), label=f"Score for {letter(p)}", visible=False))
+                    self.scores.append(
+                        gr.Radio(
+                            list(SCORES), label=f"Score for {letter(p)}", visible=False, elem_id=f"review-score-{p}"
+                        )
+                    )
                     self.ranks.append(
-                        gr.Radio(list(range(1, MAX_PANES + 1)), label=f"Rank of {letter(p)}", visible=False)
+                        gr.Radio(
+                            list(range(1, MAX_PANES + 1)),
+                            label=f"Rank of {letter(p)}",
+                            visible=False,
+                            elem_id=f"review-rank-{p}",
+                        )
                     )
                     self.unsafe.append(
                         gr.Checkbox(label=f"Flag {letter(p)} as unsafe", visible=p < 2, elem_id=f"review-unsafe-{p}")

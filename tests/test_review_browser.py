@@ -134,3 +134,27 @@ def test_an_invite_opened_in_a_second_browser_is_refused(browser, app):
     forged = browser.new_context(viewport=WIDE).new_page()
     forged.goto(f"{app.url}?invite=not-a-real-invite")
     forged.locator("#rater-line").get_by_text("this invite link is not valid").wait_for(timeout=20_000)
+
+
+def test_three_answers_are_ranked_in_the_review_tab_at_420_px(browser, tmp_path_factory, tmp_path):
+    from tests.databases import store_comparison
+
+    with paced_app(tmp_path_factory, "--model", "org/one", "--model", "org/two") as three:
+        comparison_id = store_comparison(three.core.database, ["x", "y", "z"])
+        page = browser.new_context(viewport=PHONE).new_page()
+        page.goto(three.url)
+        page.get_by_role("tab", name="Review").click()
+        page.locator("#review-next").click()
+        page.locator("#review-form:visible").first.wait_for(state="visible", timeout=20_000)
+        assert [page.locator(f"#review-pane-{p}").is_visible() for p in range(4)] == [True, True, True, False]
+        assert not page.locator("#review-choice").is_visible()  # three answers: scores or ranks, no verdict
+        assert page.locator("#review-score-2").is_visible() and not page.locator("#review-score-3").is_visible()
+        page.locator("#review-method").get_by_label("Rank the answers").check()
+        page.locator("#review-rank-0").wait_for(state="visible", timeout=20_000)
+        assert not page.locator("#review-score-0").is_visible() and not page.locator("#review-rank-3").is_visible()
+        for position, rank in ((0, "1"), (1, "2"), (2, "3")):
+            page.locator(f"#review-rank-{position}").get_by_label(rank, exact=True).check()
+        page.screenshot(path=str(tmp_path / "ranking-three.png"), full_page=True)
+        page.locator("#review-submit").click()
+        page.locator("#review-status").get_by_text("your rating is stored").wait_for(timeout=20_000)
+        assert rows(three, "SELECT kind, source, comparison_id FROM ratings") == [("ranking", "review", comparison_id)]
