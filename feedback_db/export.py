@@ -5,7 +5,8 @@ Every row is plain JSON data in TRL's conversational form (lists of role/content
 
 - dpo: `prompt` (the conversation up to and including the last user turn, system message first, as the
   chosen answer saw it), `chosen` and `rejected` (one assistant message each), one row per pair
-  (pairs.py): ties and both-bad ratings are left out and counted.
+  (pairs.py): ties and both-bad ratings are left out and counted, and so are pairs whose chosen and
+  rejected texts are identical.
 - reward: dpo plus `margin` from the strength (pairs.STRENGTH_MARGIN: the Llama 2 margin loss).
 - kto: `prompt`, `completion`, `label`, one row per labelled answer. Desirable (True): a score >= 4;
   the winner of a pairwise vote at least "better" (or --min-strength, if stronger). Undesirable
@@ -75,6 +76,7 @@ SKIP_REASONS = {
     "unsafe": "with an unsafe answer",
     "unsafe_chosen": "preferring an unsafe answer to a safe one",
     "different_prompts": "whose answers replied to different conversations",
+    "identical": "whose chosen and rejected answers are the same text",
     "strength": "below the minimum strength",
     "no_label": "answers without a KTO label",
     "low_score": "preferred answers scored below 4",
@@ -256,6 +258,9 @@ def _pair_refusal(
         # A preference pair needs one prompt. Later turns in named mode (each pane kept its own
         # answers) or different system prompts make the two conversations differ.
         return "different_prompts"
+    if one_prompt and chosen.text == rejected.text:
+        # Two identical replies teach a preference model nothing, and DPO's loss on them is a constant.
+        return "identical"
     if options.min_strength is not None and not at_least(pair.strength, options.min_strength):
         return "strength"
     return None

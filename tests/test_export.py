@@ -329,3 +329,18 @@ def test_pairs_whose_answers_replied_to_different_conversations_are_left_out(tmp
     assert rows == [] and dict(tally.skipped) == {"different_prompts": 1}
     assert "1 whose answers replied to different conversations" in tally.summary("dpo").line()
     database.dispose()
+
+
+@pytest.mark.parametrize("export_format", ["dpo", "reward"])
+def test_pairs_whose_chosen_and_rejected_texts_are_identical_are_left_out(
+    database: Database, export_format: str
+) -> None:
+    # Two contenders that gave the same reply: the pair says nothing a preference model could learn.
+    stored_rating(database, ["x", "y"], choice="a", strength="better", comparison={"texts": {"x": "4", "y": "4"}})
+    stored_rating(database, ["x", "y"], choice="a", strength="better", comparison={"texts": {"x": "4", "y": "5"}})
+    rows, tally = export(database, export_format)
+    assert [(row["chosen"][0]["content"], row["rejected"][0]["content"]) for row in rows] == [("4", "5")]
+    assert dict(tally.skipped) == {"identical": 1}
+    assert "1 whose chosen and rejected answers are the same text" in tally.summary(export_format).line()
+    sft, _ = export(database, "sft")  # the winner's reply is still a good SFT example
+    assert len(sft) == 2
