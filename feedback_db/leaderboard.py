@@ -9,10 +9,17 @@ fit on battles resampled with replacement, `rounds` times. Blind (arena) ratings
 Until every contender has `min_battles` battles the board is preliminary: a few votes give extreme
 ratings (one win in one battle sends a rating far up) and bootstrap intervals of zero width.
 Ratings set aside (rules.py) give no battles unless `include_set_aside`; the board counts them by reason.
+A weak prior (PRIOR_TIES virtual ties of each contender against an average one) keeps a few votes from
+giving absurd ratings. Beside the plain fit, style.py fits the ratings with answer style held fixed.
+Rank: 1 + the number of contenders whose interval lies wholly above one's own (without intervals: whose
+rating is higher), so contenders that cannot be told apart share a rank, as lmarena ranks them.
+`digest`: sha256 of the votes used (rating ids, their battles and style counts), with `seed`: the same
+votes and seed give the same numbers on any database.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -22,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from .bradley_terry import ELO_BASE, ELO_INIT, ELO_SCALE, bootstrap_ratings, fit_ratings
 from .reading import RatedComparison, RatingFilter, SetAside, SetAsideTally, iter_rated
+from .style import Duel, StyleFit, duels_of, fit_style
 
 __all__ = [
     "DEFAULT_MIN_BATTLES",
@@ -39,6 +47,7 @@ __all__ = [
 ]
 
 DEFAULT_MIN_BATTLES = 20
+PRIOR_TIES = 2.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class Row:
     losses: int
     ties: int
     preliminary: bool = False
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,12 @@ class Leaderboard:
     min_battles: int = DEFAULT_MIN_BATTLES
     # The set-aside ratings the board's filter met: left out (or, include_set_aside, counted in).
     set_aside: SetAside = field(default_factory=SetAside)
+    seed: int = 0
+    digest: str = ""
+    prior_ties: float = PRIOR_TIES
+    # Ratings with style held fixed (None when built from battles without their answers' style).
+    style: StyleFit | None = None
+    style_ranks: dict[str, int] = field(default_factory=dict)
 
     @property
     def preliminary(self) -> bool:
@@ -109,20 +125,52 @@ def leaderboard_of(
     left out and counted unless include_set_aside)."""
     where = RatingFilter(lineup=lineup, blind_only=blind_only, include_set_aside=include_set_aside)
     ratings = 0
-    battles: list[Battle] = []
+    duels: list[Duel] = []
     votes = Counter[str]()
     set_aside = SetAsideTally()
-    for rated in iter_rated(session, where, with_text=False, set_aside=set_aside):
+    for rated in iter_rated(session, where, with_text=True, set_aside=set_aside):
         ratings += 1
-        battles += battles_of(rated)
+        duels += duels_of(rated)
         votes[rated.choice or ""] += 1
+    # A fixed order, whatever order the database returned: the bootstrap resamples by position.
+    duels.sort(key=lambda duel: duel.rating_id)
     board = build_leaderboard(
-        battles, rounds=rounds, seed=seed, blind_only=blind_only, ratings_used=ratings, min_battles=min_battles
+        [_battle(d) for d in duels],
+        rounds=rounds,
+        seed=seed,
+        blind_only=blind_only,
+        ratings_used=ratings,
+        min_battles=min_battles,
+        duels=duels,
     )
     decisive = votes["a"] + votes["b"]
     return replace(
-        board, a_share=votes["a"] / decisive if decisive else None, set_aside=set_aside.frozen(include_set_aside)
+        board,
+        a_share=votes["a"] / decisive if decisive else None,
+        set_aside=set_aside.frozen(include_set_aside),
+        digest=votes_digest(duels),
     )
+
+
+def votes_digest(duels: list[Duel]) -> str:
+    """sha256 of the votes a board used: per battle its rating id, contenders, score and style counts."""
+    text = "".join(
+        f"{d.rating_id}\t{d.first}\t{d.second}\t{d.score}\t{d.first_style}\t{d.second_style}\n" for d in duels
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _battle(duel: Duel) -> Battle:
+    if duel.score == 0.5:
+        return Battle(duel.first, duel.second, tie=True)
+    return Battle(duel.first, duel.second) if duel.score == 1 else Battle(duel.second, duel.first)
+
+
+def confidence_ranks(values: list[float], lowers: list[float | None], uppers: list[float | None]) -> list[int]:
+    """1 + how many others lie wholly above each (their lower bound over its upper; no intervals: higher)."""
+    lows = [v if lo is None else lo for v, lo in zip(values, lowers)]
+    highs = [v if hi is None else hi for v, hi in zip(values, uppers)]
+    return [1 + sum(low > high for low in lows) for high in highs]
 
 
 def battles_of(rated: RatedComparison) -> list[Battle]:
@@ -142,8 +190,11 @@ def build_leaderboard(
     blind_only: bool = True,
     ratings_used: int | None = None,
     min_battles: int = DEFAULT_MIN_BATTLES,
+    prior_ties: float = PRIOR_TIES,
+    duels: list[Duel] | None = None,
 ) -> Leaderboard:
-    """Fit, bootstrap and tabulate a list of battles."""
+    """Fit, bootstrap and tabulate a list of battles; given `duels` (the same battles with page order and
+    style), also the style-controlled fit."""
     if isinstance(min_battles, bool) or not isinstance(min_battles, int) or min_battles < 0:
         raise ValueError(f"min_battles must be a whole number >= 0 (0: never preliminary), got {min_battles!r}")
     battles = list(battles)
@@ -158,10 +209,10 @@ def build_leaderboard(
             ties[j, i] += 1
         else:
             wins[i, j] += 1
-    ratings = fit_ratings(wins + ties / 2) if n else np.zeros(0)
+    ratings = fit_ratings(wins + ties / 2, prior_ties=prior_ties) if n else np.zeros(0)
     lower = upper = None
     if rounds > 0 and n:
-        samples = bootstrap_ratings(wins, ties, rounds=rounds, seed=seed)
+        samples = bootstrap_ratings(wins, ties, rounds=rounds, seed=seed, prior_ties=prior_ties)
         lower, upper = np.percentile(samples, [2.5, 97.5], axis=0)
     played = wins.sum(axis=1) + wins.sum(axis=0) + ties.sum(axis=1)
     rows = [
@@ -179,6 +230,14 @@ def build_leaderboard(
         for i in range(n)
     ]
     rows.sort(key=lambda row: (-row.rating, row.contender))
+    ranks = confidence_ranks([r.rating for r in rows], [r.lower for r in rows], [r.upper for r in rows])
+    rows = [replace(row, rank=rank) for row, rank in zip(rows, ranks)]
+    style = fit_style(duels, names, rounds=rounds, seed=seed, prior_ties=prior_ties) if duels else None
+    style_ranks = {}
+    if style is not None:
+        found = style.ratings
+        ranks = confidence_ranks([e.value for e in found], [e.lower for e in found], [e.upper for e in found])
+        style_ranks = {e.name: rank for e, rank in zip(found, ranks)}
     return Leaderboard(
         tuple(rows),
         _win_rates(names, wins, ties),
@@ -187,6 +246,10 @@ def build_leaderboard(
         blind_only,
         rounds,
         min_battles=min_battles,
+        seed=seed,
+        prior_ties=prior_ties,
+        style=style,
+        style_ranks=style_ranks,
     )
 
 

@@ -27,7 +27,8 @@ def ratings(board) -> dict[str, float]:  # noqa: ANN001
 
 def test_two_contenders_by_hand() -> None:
     # A won 3 of 4: the fit gives P(A beats B) = 3/4, so R_A - R_B = 400 log10(3), around a mean of 1000.
-    board = build_leaderboard(battles(("A", "B", 3), ("B", "A", 1)), rounds=0)
+    # prior_ties=0: the plain maximum-likelihood fit, as FastChat computes it.
+    board = build_leaderboard(battles(("A", "B", 3), ("B", "A", 1)), rounds=0, prior_ties=0)
     gap = 400 * math.log10(3)
     assert ratings(board) == pytest.approx({"A": 1000 + gap / 2, "B": 1000 - gap / 2}, abs=1e-3)
     assert [(r.contender, r.battles, r.wins, r.losses, r.ties, r.lower) for r in board.rows] == [
@@ -39,7 +40,7 @@ def test_two_contenders_by_hand() -> None:
 
 def test_ties_count_as_half_a_win_each_way() -> None:
     # 2 wins, 1 loss, 2 ties: A has 3 of 5 "wins", so R_A - R_B = 400 log10(3 / 2).
-    board = build_leaderboard(battles(("A", "B", 2), ("B", "A", 1), ties=(("A", "B", 2),)), rounds=0)
+    board = build_leaderboard(battles(("A", "B", 2), ("B", "A", 1), ties=(("A", "B", 2),)), rounds=0, prior_ties=0)
     assert ratings(board)["A"] - ratings(board)["B"] == pytest.approx(400 * math.log10(1.5), abs=1e-3)
     assert board.win_rate["A"]["B"] == 0.6 and board.rows[0].ties == 2 and board.battles_total == 5
 
@@ -47,7 +48,9 @@ def test_ties_count_as_half_a_win_each_way() -> None:
 def test_three_contenders_whose_odds_agree_fit_exactly() -> None:
     # A:B won 2:1, B:C 2:1, A:C 4:1 -- strengths 4:2:1 fit every pair exactly.
     board = build_leaderboard(
-        battles(("A", "B", 2), ("B", "A", 1), ("B", "C", 2), ("C", "B", 1), ("A", "C", 4), ("C", "A", 1)), rounds=0
+        battles(("A", "B", 2), ("B", "A", 1), ("B", "C", 2), ("C", "B", 1), ("A", "C", 4), ("C", "A", 1)),
+        rounds=0,
+        prior_ties=0,
     )
     step = 400 * math.log10(2)
     assert ratings(board) == pytest.approx({"A": 1000 + step, "B": 1000, "C": 1000 - step}, abs=1e-3)
@@ -95,7 +98,7 @@ def test_the_fit_agrees_with_scikit_learns_logistic_regression() -> None:
         fights.append(
             Battle(a, b, tie=True) if roll < 0.15 else Battle(a, b) if roll < 0.15 + 0.85 * p else Battle(b, a)
         )
-    ours = ratings(build_leaderboard(fights, rounds=0))
+    ours = ratings(build_leaderboard(fights, rounds=0, prior_ties=0))
     assert ours == pytest.approx(sklearn_ratings(fights), abs=0.05)
     assert np.mean(list(ours.values())) == pytest.approx(1000)
 
