@@ -1,6 +1,6 @@
 """feedback_db.scrub: planted personal data caught and missed per kind, ordinary texts changed, MB/s.
 
-  .venv/bin/python bench/scrub.py [--planted 600] [--ordinary 80] [--megabytes 8]
+  .venv/bin/python bench/scrub.py [--planted 720] [--ordinary 80] [--megabytes 8]
 
 A planted item counts as caught when scrub replaced exactly it, or it and neighbouring characters of the
 same token ("mailto:<EMAIL>" would do), with its own kind's placeholder. Planted texts whose other
@@ -79,7 +79,7 @@ def throughput(texts: list[str], megabytes: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--planted", type=int, default=600, help="planted texts (1-3 items each)")
+    parser.add_argument("--planted", type=int, default=720, help="planted texts (1-3 items each)")
     parser.add_argument("--ordinary", type=int, default=80, help="generated ordinary texts beside the written ones")
     parser.add_argument("--megabytes", type=float, default=8.0, help="size of the throughput text")
     args = parser.parse_args()

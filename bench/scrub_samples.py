@@ -146,7 +146,7 @@ _TEMPLATES = [
 ]
 
 
-def planted_texts(count: int = 600, seed: int = 18) -> list[list[Segment]]:
+def planted_texts(count: int = 720, seed: int = 18) -> list[list[Segment]]:
     """`count` chat texts holding 1-3 planted items each, every kind planted in turn."""
     rng = random.Random(seed)
     texts: list[list[Segment]] = []
