@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from .bradley_terry import ELO_BASE, ELO_INIT, ELO_SCALE, bootstrap_ratings, fit_ratings
 from .reading import RatedComparison, RatingFilter, SetAside, SetAsideTally, iter_rated
-from .style import Duel, StyleFit, duels_of, fit_style
+from .style import Duel, Estimate, StyleFit, duels_of, fit_style
 
 __all__ = [
     "DEFAULT_MIN_BATTLES",
@@ -266,7 +266,8 @@ def preliminary_note(board: Leaderboard) -> str:
     votes = f"{board.ratings_used} vote{'' if board.ratings_used == 1 else 's'}"
     return (
         f"Preliminary: {votes} so far; ratings settle once every contender has {board.min_battles} "
-        f"battles (the fewest now: {board.fewest_battles})."
+        f"battles (the fewest now: {board.fewest_battles}); {board.prior_ties:g} virtual ties of each "
+        f"contender against an average one keep early ratings near {ELO_INIT:g}."
     )
 
 
@@ -284,10 +285,11 @@ def format_leaderboard(board: Leaderboard) -> str:
         f"{'rank':>4}  {'contender':<{width}}  {'rating':>7}  {'95% interval':>17}  "
         f"{'battles':>7}  {'wins':>6}  {'losses':>6}  {'ties':>6}"
     )
-    for rank, row in enumerate(board.rows, 1):
+    styled = {e.name: e for e in board.style.ratings} if board.style else {}
+    for row in board.rows:
         interval = "" if row.lower is None else f"{row.lower:7.1f} .. {row.upper:7.1f}"
         lines.append(
-            f"{rank:>4}  {row.contender:<{width}}  {row.rating:7.1f}  {interval:>17}  "
+            f"{row.rank:>4}  {row.contender:<{width}}  {row.rating:7.1f}  {interval:>17}  "
             f"{row.battles:>7}  {row.wins:>6}  {row.losses:>6}  {row.ties:>6}"
             + ("  preliminary" if row.preliminary else "")
         )
@@ -299,6 +301,18 @@ def format_leaderboard(board: Leaderboard) -> str:
         lines += ["", board.set_aside.line() + hint]
     if board.preliminary:
         lines += ["", preliminary_note(board)]
+    if board.style is not None:
+        lines += ["", "with style held fixed (rank, rating, 95% interval):"]
+        for row in board.rows:
+            e = styled[row.contender]
+            interval = "" if e.lower is None else f"{e.lower:7.1f} .. {e.upper:7.1f}"
+            lines.append(f"{board.style_ranks[e.name]:>4}  {e.name:<{width}}  {e.value:7.1f}  {interval:>17}")
+        lines.append("style coefficients (rating points per standard deviation of (a - b) / (a + b)):")
+        lines += [f"  {e.name:<8} {e.value:8.1f}" + _interval(e) for e in board.style.coefficients]
+        first = board.style.first_shown
+        lines.append(
+            f"position effect: the first-shown answer beats an equal one {first.value:.1%}" + _interval(first, True)
+        )
     if board.a_share is not None:
         lines += ["", f"position bias: pane A won {board.a_share:.1%} of the decisive A/B votes (50% is none)"]
     lines += ["", "win rate of the row against the column (ties as half; - where they never met)"]
@@ -307,4 +321,15 @@ def format_leaderboard(board: Leaderboard) -> str:
     for a in names:
         cells = [board.win_rate[a].get(b) for b in names]
         lines.append(f"{a:<{width}}" + "".join("         -" if c is None else f"  {c:8.3f}" for c in cells))
+    lines += ["", f"votes sha256 {board.digest or '-'}, bootstrap seed {board.seed}"]
     return "\n".join(lines)
+
+
+def _interval(estimate: Estimate, share: bool = False) -> str:
+    if estimate.lower is None:
+        return ""
+    return (
+        f" ({estimate.lower:.1%} .. {estimate.upper:.1%})"
+        if share
+        else f" ({estimate.lower:.1f} .. {estimate.upper:.1f})"
+    )

@@ -154,12 +154,16 @@ def test_format_and_cli_show_the_table_and_the_json(tmp_path: Path) -> None:
     assert "Bradley-Terry ratings from 10 battles in 6 blind (arena) ratings" in table
     assert "1 rating set aside: 1 errored (--include-set-aside counts them)" in table
     assert [line.split()[1] for line in table.splitlines()[3:6]] == ["x", "z", "y"]
+    assert "with style held fixed (rank, rating, 95% interval):" in table and "position effect:" in table
+    assert "bootstrap seed 3" in table and "votes sha256 " in table
     out = io.StringIO()
     assert main(["leaderboard", "--db-url", url, "--rounds", "20", "--all", "--json"], out, io.StringIO()) == 0
     data = json.loads(out.getvalue())
     assert data["blind_only"] is False and data["battles_total"] == 11
     assert data["set_aside"] == {"ratings": 1, "reasons": {"errored": 1}, "included": False}
     assert {row["contender"] for row in data["rows"]} == {"x", "y", "z"}
+    assert [e["name"] for e in data["style"]["coefficients"]] == ["length", "headers", "lists", "bold"]
+    assert len(data["digest"]) == 64 and data["seed"] == 0
     assert "nothing rated yet" in format_leaderboard(build_leaderboard([], rounds=10))
 
 
@@ -172,7 +176,8 @@ def test_two_votes_make_a_preliminary_board_until_every_contender_has_min_battle
     assert [(row.contender, row.preliminary) for row in board.rows] == [("A", True), ("B", True)]
     text = format_leaderboard(board)
     assert (
-        "Preliminary: 2 votes so far; ratings settle once every contender has 20 battles (the fewest now: 2)."
+        "Preliminary: 2 votes so far; ratings settle once every contender has 20 battles (the fewest now: 2); "
+        "2 virtual ties of each contender against an average one keep early ratings near 1000."
     ) in text
     assert all(line.endswith("preliminary") for line in text.splitlines()[3:5])
     # One contender past the minimum, one not: the board stays preliminary, the rows say which.
@@ -195,7 +200,8 @@ def test_the_page_marks_preliminary_ratings_in_the_summary_the_table_and_the_plo
     board = build_leaderboard(battles(("A", "B", 2)), rounds=50, ratings_used=2)
     assert summary(board).startswith(
         "**Preliminary: 2 votes so far; ratings settle once every contender has 20 "
-        "battles (the fewest now: 2).** 2 battles from 2 ratings"
+        "battles (the fewest now: 2); 2 virtual ties of each contender against an average one keep early "
+        "ratings near 1000.** 2 battles from 2 ratings"
     )
     rows = leaderboard_rows(board)
     assert [row[3] for row in rows] == ["preliminary (2 battles)"] * 2  # not a zero-width interval
