@@ -134,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_set_aside(commands)
     _add_agreement(commands)
     _add_import(commands)
+    from .release_cli import add_release  # it imports this module's helpers
+
+    add_release(commands)
     return parser
 
 
