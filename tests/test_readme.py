@@ -43,6 +43,7 @@ TOOLS = (
     ("feedback_db", "raters", "add"),
     ("feedback_db", "raters", "list"),
     ("feedback_db", "raters", "revoke"),
+    ("feedback_db", "release"),
 )
 
 
