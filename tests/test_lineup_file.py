@@ -91,6 +91,7 @@ def test_llama2_file_is_the_llama2_lineup():
             prompt_format="llama2",
             params=PRESETS["llama2-chat"],
             system_prompt=LLAMA2_DEFAULT_SYSTEM_PROMPT,
+            identity_words=("Llama", "LLaMA", "Meta", "Meta AI"),  # a blind vote naming them is set aside
         )
         for size in ("7b", "13b", "70b")
     )
@@ -623,3 +624,10 @@ def test_extra_body_model_and_stream_messages(tmp_path: Path):
         r"\(every answer is streamed\); remove it$",
     ):
         EndpointSpec(base_url="http://gpu-box:8000/v1", model="m", extra_body='{"stream": false}')
+
+
+def test_identity_words_are_a_list_of_words(tmp_path: Path):
+    path = write(tmp_path, local("W", 'identity_words = ["Llama", " Meta "]\n') + GOOD)
+    assert lineup_from_file(path).contenders[0].identity_words == ("Llama", "Meta")
+    with pytest.raises(LineupFileError, match="field 'identity_words': must be a list of words naming the model"):
+        lineup_from_file(write(tmp_path, local("W", 'identity_words = "Llama"\n') + GOOD))
