@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +59,12 @@ def test_three_contenders_whose_odds_agree_fit_exactly() -> None:
     assert [row.contender for row in board.rows] == ["A", "B", "C"]
 
 
-def sklearn_ratings(fights: list[Battle]) -> dict[str, float]:
-    """FastChat's compute_mle_elo: weighted logistic regression, ties as half a win each way."""
+def sklearn_ratings(fights: list[Battle], prior_ties: float = 0.0) -> dict[str, float]:
+    """FastChat's compute_mle_elo: weighted logistic regression, ties as half a win each way.
+
+    prior_ties: the prior written out as data, rows of each contender's virtual ties against one of
+    strength 0, still unpenalised (C=inf).
+    """
     from sklearn.linear_model import LogisticRegression
 
     names = sorted({b.winner for b in fights} | {b.loser for b in fights})
@@ -79,6 +85,12 @@ def sklearn_ratings(fights: list[Battle]) -> dict[str, float]:
             rows += [x, x]
             labels += [1, 0]
             weights += [twice[i, j], twice[j, i]]
+    for i in range(len(names) if prior_ties else 0):
+        x = np.zeros(len(names))
+        x[i] = math.log(10)  # against the average contender: no column of its own
+        rows += [x, x]
+        labels += [1, 0]
+        weights += [prior_ties, prior_ties]  # prior_ties ties: half a win and half a loss each, doubled
     model = LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-12, max_iter=10_000)
     model.fit(np.array(rows), np.array(labels), sample_weight=np.array(weights))
     elo = 400 * model.coef_[0]
@@ -101,6 +113,20 @@ def test_the_fit_agrees_with_scikit_learns_logistic_regression() -> None:
     ours = ratings(build_leaderboard(fights, rounds=0, prior_ties=0))
     assert ours == pytest.approx(sklearn_ratings(fights), abs=0.05)
     assert np.mean(list(ours.values())) == pytest.approx(1000)
+
+
+@pytest.mark.parametrize(
+    "fights",
+    [
+        battles(("A", "B", 1), ("A", "C", 1), ("B", "C", 1)),  # three votes: the prior does most of the work
+        battles(("A", "B", 7), ("B", "A", 2), ("B", "C", 4), ("C", "A", 1), ties=(("A", "C", 3),)),
+    ],
+)
+def test_the_prior_agrees_with_scikit_learn_given_the_virtual_ties_as_data(fights: list[Battle]) -> None:
+    pytest.importorskip("sklearn", reason="scikit-learn is in requirements-dev.txt")
+    ours = ratings(build_leaderboard(fights, rounds=0, prior_ties=2))
+    assert ours == pytest.approx(sklearn_ratings(fights, prior_ties=2), abs=0.05)
+    assert ours != pytest.approx(sklearn_ratings(fights), abs=1)  # and the prior did move them
 
 
 def test_bootstrap_intervals_hold_the_estimate_narrow_with_data_and_repeat_with_the_seed() -> None:
@@ -228,3 +254,114 @@ def test_cli_min_battles_decides_when_the_board_is_settled(tmp_path: Path) -> No
     out = io.StringIO()
     assert main([*argv, "--min-battles", "4"], out, io.StringIO()) == 0
     assert "reliminary" not in out.getvalue()
+
+
+# --- the page's chart ------------------------------------------------------------------------------
+
+
+def svg_numbers(svg: str) -> tuple[float, list[float], list[float]]:
+    """The viewBox width, the dots' x, and every other x the chart draws (bars, grid lines, tick labels)."""
+    width = float(re.search(r'viewBox="0 0 ([\d.]+) [\d.]+"', svg).group(1))
+    dots = [float(v) for v in re.findall(r'cx="([-\d.]+)"', svg)]
+    drawn = [float(v) for v in re.findall(r' x[12]?="([-\d.]+)"', svg)]
+    return width, dots, drawn
+
+
+def test_the_chart_keeps_every_rating_and_interval_on_its_axis() -> None:
+    from playground.leaderboard_view import plot_range, ratings_svg
+
+    three_votes = build_leaderboard(battles(("A", "B", 1), ("A", "C", 1), ("B", "C", 1)), rounds=100, ratings_used=3)
+    # Percentile intervals that miss their own estimates, as three votes once gave without the prior:
+    # the leader's 1840 beyond every interval end (1720 the highest), the last's -560 below all of them.
+    lopsided = replace(
+        three_votes,
+        rows=(
+            replace(three_votes.rows[0], rating=1840.0, lower=1000.0, upper=1720.0),
+            replace(three_votes.rows[1], rating=1720.0, lower=900.0, upper=1500.0),
+            replace(three_votes.rows[2], rating=-560.0, lower=-400.0, upper=1000.0),
+        ),
+    )
+    for board in (three_votes, lopsided):
+        lo, hi = plot_range(board)
+        ends = [v for r in board.rows for v in (r.rating, r.lower, r.upper)]
+        assert lo < min(ends) and max(ends) < hi  # with a margin on either side
+        svg = ratings_svg(board)
+        width, dots, drawn = svg_numbers(svg)
+        assert len(dots) == 3 and all(0 < x < width for x in dots + drawn)
+        # Read the leader's rating back off the drawn axis, from its first and last tick labels.
+        ticks = [(float(x), float(v)) for x, v in re.findall(r'<text x="([\d.]+)" y="\d+" [^>]*>(-?\d+)</text>', svg)]
+        (x0, v0), (x1, v1) = ticks[0], ticks[-1]
+        assert v0 + (dots[0] - x0) * (v1 - v0) / (x1 - x0) == pytest.approx(board.rows[0].rating, abs=1)
+
+
+def test_the_chart_scales_to_its_container_instead_of_a_fixed_width() -> None:
+    from playground.leaderboard_view import ratings_svg
+
+    board = build_leaderboard(battles(("A", "B", 3), ("B", "C", 2)), rounds=50)
+    svg = ratings_svg(board)
+    head = svg[: svg.index(">")]
+    # No pixel width or height on the element: the viewBox keeps the drawing's proportions at 420 px.
+    assert 'width="100%"' in head and "height=" not in head.replace("height: auto", "")
+    assert re.search(r'viewBox="0 0 720 \d+"', head) and "max-width: 720px" in head
+    long_names = build_leaderboard(battles(("a-very-long-contender-name-" * 3, "B", 2)), rounds=0)
+    width, dots, drawn = svg_numbers(ratings_svg(long_names))
+    assert all(0 < x < width for x in dots + drawn) and "…" in ratings_svg(long_names)
+
+
+@pytest.mark.browser
+def test_chromium_draws_the_chart_within_a_phone_screen(browser) -> None:  # noqa: ANN001
+    from playground.leaderboard_view import ratings_svg
+
+    board = build_leaderboard(battles(("A", "B", 1), ("A", "C", 1), ("B", "C", 1)), rounds=100, ratings_used=3)
+    page = browser.new_page(viewport={"width": 420, "height": 900})
+    try:
+        page.set_content(f"<body style='margin:8px'><div id=plot>{ratings_svg(board)}</div></body>")
+        chart, leader = page.locator("svg").bounding_box(), page.locator("circle").first.bounding_box()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 420  # nothing to scroll sideways
+        assert 8 <= chart["x"] and chart["x"] + chart["width"] <= 420 - 8
+        assert chart["x"] <= leader["x"] and leader["x"] + leader["width"] <= chart["x"] + chart["width"]
+    finally:
+        page.close()
+
+
+# --- the same votes on each backend ----------------------------------------------------------------
+
+
+def store_votes(database) -> None:  # noqa: ANN001
+    """Twenty blind votes between three contenders whose answers differ in length and markdown."""
+    from tests.databases import rate, store_comparison
+
+    rng = np.random.default_rng(5)
+    texts = {"x": "# Plan\n\n- **one**\n- two\n" + "word " * 40, "y": "A short answer.", "z": "1. a\n2. b\n" + "w " * 9}
+    for n in range(20):
+        pair = [str(c) for c in rng.choice(["x", "y", "z"], 2, replace=False)]
+        comparison = store_comparison(database, pair, comparison_id=f"{n:032x}", texts=texts)
+        rate(database, comparison, choice=str(rng.choice(["a", "b", "tie"])), blind=True)
+
+
+def copy_votes(source, target) -> None:  # noqa: ANN001
+    """Every row of every table, ids included: the same votes, as a move between databases keeps them."""
+    from feedback_db.schema import Base
+
+    with source.engine.connect() as reading, target.engine.begin() as writing:
+        for table in reversed(Base.metadata.sorted_tables):
+            writing.execute(table.delete())
+        for table in Base.metadata.sorted_tables:
+            rows = [dict(row._mapping) for row in reading.execute(table.select())]
+            if rows:
+                writing.execute(table.insert(), rows)
+
+
+def test_the_same_votes_and_seed_give_the_same_board_on_each_backend(any_db, tmp_path: Path) -> None:  # noqa: ANN001
+    reference = open_database(sqlite_url(tmp_path / "reference.sqlite3"))
+    store_votes(reference)
+    copy_votes(reference, any_db)
+    with reference.snapshot() as session:
+        expected = leaderboard_of(session, rounds=50, seed=4)
+    with any_db.snapshot() as session:
+        board = leaderboard_of(session, rounds=50, seed=4)
+        other_seed = leaderboard_of(session, rounds=50, seed=5)
+    reference.dispose()
+    assert board.ratings_used == 20 and board.style is not None and len(board.digest) == 64
+    assert board == expected  # every number, the style fit, the ranks and the digest
+    assert other_seed.digest == board.digest and other_seed.rows != board.rows  # the seed moves the intervals
