@@ -129,7 +129,7 @@ def release(database: Database, output: Path, options: ReleaseOptions, previous:
             "counts": done.counts,
         }
         (output / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        write_card(session, output, options, done, _previous(previous))
+        write_card(session, output, options, done, _previous(previous), pseudonym)
     return done
 
 
@@ -150,19 +150,23 @@ def _write(path: Path, rows: Iterator[dict[str, Any]], schema: pa.Schema, done: 
     done.counts[config] = len(kept)
 
 
-def _clean(text: str | None, options: ReleaseOptions, done: Released) -> tuple[str | None, bool]:
-    """The text, scrubbed when asked; whether it changed."""
+def _clean(text: str | None, options: ReleaseOptions, done: Released, count: bool = True) -> tuple[str | None, bool]:
+    """The text, scrubbed when asked; whether it changed. Finds are counted once, in the comparisons
+    config: the training configs repeat its texts."""
     if text is None or not options.scrub:
         return text, False
     result = scrub(text)
-    done.scrubbed.update(result.found)
+    if count:
+        done.scrubbed.update(result.found)
     return result.text, result.changed
 
 
-def _messages(messages: Any, options: ReleaseOptions, done: Released) -> tuple[list[dict[str, str]], bool]:
+def _messages(
+    messages: Any, options: ReleaseOptions, done: Released, count: bool = True
+) -> tuple[list[dict[str, str]], bool]:
     changed, clean = False, []
     for message in messages or []:
-        content, hit = _clean(message["content"], options, done)
+        content, hit = _clean(message["content"], options, done, count)
         changed |= hit
         clean.append({"role": message["role"], "content": content})
     return clean, changed
@@ -175,7 +179,7 @@ def _scrubbed(
     changed = False
     for key in ("prompt", "chosen", "rejected", "completion", "messages"):
         if isinstance(row.get(key), list):
-            row[key], hit = _messages(row[key], options, done)
+            row[key], hit = _messages(row[key], options, done, count=False)
             changed |= hit
     row["rater"] = pseudonym(row.get("rater"))
     row["scrubbed"] = changed

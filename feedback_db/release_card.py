@@ -4,8 +4,9 @@ collected, what each config holds, agreement, the leaderboard at release time, a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 from sqlalchemy.orm import Session
@@ -37,7 +38,12 @@ this release's salt."""
 
 
 def write_card(
-    session: Session, output: Path, options: ReleaseOptions, done: Released, previous: dict[str, Any] | None
+    session: Session,
+    output: Path,
+    options: ReleaseOptions,
+    done: Released,
+    previous: dict[str, Any] | None,
+    pseudonym: Callable[[str | None], str | None],
 ) -> None:
     """README.md in `output`; with `previous` (an earlier manifest), what was withdrawn and added since."""
     changes = _changes(done, previous)
@@ -49,7 +55,7 @@ def write_card(
         "---\n"
         + yaml.safe_dump(_front_matter(options, done), sort_keys=False)
         + "---\n\n"
-        + _body(session, options, done, changes)
+        + _body(session, options, done, changes, pseudonym)
     )
     (output / "README.md").write_text(text, encoding="utf-8")
 
@@ -71,7 +77,13 @@ def _front_matter(options: ReleaseOptions, done: Released) -> dict[str, Any]:
     }
 
 
-def _body(session: Session, options: ReleaseOptions, done: Released, changes: dict[str, Any] | None) -> str:
+def _body(
+    session: Session,
+    options: ReleaseOptions,
+    done: Released,
+    changes: dict[str, Any] | None,
+    pseudonym: Callable[[str | None], str | None],
+) -> str:
     lines = [
         f"# {options.pretty_name}",
         "",
@@ -102,6 +114,8 @@ def _body(session: Session, options: ReleaseOptions, done: Released, changes: di
         "",
     ]
     report = agreement_of(session, include_set_aside=options.include_set_aside)
+    # Raters by the release's pseudonyms, as in the configs: never the database's ids.
+    report = replace(report, raters=tuple(replace(r, rater=pseudonym(r.rater) or "") for r in report.raters))
     if report.repeated:
         lines += ["## Agreement between raters", "", agreement_markdown(report), ""]
     board = leaderboard_of(session, rounds=200, include_set_aside=options.include_set_aside)

@@ -93,6 +93,12 @@ def test_a_release_is_a_card_and_configs_that_datasets_loads(tmp_path, monkeypat
         and "visitor" not in pq.read_table(folder / "comparisons/train.parquet").schema.names
     )
     assert "scrubbed:" in out
+    # The raters in the card's agreement table are the release's pseudonyms, as in the configs.
+    released = {
+        r["rater"] for row in pq.read_table(folder / "comparisons/train.parquet").to_pylist() for r in row["ratings"]
+    }
+    in_card = set(re.findall(r"^\| `([0-9a-f]+)` \|", card.text, re.M))
+    assert in_card and in_card <= released
 
 
 def test_deletions_reach_the_next_release_and_salts_keep_releases_apart(tmp_path):
