@@ -81,10 +81,11 @@ def summary(board: Leaderboard) -> str:
         else ""
     )
     note = f"**{preliminary_note(board)}** " if board.preliminary else ""
+    prior = f" with a weak prior of {board.prior_ties:g} virtual ties of each contender against an average one"
+    prior = "" if board.preliminary else prior  # the preliminary note states it already
     return (
         f"{note}{board.battles_total} battles from {board.ratings_used} ratings ({which}); Bradley-Terry "
-        f"ratings on the Elo scale (400, base 10, mean 1000) with a weak prior of {board.prior_ties:g} virtual "
-        f"ties of each contender against an average one, 95% intervals from {board.rounds} bootstrap "
+        f"ratings on the Elo scale (400, base 10, mean 1000){prior}, 95% intervals from {board.rounds} bootstrap "
         f"rounds; rank: 1 + the contenders whose interval lies wholly above.{aside}{bias}{_style_summary(board)}"
         f" Votes sha256 `{board.digest or '-'}`, bootstrap seed {board.seed}: the same votes and seed give "
         f"the same numbers."

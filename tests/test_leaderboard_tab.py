@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,3 +32,20 @@ def test_the_tab_is_preliminary_until_every_contender_has_min_battles(database: 
     heading, _, table, _ = shown_by(database, min_battles=4)(False)
     assert heading.startswith("10 battles from 6 ratings") and "1 rating set aside: 1 errored." in heading
     assert not any("preliminary" in str(row) for row in table.value["data"])
+
+
+def test_the_tab_shows_the_style_controlled_fit_the_prior_and_what_reproduces_it(database: Database) -> None:
+    from playground.leaderboard_view import TABLE_HEADERS
+
+    seed_golden(database)
+    heading, plot, table, _ = shown_by(database, min_battles=4)(False)
+    assert TABLE_HEADERS[-3:] == ["style-controlled rating", "style-controlled 95% interval", "style-controlled rank"]
+    assert table.value["headers"] == TABLE_HEADERS
+    for row in table.value["data"]:
+        assert len(row) == len(TABLE_HEADERS) and isinstance(row[8], float) and row[10] in (1, 2, 3)
+        assert re.fullmatch(r"-?\d+ – -?\d+", row[9])
+    assert "a weak prior of 2 virtual ties of each contender against an average one" in heading
+    assert re.search(r"length [+-]\d+ \(-?\d+ to -?\d+\), headers [+-]\d+ .*, lists .*, bold ", heading)
+    assert re.search(r"the answer shown first beats an equal one \d+\.\d% \(\d+\.\d% to \d+\.\d%\)", heading)
+    assert re.search(r"Votes sha256 `[0-9a-f]{64}`, bootstrap seed 0", heading)
+    assert 'width="100%"' in plot
