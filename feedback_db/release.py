@@ -54,6 +54,10 @@ class ReleaseOptions:
     scrub: bool = False
     salt: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     pretty_name: str = "Chat model comparisons"
+    # The texts of the terms and guidelines (the app's --terms / --guidelines files), shown in the card;
+    # each must be a version the ratings were given under (their sha256 is stored with each rating).
+    terms_text: str | None = None
+    guidelines_text: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.license or "").strip():
@@ -104,9 +108,10 @@ def release(database: Database, output: Path, options: ReleaseOptions, previous:
     compare with (release_card.py says what was withdrawn and added)."""
     from .release_card import write_card  # the card reads the leaderboard and agreement modules
 
-    output.mkdir(parents=True, exist_ok=True)
     done, pseudonym = Released(), Pseudonyms(options.salt)
     with database.snapshot() as session:
+        _check_documents(session, options)  # before anything is written
+        output.mkdir(parents=True, exist_ok=True)
         _write(
             output / "comparisons" / "train.parquet",
             _comparison_rows(session, options, done, pseudonym),
@@ -131,6 +136,22 @@ def release(database: Database, output: Path, options: ReleaseOptions, previous:
         (output / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         write_card(session, output, options, done, _previous(previous), pseudonym)
     return done
+
+
+def _check_documents(session: Session, options: ReleaseOptions) -> None:
+    """A terms or guidelines text for the card must be a version some rating was given under."""
+    for option, text, column in (
+        ("--terms", options.terms_text, Rating.terms_version),
+        ("--guidelines", options.guidelines_text, Rating.guidelines_version),
+    ):
+        if text is None:
+            continue
+        version = hashlib.sha256(text.strip().encode("utf-8")).hexdigest()
+        if session.scalar(select(column).where(column == version).limit(1)) is None:
+            raise ValueError(
+                f"{option}: no stored rating was given under this file (sha256 {version[:12]}…); give the "
+                "file the app was started with"
+            )
 
 
 def _previous(folder: Path | None) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ collected, what each config holds, agreement, the leaderboard at release time, a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -99,11 +100,8 @@ def _body(
         f"- Rating guidelines in force (sha256): {_listed(done.guidelines)}.",
         f"- Ratings from {_range(options)}{'; blind ratings only' if options.blind_only else ''}.",
         "",
-        "## Configs",
-        "",
-        "| config | rows | a row is |",
-        "|---|---|---|",
     ]
+    lines += _documents(options, done)
     lines += [f"| `{name}` | {done.counts.get(name, 0)} | {what} |" for name, what in CONFIGS.items()]
     lines += [
         "",
@@ -122,6 +120,26 @@ def _body(
     lines += ["## Leaderboard at release time", "", "```", format_leaderboard(board), "```", ""]
     lines += ["## What was left out, and why", ""] + _left_out(options, done, changes)
     return "\n".join(lines) + "\n"
+
+
+def _documents(options: ReleaseOptions, done: Released) -> list[str]:
+    """The terms and guidelines texts given, each under the version (sha256) the ratings name; then the
+    configs table's head."""
+    lines = []
+    for title, text, versions in (
+        ("Terms raters accepted", options.terms_text, done.terms),
+        ("Rating guidelines", options.guidelines_text, done.guidelines),
+    ):
+        if text is None:
+            continue
+        version = hashlib.sha256(text.strip().encode("utf-8")).hexdigest()
+        if version not in versions:
+            raise ValueError(
+                f"the {title.lower()} given have sha256 {version[:12]}…, which no released rating was given under "
+                f"(they name {_listed(versions)}); give the file the app was started with"
+            )
+        lines += [f"## {title} (`{version[:12]}…`)", "", *(f"> {line}" for line in text.strip().splitlines()), ""]
+    return lines + ["## Configs", "", "| config | rows | a row is |", "|---|---|---|"]
 
 
 def _left_out(options: ReleaseOptions, done: Released, changes: dict[str, Any] | None) -> list[str]:

@@ -32,6 +32,8 @@ def add_release(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     parser.add_argument("--previous", metavar="OLD_DIR", help="an earlier release: say what was withdrawn and added")
     parser.add_argument("--name", default="Chat model comparisons", help="the dataset's pretty_name")
+    parser.add_argument("--terms", metavar="FILE.md", help="the app's terms file: its text goes in the card")
+    parser.add_argument("--guidelines", metavar="FILE.md", help="the app's guidelines file: its text goes in the card")
     parser.set_defaults(run=run_release)
 
 
@@ -50,6 +52,8 @@ def run_release(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
             include_set_aside=args.include_set_aside,
             scrub=args.scrub,
             pretty_name=args.name,
+            terms_text=_read(args.terms, "--terms"),
+            guidelines_text=_read(args.guidelines, "--guidelines"),
             **({"salt": args.salt} if args.salt else {}),
         )
     except ValueError as error:
@@ -69,3 +73,12 @@ def run_release(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     if done.set_aside:
         print(f"set aside and left out: {dict(done.set_aside.most_common())}", file=stdout)
     return 0
+
+
+def _read(path: str | None, option: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{option} {path}: cannot be read ({error})") from None

@@ -151,3 +151,29 @@ def test_bad_release_options_are_one_line(tmp_path, argv, said):
     url, _ = seeded(tmp_path / "f.sqlite3", comparisons=1)
     code, _, err = run("release", "--db-url", url, "--output", str(tmp_path / "out"), *argv)
     assert code == 2 and said in err and "Traceback" not in err
+
+
+def test_the_terms_text_goes_in_the_card_only_if_ratings_were_given_under_it(tmp_path):
+    from feedback_db.records import RatingRecord
+    from feedback_db.store import add_rating
+
+    terms = tmp_path / "terms.md"
+    terms.write_text("Be kind. What you type may be published.\n")
+    version = __import__("hashlib").sha256(terms.read_text().strip().encode()).hexdigest()
+    database = open_database(sqlite_url(tmp_path / "f.sqlite3"))
+    comparison = store_comparison(database, ["x", "y"])
+    with database.session() as session:
+        add_rating(session, RatingRecord(comparison, "pairwise", choice="a", terms_version=version))
+    database.dispose()
+    url = sqlite_url(tmp_path / "f.sqlite3")
+    folder = tmp_path / "release"
+    code, _, err = run("release", "--db-url", url, "--output", str(folder), "--license", "mit", "--terms", str(terms))
+    assert code == 0, err
+    card = (folder / "README.md").read_text()
+    assert f"## Terms raters accepted (`{version[:12]}…`)" in card and "> Be kind." in card
+    other = tmp_path / "other.md"
+    other.write_text("Other terms.")
+    code, _, err = run(
+        "release", "--db-url", url, "--output", str(tmp_path / "x"), "--license", "mit", "--terms", str(other)
+    )
+    assert code == 2 and "no stored rating was given under this file" in err and not (tmp_path / "x").exists()
