@@ -32,7 +32,7 @@ def test_leaderboard_view_renders_rows_plot_and_matrix():
     board = build_leaderboard(battles, rounds=50, seed=0, blind_only=True, ratings_used=10)
     rows = leaderboard_rows(board)
     assert [r[1] for r in rows] == ["x", "y"] and rows[0][2] > 1000 > rows[1][2]
-    assert rows[0][4:] == [10, 6, 2, 2]
+    assert rows[0][4:8] == [10, 6, 2, 2]  # battles, wins, losses, ties; the style-controlled columns follow
     headers, matrix = win_rate_rows(board)
     assert headers == ["contender", "x", "y"] and matrix[0][2] == "0.70"  # (6 + 2/2) / 10
     svg = ratings_svg(board)

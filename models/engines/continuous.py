@@ -74,6 +74,9 @@ class _StreamChoice(ContinuousBatchingLogitsProcessor):
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         chosen = torch.full_like(scores, float("-inf"))  # (rows, vocab)
         for i, (rid, sampler) in enumerate(self._rows[: scores.shape[0]]):
+            if rid in self.verdicts:  # ended: its sampler keeps the tokens it chose before, no more
+                chosen[i, 0] = 0.0
+                continue
             try:
                 token = sampler(scores[i]) if sampler is not None else int(scores[i].argmax())
             except Exception as error:  # this stream's own choice failed: only it ends (its token is dropped)
@@ -190,7 +193,10 @@ class ContinuousEngine:
                 tokens = item.generated_tokens  # cumulative, the stop token included
                 verdict = self._verdicts.pop(rid, None)
                 if verdict not in (None, _RESUME) and item.status != RequestStatus.FAILED:
-                    tokens = tokens[:-1]  # its sampler failed on the last token, which is a placeholder
+                    # Its sampler failed: the tokens it chose are the answer; what follows them is a
+                    # placeholder. Counted from the sampler, since this output may be older than the failure.
+                    chosen = sampler.ids.shape[1] - len(request.prompt_ids) - (len(answer) - sent)
+                    tokens = tokens[: max(chosen, 0)]
                 for token in tokens[sent:]:
                     answer.append(int(token))
                     yield int(token)
