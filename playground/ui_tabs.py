@@ -126,23 +126,11 @@ def admin_tab(
         on = AdminExports(database, token, lineup, downloads, visitor)
         _agreement_section(secret, lineup, on)
     # The token is checked before the queue (validator), so guesses never take a place or a worker.
+    what = [secret, export_format, suffix, since, until, contenders, min_strength]  # the order export() takes
+    which = [blind_only, only_lineup, exclude_unsafe, include_errors, include_set_aside, majority]
     run.click(
         on.export,
-        inputs=[
-            secret,
-            export_format,
-            suffix,
-            since,
-            until,
-            contenders,
-            min_strength,
-            blind_only,
-            only_lineup,
-            exclude_unsafe,
-            include_errors,
-            include_set_aside,
-            majority,
-        ],
+        inputs=what + which,
         outputs=[result, download],
         api_name="admin_export",
         api_visibility="undocumented",
