@@ -250,8 +250,9 @@ def seed_for_export(database: Database) -> None:
     both = store_comparison(database, ["x", "y"], messages=CONVERSATION)
     rate(database, both, choice="a", strength="better", blind=True, rater=ann)
     rate(database, both, choice="b", rater=bob)
-    one = store_comparison(database, ["y", "z"], lineup="llama2", texts={"y": "same text", "z": "same text"})
-    rate(database, one, choice="b", strength="significantly_better")  # without a rater; identical answers
+    # Without a rater. (Identical answers would not be exported: a pair with the same text twice says nothing.)
+    one = store_comparison(database, ["y", "z"], lineup="llama2", texts={"y": "one text", "z": "another text"})
+    rate(database, one, choice="b", strength="significantly_better")
     three = store_comparison(database, ["x", "y", "z"])
     rate(database, three, "scores", scores={0: 5, 1: 4, 2: 2}, rater=ann)
 
