@@ -172,7 +172,7 @@ def _data_events(page: Page, on: CompareHandlers) -> None:
     """The "Your data" section: what is stored about this session, and deleting it."""
     page.show_data.click(on.show_data, outputs=[page.data], api_name="my_data", concurrency_limit=None)
     page.delete_ratings.click(
-        on.delete_ratings, outputs=[page.data], api_name="delete_my_ratings", concurrency_limit=None
+        on.delete_ratings, outputs=[page.data, page.status], api_name="delete_my_ratings", concurrency_limit=None
     )
     page.delete_all.click(
         on.delete_all, outputs=on.outputs + [page.data], api_name="delete_my_session", concurrency_limit=None

@@ -188,13 +188,15 @@ class CompareHandlers:
         return self.core.stored_about(self.session_ids(request), self.visitor(request), rater)
 
     @refusals
-    def delete_ratings(self, request: gr.Request) -> str:
-        return self.core.forget(
+    def delete_ratings(self, request: gr.Request) -> dict[Any, Any]:
+        """The session's ratings go, and so does the thank-you for the last one."""
+        message = self.core.forget(
             self.store.peek(session_of(request)),
             self.session_ids(request),
             ratings_only=True,
             visitor=self.visitor(request),
         )
+        return {self.page.data: message, self.page.status: ""}
 
     @refusals
     def delete_all(self, request: gr.Request) -> dict[Any, Any]:

@@ -53,14 +53,17 @@ def test_a_visitor_sees_and_deletes_only_their_own_data_through_the_page(app):
     first = me.predict("my first question", "", "", api_name="/ask")
     me.predict(*rate_args(token_of(first), "a"), api_name="/rate")
     me.predict(api_name="/clear")  # a new conversation, the same browser session
-    me.predict("my second question", "", "", api_name="/ask")
+    second = me.predict("my second question", "", "", api_name="/ask")
+    thanks = me.predict(*rate_args(token_of(second), "b"), api_name="/rate")[-1]
+    assert thanks.startswith("Thank you: your rating is stored")
     theirs = other.predict("someone else's question", "", "", api_name="/ask")
     other.predict(*rate_args(token_of(theirs), "b"), api_name="/rate")
 
     shown = me.predict(api_name="/my_data")
     assert "my first question" in shown and "my second question" in shown and "someone else" not in shown
     assert "rated" in shown and "salted hash" in shown
-    assert me.predict(api_name="/delete_my_ratings") == "Deleted 1 rating of this session."
+    # The thank-you for the last rating goes with the ratings.
+    assert me.predict(api_name="/delete_my_ratings") == ("Deleted 2 ratings of this session.", "")
     assert me.predict(api_name="/delete_my_session")[-1].startswith("Deleted 2 comparisons of this session")
     assert me.predict(api_name="/my_data") == "Nothing is stored about this session."
     with sqlite3.connect(app.data_dir / "feedback.sqlite3") as db:
