@@ -67,6 +67,9 @@ class RaterBlocks:
         seat, line, new_key = self.core.raters.identify(**who)
         conversation = self.store.get(session_of(request))
         if seat is not None:
+            earlier = conversation.seat  # this session may have accepted the terms before its page loaded
+            if earlier is not None and earlier.terms_version and self.core.raters.needs_terms(seat):
+                seat = self.core.raters.accept_terms(seat)
             conversation.seat = seat
         shown: dict[Any, Any] = {self.rater_line: line}
         if self.terms_box is not None and not self.core.raters.needs_terms(conversation.seat):
