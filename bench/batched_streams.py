@@ -1,18 +1,22 @@
-"""Streams decoded together by an engine against one plain `generate`, in the same process.
+"""Streams decoded together by each engine against one plain `generate`, in the same process.
 
-    python bench/batched_streams.py                       # continuous batching, 1 3 8 16 streams
-    python bench/batched_streams.py --engine loop         # our batched loop (as split weights get)
-    python bench/batched_streams.py --cache-tokens 4096 --batch-tokens 128 --streams 1 3
+    python bench/batched_streams.py                          # both engines, 1 3 8 streams, 3 repeats
+    python bench/batched_streams.py --engines loop --streams 1 3 8 16 --dtype float32
+    python bench/batched_streams.py --repeats 5 --tokens 96 --cache-tokens 4096 --batch-tokens 128
 
-Every stream gets the same number of new tokens (EOS ignored), so the ratios compare equal work.
-Prints, per stream count: wall time, its ratio to one `generate`, tokens/s together and the ratio of
-that to one `generate`'s tokens/s, and the mean time to first token.
+Every stream gets the same number of new tokens (EOS ignored), so the ratios compare equal work. On a
+shared machine one run says little: each round runs one `generate` and then every engine at every
+stream count, in turn, so a slow minute slows the baseline and what it is compared to alike. Each
+line gives the median of the rounds and its spread (lowest-highest), and the baseline's own spread is
+printed first. `--dtype float32` is where every engine's greedy tokens equal `generate`'s; in bfloat16
+batched rows round differently, so answers may part from `generate` after some tokens.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import threading
 import time
@@ -36,37 +40,61 @@ PROMPTS = [
 ]
 
 
-def run_streams(engine, prompts: list[list[int]], tokens: int) -> tuple[float, list[float]]:
-    """Wall seconds for all streams together, and each stream's time to first token."""
+def run_streams(engine, prompts: list[list[int]], tokens: int) -> tuple[float, list[float], list[list[int]]]:
+    """Wall seconds for all streams together, each stream's time to first token, and its tokens."""
     params = GenerationParams(temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=tokens)
-    firsts: list[float] = []
+    firsts: list[float] = [0.0] * len(prompts)
+    outputs: list[list[int]] = [[] for _ in prompts]
     started = time.perf_counter()
 
-    def one(ids):
+    def one(index: int, ids: list[int]) -> None:
         request = StreamRequest(
             prompt_ids=ids, params=params, seed=0, stop=threading.Event(), max_new_tokens=tokens, eos=frozenset()
         )
-        first = None
         for event in engine.generate(request):
-            if first is None and not isinstance(event, Finished):
-                first = time.perf_counter() - started
             if isinstance(event, Finished):
                 assert event.reason == "length", event
-        firsts.append(first)
+            else:
+                if not outputs[index]:
+                    firsts[index] = time.perf_counter() - started
+                outputs[index].append(event)
 
-    threads = [threading.Thread(target=one, args=(ids,)) for ids in prompts]
+    threads = [threading.Thread(target=one, args=(i, ids)) for i, ids in enumerate(prompts)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return time.perf_counter() - started, firsts
+    return time.perf_counter() - started, firsts, outputs
+
+
+def run_generate(model, ids: list[int], tokens: int) -> tuple[float, list[int]]:
+    with torch.inference_mode():
+        started = time.perf_counter()
+        out = model.generate(torch.tensor([ids]), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+        return time.perf_counter() - started, out[0, len(ids) :].tolist()
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
+def build_engine(name: str, model, device, args: argparse.Namespace):
+    if name == "loop":
+        return BatchedLoop(model, device, max_batch=max(16, max(args.streams)))
+    return ContinuousEngine(
+        model, cache_tokens=args.cache_tokens, max_batch_tokens=args.batch_tokens, compile_level=args.compile_level
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", choices=["continuous", "loop"], default="continuous")
-    parser.add_argument("--streams", type=int, nargs="+", default=[1, 3, 8, 16])
+    parser.add_argument("--engines", nargs="+", choices=["loop", "continuous"], default=["loop", "continuous"])
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 3, 8])
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; each line is their median (default 3)")
+    parser.add_argument(
+        "--dtype", choices=["auto", "float32", "bfloat16"], default="auto", help="auto: bfloat16, as the app on a CPU"
+    )
     parser.add_argument("--cache-tokens", type=int, default=8192)
     parser.add_argument("--batch-tokens", type=int, default=256)
     parser.add_argument(
@@ -74,8 +102,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    lineup = get_lineup("demo")
-    loaded = next(iter(load_lineup(lineup, LoadOptions(device_map="cpu"), log=lambda m: None).values()))
+    options = LoadOptions(device_map="cpu", dtype=args.dtype)
+    loaded = next(iter(load_lineup(get_lineup("demo"), options, log=lambda m: None).values()))
     model, tokenizer = loaded.model, loaded.tokenizer
     prompts = [
         tokenizer.apply_chat_template(
@@ -83,39 +111,56 @@ def main() -> None:
         )["input_ids"]
         for p in PROMPTS
     ]
-    with torch.inference_mode():  # baseline: one plain generate, EOS ignored
-        model.generate(torch.tensor([prompts[0]]), max_new_tokens=4, do_sample=False)  # warm-up
-        started = time.perf_counter()
-        model.generate(
-            torch.tensor([prompts[0]]), max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False
-        )
-        base = time.perf_counter() - started
-    base_rate = args.tokens / base
     print(
         f"torch {torch.__version__}, {model.dtype}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
-        f"engine {args.engine}; {args.tokens} tokens a stream"
+        f"{args.tokens} tokens a stream, {args.repeats} rounds"
     )
-    print(f"one plain generate: {base:.2f} s, {base_rate:.1f} tok/s")
-    if args.engine == "loop":
-        engine = BatchedLoop(model, loaded.input_device)
-    else:
-        built = time.perf_counter()
-        engine = ContinuousEngine(
-            model, cache_tokens=args.cache_tokens, max_batch_tokens=args.batch_tokens, compile_level=args.compile_level
-        )
-        run_streams(engine, prompts[:1], 4)  # warm-up (compiles, when asked to)
-        print(f"engine ready in {time.perf_counter() - built:.1f} s (compile level {args.compile_level})")
-    run_streams(engine, prompts[:1], 4)  # warm-up
-    print("streams  wall s  x generate  tok/s together  x generate tok/s  mean first token s")
+    engines = {}
+    try:
+        for name in args.engines:
+            built = time.perf_counter()
+            engines[name] = build_engine(name, model, loaded.input_device, args)
+            run_streams(engines[name], prompts[:1], 4)  # warm-up (compiles, when asked to)
+            print(f"{name} ready in {time.perf_counter() - built:.1f} s")
+        run_generate(model, prompts[0], 4)  # warm-up
+        measure(model, engines, prompts, args)
+    finally:
+        for engine in engines.values():  # before exit: a decode thread stopped inside torch aborts it
+            engine.close()
+
+
+def measure(model, engines: dict, prompts: list[list[int]], args: argparse.Namespace) -> None:
+    base_runs: list[float] = []
+    rates: dict[tuple[str, int], list[float]] = {}
+    ratios: dict[tuple[str, int], list[float]] = {}
+    ttfts: dict[tuple[str, int], list[float]] = {}
+    same: dict[str, bool] = {}
+    for _ in range(args.repeats):
+        base, reference = run_generate(model, prompts[0], args.tokens)
+        base_runs.append(base)
+        for n in args.streams:
+            for name, engine in engines.items():
+                wall, firsts, outputs = run_streams(engine, [prompts[i % len(prompts)] for i in range(n)], args.tokens)
+                rate = n * args.tokens / wall
+                rates.setdefault((name, n), []).append(rate)
+                ratios.setdefault((name, n), []).append(rate * base / args.tokens)  # against this round's generate
+                ttfts.setdefault((name, n), []).append(statistics.mean(firsts))
+                if n == 1:
+                    same[name] = same.get(name, True) and outputs[0] == reference
+    base_rates = [args.tokens / b for b in base_runs]
+    print(
+        f"one plain generate: median {statistics.median(base_rates):.1f} tok/s, spread {spread(base_rates)} "
+        f"over {len(base_runs)} rounds"
+    )
+    print(f"greedy tokens at 1 stream equal generate's: {', '.join(f'{k} {v}' for k, v in same.items())}")
+    print("engine      streams  tok/s together (spread)  x generate (spread)  mean first token s")
     for n in args.streams:
-        wall, firsts = run_streams(engine, [prompts[i % len(prompts)] for i in range(n)], args.tokens)
-        rate = n * args.tokens / wall
-        print(
-            f"{n:7d}  {wall:6.2f}  {wall / base:10.2f}  {rate:14.1f}  {rate / base_rate:16.2f}  "
-            f"{sum(firsts) / len(firsts):18.3f}"
-        )
-    if hasattr(engine, "close"):
-        engine.close()
+        for name in engines:
+            r, x, t = rates[name, n], ratios[name, n], ttfts[name, n]
+            print(
+                f"{name:<10}  {n:7d}  {statistics.median(r):7.1f} ({spread(r):>13})  "
+                f"{statistics.median(x):5.2f} ({spread(x):>11})  {statistics.median(t):18.3f}"
+            )
 
 
 if __name__ == "__main__":

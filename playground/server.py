@@ -399,10 +399,13 @@ def comparisons_that_fit(lineup: LineupSpec, streamer: Streamer, panes: int | No
     for weights, engine in engines.items():
         tokens = getattr(engine, "cache_tokens", None)
         contenders = [c for c in lineup.contenders if c.weights == weights]
-        if tokens is None or not contenders:  # the batched loop grows its cache as streams come
+        if not contenders:
+            continue
+        streams = min(len(contenders), panes or len(contenders))
+        if tokens is None:  # the batched loop grows its cache as streams come, up to its batch
+            fits.append(getattr(engine, "max_batch", DEFAULT_CONCURRENT * streams) // streams)
             continue
         per_stream = max(min(c.weights.context_length, PROMPT_BUDGET + c.params.max_new_tokens) for c in contenders)
-        streams = min(len(contenders), panes or len(contenders))
         fits.append(tokens // (per_stream * streams))
     # A comparison opens at most one request per remote contender.
     fits += [c.endpoint.max_concurrent for c in lineup.contenders if c.endpoint and c.endpoint.max_concurrent]

@@ -17,21 +17,26 @@ from tests.conftest import REPO
 from tests.test_engines import OFFLOAD_MAP, PROMPTS, greedy, load, request
 from tests.waiting import until
 
-# Loads the checkpoint as the app does (LocalStreamer builds the engine its placement needs), starts a
-# long greedy stream without stop tokens, and exits from the consuming thread once tokens flow.
+# Loads the checkpoint as the app does (LocalStreamer builds the engine its placement needs, unless
+# "continuous" asks for that engine itself), starts a long greedy stream without stop tokens, and exits
+# from the consuming thread once tokens flow.
 EXIT_MID_DECODE = """
 import json, sys, threading
 from models.engines.protocol import StreamRequest
+from models.engines import ContinuousEngine
 from models.local import LocalStreamer
 from models.loading import LoadOptions, load_weights
 from models.lineups.registry import weights_from_reference
 from models.specs import GenerationParams
 
-path, device_map, offload = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+path, device_map, offload, kind = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 spec = weights_from_reference(path)
 loaded = load_weights(spec, LoadOptions(dtype="float32", device_map=device_map, offload_folder=offload),
                       log=lambda m: None)
-engine = LocalStreamer({spec: loaded}, kv_cache_gib=0.01).engines[spec]
+if kind == "continuous":
+    engine = ContinuousEngine(loaded.model, cache_tokens=2048, max_batch_tokens=64)
+else:
+    engine = LocalStreamer({spec: loaded}, kv_cache_gib=0.01).engines[spec]
 print(type(engine).__name__, flush=True)
 params = GenerationParams(temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=400)
 stream = StreamRequest(prompt_ids=loaded.tokenizer.encode("Tell me a story"), params=params, seed=0,
@@ -45,13 +50,23 @@ print("the stream ended before the exit", flush=True)
 
 
 @pytest.mark.parametrize(
-    ("kind", "device_map"), [("BatchedLoop", OFFLOAD_MAP), ("ContinuousEngine", "cpu")], ids=["loop", "continuous"]
+    ("kind", "device_map", "engine"),
+    [("BatchedLoop", OFFLOAD_MAP, "app"), ("BatchedLoop", "cpu", "app"), ("ContinuousEngine", "cpu", "continuous")],
+    ids=["loop-split", "loop-cpu", "continuous"],
 )
 def test_a_process_that_exits_while_an_engine_decodes_exits_cleanly(
-    tiny_mha: Path, tmp_path: Path, kind: str, device_map
+    tiny_mha: Path, tmp_path: Path, kind: str, device_map, engine: str
 ):
     result = subprocess.run(
-        [sys.executable, "-c", EXIT_MID_DECODE, str(tiny_mha), json.dumps(device_map), str(tmp_path / "offload")],
+        [
+            sys.executable,
+            "-c",
+            EXIT_MID_DECODE,
+            str(tiny_mha),
+            json.dumps(device_map),
+            str(tmp_path / "offload"),
+            engine,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -23,7 +23,14 @@ from typing import Iterator, Sequence
 import torch
 from transformers import DynamicCache
 
-from models.engines.protocol import EngineEvent, Finished, StreamRequest, close_at_exit, failure_message
+from models.engines.protocol import (
+    EngineEvent,
+    EngineStats,
+    Finished,
+    StreamRequest,
+    close_at_exit,
+    failure_message,
+)
 from models.engines.sampling import TokenSampler
 
 log = logging.getLogger(__name__)
@@ -53,8 +60,11 @@ class _Row:
 class BatchedLoop:
     """Decodes every stream on one model in a shared batch; streams join and leave between steps."""
 
-    def __init__(self, model: torch.nn.Module, input_device: torch.device, max_batch: int = 16) -> None:
+    def __init__(
+        self, model: torch.nn.Module, input_device: torch.device, max_batch: int = 16, threads: int | None = None
+    ) -> None:
         self.model, self.device, self.max_batch = model, input_device, max_batch
+        self.threads = threads  # torch threads of the decode thread: CPU engines share the cores
         self._incoming: queue.Queue[_Row | None] = queue.Queue()  # None only wakes the loop (close)
         self._rows: list[_Row] = []
         self._cache: DynamicCache | None = None
@@ -83,6 +93,13 @@ class BatchedLoop:
     def active(self) -> int:
         return len(self._rows)
 
+    def stats(self) -> EngineStats:
+        """Streams in the batch or waiting to join it, and the tokens the batch's cache holds now: every
+        row as long as the longest, left padding included (the cache grows with the streams)."""
+        mask = self._mask  # replaced, never changed in place, by the decode thread
+        held = mask.shape[0] * mask.shape[1] if mask is not None else 0
+        return EngineStats(len(self._rows) + self._incoming.qsize(), held, None)
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop decoding: running and waiting streams end as stopped, later ones at once; the decode
         thread ends after the step it is in, joined for at most `timeout_s`. Safe to call twice."""
@@ -105,6 +122,8 @@ class BatchedLoop:
 
     @torch.inference_mode()
     def _loop(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)  # each new decode thread sets its own count
         while True:
             if self._closed:
                 self._end_all()
