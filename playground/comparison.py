@@ -37,6 +37,7 @@ from playground.arena import ArenaSampler
 from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, Turn, letter
 from playground.errors import PlaygroundError, SettingsError
 from playground.markup import shown_as_text
+from playground.metrics import Metrics, counted_refusals
 from playground.params import checked_overrides
 from playground.raters import RaterPolicy, Raters
 from playground.visitors import InFlight, VisitorPolicy
@@ -123,8 +124,10 @@ class Playground:
         sampler: ArenaSampler | None = None,
         visitors: VisitorPolicy | None = None,
         raters: RaterPolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.lineup, self.streamer, self.database, self.mode = lineup, streamer, database, mode
+        self.metrics = (metrics or Metrics()).watch(database, getattr(streamer, "engines", None))  # for /metrics
         self.raters = Raters(database, raters or RaterPolicy())  # who may rate, and under which terms
         self.visitors = visitors  # per-visitor limits; None: none
         self.in_flight = InFlight(visitors.in_flight if visitors else None)
@@ -172,6 +175,7 @@ class Playground:
         """Override every contender's preset with `values` from the next question on; None: presets again."""
         conversation.overrides = checked_overrides(values) if values else {}
 
+    @counted_refusals
     def ask(
         self,
         conversation: Conversation,
@@ -195,6 +199,7 @@ class Playground:
             self._claimed_run(conversation, form_token, lambda: self._next_turn(conversation, prompt, system), visitor),
         )
 
+    @counted_refusals
     def regenerate(
         self, conversation: Conversation, *, form_token: str | None = None, visitor: str | None = None
     ) -> Iterator[Conversation]:
@@ -220,6 +225,7 @@ class Playground:
         """An ask whose page is gone before its run started: its place in the visitor's count goes."""
         self.in_flight.forget(conversation.id)
 
+    @counted_refusals
     def check_can_ask(
         self, conversation: Conversation, prompt: object, form_token: str | None, visitor: str | None = None
     ) -> None:
@@ -366,6 +372,7 @@ class Playground:
             conversation.release()
             raise
         conversation.begin(comparison_id, turn, len(plans))
+        self.metrics.comparison_started()
         with self._count_lock:
             self._running[id(conversation)] = conversation
         stops = [pane.stop for pane in conversation.panes]
@@ -503,7 +510,9 @@ class Playground:
             error = "the answer could not be stored (the server log has the details)"
         pane.result, pane.error, pane.text = result, (shown if error and shown else error), text
         pane.status = "error" if error else ("stopped" if result.finish_reason == "stopped" else "done")
+        self.metrics.answer_ended(pane.contender.name, pane.status, result)
         if conversation.answer_finished():  # the last thread of the run handed the conversation back
+            self.metrics.comparison_ended(failed=any(p.status == "error" for p in conversation.panes))
             with self._count_lock:
                 self._running.pop(id(conversation), None)
                 self._idle.notify_all()

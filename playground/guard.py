@@ -6,7 +6,8 @@ A plain ASGI middleware, wrapped around Gradio's app through `launch(app_kwargs=
 - a full queue is told as "busy, try again in a moment", not as Gradio's queue arithmetic;
 - every response carries a Content-Security-Policy that lets images, audio and video come only from
   the page itself (or data:/blob: URLs), so a markdown image in a model's answer cannot reach another
-  host (a tracking pixel), and frames, plugins and foreign form targets are refused too.
+  host (a tracking pixel), and frames, plugins and foreign form targets are refused too;
+- `GET /metrics` answers the operator's scraper (playground/metrics.py), if `MetricsAccess` lets it in.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
 from playground.downloads import PREFIX, OneTimeDownloads
+from playground.metrics import CONTENT_TYPE, Metrics, MetricsAccess
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -110,8 +113,11 @@ class Guard:
         downloads: OneTimeDownloads | None = None,
         streams: OpenStreams | None = None,
         frame_ancestors: str = "'none'",
+        metrics: Metrics | None = None,
+        metrics_access: MetricsAccess = MetricsAccess(),
     ) -> None:
         self.app, self.downloads, self.streams = app, downloads, streams
+        self.metrics, self.metrics_access = metrics, metrics_access
         if streams is not None:
             streams.watched = True
         self.headers = [(b"content-security-policy", f"{POLICY}; frame-ancestors {frame_ancestors}".encode()), *HEADERS]
@@ -132,6 +138,9 @@ class Guard:
         await self._app(scope, receive, send)
 
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "GET" and self.metrics is not None and _is_metrics(scope):
+            await self._metrics(scope, send)
+            return
         if scope["method"] == "GET" and PREFIX in scope["path"] and self.downloads is not None:
             await self._download(scope["path"].split(PREFIX, 1)[1], scope, receive, send)
             return
@@ -155,6 +164,8 @@ class Guard:
                 headers = [*message.get("headers", []), *self.headers]
                 if joining and message.get("status") == 503:  # the queue is full
                     busy = True
+                    if self.metrics is not None:
+                        self.metrics.count_refusal("busy")
                     headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
                     headers.append((b"content-length", str(len(BUSY)).encode()))
                 message = {**message, "headers": headers}
@@ -165,6 +176,20 @@ class Guard:
             await send(message)
 
         await self.app(scope, receive, with_policy)
+
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        """The metrics for whom `metrics_access` lets in (read in a worker thread: they query the
+        database), else 403 and why."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        client = scope.get("client") or (None, None)
+        refused = self.metrics_access.refusal(client[0], headers)
+        if refused is None:
+            status, kind, body = 200, CONTENT_TYPE, await run_in_threadpool(self.metrics.text)
+        else:
+            status, kind, body = 403, "text/plain; charset=utf-8", f"{refused}\n".encode()
+        headers_out = [(b"content-type", kind.encode()), (b"cache-control", b"no-store"), *self.headers]
+        await send({"type": "http.response.start", "status": status, "headers": headers_out})
+        await send({"type": "http.response.body", "body": body})
 
     async def _download(self, key: str, scope: Scope, receive: Receive, send: Send) -> None:
         """The file behind a one-time link, then gone; 404 for a used, expired or unknown link."""
@@ -193,3 +218,9 @@ class Guard:
             await response(scope, receive, send)
         finally:
             path.unlink(missing_ok=True)
+
+
+def _is_metrics(scope: Scope) -> bool:
+    """`/metrics` at the app's root (under its root path, when it is served under one)."""
+    path = scope["path"].rstrip("/")
+    return path == "/metrics" or path == scope.get("root_path", "").rstrip("/") + "/metrics"

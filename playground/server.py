@@ -26,6 +26,7 @@ from playground.comparison import Playground
 from playground.conversations import UNASKED_TTL_S, ConversationStore
 from playground.errors import SettingsError
 from playground.guard import Guard
+from playground.metrics import MetricsAccess
 from playground.page_script import HEAD
 from playground.raters import Document, RaterPolicy
 from playground.ui import CSS, BuiltPage, build_ui
@@ -239,6 +240,8 @@ class App:
                         downloads=page.downloads,
                         streams=page.streams,
                         frame_ancestors=" ".join(settings.framed_by) or "'none'",
+                        metrics=self.core.metrics,
+                        metrics_access=MetricsAccess(settings.admin_token, settings.trusted_proxies),
                     )
                 ]
             },

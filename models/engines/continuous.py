@@ -34,7 +34,7 @@ from transformers.generation.continuous_batching.cb_logits_processors import (
     ContinuousBatchingLogitsProcessorList,
 )
 
-from models.engines.protocol import EngineEvent, Finished, StreamRequest, failure_message
+from models.engines.protocol import EngineEvent, EngineStats, Finished, StreamRequest, failure_message
 from models.engines.sampling import TokenSampler
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,24 @@ def _stop_quietly(manager) -> None:
     """At exit: stop a manager without its logger writing to streams the test runner already closed."""
     logging.getLogger("ContinuousBatchingLogger").disabled = True
     manager.stop(block=True, timeout=10)
+
+
+def _held_fraction(cache) -> float:
+    """The share of a PagedAttentionCache's bytes in blocks that requests hold. Blocks kept only for
+    prefix sharing are left out: the cache gives them up whenever a stream needs room."""
+    capacity = cache.num_sectors * cache.bytes_per_sector
+    held = 0
+    for allocator in cache.cache_allocators.values():
+        for _ in range(3):  # the manager's thread changes the tables meanwhile; a copy rarely fails
+            try:
+                tables = list(allocator.block_table.values())
+                break
+            except RuntimeError:
+                continue
+        else:
+            tables = []
+        held += len({block for table in tables for block in table}) * allocator.bytes_per_block
+    return min(1.0, held / capacity) if capacity else 0.0
 
 
 class _StreamChoice(ContinuousBatchingLogitsProcessor):
@@ -131,6 +149,17 @@ class ContinuousEngine:
         """The most prompt + answer tokens one stream may hold: the whole cache, or the model's positions."""
         positions = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
         return min(self.cache_tokens, positions) if positions else self.cache_tokens
+
+    def stats(self) -> EngineStats:
+        """Streams this engine holds, and the paged cache's blocks that streams hold now (in tokens)."""
+        with self._lock:
+            streams, manager = len(self._queues), self._manager
+        processor = getattr(manager, "batch_processor", None)  # None until its loop starts, and after
+        cache = getattr(processor, "cache", None)
+        if cache is None:
+            return EngineStats(streams, 0, self.cache_tokens)
+        total = cache.num_blocks * PAGE_SIZE  # num_blocks: whole-model blocks of PAGE_SIZE tokens
+        return EngineStats(streams, round(_held_fraction(cache) * total), total)
 
     def generate(self, request: StreamRequest) -> Iterator[EngineEvent]:
         """The stream's token ids as they are chosen, then a Finished event."""

@@ -38,10 +38,23 @@ class Finished:
 EngineEvent = int | Finished  # token ids as chosen (the stop token too), then Finished
 
 
+@dataclass(frozen=True)
+class EngineStats:
+    """What an engine holds now, for the operator's metrics: read from another thread, so approximate."""
+
+    streams: int  # streams decoding, or waiting in the engine for room
+    cache_used_tokens: int  # KV cache the streams take (whole pages; the batched loop counts its padding)
+    cache_tokens: int | None  # the most its cache holds; None: it grows as streams come (the batched loop)
+
+
 class Engine(Protocol):
     """Decodes many streams on one model at once."""
 
     def generate(self, request: StreamRequest) -> Iterator[EngineEvent]: ...
+
+    def stats(self) -> EngineStats:
+        """Streams and cache in use now; cheap, and safe to call from any thread."""
+        ...
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop decoding: streams still running end as stopped, later ones at once; the engine's threads
