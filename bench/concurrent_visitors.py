@@ -99,6 +99,22 @@ class Visit:
     pane_stats: list[str] = field(default_factory=list)  # the line under each pane, as the page shows it
     rated: bool = False
     rating_message: str = ""
+    estimate_s: float | None = None  # the first wait the page estimated, when the comparison waited in line
+    estimate_seen: float | None = None  # when the page first said it waits
+    admitted: float | None = None  # when the page stopped saying so
+
+    @property
+    def estimate_off_s(self) -> float | None:
+        """How far the first estimate was from the real wait (positive: it waited longer)."""
+        if self.estimate_s is None or self.estimate_seen is None or self.admitted is None:
+            return None
+        return (self.admitted - self.estimate_seen) - self.estimate_s
+
+    @property
+    def slowest_pane(self) -> float | None:
+        """Tokens/s of its slowest pane, from the lines under the panes."""
+        rates = [float(m.group(1)) for line in self.pane_stats if (m := re.search(r"([\d.]+) tok/s", line))]
+        return min(rates) if rates else None
 
     @property
     def completed(self) -> bool:
@@ -250,11 +266,10 @@ def visit(url: str, api: Api, number: int, start: threading.Barrier) -> Visit:
     while True:
         done = job.done()
         outputs = job.outputs()
-        if record.first_text is None:
-            for output in outputs[seen:]:
-                if any(text.strip() for text in answer_texts(output, api.panes)):
-                    record.first_text = time.perf_counter()
-                    break
+        for output in outputs[seen:]:
+            note_wait(record, output, api.panes)
+            if record.first_text is None and any(text.strip() for text in answer_texts(output, api.panes)):
+                record.first_text = time.perf_counter()
         seen = len(outputs)
         if done:
             ended = time.perf_counter()
@@ -277,6 +292,21 @@ def visit(url: str, api: Api, number: int, start: threading.Barrier) -> Visit:
     record.rating_message = str(message)
     record.rated = "stored" in record.rating_message.lower()
     return record
+
+
+def note_wait(record: Visit, output: Any, panes: int) -> None:
+    """The line under the answers (after chatbots, stats and parameters): a comparison waiting in line
+    says its place and estimated wait there, and stops saying so when it starts."""
+    hint = str(list(output)[3 * panes]) if len(list(output)) > 3 * panes else ""
+    now = time.perf_counter()
+    if "waits for a free place" in hint:
+        if record.estimate_seen is None or record.estimate_s is None:
+            found = re.search(r"about (\d+) s to wait", hint)
+            estimate = float(found.group(1)) if found else 0.0 if "any moment" in hint else None
+            if estimate is not None:
+                record.estimate_s, record.estimate_seen = estimate, now
+    elif record.estimate_seen is not None and record.admitted is None:
+        record.admitted = now
 
 
 def count_rows(data_dir: Path) -> dict[str, int]:
@@ -330,7 +360,9 @@ def run_round(visitors: int, app_dir: Path, cache_dir: Path, extra: list[str], w
         stamps = [v.finished for v in done if v.finished is not None]
         first = min((v.submitted for v in done if v.submitted), default=0.0)
         wall = (max(stamps) - first) if stamps else 0.0
-        concurrent = re.search(r"comparisons generated at once: (\d+)", log_path.read_text(errors="replace"))
+        concurrent = re.search(
+            r"comparisons generated at once: (?:at most )?(\d+)", log_path.read_text(errors="replace")
+        )
         max_concurrent = concurrent.group(1) if concurrent else default_concurrency(app_dir, extra)
         return Round(
             visitors=visitors,
@@ -357,6 +389,8 @@ def summary(r: Round) -> dict[str, str]:
     ttft = [v.first_text - v.submitted for v in r.visits if v.first_text is not None]
     last = [v.finished - v.submitted for v in completed if v.finished is not None]
     per_minute = 60 * len(completed) / r.wall_s if r.wall_s > 0 else 0.0
+    slowest = [v.slowest_pane for v in completed if v.slowest_pane is not None]
+    off = [v.estimate_off_s for v in r.visits if v.estimate_off_s is not None]
     return {
         "visitors": str(r.visitors),
         "max concurrent": r.max_concurrent,
@@ -369,6 +403,11 @@ def summary(r: Round) -> dict[str, str]:
         "first text p95 s": fmt(percentile(ttft, 0.95)),
         "last answer p50 s": fmt(percentile(last, 0.5)),
         "last answer p95 s": fmt(percentile(last, 0.95)),
+        "slowest pane tok/s p50": fmt(percentile(slowest, 0.5)),
+        "slowest pane tok/s min": fmt(min(slowest, default=None)),
+        "waited": str(len(off)),
+        "estimate off p50 s": fmt(percentile([abs(o) for o in off], 0.5)),
+        "estimate off p95 s": fmt(percentile([abs(o) for o in off], 0.95)),
         "ratings confirmed": str(sum(v.rated for v in r.visits)),
         "ratings stored": str(r.stored_ratings),
         "comparisons stored": str(r.stored_comparisons),
@@ -437,6 +476,11 @@ def main() -> None:
         print(
             f"  first text p50 {row['first text p50 s']} s, p95 {row['first text p95 s']} s; "
             f"last answer p50 {row['last answer p50 s']} s, p95 {row['last answer p95 s']} s"
+        )
+        print(
+            f"  slowest pane tok/s p50 {row['slowest pane tok/s p50']}, min {row['slowest pane tok/s min']}; "
+            f"{row['waited']} waited in line with an estimate, off by p50 {row['estimate off p50 s']} s, "
+            f"p95 {row['estimate off p95 s']} s"
         )
         print(
             f"  ratings confirmed by /rate {row['ratings confirmed']}, rows in ratings {row['ratings stored']}, "

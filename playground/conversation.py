@@ -12,6 +12,7 @@ from feedback_db.records import History as HistoryMode
 from feedback_db.records import Mode
 from models.specs import ContenderSpec, GenerationParams
 from models.streaming import GenerationResult
+from playground.admission import Place
 from playground.errors import PlaygroundError
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class Conversation:
     finished_at: float | None = None  # time.monotonic() when the last answer on screen finished
     review: ReviewItem | None = None  # the stored comparison the review tab shows this session
     review_layout: int | None = None  # how many answers the review tab is laid out for (ui_review)
+    queue_place: Place | None = None  # while its comparison waits for a free place: where it stands
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

@@ -89,8 +89,8 @@ class CompareHandlers:
         `prompt_box`, the prompt box is emptied too."""
         page, lighter, last = self.page, Lighter(), None
         emptied = {page.prompt: ""} if prompt_box else {}
-        for last in run:
-            yield lighter(page.render(last) | page.empty_form() | emptied)
+        for last in run:  # a question waiting for its place stays in the prompt box until it starts
+            yield lighter(page.render(last) | page.empty_form() | ({} if last.queue_place else emptied))
         if last is not None and not last.replaced:  # what an API client keeps: every property (labels name models)
             # Gradio sends this last one whole, not as a diff: the form, the status and the prompt box are
             # left out (skipped), or what the person began (a rank, a next question) would be wiped.

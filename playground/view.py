@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
+from playground.admission import Place
 from playground.conversation import Conversation, Pane, letter
 from playground.markup import shown_as_text
 
@@ -65,6 +66,8 @@ def rating_prompt(conversation: Conversation) -> str:
 
 def vote_hint(conversation: Conversation) -> str:
     """Under the answers: why the vote is not open yet, and how to open it now."""
+    if conversation.queue_place is not None:
+        return waiting_line(conversation.queue_place)
     panes = conversation.panes
     if conversation.comparison_id is None or conversation.rated or conversation.all_finished:
         return ""
@@ -76,6 +79,22 @@ def vote_hint(conversation: Conversation) -> str:
     return (
         f"_The vote opens when every answer has finished: still streaming {names}. "
         f"Press Stop under {names} to vote now; a stopped answer is rated as it stands._"
+    )
+
+
+def waiting_line(place: Place) -> str:
+    """A question waiting for a free place: where it stands and about how long it waits."""
+    where = "next in line" if place.position == 1 else f"number {place.position} in line"
+    wait = (
+        "estimating the wait…"
+        if place.estimate_s is None
+        else "starting any moment"
+        if place.estimate_s < 1
+        else f"about {place.estimate_s:.0f} s to wait"
+    )
+    return (
+        f"_⏳ Your question waits for a free place: {where}, {wait}. Answers start once every answer "
+        "already streaming can spare the speed to stay readable._"
     )
 
 
@@ -108,7 +127,8 @@ def models_markdown(
     plan: Any | None,
     engines: Mapping[WeightsSpec, str] | None = None,
 ) -> str:
-    """The "Models" section: where each model lives, its precision, memory, engine and status."""
+    """The "Models" section: what served each model (the embedded one: its package or the Hub at a commit),
+    where it lives, its precision, memory, engine and status."""
     engines = engines or {}
     lines = [
         "| weights | contenders | devices | decoder layers per device | precision | memory | engine | load |",
@@ -121,7 +141,7 @@ def models_markdown(
         layers = " ".join(f"{d}:{n}" for d, n in model_plan.layers_per_device.items()) if model_plan else "–"
         precision = model_plan.precision if model_plan else str(item.model.dtype).removeprefix("torch.")
         lines.append(
-            f"| `{weights.describe()}` | {contenders} | {', '.join(item.devices)} | {layers} | "
+            f"| `{item.describe()}` | {contenders} | {', '.join(item.devices)} | {layers} | "
             f"{precision} | {item.memory_bytes() / 2**30:.2f} GiB | {engines.get(weights, '–')} | "
             f"loaded in {item.load_seconds:.1f} s |"
         )

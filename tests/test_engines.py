@@ -355,7 +355,7 @@ def test_weights_on_the_cpu_get_the_batched_loop_with_the_cores_shared(tiny_mha,
     try:
         assert all(isinstance(engine, BatchedLoop) for engine in engines.values())
         assert {engine.threads for engine in engines.values()} == {max(1, (os.cpu_count() or 1) // 2)}
-        assert describe_engine(engines[first.spec]) == "batched loop (on the CPU), up to 16 streams at once"
+        assert describe_engine(engines[first.spec]) == "batched loop (on the CPU), up to 32 streams at once"
         stream = request(first, PROMPTS[0], greedy(6))
         assert list(engines[first.spec].generate(stream))[:-1] == reference(first, stream.prompt_ids, greedy(6))
     finally:

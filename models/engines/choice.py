@@ -27,6 +27,9 @@ from models.specs import WeightsSpec
 # A CPU's cache is sized for this many full streams at most: a larger paged cache only makes each
 # step's attention mask bigger on a CPU, where the batch is small anyway.
 CPU_STREAMS, GPU_STREAMS = 16, 64
+# The batched loop on a CPU decodes up to this many streams in one step; how many run is the app's
+# admission's to say (playground/admission.py), by the speed each stream keeps.
+CPU_BATCH = 32
 STREAM_TOKENS = 2048  # tokens a typical stream holds: prompt with some history, plus its answer
 
 
@@ -82,7 +85,7 @@ def build_engines(
     engines: dict[WeightsSpec, Engine] = {}
     for weights, item in loaded.items():
         if weights in on_cpu:
-            engines[weights] = BatchedLoop(item.model, item.input_device, threads=threads)
+            engines[weights] = BatchedLoop(item.model, item.input_device, max_batch=CPU_BATCH, threads=threads)
         elif weights not in single:
             engines[weights] = BatchedLoop(item.model, item.input_device)
         else:
