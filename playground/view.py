@@ -34,8 +34,11 @@ def chat_messages(pane: Pane, conversation: Conversation) -> list[dict[str, str]
     return messages
 
 
-def pane_stats(pane: Pane) -> str:
-    """Timings under a pane: waiting, streaming, or first token, speed, tokens and why it ended."""
+def pane_stats(pane: Pane, conversation: Conversation | None = None) -> str:
+    """Timings under a pane: waiting, streaming, or first token, speed, tokens and why it ended; while the
+    next question waits for a free place, where it stands (seen without scrolling on a phone)."""
+    if conversation is not None and conversation.queue_place is not None:
+        return f"_Your question waits for a free place: {_place_words(conversation.queue_place)}_"
     if pane.status in ("idle", "waiting"):
         return "" if pane.status == "idle" else "_waiting for the first token…_"
     if pane.status == "streaming":
@@ -82,8 +85,7 @@ def vote_hint(conversation: Conversation) -> str:
     )
 
 
-def waiting_line(place: Place) -> str:
-    """A question waiting for a free place: where it stands and about how long it waits."""
+def _place_words(place: Place) -> str:
     where = "next in line" if place.position == 1 else f"number {place.position} in line"
     wait = (
         "estimating the wait…"
@@ -92,8 +94,13 @@ def waiting_line(place: Place) -> str:
         if place.estimate_s < 1
         else f"about {place.estimate_s:.0f} s to wait"
     )
+    return f"{where}, {wait}"
+
+
+def waiting_line(place: Place) -> str:
+    """A question waiting for a free place: where it stands and about how long it waits."""
     return (
-        f"_⏳ Your question waits for a free place: {where}, {wait}. Answers start once every answer "
+        f"_Your question waits for a free place: {_place_words(place)}. Answers start once every answer "
         "already streaming can spare the speed to stay readable._"
     )
 

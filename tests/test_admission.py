@@ -11,6 +11,7 @@ from gradio_client import Client
 from app import settings_from
 from playground.admission import Admission, Place
 from playground.server import create_app
+from tests.browsers import PHONE, WIDE, paced_app
 from tests.fakes import words_streamer
 from tests.page_api import answers
 from tests.servers import free_port
@@ -132,3 +133,42 @@ def test_a_second_visitor_waits_told_its_place_and_then_gets_its_answers(tmp_pat
             assert "waits for a free place" not in hint(result)
             assert all(text.endswith("word29") for text in answers(result))
         assert app.core.admission.running == 0 and app.core.admission.waiting == 0
+
+
+def slow_streamer(contender, messages, params, *, stop, seed):
+    """40 words at 10 tok/s on every pane."""
+    yield from words_streamer(delay=0.1)(contender, messages, params, stop=stop, seed=seed)
+
+
+@pytest.mark.parametrize("viewport", [WIDE, PHONE], ids=["wide", "phone"])
+def test_in_chromium_the_waiting_visitor_sees_its_place_then_its_answers(browser, tmp_path_factory, viewport):
+    argv = ["--model", "org/one", "--model", "org/two", "--min-tokens-per-s", "8"]
+    with paced_app(tmp_path_factory, *argv, streamer=slow_streamer) as app:
+        prompt = " ".join(f"word{i}" for i in range(38))
+        pages = [browser.new_page(viewport=viewport), browser.new_page(viewport=viewport)]
+        for page in pages:
+            page.goto(app.url)
+            page.locator("#pane-1").wait_for()
+        for round_ in range(2):  # twice in a row: the second comparison of each page too
+            first, second = pages
+            first.locator("#prompt textarea").fill(f"{prompt} round{round_}")
+            first.locator("#send").click()
+            until(lambda: app.core.admission.slowest_rate() is not None)
+            second.locator("#prompt textarea").fill(f"{prompt} round{round_}")
+            second.locator("#send").click()
+            waiting = second.locator("#vote-hint").get_by_text("waits for a free place")
+            waiting.wait_for(state="visible", timeout=20_000)
+            assert "next in line" in second.locator("#vote-hint").inner_text()
+            second.locator("#stats-0").get_by_text("waits for a free place").wait_for(state="visible", timeout=10_000)
+            assert second.locator("#stats-0").is_visible() and second.locator("#stats-0").bounding_box()["y"] < 900
+            assert second.locator("#prompt textarea").input_value().endswith(f"round{round_}")  # kept while it waits
+            second.screenshot(path=str(tmp_path_factory.getbasetemp() / f"waiting-{viewport['width']}-{round_}.png"))
+            for page in pages:
+                for position in (0, 1):
+                    page.locator(f"#stats-{position}").get_by_text("tok/s").wait_for(timeout=60_000)
+            assert not waiting.is_visible()
+            assert second.locator("#prompt textarea").input_value() == ""
+            assert f"round{round_}" in second.locator("#pane-0").inner_text()
+            pages.reverse()  # the other page asks first next time
+        for page in pages:
+            page.close()
