@@ -6,6 +6,8 @@ forgot to escape), the script makes it inert: a click on a link, SVG link or for
 is not an http(s) or mailto address is cancelled before the browser follows it; SVG animations that
 could rewrite a link later, and inline styles (which can cover the page with a fake panel), are
 removed from shown content as soon as it is inserted, before the person can see or click it.
+
+A second script keeps the page's room for the prompt row, which is fixed over the window's bottom.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 # Where Gradio puts text it rendered from markdown: chat bubbles and Markdown blocks.
 CONTENT = ".message-content, .prose, .md"
 
-HEAD = """<script>
+INERT = """<script>
 (() => {
   const CONTENT = %(content)r;
   const XLINK = "http://www.w3.org/1999/xlink";
@@ -69,3 +71,29 @@ HEAD = """<script>
                                          attributeFilter: ["href", "formaction", "action", "style", "src", "data"]});
 })();
 </script>""" % {"content": CONTENT}
+
+# The prompt row grows with a refusal's line and a prompt of several lines; the page keeps room below
+# its content as tall as the row is now (--prompt-row-height, read by ui_page.CSS), so no button or
+# answer stays under it. Gradio builds the row after this script runs, and may build it again.
+ROOM = """<script>
+(() => {
+  const root = document.documentElement;
+  const sizes = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const height = Math.ceil(entry.target.getBoundingClientRect().height);
+      root.style.setProperty("--prompt-row-height", height + "px");
+    }
+  });
+  let watched = null;
+  function watch() {
+    const row = document.getElementById("prompt-row");
+    if (row === null || row === watched) return;
+    if (watched !== null) sizes.unobserve(watched);
+    sizes.observe(row);
+    watched = row;
+  }
+  new MutationObserver(watch).observe(root, {childList: true, subtree: true});
+  watch();
+})();
+</script>"""
+HEAD = INERT + ROOM

@@ -19,19 +19,29 @@ EXAMPLES = [
     "Give me three tips for a good night's sleep.",
 ]
 # The prompt row stays at the bottom of the window while the page scrolls: on a phone the panes stack
-# three screens tall, and the vote sits between them and the prompt.
+# three screens tall, and the vote sits between them and the prompt. The page ends with room for the row
+# as tall as it really is (--prompt-row-height, kept by page_script.HEAD), so nothing stays under it.
 CSS = """
 .pane-stats { min-height: 1.2em; font-size: 0.85em; opacity: 0.8; margin: 0 !important; }
 .pane-params { font-size: 0.8em; opacity: 0.7; margin: 0 !important; }
+/* A pane's column takes its own height: stretched to the row's tallest, its chat box and stats grew by
+   the difference, and a row's panes and stats lines no longer lined up when a parameter line wrapped. */
+#panes > .column > * { flex-grow: 0 !important; }
 #prompt-row { position: fixed; left: 0; right: 0; bottom: 0; z-index: 50; margin: 0 auto; max-width: 1280px;
               padding: 8px 12px; background: var(--body-background-fill);
               box-shadow: 0 -2px 8px rgba(0, 0, 0, 0.12); }
-.gradio-container { padding-bottom: 120px !important; }
+/* A long prompt scrolls inside its box rather than raising the row over the page. */
+#prompt textarea { max-height: min(10.5em, 25vh) !important; overflow-y: auto !important; }
+/* Gradio shows a textbox's label above a refusal even with show_label off: the refusal shows alone. */
+#prompt [data-testid="block-info"] { font-size: 0; }
+#prompt [data-testid="block-info"] .validation-error { font-size: var(--text-md); }
+.gradio-container { padding-bottom: calc(var(--prompt-row-height, 104px) + 16px) !important; }
 @media (max-width: 700px) { .pane-chat { height: 280px !important; max-height: 280px !important; } }
 /* The models and servers tables scroll sideways on a narrow screen instead of squeezing each column to
-   a letter per line. */
+   a letter per line; a header breaks only between words. */
 #models-info table { display: block; overflow-x: auto; max-width: 100%; }
 #models-info th, #models-info td { min-width: 6em; }
+#models-info th { word-break: normal; overflow-wrap: normal; hyphens: none; }
 """
 
 
@@ -48,7 +58,7 @@ class Page:
     def _panes(self) -> None:
         n = self.n
         self.chatbots, self.stats, self.params, self.stops = [], [], [], []
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True, elem_id="panes"):
             for p in range(n):
                 with gr.Column(min_width=320):
                     self.chatbots.append(
@@ -120,6 +130,7 @@ class Page:
         with gr.Row(elem_id="prompt-row"):
             self.prompt = gr.Textbox(
                 placeholder="Ask all models at once…",
+                label="Your question",  # what a screen reader says; shown with a refusal otherwise "Textbox"
                 show_label=False,
                 scale=8,
                 lines=1,
@@ -198,7 +209,7 @@ class Page:
         shown: dict[Any, Any] = {}
         for p, pane in enumerate(c.panes):
             shown[self.chatbots[p]] = gr.Chatbot(value=chat_messages(pane, c), label=pane_label(pane, c))
-            shown[self.stats[p]] = pane_stats(pane)
+            shown[self.stats[p]] = pane_stats(pane, c)
             shown[self.params[p]] = pane_params(pane, c)
             shown[self.stops[p]] = gr.Button(visible=pane.status in ("waiting", "streaming"))
         return shown | {
