@@ -417,65 +417,61 @@ class RemoteStreamer:
         counted: int,
     ) -> Iterator[StreamEvent]:
         """One request's events; `counted` is the prompt's length counted here (0: not counted), kept when
-        the server sends no usage (llama.cpp)."""
+        the server sends no usage (llama.cpp).
+
+        An answer cut by a failure after some text (a server that died, went silent or sent a broken
+        chunk) yields what it streamed as a GenerationResult (finish_reason "error") before its
+        StreamFailure: the record keeps its tokens, first-token time and speed, as a stopped one does.
+        """
         endpoint = contender.endpoint
         client = self._client(endpoint)
         known = {k: v for k, v in body.items() if k in _KNOWN[api]}
         extra = {k: v for k, v in body.items() if k not in _KNOWN[api]}
-        text, chunks, first_token_s, finish, usage, served = [], 0, None, None, None, False
-        stream, closer = None, None
+        got = _Streamed(started)
+        stream, closer, failure = None, None, None
         try:
             create = client.chat.completions.create if api == "chat/completions" else client.completions.create
             stream = create(**known, extra_body=extra or None)
             closer = _close_on_stop(stream, stop)
             for chunk in stream:
-                if not served and chunk.model:
-                    served = True
+                if not got.served and chunk.model:
+                    got.served = True
                     yield ServedBy(
                         model=chunk.model, system_fingerprint=getattr(chunk, "system_fingerprint", None) or None
                     )
                 if chunk.usage is not None:
-                    usage = chunk.usage.model_dump(exclude_none=True)
+                    got.usage = chunk.usage.model_dump(exclude_none=True)
                 for choice in chunk.choices:
                     delta = choice.delta.content if api == "chat/completions" else choice.text
                     if delta:
-                        chunks += 1
-                        if first_token_s is None:
-                            first_token_s = time.perf_counter() - started
-                        text.append(delta)
+                        got.add(delta)
                         yield delta
-                    finish = choice.finish_reason or finish
+                    got.finish = choice.finish_reason or got.finish
         except Exception as error:
-            if stop.is_set():  # Stop closed the connection: the answer ends as stopped, not failed
-                finish = "stopped"
-            else:
+            if not stop.is_set():  # Stop closed the connection: the answer ends as stopped, not failed
                 log.info("%s: %s failed: %r", contender.name, endpoint.url, error)
                 if isinstance(error, openai.APIStatusError) and CONTEXT_ERROR.search(_server_text(error)):
                     self._update(contender, self._list_models(endpoint))  # restarted with another context?
-                raise StreamFailure(failure_message(error, endpoint, partial=bool(text), env=self.env)) from error
+                failure = error
         finally:
             if closer is not None:
                 closer.set()
             if stream is not None:
                 stream.close()
         if stop.is_set():
-            finish = "stopped"
-        if finish is None:
-            raise StreamFailure(
-                f"The server at {endpoint.url} closed the stream without finishing the answer "
-                f"(no finish_reason).{' The answer so far is kept.' if text else ''}"
+            yield got.result("stopped", counted, seed)
+            return
+        if failure is not None or got.finish is None:
+            message = (
+                failure_message(failure, endpoint, partial=bool(got.text), env=self.env)
+                if failure is not None
+                else f"The server at {endpoint.url} closed the stream without finishing the answer "
+                f"(no finish_reason).{' The answer so far is kept.' if got.text else ''}"
             )
-        usage = usage or {}
-        yield GenerationResult(
-            text="".join(text),
-            finish_reason=finish if finish in ("stop", "length", "stopped") else "stop",
-            prompt_tokens=int(usage.get("prompt_tokens", counted)),
-            completion_tokens=int(usage.get("completion_tokens", chunks)) if finish != "stopped" else chunks,
-            time_to_first_token_s=first_token_s,
-            duration_s=time.perf_counter() - started,
-            seed=seed,
-            usage=usage or None,
-        )
+            if got.text:
+                yield got.result("error", counted, seed)
+            raise StreamFailure(message) from failure
+        yield got.result(got.finish if got.finish in ("stop", "length") else "stop", counted, seed)
 
     def close(self) -> None:
         with self._clients_lock:
@@ -485,6 +481,48 @@ class RemoteStreamer:
 
 
 Listing = tuple[dict[str, int | None] | None, str | None]  # {model: listed context} or None, and a problem
+
+
+@dataclass
+class _Streamed:
+    """What one request has streamed so far: its text pieces, when the first came and the last, the
+    server's usage (sent last, or with every chunk by vLLM's continuous usage stats), its finish reason."""
+
+    started: float
+    text: list[str] = field(default_factory=list)
+    first_s: float | None = None
+    last_s: float | None = None
+    usage: dict[str, Any] | None = None
+    finish: str | None = None
+    served: bool = False
+
+    def add(self, delta: str) -> None:
+        self.last_s = time.perf_counter() - self.started
+        if self.first_s is None:
+            self.first_s = self.last_s
+        self.text.append(delta)
+
+    def result(self, finish: str, counted: int, seed: int) -> GenerationResult:
+        """The answer as it stands, `finish` being "stop", "length", "stopped" or "error" (cut).
+
+        Its tokens are the server's count when it sent one, else the text pieces counted (a server sends
+        one token a chunk); a stopped answer counts the pieces it showed. A cut answer lasts until its
+        last piece, so that the silence before a timeout does not lower its speed; any other until now.
+        """
+        usage = self.usage or {}
+        pieces = len(self.text)
+        tokens = pieces if finish == "stopped" else int(usage.get("completion_tokens", pieces))
+        lasted = self.last_s if finish == "error" and self.last_s is not None else time.perf_counter() - self.started
+        return GenerationResult(
+            text="".join(self.text),
+            finish_reason=finish,
+            prompt_tokens=int(usage.get("prompt_tokens", counted)),
+            completion_tokens=tokens,
+            time_to_first_token_s=self.first_s,
+            duration_s=lasted,
+            seed=seed,
+            usage=usage or None,
+        )
 
 
 def _listed_context(model: Any) -> int | None:

@@ -248,7 +248,7 @@ def test_a_silent_server_then_a_dead_one_end_one_pane_and_keep_the_partial_answe
             for event in remote_streamer(contender, messages, params, stop=stop, seed=seed):
                 yield event
                 deltas += isinstance(event, str)
-                if deltas == 3 and fault["signal"]:
+                if deltas == 3 and fault.get("signal"):
                     server.signal(fault.pop("signal"))
 
         lineup = LineupSpec(name="mixed", contenders=(local(local_tiny), there))
@@ -257,7 +257,9 @@ def test_a_silent_server_then_a_dead_one_end_one_pane_and_keep_the_partial_answe
         conversation, rows = ask(core)  # paused: nothing arrives for chunk_timeout_s
         assert rows["local"].finish_reason in ("stop", "length") and rows["local"].text
         silent = rows["served"]
-        assert silent.finish_reason == "error" and silent.text and silent.completion_tokens == 0
+        assert silent.finish_reason == "error" and silent.text
+        # What streamed before the silence is counted, as a stopped answer's is (tests/test_remote_cut.py).
+        assert silent.completion_tokens >= 3 and silent.time_to_first_token_s is not None
         assert silent.error == (
             f"The server at {server.base_url} sent nothing for 1 s (chunk_timeout_s), so the "
             "answer was ended. The answer so far is kept."
@@ -270,7 +272,7 @@ def test_a_silent_server_then_a_dead_one_end_one_pane_and_keep_the_partial_answe
         _, rows = ask(core)  # killed mid-answer
         assert rows["local"].finish_reason in ("stop", "length")
         dead = rows["served"]
-        assert dead.finish_reason == "error" and dead.text
+        assert dead.finish_reason == "error" and dead.text and dead.completion_tokens >= 3
         assert dead.error == (
             f"The connection to the server at {server.base_url} broke in the middle of the answer "
             "(the server may have stopped or restarted). The answer so far is kept."
