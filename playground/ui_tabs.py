@@ -24,6 +24,7 @@ from feedback_db.records import STRENGTHS, parse_moment
 from feedback_db.writers import export_to
 from playground.downloads import OneTimeDownloads
 from playground.leaderboard_view import TABLE_HEADERS, leaderboard_rows, ratings_svg, summary, win_rate_rows
+from playground.ui_activity import activity_section
 from playground.visitors import FailedAttempts
 
 STRENGTH_CHOICES = ["any", *reversed(STRENGTHS)]  # weakest first, as a minimum is chosen
@@ -125,6 +126,7 @@ def admin_tab(
         download = gr.Markdown("", elem_id="admin-file")
         on = AdminExports(database, token, lineup, downloads, visitor)
         _agreement_section(secret, lineup, on)
+        activity_section(database, token, secret, on.check_token)
     # The token is checked before the queue (validator), so guesses never take a place or a worker.
     what = [secret, export_format, suffix, since, until, contenders, min_strength]  # the order export() takes
     which = [blind_only, only_lineup, exclude_unsafe, include_errors, include_set_aside, majority]

@@ -96,3 +96,38 @@ def test_an_empty_database_has_no_activity(any_db: Database):
         counts = rating_counts(session)
     assert seen.empty and not seen.first_token and not seen.first_choice
     assert (counts.stored, counts.set_aside) == (0, 0)
+
+
+def test_the_admin_tab_shows_a_sentence_where_a_plot_has_nothing(any_db: Database):
+    from playground.ui_activity import shown
+
+    with any_db.snapshot() as session:
+        outputs = shown(activity_of(session, NOW))
+    summary, *plots = outputs
+    assert summary.startswith("**0** comparisons in the last 48 hours; **0** ratings in the last 30 days.")
+    updates, sentences = plots[0::2], plots[1::2]
+    assert all(u["visible"] is False and "value" not in u for u in updates)
+    assert sentences == [
+        "No comparisons in the last 48 hours.",
+        "No ratings in the last 30 days.",
+        "No answers with a first token in the last 30 days.",
+        "No A or B verdicts in the last 30 days.",
+    ]
+
+
+def test_the_admin_tab_plots_what_was_seeded(seeded: Database):
+    from playground.ui_activity import shown
+
+    with seeded.snapshot() as session:
+        summary, *plots = shown(activity_of(session, NOW))
+    assert summary.startswith("**6** comparisons in the last 48 hours; **7** ratings in the last 30 days, 1 of them")
+    hourly, daily, latency, share = (plots[i]["value"] for i in (0, 2, 4, 6))
+    assert plots[1::2] == ["", "", "", ""]
+    assert len(hourly) == 48 and hourly["comparisons"].sum() == 6
+    assert len(daily) == 60 and daily.groupby("ratings that")["ratings"].sum().to_dict() == {
+        "counted": 6,
+        "set aside": 1,
+    }
+    assert sorted(latency["contender"].unique()) == ["x p50", "x p95", "y p50", "y p95"]
+    assert plots[4]["color_map"]["x p50"] != plots[4]["color_map"]["x p95"]
+    assert share[share["verdicts"] == "chose A"]["share"].tolist() == [0.0, pytest.approx(2 / 3)]
