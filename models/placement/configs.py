@@ -22,7 +22,8 @@ SHIPPED_CONFIGS: dict[str, str] = {
     "meta-llama/Llama-2-7b-chat-hf": "llama-2-7b-chat-hf.json",
     "meta-llama/Llama-2-13b-chat-hf": "llama-2-13b-chat-hf.json",
     "meta-llama/Llama-2-70b-chat-hf": "llama-2-70b-chat-hf.json",
-    # The embedded model's config as converted from its GGUF file: planning needs no conversion.
+    # The embedded model's config as converted from its GGUF file: planning needs no conversion, and the
+    # Hub copy that serves it where the package is missing (models.embedded.HUB_ID) has the same shapes.
     EMBEDDED_ID: "smollm2-135m-instruct.json",
 }
 
@@ -83,8 +84,8 @@ def _local_config(weights: WeightsSpec, folder: Path) -> PretrainedConfig:
 
 def _cached_config(weights: WeightsSpec) -> PretrainedConfig | None:
     """The config from the Hugging Face cache only; None when it is not there."""
-    if weights.gguf_file:
-        return None  # a GGUF's configuration lives in the file, read when the weights are local
+    if weights.gguf_file or weights.id == EMBEDDED_ID:
+        return None  # a GGUF's configuration lives in the file; the embedded model's name is no Hub id
     try:
         return AutoConfig.from_pretrained(weights.id, revision=weights.revision, local_files_only=True)
     except (OSError, ValueError):
