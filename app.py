@@ -15,7 +15,7 @@ from models.loading import DTYPES, LoadOptions
 from playground.arena import ArenaSampler, parse_avoid, parse_weights
 from playground.errors import SettingsError
 from playground.raters import DEFAULT_TERMS, RATER_MODES
-from playground.server import STARTUP_ERRORS, Settings, create_app
+from playground.server import SPACE_STORAGE, STARTUP_ERRORS, Settings, create_app, writable_dir
 
 MIN_TOKEN_CHARS = 16
 # The hosted profile's per-visitor limits: a person comparing by hand asks a few questions a minute.
@@ -80,8 +80,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(env.get("PLAYGROUND_DATA_DIR", "data")),
-        help="folder of the SQLite feedback database (env PLAYGROUND_DATA_DIR; default ./data)",
+        default=Path(env["PLAYGROUND_DATA_DIR"]) if env.get("PLAYGROUND_DATA_DIR") else None,
+        help="folder of the SQLite feedback database (env PLAYGROUND_DATA_DIR; default ./data, or /data on "
+        "a Space with persistent storage)",
     )
     parser.add_argument(
         "--db-url",
@@ -292,8 +293,11 @@ def admin_token(wanted: bool, env: Mapping[str, str]) -> str | None:
     return token
 
 
-def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
+def settings_from(argv: Sequence[str], env: Mapping[str, str], space_storage: Path = SPACE_STORAGE) -> Settings:
+    """`space_storage`: where a Space mounts persistent storage (tests point it elsewhere)."""
     args = build_parser(env).parse_args(argv)
+    # On a Space, its persistent storage (when turned on) outlives restarts; the container's disk does not.
+    on_space_storage = env.get("SYSTEM") == "spaces" and writable_dir(space_storage)
     cache_dir = args.cache_dir or default_cache_dir(env)
     # Hosted (a Space or a container): every interface, on the port the platform gives, unless given.
     host = (
@@ -313,7 +317,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         models=tuple(args.model),
         host=host,
         port=port,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir or (space_storage if on_space_storage else Path("data")),
         db_url=args.db_url,
         load=LoadOptions(device_map=args.device_map, dtype=args.dtype, max_memory=args.max_memory, cache_dir=cache_dir),
         mode=args.mode,
@@ -349,6 +353,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         min_gold_accuracy=args.min_gold_accuracy,
         on_a_space=env.get("SYSTEM") == "spaces",
         space_oauth=env.get("SYSTEM") == "spaces" and bool(env.get("OAUTH_CLIENT_ID")),
+        space_storage=space_storage,
     )
 
 

@@ -35,6 +35,8 @@ from playground.view import models_markdown, servers_markdown
 from playground.visitors import VisitorPolicy, load_salt
 
 PROMPT_BUDGET = 512  # tokens of prompt and history a stream is counted with when sizing concurrency
+SPACE_STORAGE = Path("/data")  # where a Space mounts its persistent storage, when it has some
+LOST_AT_RESTART = "ratings are lost at each restart: turn on persistent storage or set PLAYGROUND_DB_URL"
 DEFAULT_CONCURRENT = 4
 
 if TYPE_CHECKING:  # only playground.ui* imports gradio at run time
@@ -84,6 +86,7 @@ class Settings:
     min_gold_accuracy: float | None = None
     on_a_space: bool = False  # SYSTEM=spaces: Hugging Face sign-in works only there
     space_oauth: bool = False  # the Space's README sets hf_oauth: true (it then sets OAUTH_CLIENT_ID)
+    space_storage: Path = SPACE_STORAGE  # a Space's persistent storage: the data folder's default there
 
     @property
     def database_url(self) -> str:
@@ -268,6 +271,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
     """Load the lineup (unless a streamer is given) and build the page; nothing is served yet."""
     lineup = resolve_lineup(settings)
     policy = rater_policy(settings)  # a bad --terms file fails before minutes of loading
+    admin_notice = storage_warning(settings, log)
     if settings.mode == "arena":
         settings.arena.groups(lineup.contenders)  # bad arena settings fail before minutes of loading
     revisions: dict[WeightsSpec, str] = {}
@@ -319,9 +323,31 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
         leaderboard_rounds=settings.leaderboard_rounds,
         leaderboard_min_battles=settings.leaderboard_min_battles,
         admin_token=settings.admin_token,
+        admin_notice=admin_notice,
         unasked_ttl_s=settings.unasked_ttl_s,
     )
     return App(page, core, settings, max_concurrent)
+
+
+def writable_dir(path: Path) -> bool:
+    """A folder this process may write in: a Space's persistent storage, once it is turned on."""
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
+def lost_at_restart(settings: Settings) -> bool:
+    """On a Space, a SQLite file outside its persistent storage goes with the container at each restart."""
+    if not settings.on_a_space or settings.db_url:
+        return False
+    storage = settings.space_storage
+    return not (writable_dir(storage) and settings.data_dir.resolve().is_relative_to(storage.resolve()))
+
+
+def storage_warning(settings: Settings, log: Callable[[str], None]) -> str:
+    """When ratings go with the container: logged once at start, and the admin tab's notice; else ""."""
+    if not lost_at_restart(settings):
+        return ""
+    log(LOST_AT_RESTART)
+    return f"⚠️ {LOST_AT_RESTART[0].upper()}{LOST_AT_RESTART[1:]}."
 
 
 def visitor_policy(settings: Settings) -> VisitorPolicy:

@@ -41,10 +41,12 @@ def build_ui(
     leaderboard_rounds: int = 1000,
     leaderboard_min_battles: int = 20,
     admin_token: str | None = None,
+    admin_notice: str = "",
     conversation_ttl_s: float | None = None,
     unasked_ttl_s: float = UNASKED_TTL_S,
 ) -> BuiltPage:
-    """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set.
+    """The page: the comparison tab, the leaderboard tab, and the data tab when an admin token is set
+    (`admin_notice` on top of it: what only the operator needs to know, e.g. storage lost at restart).
 
     A page's conversation is forgotten after `conversation_ttl_s` without use, or `unasked_ttl_s` if it
     never asked anything; Gradio's own state of such a session goes then too (ui_sessions).
@@ -65,7 +67,14 @@ def build_ui(
         guidelines_tab(core)
         leaderboard_tab(core.database, leaderboard_rounds, min_battles=leaderboard_min_battles)
         if admin_token:
-            admin_tab(core.database, admin_token, core.lineup.name, downloads, lambda r: visitor_key(core, r) or "")
+            admin_tab(
+                core.database,
+                admin_token,
+                core.lineup.name,
+                downloads,
+                lambda r: visitor_key(core, r) or "",
+                notice=admin_notice,
+            )
         raters.wire(demo)
     return BuiltPage(demo, store, downloads, streams)
 

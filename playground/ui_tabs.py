@@ -94,12 +94,16 @@ def admin_tab(
     lineup: str,
     downloads: OneTimeDownloads,
     visitor: Callable[[gr.Request | None], str],
+    notice: str = "",
 ) -> None:
     """Exports for trainers; every request must carry the admin token, checked where it joins the queue.
 
-    `visitor` tells who asks (the same key as the visitor limits), for counting wrong tokens.
+    `visitor` tells who asks (the same key as the visitor limits), for counting wrong tokens; `notice`,
+    when given, heads the tab (what only the operator needs to know).
     """
     with gr.Tab("Data (admin)"):
+        if notice:
+            gr.Markdown(notice, elem_id="admin-notice")
         gr.Markdown(
             "Exports of the stored feedback for reward-model, DPO, KTO and SFT training. "
             "Needs the admin token the app was started with (`PLAYGROUND_ADMIN_TOKEN`)."
