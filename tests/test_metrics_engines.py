@@ -6,12 +6,17 @@ from __future__ import annotations
 import threading
 
 import pytest
+from gradio_client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.engines import BatchedLoop, ContinuousEngine, StreamRequest, TokenSampler
 from models.engines.protocol import EngineStats
+from models.loading import LoadOptions
 from playground.metrics import Metrics
+from playground.server import Settings, create_app
+from tests.servers import free_port
 from tests.test_engines import greedy, load
+from tests.test_metrics import samples, scrape, value
 from tests.waiting import until
 
 PROMPT, HELD_AT = 100, 5  # prompt tokens; the stream is held while its sampler picks token HELD_AT + 1
@@ -70,3 +75,27 @@ def test_stats_while_a_stream_decodes_and_after_it_ended(tiny_gqa, kind, monkeyp
         assert ("playground_kv_cache_capacity_tokens", (("weights", "tiny"),)) not in found
     assert found[("playground_engine_streams", (("weights", "tiny"),))] == 1
     assert found[("playground_kv_cache_used_tokens", (("weights", "tiny"),))] == during.cache_used_tokens
+
+
+def test_the_app_shows_its_engines_and_real_answers(tmp_path, tiny_mha, tiny_gqa):
+    """The real app on two tiny checkpoints: /metrics names each weights' engine, and counts the tokens
+    and first-token times of real answers."""
+    models = (str(tiny_mha), str(tiny_gqa))
+    settings = Settings(models=models, port=free_port(), data_dir=tmp_path, load=LoadOptions(dtype="float32"))
+    with create_app(settings, log=lambda m: None) as app:
+        answer = Client(app.url, verbose=False).predict("What is the capital of France?", "", "", api_name="/ask")
+        labels = [w.describe() for w in app.core.lineup.weights]
+
+        def idle() -> dict | None:  # an engine lets a stream go just after handing out its end
+            found = samples(scrape(app)[1])
+            return found if all(value(found, "playground_engine_streams", weights=w) == 0 for w in labels) else None
+
+        found = until(idle, what="every engine idle")
+    tokens = {
+        c.name: value(found, "playground_generated_tokens_total", contender=c.name) for c in app.core.lineup.contenders
+    }
+    assert all(n > 0 for n in tokens.values()) and len(answer) > 2
+    for contender in tokens:
+        assert value(found, "playground_time_to_first_token_seconds_count", contender=contender) == 1
+    for weights in labels:  # each engine shows, whichever kind the placement chose
+        assert ("playground_kv_cache_used_tokens", frozenset({("weights", weights)})) in found
