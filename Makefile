@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint setup setup-dev plan clean-cache llama-cpp serve-embedded
+.PHONY: run test lint setup setup-dev plan clean-cache llama-cpp serve-embedded space-venv
 
 run: setup
 	$(BIN)/python app.py $(ARGS)
@@ -53,6 +53,19 @@ $(LLAMA_VENV)/.installed:
 	$(LLAMA_VENV)/bin/python -m pip install --quiet --upgrade pip
 	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" \
 		$(LLAMA_VENV)/bin/python -m pip install --no-cache-dir 'llama-cpp-python[server]==0.3.36'
+	touch $@
+
+# A Hugging Face Space's environment: `pip install -r requirements.txt` and nothing else (no embedded
+# package, no test tools), for tests/test_space_start.py. Built afresh whenever requirements.txt changes,
+# so nothing a former pin installed stays behind.
+SPACE_VENV ?= .venv-space
+
+space-venv: $(SPACE_VENV)/.installed
+
+$(SPACE_VENV)/.installed: requirements.txt
+	rm -rf $(SPACE_VENV)
+	$(PYTHON) -m venv $(SPACE_VENV)
+	$(SPACE_VENV)/bin/python -m pip install --quiet -r requirements.txt
 	touch $@
 
 # Removes only the converted embedded model, never the folder around it.

@@ -3,6 +3,7 @@ own parser; and who may read it."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import urllib.error
 import urllib.request
@@ -14,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import settings_from
 from models.streaming import StreamFailure
-from playground.metrics import REASONS, MetricsAccess, reason_of
+from playground.guard import Guard
+from playground.metrics import REASONS, Metrics, MetricsAccess, reason_of
 from playground.server import create_app
 from tests.fakes import words_streamer
 from tests.page_api import rate_args, token_of
@@ -168,3 +170,28 @@ def test_refusal_sentences_name_their_reason():
             checked_prompt(prompt)
         assert reason_of(refused.value) == reason
     assert reason_of(PlaygroundError("something new")) == "other"
+
+
+def test_a_full_queue_counts_as_busy():
+    """Gradio's 503 to a join when its queue is full: the guard counts it, once per refused join."""
+
+    async def full_queue(scope, receive, send):  # Gradio's app as the guard sees it, when no place is left
+        await send({"type": "http.response.start", "status": 503, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"full"})
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    metrics = Metrics()
+    guard = Guard(full_queue, metrics=metrics)
+    join = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join", "headers": [], "query_string": b""}
+    for _ in range(2):
+        asyncio.run(guard(join, receive, send))
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [503, 503]
+    found = samples(metrics.text().decode())
+    assert value(found, "playground_comparisons_refused_total", reason="busy") == 2
