@@ -220,6 +220,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="comparisons that may wait for a turn; more get 'busy, try again' "
         "(default: 4 per comparison that runs, plus 16)",
     )
+    parser.add_argument(
+        "--max-prompt-chars",
+        type=int,
+        default=env.get("PLAYGROUND_MAX_PROMPT_CHARS", "8000"),
+        metavar="N",
+        help="the longest prompt, and system prompt, a page may send, in characters; a longer one is "
+        "refused with both numbers (env PLAYGROUND_MAX_PROMPT_CHARS; default 8000)",
+    )
     _rater_options(parser, env)
     return parser
 
@@ -293,6 +301,15 @@ def admin_token(wanted: bool, env: Mapping[str, str]) -> str | None:
     return token
 
 
+def prompt_limit(chars: int) -> int:
+    """--max-prompt-chars, refused at start when no prompt could pass it."""
+    if chars < 1:
+        raise SettingsError(
+            f"--max-prompt-chars must be 1 or more, not {chars}: it is the longest prompt a page may send"
+        )
+    return chars
+
+
 def settings_from(argv: Sequence[str], env: Mapping[str, str], space_storage: Path = SPACE_STORAGE) -> Settings:
     """`space_storage`: where a Space mounts persistent storage (tests point it elsewhere)."""
     args = build_parser(env).parse_args(argv)
@@ -325,6 +342,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str], space_storage: Pa
         max_concurrent=args.max_concurrent,
         kv_cache_gib=args.kv_cache_gib,
         queue_size=args.queue_size,
+        max_prompt_chars=prompt_limit(args.max_prompt_chars),
         leaderboard_rounds=args.leaderboard_rounds,
         leaderboard_min_battles=args.leaderboard_min_battles,
         admin_token=admin_token(args.admin, env),

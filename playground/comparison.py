@@ -55,15 +55,16 @@ STALE_FORM = "this rating form was filled in for earlier answers; rate the answe
 log = logging.getLogger(__name__)
 
 
-def checked_prompt(prompt: object) -> str:
-    """The prompt as sent, stripped; PlaygroundError when there is nothing to send or too much."""
+def checked_prompt(prompt: object, limit: int = MAX_PROMPT_CHARS) -> str:
+    """The prompt as sent, stripped; PlaygroundError when there is nothing to send or more than `limit`
+    characters."""
     if prompt is not None and not isinstance(prompt, str):
         raise PlaygroundError(f"the prompt must be text, got {type(prompt).__name__}")
     prompt = storable(prompt or "").strip()  # what the models see is what is stored, on every backend
     if not _visible(prompt):  # zero-width characters and a BOM are as empty as spaces
         raise PlaygroundError("the prompt is empty: type a question or pick an example")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise PlaygroundError(f"the prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    if len(prompt) > limit:
+        raise PlaygroundError(f"the prompt is {len(prompt)} characters; the limit is {limit}")
     return prompt
 
 
@@ -73,13 +74,13 @@ def _visible(text: str) -> bool:
     return any(not c.isspace() and unicodedata.category(c) not in ("Cf", "Cc", "Zs") for c in text)
 
 
-def _checked_system(system_prompt: object) -> str | None:
+def _checked_system(system_prompt: object, limit: int = MAX_PROMPT_CHARS) -> str | None:
     """The system prompt as sent, stripped; None for none."""
     if system_prompt is not None and not isinstance(system_prompt, str):
         raise PlaygroundError(f"the system prompt must be text, got {type(system_prompt).__name__}")
     system = storable(system_prompt or "").strip()
-    if len(system) > MAX_PROMPT_CHARS:
-        raise PlaygroundError(f"the system prompt is {len(system)} characters; the limit is {MAX_PROMPT_CHARS}")
+    if len(system) > limit:
+        raise PlaygroundError(f"the system prompt is {len(system)} characters; the limit is {limit}")
     return system or None
 
 
@@ -125,9 +126,13 @@ class Playground:
         sampler: ArenaSampler | None = None,
         visitors: VisitorPolicy | None = None,
         raters: RaterPolicy | None = None,
+        max_prompt_chars: int = MAX_PROMPT_CHARS,
         metrics: Metrics | None = None,
     ) -> None:
         self.lineup, self.streamer, self.database, self.mode = lineup, streamer, database, mode
+        if max_prompt_chars < 1:
+            raise SettingsError(f"--max-prompt-chars must be 1 or more, not {max_prompt_chars}")
+        self.max_prompt_chars = max_prompt_chars  # per prompt and per system prompt
         self.metrics = (metrics or Metrics()).watch(database, getattr(streamer, "engines", None))  # for /metrics
         self.raters = Raters(database, raters or RaterPolicy())  # who may rate, and under which terms
         self.visitors = visitors  # per-visitor limits; None: none
@@ -194,7 +199,8 @@ class Playground:
         `visitor` is the asker's key (VisitorPolicy.key), stored with the comparison and counted
         against the per-visitor limits.
         """
-        prompt, system = checked_prompt(prompt), _checked_system(system_prompt)
+        prompt = checked_prompt(prompt, self.max_prompt_chars)
+        system = _checked_system(system_prompt, self.max_prompt_chars)
         yield from self._admitted(
             conversation,
             visitor,
@@ -237,7 +243,7 @@ class Playground:
         Called where a request joins the queue: an ask it passes holds one of the visitor's places
         until its run ends (or `abandon`). The run itself checks the rest again, atomically.
         """
-        checked_prompt(prompt)
+        checked_prompt(prompt, self.max_prompt_chars)
         self.raters.check_terms(conversation.seat)
         if conversation.busy:
             raise PlaygroundError(BUSY)

@@ -22,7 +22,7 @@ from models.remote import RemoteStreamer
 from models.specs import ContenderSpec, LineupSpec, SpecError, WeightsSpec
 from models.streaming import RoutedStreamer, StreamFailure
 from playground.arena import ArenaSampler
-from playground.comparison import Playground
+from playground.comparison import MAX_PROMPT_CHARS, Playground
 from playground.conversations import UNASKED_TTL_S, ConversationStore
 from playground.errors import SettingsError
 from playground.guard import Guard
@@ -75,6 +75,7 @@ class Settings:
     limit_in_flight: int | None = None  # comparisons one visitor may have running or waiting at once
     framed_by: tuple[str, ...] = ()  # origins that may show the page in a frame (a Space's); none by default
     unasked_ttl_s: float = UNASKED_TTL_S  # a page that never asked is forgotten after this long idle
+    max_prompt_chars: int = MAX_PROMPT_CHARS  # the longest prompt (and system prompt) a page may send
     # Raters (playground/raters.py): who rates, the terms and guidelines files, the review queue's
     # overlap and gold rate, and the rules that set votes aside (None: as stored before).
     raters: str = "open"
@@ -312,6 +313,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
         sampler=settings.arena,
         visitors=visitors,
         raters=policy,
+        max_prompt_chars=settings.max_prompt_chars,
     )
     apply_set_aside_rules(database, lineup, settings, log)
     page = build_ui(
