@@ -72,8 +72,13 @@ $(SPACE_VENV)/.installed: requirements.txt
 clean-cache:
 	rm -rf "$${PLAYGROUND_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/llm-playground}/SmolLM2-135M-Instruct"
 
-# The embedded model on `transformers serve` (127.0.0.1:8000), for examples/mixed-serve.toml: a real
-# OpenAI-compatible server on a CPU. Converts the embedded model first if `make run` has not.
+# The embedded model on `transformers serve` ($(SERVE_HOST):$(SERVE_PORT), by default 127.0.0.1:8000), for
+# examples/mixed-serve.toml: a real OpenAI-compatible server on a CPU. Another port: `make serve-embedded
+# SERVE_PORT=8001`, and the same port in the lineup file's base_url. Converts the embedded model first if
+# `make run` has not.
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8000
+
 serve-embedded: setup-dev
 	cd "$$($(BIN)/python -c 'import sys; from models.embedded import ensure_converted; print(ensure_converted(log=lambda m: print(m, file=sys.stderr)).parent)')" && \
-		HF_HUB_OFFLINE=1 $(abspath $(BIN))/transformers serve SmolLM2-135M-Instruct --host 127.0.0.1 --port 8000 --device cpu
+		HF_HUB_OFFLINE=1 $(abspath $(BIN))/transformers serve SmolLM2-135M-Instruct --host $(SERVE_HOST) --port $(SERVE_PORT) --device cpu
