@@ -36,6 +36,8 @@ CSS = """
 #prompt [data-testid="block-info"] { font-size: 0; }
 #prompt [data-testid="block-info"] .validation-error { font-size: var(--text-md); }
 .gradio-container { padding-bottom: calc(var(--prompt-row-height, 104px) + 16px) !important; }
+/* What the browser scrolls into view (a focused button, a found word) it shows above the row too. */
+html { scroll-padding-bottom: calc(var(--prompt-row-height, 104px) + 8px); }
 @media (max-width: 700px) { .pane-chat { height: 280px !important; max-height: 280px !important; } }
 /* The models and servers tables scroll sideways on a narrow screen instead of squeezing each column to
    a letter per line; a header breaks only between words. */
