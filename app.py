@@ -214,6 +214,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         f"{HOSTED_IN_FLIGHT} with --hosted)",
     )
     parser.add_argument(
+        "--min-tokens-per-s",
+        type=float,
+        default=env.get("PLAYGROUND_MIN_TOKENS_PER_S", "5"),
+        metavar="N",
+        help="admit a comparison only while every answer streaming from local weights keeps at least N "
+        "tokens/s (measured live); the rest wait, told their place and the estimated wait "
+        "(env PLAYGROUND_MIN_TOKENS_PER_S; default 5, about reading speed; 0: no speed check)",
+    )
+    parser.add_argument(
         "--queue-size",
         type=int,
         default=None,
@@ -343,6 +352,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str], space_storage: Pa
         kv_cache_gib=args.kv_cache_gib,
         queue_size=args.queue_size,
         max_prompt_chars=prompt_limit(args.max_prompt_chars),
+        min_tokens_per_s=args.min_tokens_per_s,
         leaderboard_rounds=args.leaderboard_rounds,
         leaderboard_min_battles=args.leaderboard_min_battles,
         admin_token=admin_token(args.admin, env),

@@ -33,6 +33,7 @@ from feedback_db import (
 from models.prompt_format import PromptError, validate_messages
 from models.specs import GenerationParams, LineupSpec, WeightsSpec
 from models.streaming import GenerationResult, PromptReady, ServedBy, Streamer, StreamFailure, drop_oldest_exchanges
+from playground.admission import Admission, Ticket
 from playground.arena import ArenaSampler
 from playground.conversation import BUSY, Conversation, HistoryMode, Mode, Pane, Turn, letter
 from playground.errors import PlaygroundError, SettingsError
@@ -128,6 +129,7 @@ class Playground:
         raters: RaterPolicy | None = None,
         max_prompt_chars: int = MAX_PROMPT_CHARS,
         metrics: Metrics | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.lineup, self.streamer, self.database, self.mode = lineup, streamer, database, mode
         if max_prompt_chars < 1:
@@ -137,6 +139,8 @@ class Playground:
         self.raters = Raters(database, raters or RaterPolicy())  # who may rate, and under which terms
         self.visitors = visitors  # per-visitor limits; None: none
         self.in_flight = InFlight(visitors.in_flight if visitors else None)
+        # Who generates now; without one, every comparison at once (the page's queue caps them).
+        self.admission = admission or Admission(max_running=10_000, min_tokens_per_s=0)
         # Arena data is for training: every later turn must be a pair with one prompt (HH protocol).
         self.history: HistoryMode = history or ("shared" if mode == "arena" else "own")
         self.sampler = (sampler or ArenaSampler()) if mode == "arena" else None
@@ -375,7 +379,15 @@ class Playground:
             plans = self._plans(conversation, turn)
             for pane in conversation.panes:  # before the write, so a Stop pressed meanwhile is not lost
                 pane.stop = threading.Event()
-            comparison_id = self._store_comparison(conversation, turn, visitor)
+            ticket = yield from self._wait_for_turn(conversation, plans)
+            if ticket is None:  # Clear was pressed while it waited: nothing was stored or sent
+                conversation.release()
+                return
+            try:
+                comparison_id = self._store_comparison(conversation, turn, visitor)
+            except BaseException:
+                self.admission.leave(ticket)
+                raise
         except BaseException:
             conversation.release()
             raise
@@ -392,7 +404,7 @@ class Playground:
                 target=self._contender,
                 daemon=True,
                 name=f"pane-{pane.position}",
-                args=(conversation, comparison_id, pane, messages, params, seed, wakeups),
+                args=(conversation, comparison_id, pane, messages, params, seed, wakeups, ticket),
             ).start()
         try:
             yield from self._collect(conversation, wakeups)
@@ -400,6 +412,28 @@ class Playground:
             if conversation.running:  # the page went away mid-stream: stop this run's threads
                 for stop in stops:
                     stop.set()
+
+    def _wait_for_turn(self, conversation: Conversation, plans: list) -> Iterator[Conversation]:
+        """Wait in line until admission lets this comparison generate (playground/admission.py); each
+        second the page is told its place and the estimated wait. Returns the ticket, or None when Clear
+        was pressed meanwhile; a page that goes away leaves the line."""
+        ticket = self.admission.join(tuple(pane.position for pane, *_ in plans if pane.contender.endpoint is None))
+        try:
+            while (place := self.admission.place(ticket)) is not None:
+                conversation.queue_place = place
+                self.metrics.set_waiting(self.admission.waiting)
+                yield conversation
+                if conversation.replaced:
+                    self.admission.leave(ticket)
+                    return None
+                ticket.admitted.wait(1.0)
+        except BaseException:
+            self.admission.leave(ticket)
+            raise
+        finally:
+            conversation.queue_place = None
+            self.metrics.set_waiting(self.admission.waiting)
+        return ticket
 
     def _plans(self, conversation: Conversation, turn: Turn) -> list[tuple[Pane, list, GenerationParams, int]]:
         plans = []
@@ -486,13 +520,15 @@ class Playground:
         params: GenerationParams,
         seed: int,
         wakeups: queue.Queue,
+        ticket: Ticket,
     ) -> None:
         """Thread body: stream one contender into its pane, store the response, mark it finished.
 
         Only this thread writes the pane's fields; the collecting loop only reads them.
         """
         started = time.perf_counter()
-        result, error, shown, prompt, served, messages = self._stream(pane, messages, params, seed, wakeups)
+        result, error, shown, prompt, served, messages = self._stream(pane, messages, params, seed, wakeups, ticket)
+        self.admission.finish(ticket, pane.position)
         if result is None and not error:
             error = "the generator ended without a result"
         text = storable(result.text) if result else pane.text
@@ -520,6 +556,7 @@ class Playground:
         pane.status = "error" if error else ("stopped" if result.finish_reason == "stopped" else "done")
         self.metrics.answer_ended(pane.contender.name, pane.status, result)
         if conversation.answer_finished():  # the last thread of the run handed the conversation back
+            self.admission.leave(ticket)
             self.metrics.comparison_ended(failed=any(p.status == "error" for p in conversation.panes))
             with self._count_lock:
                 self._running.pop(id(conversation), None)
@@ -527,7 +564,13 @@ class Playground:
         wakeups.put(pane.position)
 
     def _stream(
-        self, pane: Pane, messages: list[dict[str, str]], params: GenerationParams, seed: int, wakeups: queue.Queue
+        self,
+        pane: Pane,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        seed: int,
+        wakeups: queue.Queue,
+        ticket: Ticket,
     ) -> tuple[GenerationResult | None, str | None, str | None, PromptReady | None, ServedBy | None, list]:
         """The contender's stream into its pane: (result, error, what the pane shows instead of the error,
         the prompt sent, the server that answered, the messages as sent)."""
@@ -550,6 +593,7 @@ class Playground:
                 else:
                     # The pane shows what will be stored (NUL from a byte token becomes U+FFFD).
                     pane.text, pane.status = pane.text + storable(event), "streaming"
+                    self.admission.tick(ticket, pane.position)
                     wakeups.put(pane.position)
         except StreamFailure as exc:  # its message is written for the pane
             error = str(exc)

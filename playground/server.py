@@ -21,6 +21,7 @@ from models.placement import ConfigNotFoundError, PlacementError, format_plan
 from models.remote import RemoteStreamer
 from models.specs import ContenderSpec, LineupSpec, SpecError, WeightsSpec
 from models.streaming import RoutedStreamer, StreamFailure
+from playground.admission import Admission
 from playground.arena import ArenaSampler
 from playground.comparison import MAX_PROMPT_CHARS, Playground
 from playground.conversations import UNASKED_TTL_S, ConversationStore
@@ -63,6 +64,7 @@ class Settings:
     max_concurrent: int | None = None  # None: as many comparisons as the engines' KV caches hold
     kv_cache_gib: float | None = None  # per engine on one device; None: sized from free memory
     queue_size: int | None = None  # comparisons that may wait; None: 4 per one that runs
+    min_tokens_per_s: float = 5.0  # admission: every local answer streaming keeps this speed (0: no check)
     leaderboard_rounds: int = 1000
     leaderboard_min_battles: int = 20
     admin_token: str | None = None  # the data tab exists only with a token
@@ -218,10 +220,8 @@ class App:
 
     def launch(self, *, block: bool = True) -> None:
         """Serve the page; `block=False` returns once the server listens."""
-        # The queue holds 4 comparisons waiting per one that runs, plus 16.
         self.demo.queue(
-            default_concurrency_limit=DEFAULT_CONCURRENT,
-            max_size=self.settings.queue_size or 4 * self.max_concurrent + 16,
+            default_concurrency_limit=DEFAULT_CONCURRENT, max_size=queue_size(self.settings, self.max_concurrent)
         )
         with _no_proxy_rewrite():
             self._serve(block)
@@ -232,6 +232,9 @@ class App:
             server_name=settings.host,
             server_port=settings.port,
             prevent_thread_lock=True,
+            # A comparison running or waiting in line holds a worker thread while it waits for its next
+            # snapshot: room for every one of them, and for the other events.
+            max_threads=max(40, self.max_concurrent + queue_size(settings, self.max_concurrent) + 24),
             css=CSS,
             head=HEAD,
             footer_links=["api"],
@@ -296,7 +299,12 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
     max_concurrent = settings.max_concurrent or comparisons_that_fit(
         lineup, streamer, settings.arena.size if settings.mode == "arena" else None
     )
-    log(f"comparisons generated at once: {max_concurrent}")
+    if settings.min_tokens_per_s < 0:
+        raise SettingsError(f"--min-tokens-per-s must be 0 or more, got {settings.min_tokens_per_s:g}")
+    log(
+        f"comparisons generated at once: at most {max_concurrent}"
+        + (f", while every answer keeps {settings.min_tokens_per_s:g} tokens/s" if settings.min_tokens_per_s else "")
+    )
     database = open_database(settings.database_url)
     interrupted = mark_unfinished(database)
     if interrupted:
@@ -314,6 +322,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
         visitors=visitors,
         raters=policy,
         max_prompt_chars=settings.max_prompt_chars,
+        admission=Admission(max_concurrent, settings.min_tokens_per_s),
     )
     apply_set_aside_rules(database, lineup, settings, log)
     page = build_ui(
@@ -321,7 +330,9 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
         title="Chat model playground",
         notice=storage_notice(database),
         models_info=models_info,
-        max_concurrent=max_concurrent,
+        # Asks run their handler while they wait in the core's line (which tells them their place);
+        # Gradio's own queue only holds what is beyond that.
+        max_concurrent=max_concurrent + queue_size(settings, max_concurrent),
         leaderboard_rounds=settings.leaderboard_rounds,
         leaderboard_min_battles=settings.leaderboard_min_battles,
         admin_token=settings.admin_token,
@@ -350,6 +361,11 @@ def storage_warning(settings: Settings, log: Callable[[str], None]) -> str:
         return ""
     log(LOST_AT_RESTART)
     return f"⚠️ {LOST_AT_RESTART[0].upper()}{LOST_AT_RESTART[1:]}."
+
+
+def queue_size(settings: Settings, max_concurrent: int) -> int:
+    """Comparisons that may wait for a place: `--queue-size`, else 4 per one that runs, plus 16."""
+    return settings.queue_size or 4 * max_concurrent + 16
 
 
 def visitor_policy(settings: Settings) -> VisitorPolicy:
