@@ -102,6 +102,16 @@ class Visit:
     estimate_s: float | None = None  # the first wait the page estimated, when the comparison waited in line
     estimate_seen: float | None = None  # when the page first said it waits
     admitted: float | None = None  # when the page stopped saying so
+    estimates: list[tuple[float, float]] = field(default_factory=list)  # (when, estimated wait) as shown
+
+    @property
+    def halfway_off_s(self) -> float | None:
+        """How far the estimate shown halfway through the wait was from the rest of the real wait."""
+        if not self.estimates or self.admitted is None or self.estimate_seen is None:
+            return None
+        middle = (self.estimate_seen + self.admitted) / 2
+        seen, estimate = min(self.estimates, key=lambda e: abs(e[0] - middle))
+        return (self.admitted - seen) - estimate
 
     @property
     def estimate_off_s(self) -> float | None:
@@ -300,10 +310,11 @@ def note_wait(record: Visit, output: Any, panes: int) -> None:
     hint = str(list(output)[3 * panes]) if len(list(output)) > 3 * panes else ""
     now = time.perf_counter()
     if "waits for a free place" in hint:
-        if record.estimate_seen is None or record.estimate_s is None:
-            found = re.search(r"about (\d+) s to wait", hint)
-            estimate = float(found.group(1)) if found else 0.0 if "any moment" in hint else None
-            if estimate is not None:
+        found = re.search(r"about (\d+) s to wait", hint)
+        estimate = float(found.group(1)) if found else 0.0 if "any moment" in hint else None
+        if estimate is not None:
+            record.estimates.append((now, estimate))
+            if record.estimate_seen is None or record.estimate_s is None:
                 record.estimate_s, record.estimate_seen = estimate, now
     elif record.estimate_seen is not None and record.admitted is None:
         record.admitted = now
@@ -391,6 +402,7 @@ def summary(r: Round) -> dict[str, str]:
     per_minute = 60 * len(completed) / r.wall_s if r.wall_s > 0 else 0.0
     slowest = [v.slowest_pane for v in completed if v.slowest_pane is not None]
     off = [v.estimate_off_s for v in r.visits if v.estimate_off_s is not None]
+    halfway = [abs(v.halfway_off_s) for v in r.visits if v.halfway_off_s is not None]
     return {
         "visitors": str(r.visitors),
         "max concurrent": r.max_concurrent,
@@ -408,6 +420,8 @@ def summary(r: Round) -> dict[str, str]:
         "waited": str(len(off)),
         "estimate off p50 s": fmt(percentile([abs(o) for o in off], 0.5)),
         "estimate off p95 s": fmt(percentile([abs(o) for o in off], 0.95)),
+        "halfway off p50 s": fmt(percentile(halfway, 0.5)),
+        "halfway off p95 s": fmt(percentile(halfway, 0.95)),
         "ratings confirmed": str(sum(v.rated for v in r.visits)),
         "ratings stored": str(r.stored_ratings),
         "comparisons stored": str(r.stored_comparisons),
@@ -480,7 +494,8 @@ def main() -> None:
         print(
             f"  slowest pane tok/s p50 {row['slowest pane tok/s p50']}, min {row['slowest pane tok/s min']}; "
             f"{row['waited']} waited in line with an estimate, off by p50 {row['estimate off p50 s']} s, "
-            f"p95 {row['estimate off p95 s']} s"
+            f"p95 {row['estimate off p95 s']} s; halfway through the wait off by p50 {row['halfway off p50 s']} s, "
+            f"p95 {row['halfway off p95 s']} s"
         )
         print(
             f"  ratings confirmed by /rate {row['ratings confirmed']}, rows in ratings {row['ratings stored']}, "

@@ -3,31 +3,81 @@
 On a CPU every stream slows when one more joins the batch. Admitting whoever asks would make every
 pane slower than anyone reads (16 visitors on 2 cores: a first word after 4-11 s, then 2-3 tok/s).
 So a comparison is admitted only while the slowest answer now streaming from local weights would keep
-at least `min_tokens_per_s` with the new streams added, judged by live measurement: each pane's rate
-over its last tokens, scaled by the share of the batch it would keep (streams / (streams + new)). The
-batching gain the engine gets from a larger batch is then measured, not assumed, on the next
-admission. Until the newest admitted panes have streamed a few tokens there is nothing to measure,
-and nobody else is admitted. `max_running` caps comparisons whatever the measurement says (the
-engines' batch or cache); remote contenders' panes are not measured (their servers are not ours).
+at least `min_tokens_per_s` with the new streams added: its live rate over its last tokens, times
+the slowdown the engine is expected to take from the larger batch. That slowdown is learned per
+engine from what runs (`StepTimes`: seconds between a stream's tokens at each batch size, a straight
+line through them), since a batched engine's step costs a fixed part plus a part per stream; until
+two batch sizes are known, no gain is assumed (the step grows with the streams). Until the newest
+admitted panes have streamed a few tokens there is nothing to measure, and nobody else is admitted.
+`max_running` caps comparisons whatever the measurement says (the engines' batch or cache); remote
+contenders' panes are not measured (their servers are not ours).
 
-A waiting comparison knows its place and an estimated wait: each running comparison is expected to
-last as long as recent ones did (an average of the last finished), the line is served in order as
-they end, each one that ends letting the next in.
+A waiting comparison knows its place and an estimated wait: once the line has moved, from the
+measured pace at which waiters were let in; before that, each running comparison is expected to last
+as long as recent ones did, and each one that ends lets the next in.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
 RATE_WINDOW = 16  # a pane's live rate: over its last this many tokens
 MEASURED_AFTER = 4  # tokens a new pane streams before its rate counts (its first comes after prefill)
 DURATION_MEMORY = 0.3  # weight of the newest finished comparison in the expected duration
+PACE_MEMORY = 0.3  # weight of the newest gap between two waiters let in, in the expected gap
+STEP_MEMORY = 64  # token gaps kept per batch size
+STEP_SAMPLES = 8  # token gaps a batch size needs before it counts
+LOCAL = "local"  # the engine of panes given as bare positions
+
+
+class StepTimes:
+    """Seconds between a stream's tokens, by how many streams its engine runs: learned from what runs.
+
+    A batched engine's step costs a fixed part (weights read, Python, threads) plus a part per stream,
+    so a straight line through the measured batch sizes predicts the others. With one batch size
+    measured, the step is taken to grow in proportion to the streams: no batching gain is assumed."""
+
+    def __init__(self) -> None:
+        self._gaps: dict[int, deque[float]] = {}
+
+    def observe(self, streams: int, seconds: float) -> None:
+        self._gaps.setdefault(max(1, streams), deque(maxlen=STEP_MEMORY)).append(seconds)
+
+    def measured(self) -> dict[int, float]:
+        """Mean seconds between tokens at each batch size seen often enough."""
+        return {n: sum(g) / len(g) for n, g in sorted(self._gaps.items()) if len(g) >= STEP_SAMPLES}
+
+    def seconds(self, streams: int) -> float | None:
+        """Predicted seconds between a stream's tokens with `streams` running; None before any measure."""
+        points = self.measured()
+        if not points:
+            return None
+        if len(points) == 1:
+            ((n, t),) = points.items()
+            return t * max(1, streams) / n
+        weights = {n: len(self._gaps[n]) for n in points}
+        total = sum(weights.values())
+        mean_n = sum(w * n for n, w in weights.items()) / total
+        mean_t = sum(w * points[n] for n, w in weights.items()) / total
+        spread = sum(w * (n - mean_n) ** 2 for n, w in weights.items())
+        slope = max(0.0, sum(w * (n - mean_n) * (points[n] - mean_t) for n, w in weights.items()) / spread)
+        fixed = mean_t - slope * mean_n
+        if fixed <= 0:  # a line through the origin at most: the step never shrinks as streams join
+            fixed, slope = 0.0, mean_t / mean_n
+        return fixed + slope * max(1, streams)
+
+    def slowdown(self, streams: int, joining: int) -> float:
+        """By what factor each stream's rate falls when `joining` streams join `streams` (1: none)."""
+        now, then = self.seconds(streams), self.seconds(streams + joining)
+        if now is None or then is None:
+            return streams / (streams + joining) if streams else 1.0
+        return min(1.0, now / then)
 
 
 @dataclass(frozen=True)
@@ -42,13 +92,16 @@ class Place:
 class Ticket:
     """One comparison's place in the line, then its running panes' token times."""
 
-    local: tuple[int, ...]  # positions of the panes local weights answer
-    number: int
+    local: dict[int, Hashable]  # position of each pane local weights answer -> the engine that decodes it
     joined: float
     admitted_at: float | None = None
     ticks: dict[int, deque[float]] = field(default_factory=dict)  # local pane position -> last token times
     finished: set[int] = field(default_factory=set)  # local panes whose stream ended
     admitted: threading.Event = field(default_factory=threading.Event)
+
+    def streaming(self) -> Counter:
+        """Local panes still streaming, by engine."""
+        return Counter(engine for position, engine in self.local.items() if position not in self.finished)
 
 
 class Admission:
@@ -61,8 +114,11 @@ class Admission:
         self._lock = threading.Lock()
         self._waiting: list[Ticket] = []
         self._running: list[Ticket] = []
-        self._numbers = itertools.count()
+        self._streams: Counter = Counter()  # local streams running, by engine
+        self.steps: dict[Hashable, StepTimes] = {}  # per engine: seconds between tokens by batch size
         self.expected_s: float | None = None  # how long a comparison runs, from the last ones that ended
+        self.pace_s: float | None = None  # seconds between two waiters let in, while the line was not empty
+        self._last_let_in: float | None = None
 
     @property
     def waiting(self) -> int:
@@ -72,13 +128,15 @@ class Admission:
     def running(self) -> int:
         return len(self._running)
 
-    def join(self, local: tuple[int, ...]) -> Ticket:
+    def join(self, local: Mapping[int, Hashable] | Iterable[int]) -> Ticket:
         """Take a place at the end of the line (`local`: the positions of panes that local weights
-        answer); admitted at once when the rule allows."""
-        ticket = Ticket(tuple(local), next(self._numbers), self.clock())
+        answer, each with its engine; bare positions share one engine); admitted at once when the rule
+        allows."""
+        panes = dict(local) if isinstance(local, Mapping) else dict.fromkeys(local, LOCAL)
+        ticket = Ticket(panes, self.clock())
         with self._lock:
             self._waiting.append(ticket)
-            self._admit_locked()
+            self._admit_locked(arriving=ticket)
         return ticket
 
     def place(self, ticket: Ticket) -> Place | None:
@@ -99,6 +157,8 @@ class Admission:
                 self._waiting.remove(ticket)
             elif ticket in self._running:
                 self._running.remove(ticket)
+                self._streams -= ticket.streaming()
+                ticket.finished.update(ticket.local)
                 if ticket.admitted_at is not None:
                     took = now - ticket.admitted_at
                     previous = self.expected_s
@@ -107,35 +167,49 @@ class Admission:
 
     def tick(self, ticket: Ticket, position: int) -> None:
         """A local pane of a running comparison streamed a token (or a piece of text)."""
+        now = self.clock()
         times = ticket.ticks.setdefault(position, deque(maxlen=RATE_WINDOW))
-        times.append(self.clock())
+        if times and position not in ticket.finished:
+            engine = ticket.local.get(position, LOCAL)
+            with self._lock:
+                self.steps.setdefault(engine, StepTimes()).observe(self._streams[engine], now - times[-1])
+        times.append(now)
 
     def finish(self, ticket: Ticket, position: int) -> None:
         """A pane's stream ended: it no longer counts, and it may let the next comparison in."""
         with self._lock:
+            if position in ticket.local and position not in ticket.finished and ticket in self._running:
+                self._streams[ticket.local[position]] -= 1
             ticket.finished.add(position)
             self._admit_locked()
+
+    def learned(self) -> dict[Hashable, dict[int, float]]:
+        """Per engine, the measured seconds between a stream's tokens at each batch size seen."""
+        with self._lock:
+            return {engine: steps.measured() for engine, steps in self.steps.items()}
 
     def slowest_rate(self) -> float | None:
         """Tokens/s of the slowest local pane streaming now; None while a new pane is still unmeasured."""
         with self._lock:
-            return self._slowest_locked()[0]
+            slowest, measured = self._slowest_locked()
+            return min(slowest.values()) if slowest and measured else None
 
-    def _slowest_locked(self) -> tuple[float | None, int, bool]:
-        """(slowest rate, local panes streaming, whether every one of them has streamed enough to measure)."""
-        now, rates, streams, measured = self.clock(), [], 0, True
+    def _slowest_locked(self) -> tuple[dict[Hashable, float], bool]:
+        """(the slowest rate of the local panes streaming now, by engine; whether every one of them has
+        streamed enough to measure)."""
+        now, slowest, measured = self.clock(), {}, True
         for ticket in self._running:
-            for position in ticket.local:
+            for position, engine in ticket.local.items():
                 if position in ticket.finished:
                     continue
-                streams += 1
                 times = ticket.ticks.get(position)
                 if not times or len(times) < MEASURED_AFTER:
                     measured = False
                     continue
                 # Over the window, up to now: a pane that stalls slows its own rate as it stalls.
-                rates.append((len(times) - 1) / max(now - times[0], 1e-6))
-        return (min(rates) if rates else None), streams, measured
+                rate = (len(times) - 1) / max(now - times[0], 1e-6)
+                slowest[engine] = min(rate, slowest.get(engine, rate))
+        return slowest, measured
 
     def _may_admit_locked(self, ticket: Ticket) -> bool:
         if not self._running:
@@ -144,26 +218,39 @@ class Admission:
             return False
         if not ticket.local or not self.min_tokens_per_s:
             return True
-        slowest, streams, measured = self._slowest_locked()
+        slowest, measured = self._slowest_locked()
         if not measured:
             return False  # the newest admitted have not shown their speed yet
-        if slowest is None:
-            return True  # no local pane streams now
-        return slowest * streams / (streams + len(ticket.local)) >= self.min_tokens_per_s
+        for engine, joining in Counter(ticket.local.values()).items():
+            if engine not in slowest:
+                continue  # no pane of this engine streams now
+            steps = self.steps.get(engine) or StepTimes()
+            if slowest[engine] * steps.slowdown(self._streams[engine], joining) < self.min_tokens_per_s:
+                return False
+        return True
 
-    def _admit_locked(self) -> None:
+    def _admit_locked(self, arriving: Ticket | None = None) -> None:
         while self._waiting and self._may_admit_locked(self._waiting[0]):
             ticket = self._waiting.pop(0)
-            ticket.admitted_at = self.clock()
+            now = ticket.admitted_at = self.clock()
+            if ticket is not arriving:  # it waited: the gap since the line last moved is the line's pace
+                gap = now - max(ticket.joined, self._last_let_in or ticket.joined)
+                self.pace_s = gap if self.pace_s is None else self.pace_s + PACE_MEMORY * (gap - self.pace_s)
+            self._last_let_in = now
             self._running.append(ticket)
+            self._streams += ticket.streaming()
             ticket.admitted.set()
 
     def _estimate_locked(self, position: int) -> float | None:
-        """Seconds until the waiter at `position` starts: running ones end at their expected time, and
-        each end lets the next waiter in, who then runs as long as expected."""
+        """Seconds until the waiter at `position` starts."""
+        now = self.clock()
+        if self.pace_s is not None and self._last_let_in is not None:
+            # The line moves one place per measured gap; the next move is due a gap after the last.
+            return max(0.0, self._last_let_in + self.pace_s - now) + (position - 1) * self.pace_s
         if self.expected_s is None:
             return None
-        now = self.clock()
+        # Nobody has been let in from the line yet: running ones end at their expected time, and each
+        # end lets the next waiter in, who then runs as long as expected.
         ends = [max(0.0, (t.admitted_at or now) + self.expected_s - now) for t in self._running]
         heapq.heapify(ends)
         start = 0.0

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 import unicodedata
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from feedback_db import (
@@ -109,6 +110,18 @@ def snapshot_interval(refresh_s: float, streaming: int) -> float:
     return refresh_s * max(1, streaming)
 
 
+@dataclass(frozen=True)
+class PaneRun:
+    """One pane's part of a comparison, as its thread runs it: what it sends, and where it reports."""
+
+    pane: Pane
+    messages: list[dict[str, str]]
+    params: GenerationParams
+    seed: int
+    wakeups: queue.Queue  # the pane's position, each time it changed
+    ticket: Ticket  # admission's: its token times, and its end
+
+
 class Playground:
     """Runs comparisons for a lineup and records them in the feedback database."""
 
@@ -135,12 +148,13 @@ class Playground:
         if max_prompt_chars < 1:
             raise SettingsError(f"--max-prompt-chars must be 1 or more, not {max_prompt_chars}")
         self.max_prompt_chars = max_prompt_chars  # per prompt and per system prompt
-        self.metrics = (metrics or Metrics()).watch(database, getattr(streamer, "engines", None))  # for /metrics
         self.raters = Raters(database, raters or RaterPolicy())  # who may rate, and under which terms
         self.visitors = visitors  # per-visitor limits; None: none
         self.in_flight = InFlight(visitors.in_flight if visitors else None)
         # Who generates now; without one, every comparison at once (the page's queue caps them).
         self.admission = admission or Admission(max_running=10_000, min_tokens_per_s=0)
+        engines = getattr(streamer, "engines", None)
+        self.metrics = (metrics or Metrics()).watch(database, engines, self.admission)  # for /metrics
         # Arena data is for training: every later turn must be a pair with one prompt (HH protocol).
         self.history: HistoryMode = history or ("shared" if mode == "arena" else "own")
         self.sampler = (sampler or ArenaSampler()) if mode == "arena" else None
@@ -404,7 +418,7 @@ class Playground:
                 target=self._contender,
                 daemon=True,
                 name=f"pane-{pane.position}",
-                args=(conversation, comparison_id, pane, messages, params, seed, wakeups, ticket),
+                args=(conversation, comparison_id, PaneRun(pane, messages, params, seed, wakeups, ticket)),
             ).start()
         try:
             yield from self._collect(conversation, wakeups)
@@ -417,7 +431,9 @@ class Playground:
         """Wait in line until admission lets this comparison generate (playground/admission.py); each
         second the page is told its place and the estimated wait. Returns the ticket, or None when Clear
         was pressed meanwhile; a page that goes away leaves the line."""
-        ticket = self.admission.join(tuple(pane.position for pane, *_ in plans if pane.contender.endpoint is None))
+        # Panes on the same weights share one engine, whose slowdown with more streams admission learns.
+        local = {pane.position: pane.contender.weights for pane, *_ in plans if pane.contender.endpoint is None}
+        ticket = self.admission.join(local)
         try:
             while (place := self.admission.place(ticket)) is not None:
                 conversation.queue_place = place
@@ -511,24 +527,14 @@ class Playground:
             with self._count_lock:
                 self.streaming -= 1
 
-    def _contender(
-        self,
-        conversation: Conversation,
-        comparison_id: str,
-        pane: Pane,
-        messages: list[dict[str, str]],
-        params: GenerationParams,
-        seed: int,
-        wakeups: queue.Queue,
-        ticket: Ticket,
-    ) -> None:
+    def _contender(self, conversation: Conversation, comparison_id: str, run: PaneRun) -> None:
         """Thread body: stream one contender into its pane, store the response, mark it finished.
 
         Only this thread writes the pane's fields; the collecting loop only reads them.
         """
-        started = time.perf_counter()
-        result, error, shown, prompt, served, messages = self._stream(pane, messages, params, seed, wakeups, ticket)
-        self.admission.finish(ticket, pane.position)
+        started, pane = time.perf_counter(), run.pane
+        result, error, shown, prompt, served, messages = self._stream(run)
+        self.admission.finish(run.ticket, pane.position)
         if result is None and not error:
             error = "the generator ended without a result"
         text = storable(result.text) if result else pane.text
@@ -537,8 +543,8 @@ class Playground:
                 comparison_id,
                 pane,
                 messages,
-                params,
-                seed,
+                run.params,
+                run.seed,
                 prompt,
                 result,
                 error,
@@ -556,27 +562,22 @@ class Playground:
         pane.status = "error" if error else ("stopped" if result.finish_reason == "stopped" else "done")
         self.metrics.answer_ended(pane.contender.name, pane.status, result)
         if conversation.answer_finished():  # the last thread of the run handed the conversation back
-            self.admission.leave(ticket)
+            self.admission.leave(run.ticket)
             self.metrics.comparison_ended(failed=any(p.status == "error" for p in conversation.panes))
             with self._count_lock:
                 self._running.pop(id(conversation), None)
                 self._idle.notify_all()
-        wakeups.put(pane.position)
+        run.wakeups.put(pane.position)
 
     def _stream(
-        self,
-        pane: Pane,
-        messages: list[dict[str, str]],
-        params: GenerationParams,
-        seed: int,
-        wakeups: queue.Queue,
-        ticket: Ticket,
+        self, run: PaneRun
     ) -> tuple[GenerationResult | None, str | None, str | None, PromptReady | None, ServedBy | None, list]:
         """The contender's stream into its pane: (result, error, what the pane shows instead of the error,
         the prompt sent, the server that answered, the messages as sent)."""
         result, error, shown, prompt, served = None, None, None, None, None
+        pane, messages = run.pane, run.messages
         try:
-            for event in self.streamer(pane.contender, messages, params, stop=pane.stop, seed=seed):
+            for event in self.streamer(pane.contender, messages, run.params, stop=pane.stop, seed=run.seed):
                 if isinstance(event, GenerationResult):
                     result = event
                 elif isinstance(event, PromptReady):
@@ -593,8 +594,8 @@ class Playground:
                 else:
                     # The pane shows what will be stored (NUL from a byte token becomes U+FFFD).
                     pane.text, pane.status = pane.text + storable(event), "streaming"
-                    self.admission.tick(ticket, pane.position)
-                    wakeups.put(pane.position)
+                    self.admission.tick(run.ticket, pane.position)
+                    run.wakeups.put(pane.position)
         except StreamFailure as exc:  # its message is written for the pane
             error = str(exc)
         except Exception as exc:  # one contender failing must not take the others down

@@ -25,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from feedback_db import Database
 from feedback_db.activity import rating_counts
 from models.streaming import GenerationResult
+from playground.admission import Admission
 from playground.errors import PlaygroundError
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,15 @@ class Metrics:
         self._sources = _Sources()
         r.register(self._sources)
 
-    def watch(self, database: Database | None = None, engines: Mapping[Any, Any] | None = None) -> Metrics:
-        """Read these at each scrape: ratings from `database`, streams and cache from `engines` (by weights)."""
-        self._sources.database, self._sources.engines = database, engines
+    def watch(
+        self,
+        database: Database | None = None,
+        engines: Mapping[Any, Any] | None = None,
+        admission: Admission | None = None,
+    ) -> Metrics:
+        """Read these at each scrape: ratings from `database`, streams and cache from `engines` (by
+        weights), what `admission` learned of each engine's speed and of the line's pace."""
+        self._sources.database, self._sources.engines, self._sources.admission = database, engines, admission
         return self
 
     # The hooks: each one line where it happens.
@@ -195,10 +202,30 @@ class _Sources:
     def __init__(self) -> None:
         self.database: Database | None = None
         self.engines: Mapping[Any, Any] | None = None
+        self.admission: Admission | None = None
 
     def collect(self) -> Iterable[Metric]:
         yield from self._engines()
+        yield from self._admission()
         yield from self._ratings()
+
+    def _admission(self) -> Iterator[Metric]:
+        if self.admission is None:
+            return
+        steps = GaugeMetricFamily(
+            "playground_step_seconds",
+            "Measured seconds between a stream's tokens, by engine and streams running (admission learns from it)",
+            labels=["weights", "streams"],
+        )
+        for weights, measured in self.admission.learned().items():
+            for streams, seconds in measured.items():
+                steps.add_metric([_weights_label(weights), str(streams)], seconds)
+        yield steps
+        pace = self.admission.pace_s
+        if pace is not None:
+            yield GaugeMetricFamily(
+                "playground_queue_pace_seconds", "Measured seconds between two waiting comparisons let in", value=pace
+            )
 
     def _engines(self) -> Iterator[Metric]:
         streams = GaugeMetricFamily(

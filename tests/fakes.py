@@ -3,6 +3,7 @@ words instead of a model, as plain functions."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from models.lineups import weights_from_reference
@@ -43,6 +44,27 @@ def words_streamer(
             time.sleep(delay)
             yield word if n == 1 else " " + word
         yield GenerationResult(" ".join(words), "stop", 3, len(words), 0.01, 0.01 * (len(words) + 1), seed)
+
+    return stream
+
+
+def shared_engine_streamer(per_stream_s: float):
+    """A words Streamer whose panes share one engine that gains nothing from batching: each word takes
+    `per_stream_s` for every stream running, as a CPU's would with no spare cores."""
+    running, lock = [0], threading.Lock()
+    words = words_streamer()
+
+    def stream(contender, messages, params, *, stop, seed):
+        with lock:
+            running[0] += 1
+        try:
+            for event in words(contender, messages, params, stop=stop, seed=seed):
+                if isinstance(event, str):
+                    time.sleep(per_stream_s * running[0])
+                yield event
+        finally:
+            with lock:
+                running[0] -= 1
 
     return stream
 

@@ -7,12 +7,14 @@ import re
 
 import pytest
 from gradio_client import Client
+from prometheus_client.parser import text_string_to_metric_families
 
 from app import settings_from
-from playground.admission import Admission, Place
+from playground.admission import Admission, Place, StepTimes, Ticket
+from playground.metrics import Metrics
 from playground.server import create_app
 from tests.browsers import PHONE, WIDE, paced_app
-from tests.fakes import words_streamer
+from tests.fakes import shared_engine_streamer
 from tests.page_api import answers
 from tests.servers import free_port
 from tests.waiting import until
@@ -59,8 +61,14 @@ def test_a_comparison_that_would_slow_the_slowest_pane_below_the_floor_waits_unt
     assert admission.place(third) == Place(2, None)
     clock.now += 10.0
     admission.leave(first)  # ran 11.25 s: the expected duration from now on
-    assert second.admitted.is_set() and admission.place(third) == Place(1, pytest.approx(11.25))
     assert admission.expected_s == pytest.approx(11.25)
+    # The second waited 10 s for its place: the line's measured pace, which now estimates the third's wait.
+    assert second.admitted.is_set() and admission.pace_s == pytest.approx(10.0)
+    assert admission.place(third) == Place(1, pytest.approx(10.0))
+    clock.now += 4.0
+    assert admission.place(third) == Place(1, pytest.approx(6.0))
+    fourth = admission.join((0, 1))  # one gap more: the line moves a place every 10 s
+    assert admission.place(fourth) == Place(2, pytest.approx(16.0))
 
 
 def test_the_estimate_serves_the_line_in_order_as_running_comparisons_end():
@@ -76,6 +84,104 @@ def test_the_estimate_serves_the_line_in_order_as_running_comparisons_end():
     waiters = [admission.join((0,)) for _ in range(3)]
     assert a.admitted.is_set() and b.admitted.is_set()
     assert [admission.place(w).estimate_s for w in waiters] == pytest.approx([5.0, 9.0, 15.0])
+
+
+def test_step_times_assume_no_gain_from_one_batch_size_and_fit_a_line_through_more():
+    steps = StepTimes()
+    assert steps.seconds(3) is None and steps.slowdown(3, 3) == pytest.approx(0.5)  # nothing measured yet
+    for _ in range(7):
+        steps.observe(2, 0.1)
+    assert steps.seconds(2) is None  # 7 gaps are not yet a measure
+    steps.observe(2, 0.1)
+    assert steps.seconds(4) == pytest.approx(0.2) and steps.slowdown(2, 2) == pytest.approx(0.5)
+    for _ in range(8):
+        steps.observe(6, 0.14)  # 0.08 s a step plus 0.01 s a stream
+    assert steps.measured() == {2: pytest.approx(0.1), 6: pytest.approx(0.14)}
+    assert steps.seconds(12) == pytest.approx(0.2)
+    assert steps.slowdown(6, 6) == pytest.approx(0.14 / 0.2)
+    for _ in range(64):
+        steps.observe(10, 0.05)  # faster with more streams: noise; the step is never taken to shrink
+    assert steps.slowdown(10, 5) == pytest.approx(1.0)
+    assert steps.seconds(1) > 0
+
+
+def engine_steps(admission: Admission, clock: Clock, steps: int, seconds) -> None:
+    """`steps` steps of one engine whose step takes `seconds(streams)`: a token on every pane streaming."""
+    for _ in range(steps):
+        clock.now += seconds(admission._streams["local"])
+        for ticket in list(admission._running):
+            for position in ticket.local:
+                if position not in ticket.finished:
+                    admission.tick(ticket, position)
+
+
+def step(streams: int) -> float:
+    """An engine whose step takes 0.1 s plus 0.01 s a stream."""
+    return 0.1 + 0.01 * streams
+
+
+def one_streaming_one_waiting() -> tuple[Clock, Admission, Ticket, Ticket]:
+    """A comparison of two panes 10 steps in at 2 streams (8.3 tok/s), and one that waits behind it:
+    with one batch size seen, no gain is assumed, and 8.3 halved is below the floor of 5."""
+    clock = Clock()
+    admission = Admission(max_running=8, min_tokens_per_s=5, clock=clock)
+    first = admission.join((0, 1))
+    engine_steps(admission, clock, 10, step)
+    second = admission.join((0, 1))
+    assert admission.place(second) is not None
+    return clock, admission, first, second
+
+
+def test_the_batching_gain_learned_from_what_ran_lets_more_comparisons_in():
+    """2 streams at 8.3 tok/s: assuming no gain, 2 more streams would leave 4.2 tok/s, below 5; measured
+    at 1 and 2 streams, 4 streams keep 7.1."""
+    clock, admission, first, second = one_streaming_one_waiting()
+    admission.finish(first, 1)
+    engine_steps(admission, clock, 10, step)  # its last pane alone: 1 stream
+    admission.leave(first)  # the second goes in as the first ends
+    assert second.admitted.is_set()
+    engine_steps(admission, clock, 10, step)
+    assert admission.steps["local"].measured() == {1: pytest.approx(0.11), 2: pytest.approx(0.12)}
+    assert admission.steps["local"].seconds(4) == pytest.approx(step(4))
+    third = admission.join((0, 1))
+    assert third.admitted.is_set()  # 8.3 tok/s x 0.12 / 0.14 = 7.1 >= 5
+    engine_steps(admission, clock, 10, step)
+    assert admission.slowest_rate() == pytest.approx(1 / step(4))
+    fourth = admission.join((0, 1, 2, 3))
+    assert fourth.admitted.is_set()  # 7.1 x 0.14 / 0.18 = 5.6 >= 5 (assuming no gain: 3.6)
+    engine_steps(admission, clock, 10, step)
+    fifth = admission.join((0, 1, 2, 3))
+    assert admission.place(fifth).position == 1  # 5.6 x 0.18 / 0.22 = 4.5 < 5
+    assert admission.running == 3 and admission._streams["local"] == 8
+
+
+def test_metrics_show_what_admission_learned():
+    clock, admission, first, waiting = one_streaming_one_waiting()
+    clock.now += 3.0
+    admission.leave(first)
+    assert waiting.admitted.is_set()
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(Metrics().watch(admission=admission).text().decode())
+        for s in family.samples
+    }
+    assert found[("playground_step_seconds", (("streams", "2"), ("weights", "local")))] == pytest.approx(0.12)
+    assert found[("playground_queue_pace_seconds", ())] == pytest.approx(3.0)  # the one waiter waited 3 s
+
+
+def test_each_engine_is_judged_by_its_own_streams():
+    clock = Clock()
+    admission = Admission(max_running=8, min_tokens_per_s=5, clock=clock)
+    first = admission.join({0: "big", 1: "small"})
+    for _ in range(10):
+        clock.now += 0.15  # the big model at 6.7 tok/s, the small one twice as fast
+        admission.tick(first, 0)
+        admission.tick(first, 1)
+        admission.tick(first, 1)
+    on_small = admission.join({0: "small"})
+    assert on_small.admitted.is_set()  # the small engine's 13 tok/s halves to 6.7; the big one is untouched
+    on_big = admission.join({0: "big"})
+    assert admission.place(on_big) is not None  # 6.7 halved: 3.3
 
 
 def test_a_pane_that_finished_early_does_not_hold_the_line_and_remote_panes_are_not_measured():
@@ -108,12 +214,13 @@ def hint(output) -> str:
 
 
 def test_a_second_visitor_waits_told_its_place_and_then_gets_its_answers(tmp_path):
-    """Panes at 10 tok/s with a floor of 8: a second comparison would leave each pane 5, so it waits
-    until the first ends; the second time the wait is estimated from the first comparison's time."""
+    """Panes on one engine without batching gain, 10 tok/s each, with a floor of 8: a second comparison
+    would leave each pane 5, so it waits until the first ends, the second time too (what was learned
+    says the same); the second time the wait is estimated from the pace the line moved at."""
     argv = ["--data-dir", str(tmp_path), "--port", str(free_port()), "--model", "org/one", "--model", "org/two"]
     settings = settings_from(argv + ["--min-tokens-per-s", "8"], {})
     prompt = " ".join(f"word{i}" for i in range(30))  # 32 tokens a pane at 10 tok/s
-    with create_app(settings, streamer=words_streamer(delay=0.1), log=lambda m: None) as app:
+    with create_app(settings, streamer=shared_engine_streamer(0.05), log=lambda m: None) as app:
         for round_ in range(2):
             first, second = Client(app.url, verbose=False), Client(app.url, verbose=False)
             running = first.submit(prompt, "", "", api_name="/ask")
@@ -127,7 +234,7 @@ def test_a_second_visitor_waits_told_its_place_and_then_gets_its_answers(tmp_pat
                 assert "estimating the wait" in shown
             else:
                 estimate = float(re.search(r"about (\d+) s to wait", shown).group(1))
-                assert 1 <= estimate <= 4, shown  # a comparison took about 3.3 s, and this one began before
+                assert 1 <= estimate <= 4, shown  # the line moved about 3 s after the last one was let in
             assert running.result()[6] == ""  # the first one was never held back
             result = waiting.result()
             assert "waits for a free place" not in hint(result)
@@ -135,9 +242,7 @@ def test_a_second_visitor_waits_told_its_place_and_then_gets_its_answers(tmp_pat
         assert app.core.admission.running == 0 and app.core.admission.waiting == 0
 
 
-def slow_streamer(contender, messages, params, *, stop, seed):
-    """40 words at 10 tok/s on every pane."""
-    yield from words_streamer(delay=0.1)(contender, messages, params, stop=stop, seed=seed)
+slow_streamer = shared_engine_streamer(0.05)  # 40 words a pane, 10 tok/s each with two panes streaming
 
 
 @pytest.mark.parametrize("viewport", [WIDE, PHONE], ids=["wide", "phone"])
