@@ -12,9 +12,10 @@ admitted panes have streamed a few tokens there is nothing to measure, and nobod
 `max_running` caps comparisons whatever the measurement says (the engines' batch or cache); remote
 contenders' panes are not measured (their servers are not ours).
 
-A waiting comparison knows its place and an estimated wait: once the line has moved, from the
-measured pace at which waiters were let in; before that, each running comparison is expected to last
-as long as recent ones did, and each one that ends lets the next in.
+A waiting comparison knows its place and an estimated wait, the later of two predictions: each
+running comparison lasts as long as recent ones did and each one that ends lets the next in; and the
+line moves at the pace it was measured to move (the mean gap between the last waiters let in). The
+first knows nothing of how many run at once, the second starts from few gaps; each covers the other.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Callable
 RATE_WINDOW = 16  # a pane's live rate: over its last this many tokens
 MEASURED_AFTER = 4  # tokens a new pane streams before its rate counts (its first comes after prefill)
 DURATION_MEMORY = 0.3  # weight of the newest finished comparison in the expected duration
-PACE_MEMORY = 0.3  # weight of the newest gap between two waiters let in, in the expected gap
+PACE_GAPS = 8  # the line's pace: the mean of this many last gaps between waiters let in
 STEP_MEMORY = 64  # token gaps kept per batch size
 STEP_SAMPLES = 8  # token gaps a batch size needs before it counts
 LOCAL = "local"  # the engine of panes given as bare positions
@@ -40,8 +41,9 @@ class StepTimes:
     """Seconds between a stream's tokens, by how many streams its engine runs: learned from what runs.
 
     A batched engine's step costs a fixed part (weights read, Python, threads) plus a part per stream,
-    so a straight line through the measured batch sizes predicts the others. With one batch size
-    measured, the step is taken to grow in proportion to the streams: no batching gain is assumed."""
+    so a straight line through the measured batch sizes predicts the others; a batch size measured
+    often enough is taken as measured. With one batch size measured, the step is taken to grow in
+    proportion to the streams: no batching gain is assumed."""
 
     def __init__(self) -> None:
         self._gaps: dict[int, deque[float]] = {}
@@ -58,6 +60,8 @@ class StepTimes:
         points = self.measured()
         if not points:
             return None
+        if max(1, streams) in points:
+            return points[max(1, streams)]
         if len(points) == 1:
             ((n, t),) = points.items()
             return t * max(1, streams) / n
@@ -117,7 +121,7 @@ class Admission:
         self._streams: Counter = Counter()  # local streams running, by engine
         self.steps: dict[Hashable, StepTimes] = {}  # per engine: seconds between tokens by batch size
         self.expected_s: float | None = None  # how long a comparison runs, from the last ones that ended
-        self.pace_s: float | None = None  # seconds between two waiters let in, while the line was not empty
+        self._gaps: deque[float] = deque(maxlen=PACE_GAPS)  # seconds between waiters let in, the line not empty
         self._last_let_in: float | None = None
 
     @property
@@ -234,27 +238,33 @@ class Admission:
             ticket = self._waiting.pop(0)
             now = ticket.admitted_at = self.clock()
             if ticket is not arriving:  # it waited: the gap since the line last moved is the line's pace
-                gap = now - max(ticket.joined, self._last_let_in or ticket.joined)
-                self.pace_s = gap if self.pace_s is None else self.pace_s + PACE_MEMORY * (gap - self.pace_s)
+                self._gaps.append(now - max(ticket.joined, self._last_let_in or ticket.joined))
             self._last_let_in = now
             self._running.append(ticket)
             self._streams += ticket.streaming()
             ticket.admitted.set()
 
+    @property
+    def pace_s(self) -> float | None:
+        """Mean seconds between two waiters let in while the line was not empty; None before any."""
+        gaps = list(self._gaps)
+        return sum(gaps) / len(gaps) if gaps else None
+
     def _estimate_locked(self, position: int) -> float | None:
-        """Seconds until the waiter at `position` starts."""
-        now = self.clock()
-        if self.pace_s is not None and self._last_let_in is not None:
-            # The line moves one place per measured gap; the next move is due a gap after the last.
-            return max(0.0, self._last_let_in + self.pace_s - now) + (position - 1) * self.pace_s
-        if self.expected_s is None:
-            return None
-        # Nobody has been let in from the line yet: running ones end at their expected time, and each
-        # end lets the next waiter in, who then runs as long as expected.
-        ends = [max(0.0, (t.admitted_at or now) + self.expected_s - now) for t in self._running]
-        heapq.heapify(ends)
-        start = 0.0
-        for _ in range(position):
-            start = heapq.heappop(ends) if ends else start
-            heapq.heappush(ends, start + self.expected_s)
-        return start
+        """Seconds until the waiter at `position` starts: the later of the two predictions."""
+        now, pace = self.clock(), self.pace_s
+        estimates = []
+        if pace is not None and self._last_let_in is not None:
+            # The line moves one place per gap; the next move is due a gap after the last.
+            estimates.append(max(0.0, self._last_let_in + pace - now) + (position - 1) * pace)
+        if self.expected_s is not None:
+            # Running ones end at their expected time, and each end lets the next waiter in, who
+            # then runs as long as expected.
+            ends = [max(0.0, (t.admitted_at or now) + self.expected_s - now) for t in self._running]
+            heapq.heapify(ends)
+            start = 0.0
+            for _ in range(position):
+                start = heapq.heappop(ends) if ends else start
+                heapq.heappush(ends, start + self.expected_s)
+            estimates.append(start)
+        return max(estimates) if estimates else None

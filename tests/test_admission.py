@@ -62,13 +62,14 @@ def test_a_comparison_that_would_slow_the_slowest_pane_below_the_floor_waits_unt
     clock.now += 10.0
     admission.leave(first)  # ran 11.25 s: the expected duration from now on
     assert admission.expected_s == pytest.approx(11.25)
-    # The second waited 10 s for its place: the line's measured pace, which now estimates the third's wait.
+    # The second waited 10 s for its place: the line's measured pace. The third waits for the second to
+    # end (11.25 s), later than the pace says (10 s): the later of the two.
     assert second.admitted.is_set() and admission.pace_s == pytest.approx(10.0)
-    assert admission.place(third) == Place(1, pytest.approx(10.0))
+    assert admission.place(third) == Place(1, pytest.approx(11.25))
     clock.now += 4.0
-    assert admission.place(third) == Place(1, pytest.approx(6.0))
-    fourth = admission.join((0, 1))  # one gap more: the line moves a place every 10 s
-    assert admission.place(fourth) == Place(2, pytest.approx(16.0))
+    assert admission.place(third) == Place(1, pytest.approx(7.25))
+    fourth = admission.join((0, 1))
+    assert admission.place(fourth) == Place(2, pytest.approx(18.5))
 
 
 def test_the_estimate_serves_the_line_in_order_as_running_comparisons_end():
@@ -97,12 +98,14 @@ def test_step_times_assume_no_gain_from_one_batch_size_and_fit_a_line_through_mo
     for _ in range(8):
         steps.observe(6, 0.14)  # 0.08 s a step plus 0.01 s a stream
     assert steps.measured() == {2: pytest.approx(0.1), 6: pytest.approx(0.14)}
-    assert steps.seconds(12) == pytest.approx(0.2)
+    assert steps.seconds(12) == pytest.approx(0.2) and steps.seconds(4) == pytest.approx(0.12)
     assert steps.slowdown(6, 6) == pytest.approx(0.14 / 0.2)
+    steps.observe(6, 0.3)  # a batch size measured often enough is taken as measured, not from the line
+    assert steps.seconds(6) == pytest.approx(1.42 / 9)
     for _ in range(64):
         steps.observe(10, 0.05)  # faster with more streams: noise; the step is never taken to shrink
-    assert steps.slowdown(10, 5) == pytest.approx(1.0)
-    assert steps.seconds(1) > 0
+    assert steps.seconds(10) == pytest.approx(0.05)
+    assert steps.seconds(20) == pytest.approx(steps.seconds(40)) and steps.seconds(1) > 0
 
 
 def engine_steps(admission: Admission, clock: Clock, steps: int, seconds) -> None:
@@ -182,6 +185,23 @@ def test_each_engine_is_judged_by_its_own_streams():
     assert on_small.admitted.is_set()  # the small engine's 13 tok/s halves to 6.7; the big one is untouched
     on_big = admission.join({0: "big"})
     assert admission.place(on_big) is not None  # 6.7 halved: 3.3
+
+
+def test_when_the_line_moves_slower_than_comparisons_end_the_measured_pace_estimates():
+    clock = Clock()
+    admission = Admission(max_running=2, min_tokens_per_s=0, clock=clock)
+    a, b = admission.join((0,)), admission.join((0,))
+    c, d, e = admission.join((0,)), admission.join((0,)), admission.join((0,))
+    clock.now += 5.0
+    admission.leave(a)  # took 5 s; c waited 5 s
+    clock.now += 25.0
+    admission.leave(b)  # took 30 s; d waited 25 s since c went in
+    assert c.admitted.is_set() and d.admitted.is_set()
+    assert admission.expected_s == pytest.approx(12.5) and admission.pace_s == pytest.approx(15.0)
+    # By durations, c is overdue and e would go at once; but the line has moved a place every 15 s.
+    assert admission.place(e) == Place(1, pytest.approx(15.0))
+    f = admission.join((0,))
+    assert admission.place(f) == Place(2, pytest.approx(30.0))
 
 
 def test_a_pane_that_finished_early_does_not_hold_the_line_and_remote_panes_are_not_measured():
