@@ -12,10 +12,10 @@ admitted panes have streamed a few tokens there is nothing to measure, and nobod
 `max_running` caps comparisons whatever the measurement says (the engines' batch or cache); remote
 contenders' panes are not measured (their servers are not ours).
 
-A waiting comparison knows its place and an estimated wait, the later of two predictions: each
-running comparison lasts as long as recent ones did and each one that ends lets the next in; and the
-line moves at the pace it was measured to move (the mean gap between the last waiters let in). The
-first knows nothing of how many run at once, the second starts from few gaps; each covers the other.
+A waiting comparison knows its place and an estimated wait: once the line has moved a few times, at
+the pace it was measured to move (the mean gap between the last waiters let in), which holds however
+many run at once and however long answers run; before that, each running comparison is expected to
+last as long as recent ones did, and each one that ends lets the next in.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ RATE_WINDOW = 16  # a pane's live rate: over its last this many tokens
 MEASURED_AFTER = 4  # tokens a new pane streams before its rate counts (its first comes after prefill)
 DURATION_MEMORY = 0.3  # weight of the newest finished comparison in the expected duration
 PACE_GAPS = 8  # the line's pace: the mean of this many last gaps between waiters let in
+PACE_AFTER = 3  # gaps measured before the pace estimates (a burst's first admissions come quickly)
 STEP_MEMORY = 64  # token gaps kept per batch size
 STEP_SAMPLES = 8  # token gaps a batch size needs before it counts
 LOCAL = "local"  # the engine of panes given as bare positions
@@ -251,20 +252,20 @@ class Admission:
         return sum(gaps) / len(gaps) if gaps else None
 
     def _estimate_locked(self, position: int) -> float | None:
-        """Seconds until the waiter at `position` starts: the later of the two predictions."""
-        now, pace = self.clock(), self.pace_s
-        estimates = []
-        if pace is not None and self._last_let_in is not None:
+        """Seconds until the waiter at `position` starts."""
+        now = self.clock()
+        if len(self._gaps) >= PACE_AFTER and self._last_let_in is not None:
             # The line moves one place per gap; the next move is due a gap after the last.
-            estimates.append(max(0.0, self._last_let_in + pace - now) + (position - 1) * pace)
-        if self.expected_s is not None:
-            # Running ones end at their expected time, and each end lets the next waiter in, who
-            # then runs as long as expected.
-            ends = [max(0.0, (t.admitted_at or now) + self.expected_s - now) for t in self._running]
-            heapq.heapify(ends)
-            start = 0.0
-            for _ in range(position):
-                start = heapq.heappop(ends) if ends else start
-                heapq.heappush(ends, start + self.expected_s)
-            estimates.append(start)
-        return max(estimates) if estimates else None
+            pace = sum(self._gaps) / len(self._gaps)
+            return max(0.0, self._last_let_in + pace - now) + (position - 1) * pace
+        if self.expected_s is None:
+            return None
+        # Running ones end at their expected time, and each end lets the next waiter in, who then runs
+        # as long as expected.
+        ends = [max(0.0, (t.admitted_at or now) + self.expected_s - now) for t in self._running]
+        heapq.heapify(ends)
+        start = 0.0
+        for _ in range(position):
+            start = heapq.heappop(ends) if ends else start
+            heapq.heappush(ends, start + self.expected_s)
+        return start
