@@ -171,11 +171,14 @@ class Admission:
             self._admit_locked()
 
     def tick(self, ticket: Ticket, position: int) -> None:
-        """A local pane of a running comparison streamed a token (or a piece of text)."""
+        """A pane of a running comparison streamed a token (or a piece of text); a remote pane's is not
+        measured."""
+        engine = ticket.local.get(position)
+        if engine is None:
+            return
         now = self.clock()
         times = ticket.ticks.setdefault(position, deque(maxlen=RATE_WINDOW))
         if times and position not in ticket.finished:
-            engine = ticket.local.get(position, LOCAL)
             with self._lock:
                 self.steps.setdefault(engine, StepTimes()).observe(self._streams[engine], now - times[-1])
         times.append(now)
@@ -253,10 +256,9 @@ class Admission:
 
     def _estimate_locked(self, position: int) -> float | None:
         """Seconds until the waiter at `position` starts."""
-        now = self.clock()
-        if len(self._gaps) >= PACE_AFTER and self._last_let_in is not None:
+        now, pace = self.clock(), self.pace_s
+        if pace is not None and len(self._gaps) >= PACE_AFTER and self._last_let_in is not None:
             # The line moves one place per gap; the next move is due a gap after the last.
-            pace = sum(self._gaps) / len(self._gaps)
             return max(0.0, self._last_let_in + pace - now) + (position - 1) * pace
         if self.expected_s is None:
             return None

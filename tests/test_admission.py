@@ -222,6 +222,11 @@ def test_a_pane_that_finished_early_does_not_hold_the_line_and_remote_panes_are_
     assert admission.place(remote) == Place(1, None)  # remote panes are not measured, but the cap holds
     admission.leave(first)
     assert remote.admitted.is_set()
+    learned = admission.learned()
+    for _ in range(20):
+        clock.now += 0.01
+        admission.tick(remote, 0)  # a server's tokens teach nothing of local engines
+    assert admission.learned() == learned and not remote.ticks
 
 
 def test_a_waiter_that_leaves_gives_its_place_to_the_next():
