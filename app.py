@@ -223,6 +223,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "(env PLAYGROUND_MIN_TOKENS_PER_S; default 5, about reading speed; 0: no speed check)",
     )
     parser.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="once serving, measure each local engine's speed at 1, 2, 4... comparisons' streams while "
+        "nobody's comparison runs, so admission knows what a second comparison costs before a crowd "
+        "comes (default on; only with --min-tokens-per-s above 0)",
+    )
+    parser.add_argument(
         "--queue-size",
         type=int,
         default=None,
@@ -353,6 +361,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str], space_storage: Pa
         queue_size=args.queue_size,
         max_prompt_chars=prompt_limit(args.max_prompt_chars),
         min_tokens_per_s=args.min_tokens_per_s,
+        calibrate=args.calibrate,
         leaderboard_rounds=args.leaderboard_rounds,
         leaderboard_min_battles=args.leaderboard_min_battles,
         admin_token=admin_token(args.admin, env),

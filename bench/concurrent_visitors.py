@@ -41,6 +41,7 @@ PROMPTS = [
 ]
 POLL_S = 0.01  # how often a visitor looks at its job's outputs (gradio_client's own iterator spins every 1 ms)
 START_TIMEOUT_S = 300.0
+CALIBRATION_TIMEOUT_S = 180.0
 
 
 @dataclass
@@ -230,6 +231,17 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+def calibrated(log_path: Path, timeout_s: float = CALIBRATION_TIMEOUT_S) -> None:
+    """Wait until the app has measured its engines (it does so once serving, while nothing runs): a
+    round measures a server that has been up a while, not its first minute."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if "admission measured" in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.5)
+    print(f"  the app did not report its engines measured within {timeout_s:.0f} s; going on")
+
+
 def read_api(url: str) -> Api:
     """The /ask and /rate parameters, the pane count and where /ask returns the form token."""
     from gradio_client import Client
@@ -310,8 +322,14 @@ def note_wait(record: Visit, output: Any, panes: int) -> None:
     hint = str(list(output)[3 * panes]) if len(list(output)) > 3 * panes else ""
     now = time.perf_counter()
     if "waits for a free place" in hint:
-        found = re.search(r"about (\d+) s to wait", hint)
-        estimate = float(found.group(1)) if found else 0.0 if "any moment" in hint else None
+        found = re.search(r"about (\d+) (s|min) to wait", hint)
+        estimate = (
+            float(found.group(1)) * (60 if found.group(2) == "min" else 1)
+            if found
+            else 0.0
+            if "any moment" in hint
+            else None
+        )
         if estimate is not None:
             record.estimates.append((now, estimate))
             if record.estimate_seen is None or record.estimate_s is None:
@@ -347,6 +365,8 @@ def run_round(visitors: int, app_dir: Path, cache_dir: Path, extra: list[str], w
             from gradio_client import Client
 
             Client(url, verbose=False).predict(*api.ask_args("Hello!"), api_name="/ask")
+        if "--calibrate" in app_options(app_dir) and "--no-calibrate" not in extra:
+            calibrated(log_path)
         before = count_rows(data_dir)
         start = threading.Barrier(visitors + 1)
         visits: list[Visit | None] = [None] * visitors

@@ -17,6 +17,7 @@ from tokenizers.decoders import DecodeStream
 
 from models.context import ContextTooLong, answer_reserve, answer_tokens, fit_messages
 from models.engines import Engine, EngineEvent, Finished, StreamRequest, TokenSampler, build_engines
+from models.engines.probe import step_gaps
 from models.loading import LoadedWeights
 from models.prompt_format import RenderedPrompt, render_prompt
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec
@@ -33,6 +34,9 @@ __all__ = [
     "Streamer",
     "stream_tokens",
 ]
+
+
+PROBE_QUESTION = "Explain in two sentences why the sky is blue."  # a typical visitor's question
 
 
 class EngineFailure(StreamFailure):
@@ -218,6 +222,12 @@ class LocalStreamer:
             eos=frozenset(_eos_ids(loaded)),
         )
         yield from _as_text(engine.generate(request), loaded.tokenizer, request, started)
+
+    def step_gaps(self, contender: ContenderSpec, streams: int, tokens: int = 16) -> list[float]:
+        """Seconds between a stream's tokens with `streams` streams decoding together on `contender`'s
+        weights (models/engines/probe.py), on a prompt of the length a short question has."""
+        prompt = self.render(contender, [{"role": "user", "content": PROBE_QUESTION}])
+        return step_gaps(self.engines[contender.weights], prompt.input_ids, streams, tokens)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop every engine: streams still running end as stopped, and each engine's threads are joined

@@ -124,6 +124,11 @@ class RoutedStreamer:
             )
         return streamer(contender, messages, params, stop=stop, seed=seed)
 
+    def step_gaps(self, contender: ContenderSpec, streams: int, tokens: int = 16) -> list[float]:
+        """The local streamer's measure of its engine's step (models/local.py); empty where it has none."""
+        probe = getattr(self.local, "step_gaps", None)
+        return probe(contender, streams, tokens) if probe is not None and not contender.remote else []
+
     def close(self) -> None:
         for streamer in (self.local, self.remote):
             close = getattr(streamer, "close", None)

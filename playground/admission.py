@@ -92,6 +92,23 @@ class Place:
     position: int
     estimate_s: float | None  # None until a comparison has finished to estimate from
 
+    def readable(self) -> Place:
+        """The place with its estimate as precise as a person reads it (`readable_wait`): equal to the
+        last one shown until the words on the page would change."""
+        return Place(self.position, readable_wait(self.estimate_s))
+
+
+def readable_wait(seconds: float | None) -> float | None:
+    """Whole seconds under 10 s, 5 s steps under 90 s, whole minutes beyond: each waiting page is sent
+    again only when what it shows changes (with 30 waiting, a page a second each took CPU from decoding)."""
+    if seconds is None:
+        return None
+    if seconds < 10:
+        return float(round(seconds))
+    if seconds < 90:
+        return 5.0 * round(seconds / 5)
+    return 60.0 * round(seconds / 60)
+
 
 @dataclass(eq=False)
 class Ticket:
@@ -190,6 +207,14 @@ class Admission:
                 self._streams[ticket.local[position]] -= 1
             ticket.finished.add(position)
             self._admit_locked()
+
+    def observe(self, engine: Hashable, streams: int, gaps: Iterable[float]) -> None:
+        """Seconds between a stream's tokens measured outside the line (playground/calibration.py) with
+        `streams` decoding together on `engine`: kept as if a running comparison had shown them."""
+        with self._lock:
+            steps = self.steps.setdefault(engine, StepTimes())
+            for gap in gaps:
+                steps.observe(streams, gap)
 
     def learned(self) -> dict[Hashable, dict[int, float]]:
         """Per engine, the measured seconds between a stream's tokens at each batch size seen."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,6 +24,7 @@ from models.specs import ContenderSpec, LineupSpec, SpecError, WeightsSpec
 from models.streaming import RoutedStreamer, StreamFailure
 from playground.admission import Admission
 from playground.arena import ArenaSampler
+from playground.calibration import probes_for, start_calibration
 from playground.comparison import MAX_PROMPT_CHARS, Playground
 from playground.conversations import UNASKED_TTL_S, ConversationStore
 from playground.errors import SettingsError
@@ -65,6 +67,7 @@ class Settings:
     kv_cache_gib: float | None = None  # per engine on one device; None: sized from free memory
     queue_size: int | None = None  # comparisons that may wait; None: 4 per one that runs
     min_tokens_per_s: float = 5.0  # admission: every local answer streaming keeps this speed (0: no check)
+    calibrate: bool = True  # once serving, measure the local engines' step times (playground/calibration.py)
     leaderboard_rounds: int = 1000
     leaderboard_min_battles: int = 20
     admin_token: str | None = None  # the data tab exists only with a token
@@ -205,6 +208,8 @@ class App:
     settings: Settings
     max_concurrent: int  # comparisons generated at once; the queue is sized from it
     sweeper: Sweeper | None = None  # started by launch()
+    log: Callable[[str], None] = print
+    calibration: threading.Event | None = None  # set to stop measuring the engines (started by launch())
 
     @property
     def demo(self) -> gr.Blocks:
@@ -256,11 +261,30 @@ class App:
         # Before the first session: Gradio's per-session state starts lean and is swept (ui_sessions).
         store = page.conversations
         self.sweeper = Sweeper(lean_sessions(page.demo), store.unasked_ttl_s, store.sweep).start()
+        self._calibrate()
         if block:
             page.demo.block_thread()
 
+    def _calibrate(self) -> None:
+        """Measure the local engines' step times in the background (playground/calibration.py), where
+        admission checks speed and a streamer can measure."""
+        core, measure = self.core, getattr(self.core.streamer, "step_gaps", None)
+        if not self.settings.calibrate or not core.admission.min_tokens_per_s or measure is None:
+            return
+        engines = getattr(core.streamer, "engines", {})
+        probes = probes_for(
+            core.lineup.contenders,
+            core.pane_count,
+            core.admission.max_running,
+            {weights: getattr(engine, "max_batch", None) for weights, engine in engines.items()},
+        )
+        if probes:
+            _, self.calibration = start_calibration(core.admission, measure, probes, self.log)
+
     def close(self) -> None:
         """Stop serving (the core's engines are the caller's)."""
+        if self.calibration is not None:
+            self.calibration.set()
         self.demo.close()
 
     def __enter__(self) -> App:
@@ -339,7 +363,7 @@ def create_app(settings: Settings, streamer: Streamer | None = None, log: Callab
         admin_notice=admin_notice,
         unasked_ttl_s=settings.unasked_ttl_s,
     )
-    return App(page, core, settings, max_concurrent)
+    return App(page, core, settings, max_concurrent, log=log)
 
 
 def writable_dir(path: Path) -> bool:

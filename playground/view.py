@@ -93,6 +93,8 @@ def _place_words(place: Place) -> str:
         else "starting any moment"
         if place.estimate_s < 1
         else f"about {place.estimate_s:.0f} s to wait"
+        if place.estimate_s < 90
+        else f"about {place.estimate_s / 60:.0f} min to wait"
     )
     return f"{where}, {wait}"
 

@@ -5,6 +5,7 @@
 from models.engines.batched_loop import BatchedLoop
 from models.engines.choice import CachePlan, build_engines, describe_engine, plan_cache
 from models.engines.continuous import ContinuousEngine
+from models.engines.probe import step_gaps
 from models.engines.protocol import Engine, EngineEvent, Finished, StreamRequest, close_at_exit, failure_message
 from models.engines.sampling import TokenSampler, logits_processors
 
@@ -23,4 +24,5 @@ __all__ = [
     "failure_message",
     "logits_processors",
     "plan_cache",
+    "step_gaps",
 ]
