@@ -4,17 +4,20 @@ told their place and the estimated wait (playground/admission.py), on the real s
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import pytest
 from gradio_client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import settings_from
-from playground.admission import Admission, Place, StepTimes, Ticket
+from playground.admission import Admission, Place, StepTimes, Ticket, readable_wait
 from playground.metrics import Metrics
 from playground.server import create_app
+from playground.view import waiting_line
 from tests.browsers import PHONE, WIDE, paced_app
-from tests.fakes import shared_engine_streamer
+from tests.fakes import shared_engine_streamer, words_streamer
 from tests.page_api import answers
 from tests.servers import free_port
 from tests.waiting import until
@@ -307,3 +310,48 @@ def test_in_chromium_the_waiting_visitor_sees_its_place_then_its_answers(browser
             pages.reverse()  # the other page asks first next time
         for page in pages:
             page.close()
+
+
+def test_estimates_are_shown_as_precisely_as_a_person_reads_them():
+    assert [readable_wait(s) for s in (None, 0.4, 7.6, 12.4, 13.0, 87.0, 92.0, 430.0)] == [
+        None,
+        0.0,
+        8.0,
+        10.0,
+        15.0,
+        85.0,
+        120.0,
+        420.0,
+    ]
+    assert "about 85 s to wait" in waiting_line(Place(2, 84.7).readable())
+    assert "number 3 in line, about 7 min to wait" in waiting_line(Place(3, 430.0).readable())
+
+
+def test_a_waiting_page_is_sent_again_only_when_its_place_reads_differently(tmp_path):
+    """One comparison at a time; the first holds its place for 3 s. The second's place reads "next in
+    line, estimating the wait…" all along (nothing has finished to estimate from): it is sent once, not
+    once a second."""
+    release = threading.Event()
+    words = words_streamer()
+
+    def held(contender, messages, params, *, stop, seed):
+        if "hold" in messages[-1]["content"]:
+            release.wait(30)
+        yield from words(contender, messages, params, stop=stop, seed=seed)
+
+    argv = ["--data-dir", str(tmp_path), "--model", "org/one", "--model", "org/two", "--max-concurrent", "1"]
+    core = create_app(settings_from(argv, {}), streamer=held, log=lambda m: None).core
+    first, second = core.new_conversation(), core.new_conversation()
+    running = threading.Thread(target=lambda: list(core.ask(first, "hold this")))
+    running.start()
+    until(lambda: core.admission.running == 1)
+    places = []
+    waiting = threading.Thread(target=lambda: places.extend(c.queue_place for c in core.ask(second, "next")))
+    waiting.start()
+    until(lambda: core.admission.waiting == 1)
+    time.sleep(3.0)
+    release.set()
+    running.join(30)
+    waiting.join(30)
+    assert [p for p in places if p is not None] == [Place(1, None)]
+    assert second.panes[0].text.endswith("next")
