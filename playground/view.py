@@ -101,8 +101,10 @@ def _place_words(place: Place) -> str:
 
 def waiting_line(place: Place) -> str:
     """A question waiting for a free place: where it stands and about how long it waits."""
+    words = _place_words(place)
     return (
-        f"_Your question waits for a free place: {_place_words(place)}. Answers start once every answer "
+        f"_Your question waits for a free place: {words}{'' if words.endswith('…') else '.'} Answers start "
+        "once every answer "
         "already streaming can spare the speed to stay readable._"
     )
 
