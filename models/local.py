@@ -16,8 +16,7 @@ import torch
 from tokenizers.decoders import DecodeStream
 
 from models.context import ContextTooLong, answer_reserve, answer_tokens, fit_messages
-from models.engines import Engine, EngineEvent, Finished, StreamRequest, TokenSampler, build_engines
-from models.engines.probe import step_gaps
+from models.engines import Engine, EngineEvent, Finished, StreamRequest, TokenSampler, build_engines, step_gaps
 from models.loading import LoadedWeights
 from models.prompt_format import RenderedPrompt, render_prompt
 from models.specs import ContenderSpec, GenerationParams, WeightsSpec

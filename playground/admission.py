@@ -99,8 +99,8 @@ class Place:
 
 
 def readable_wait(seconds: float | None) -> float | None:
-    """Whole seconds under 10 s, 5 s steps under 90 s, whole minutes beyond: each waiting page is sent
-    again only when what it shows changes (with 30 waiting, a page a second each took CPU from decoding)."""
+    """Whole seconds under 10 s, 5 s steps under 90 s, whole minutes beyond: a waiting page is sent again
+    only when what it shows changes (playground/comparison.py)."""
     if seconds is None:
         return None
     if seconds < 10:

@@ -3,8 +3,9 @@
 Admission (playground/admission.py) predicts how much a new comparison slows the answers running, from
 the seconds between tokens it has seen at each batch size. Learned only from what runs, it never sees
 a batch larger than the ones it already allowed, so it never finds out that a second comparison would
-cost little: on two CPU cores three streams ran at 8 tok/s each and nine streams at 7 - 8, yet a line
-through the sizes one comparison shows (1 - 3 streams) predicted nine would fall below 5. So, once the
+cost little: on two CPU cores, with admission off, three comparisons at once (nine streams) kept the
+slowest pane at 8 tok/s, yet a line through the sizes one comparison shows (1 - 3 streams) predicted
+that two would take every pane below 5. So, once the
 page serves and while nobody's comparison runs, each engine decodes one, two, four... comparisons'
 worth of streams on a short question, until a stream would fall below the floor or the engine is full;
 live measurements then replace these as comparisons run.
@@ -106,8 +107,9 @@ def start_calibration(
     measure: Callable[[ContenderSpec, int, int], list[float]],
     probes: Sequence[EngineProbe],
     report: Callable[[str], None],
-) -> tuple[threading.Thread, threading.Event]:
-    """Run `calibrate` in a daemon thread; `report` gets one line when it ends. Set the event to stop it."""
+) -> threading.Event:
+    """Run `calibrate` in a daemon thread; `report` gets one line when it ends. Set the event returned
+    to stop it."""
     stop = threading.Event()
 
     def run() -> None:
@@ -120,6 +122,5 @@ def start_calibration(
         if found:
             report(f"admission measured in {time.monotonic() - started:.0f} s: {describe(found)}")
 
-    thread = threading.Thread(target=run, daemon=True, name="calibration")
-    thread.start()
-    return thread, stop
+    threading.Thread(target=run, daemon=True, name="calibration").start()
+    return stop

@@ -54,10 +54,9 @@ PAGE_BEHIND = (
     "screen now and try again"
 )
 STALE_FORM = "this rating form was filled in for earlier answers; rate the answers on screen now"
-log = logging.getLogger(__name__)
-
-
 WAITING_RESEND_S = 15.0  # a waiting page whose place has not changed is sent again after this long
+
+log = logging.getLogger(__name__)
 
 
 def checked_prompt(prompt: object, limit: int = MAX_PROMPT_CHARS) -> str:

@@ -279,7 +279,7 @@ class App:
             {weights: getattr(engine, "max_batch", None) for weights, engine in engines.items()},
         )
         if probes:
-            _, self.calibration = start_calibration(core.admission, measure, probes, self.log)
+            self.calibration = start_calibration(core.admission, measure, probes, self.log)
 
     def close(self) -> None:
         """Stop serving (the core's engines are the caller's)."""

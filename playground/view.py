@@ -104,8 +104,7 @@ def waiting_line(place: Place) -> str:
     words = _place_words(place)
     return (
         f"_Your question waits for a free place: {words}{'' if words.endswith('…') else '.'} Answers start "
-        "once every answer "
-        "already streaming can spare the speed to stay readable._"
+        "once every answer already streaming can spare the speed to stay readable._"
     )
 
 
